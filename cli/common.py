@@ -1,0 +1,56 @@
+"""What every command shares: error handling, groups with a default command, JSON output."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from retrieval.errors import MicrotheoryError
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """Top-level group: a project error becomes one line on stderr and its exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MicrotheoryError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise click.exceptions.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group that runs `default_command` when the first argument is not one of its commands.
+
+    Lets `microtheory critique INPUT ...` and `microtheory critique train ...` live side by side.
+    """
+
+    default_command: str = ""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and self.default_command and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # A group whose only argument is an option (e.g. `critique --out x in.jsonl`) still goes to the default.
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h") and self.default_command:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def default_group(command: str) -> type[DefaultCommandGroup]:
+    """A DefaultCommandGroup class whose default command is `command` (for `typer.Typer(cls=...)`)."""
+    return type(f"DefaultGroup_{command}", (DefaultCommandGroup,), {"default_command": command})
+
+
+def echo_json(obj: Any) -> None:
+    """Print one JSON document to stdout (for `--json`: scripts read this, so nothing else goes to stdout)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
