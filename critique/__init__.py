@@ -1,0 +1,1 @@
+"""Explanation critique: the Digital Socrates format, flaw-injection data, the critic model."""
