@@ -99,3 +99,46 @@ def test_record_validates():
 def test_multiline_value_continues():
     text = EXPECTED.replace("* General: Check each stated fact.", "* General: Check each\nstated fact.")
     assert parse_ds(text).general == "Check each stated fact."
+
+
+# --- critique/inputs.py -------------------------------------------------------------------------
+
+from critique.inputs import iter_rows, parse_model_output, read_model_outputs, split_inline_options  # noqa: E402
+from retrieval.errors import InputError  # noqa: E402
+
+
+def test_split_inline_options():
+    stem, opts = split_inline_options("Which is a metal? (A) wood (B) iron (C) glass")
+    assert stem == "Which is a metal?" and opts == {"A": "wood", "B": "iron", "C": "glass"}
+    assert split_inline_options("No options here") == ("No options here", {})
+
+
+def test_reader_accepts_both_schemas_and_reports_bad_rows(tmp_path):
+    rows = [
+        {"id": "a", "question": "Which is a metal?", "options": {"A": "wood", "B": "iron"}, "answer_key": "B",
+         "explanation": "Iron is a metal.", "predicted_answer": "B"},
+        {"id": "b", "question": "Which is a metal? (A) wood (B) iron", "answerKey": "B",
+         "explanation": "Iron is a metal.", "answer": "(B) iron"},
+        {"id": "c", "question": "Which is a metal?", "options": {"A": "wood", "B": "iron"}, "answer_key": "E",
+         "explanation": "x", "predicted_answer": "B"},
+        {"id": "d", "question": "Which is a metal?", "options": {"A": "wood", "B": "iron"}, "answer_key": "A",
+         "predicted_answer": "B"},
+    ]
+    p = tmp_path / "in.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    got = list(iter_rows(p))
+    assert [r.id for r in got] == ["a", "b", "c", "d", "line5"]
+    assert got[0].record and got[0].record.predicted_label == "B"
+    assert got[1].record and got[1].record.options == {"A": "wood", "B": "iron"}
+    assert got[1].record.answer_key == "B" and got[1].record.predicted_answer == "B"
+    assert got[2].error and "unknown answer key 'E'" in str(got[2].error) and str(got[2].error).startswith(str(p) + ":3:")
+    assert got[3].error and "missing field 'explanation'" in str(got[3].error)
+    assert got[4].error and "not valid JSON" in str(got[4].error)
+    with pytest.raises(InputError, match=":3:"):
+        read_model_outputs(p)
+
+
+def test_predicted_answer_by_text():
+    r = parse_model_output({"question": "Q (A) red (B) blue", "answer_key": "A", "explanation": "e",
+                            "predicted_answer": "Blue"})
+    assert r.predicted_answer == "B" and r.question_with_options() == "Q (A) red (B) blue"
