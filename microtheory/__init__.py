@@ -1,0 +1,1 @@
+"""Microtheories: trees and datasets, generators, knowledge-store population, distillation."""
