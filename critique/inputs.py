@@ -71,6 +71,31 @@ def split_inline_options(question: str) -> tuple[str, dict[str, str]]:
     return stem, options
 
 
+_ABBREV = {"e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "dr.", "st.", "approx.", "no.", "fig."}
+_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Explanation text -> sentences: split after . ! ? and whitespace, not after common abbreviations
+    or initials ("U.S."). The critic's flaw head points at these sentences, so training data is built
+    to split back exactly with this function."""
+    text = " ".join(text.split())
+    if not text:
+        return []
+    out: list[str] = []
+    start = 0
+    for m in _SPLIT.finditer(text):
+        piece = text[start:m.start()].strip()
+        last = piece.rsplit(" ", 1)[-1].lower()
+        if last in _ABBREV or re.fullmatch(r"(?:[a-z]\.)+", last):
+            continue
+        out.append(text[start:m.end()].strip())
+        start = m.end()
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return out
+
+
 def _norm(s: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", s.lower()).split())
 

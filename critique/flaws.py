@@ -1,0 +1,586 @@
+"""Synthetic critique training data: inject one known flaw into a gold EntailmentBank explanation.
+
+Each EntailmentBank tree (+ its ARC options and key) yields up to nine examples, one per label:
+`(question, options, answer key, explanation, predicted answer) -> (dimension, flaw sentence, score)`.
+The labels are synthetic (made by the recipes below, not by people); docs/critique_data.md
+documents every recipe and its limits.
+
+Rendering is randomised the same way for every label (sentence order, connectives, merged
+"since A, C" sentences, answer-sentence phrasing and position, light paraphrase), so the label
+cannot be read off the surface form. Every choice draws from `random.Random(f"{seed}:{tree}:{label}")`:
+the same seed gives the same data whatever the order or subset of trees.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from critique.inputs import ModelOutput, split_sentences
+from critique.taxonomy import LABELS, NONE
+from retrieval.errors import InputError
+
+VERSION = 1  # bump when a recipe changes: data built with another version is not comparable
+
+# Score convention of the synthetic data (0 = very wrong, 5 = correct): a flawed explanation that
+# still reaches the key scores higher than one that ends on a wrong option.
+SCORES: dict[str, tuple[int, int]] = {  # dimension -> (score with the key predicted, with a wrong option)
+    NONE: (5, 5),
+    "irrelevant": (4, 4),
+    "missing_information": (3, 3),
+    "incomplete_reasoning": (3, 3),
+    "incorrect_reasoning": (2, 1),
+    "incorrect_information": (2, 1),
+    "lack_justification": (2, 1),
+    "inconsistent_answer": (1, 1),
+    "misunderstanding": (1, 0),
+}
+
+STOP = set("""a an the of to in on at by for with from and or but if then than that this these those is are was
+were be been being it its as into onto out up down over under can will would should could may might must do does
+did has have had not no so such which what when where who whom how why there their they them he she his her
+one two some any each all more most less least very also only about because""".split())
+
+_ANTONYMS = [
+    ("increase", "decrease"), ("increases", "decreases"), ("increased", "decreased"), ("increasing", "decreasing"),
+    ("more", "less"), ("higher", "lower"), ("high", "low"), ("larger", "smaller"), ("large", "small"),
+    ("hot", "cold"), ("warm", "cool"), ("warmer", "cooler"), ("absorb", "reflect"), ("absorbs", "reflects"),
+    ("north", "south"), ("east", "west"), ("day", "night"), ("summer", "winter"), ("positive", "negative"),
+    ("faster", "slower"), ("fast", "slow"), ("strong", "weak"), ("stronger", "weaker"), ("long", "short"),
+    ("longer", "shorter"), ("living", "nonliving"), ("renewable", "nonrenewable"), ("before", "after"),
+    ("above", "below"), ("gain", "lose"), ("gains", "loses"), ("attract", "repel"), ("attracts", "repels"),
+    ("conductor", "insulator"), ("conductors", "insulators"), ("inherited", "learned"), ("physical", "chemical"),
+    ("producers", "consumers"), ("producer", "consumer"), ("herbivore", "carnivore"), ("prey", "predator"),
+    ("evaporation", "condensation"), ("melting", "freezing"), ("expand", "contract"), ("expands", "contracts"),
+    ("opaque", "transparent"), ("solid", "liquid"), ("sunlight", "darkness"), ("increasing", "decreasing"),
+    ("heat", "cold"), ("mass", "volume"), ("plants", "animals"), ("plant", "animal"), ("sun", "moon"),
+    ("oxygen", "carbon dioxide"), ("dry", "wet"), ("rough", "smooth"), ("hard", "soft"), ("light", "heavy"),
+    ("add", "remove"), ("adds", "removes"), ("top", "bottom"), ("inside", "outside"), ("always", "never"),
+    ("many", "few"), ("most", "least"), ("same", "different"), ("similar", "different"), ("cause", "prevent"),
+    ("causes", "prevents"), ("helps", "harms"), ("help", "harm"), ("positive", "negative"), ("mixture", "compound"),
+]
+_FLIP: dict[str, str] = {}
+for _a, _b in _ANTONYMS:
+    _FLIP.setdefault(_a, _b)
+    _FLIP.setdefault(_b, _a)
+_ANT_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _FLIP), key=len, reverse=True)) + r")\b")
+_AUX_RE = re.compile(r"\b(is|are|was|were|can|will|should|does|do|has|have|could|would|may|must)\b( not\b)?")
+_VERB_S_RE = re.compile(r"\b(causes|requires|contains|produces|uses|means|helps|needs|makes|occurs|"
+                        r"reflects|absorbs|increases|decreases|provides|affects|changes|moves|protects)\b")
+_KIND_RE = re.compile(r"^(?P<x>.+?) (?P<rel>is a kind of|are a kind of|is a type of|is a part of|is a source of|"
+                      r"is a property of|is made of|is a measure of) (?P<y>.+)$")
+_NUM_RE = re.compile(r"\b\d+(?:\.\d+)?\b")
+
+LEAF_INTROS = ["", "", "", "", "We know that", "Recall that", "Note that", "It is known that", "Also,",
+               "In addition,", "Remember that", "First,", "Consider that", "A basic fact is that"]
+CONCL_CONNECTIVES = ["So", "So,", "Therefore,", "Thus,", "This means that", "It follows that", "As a result,",
+                     "Hence", "Then", "Consequently,", "From this,", "That means", "", "Which means"]
+MERGE_FORMS = ["Since {p}, {c}.", "Because {p}, {c}.", "{c}, because {p}.", "Given that {p}, {c}.",
+               "{p}, so {c}.", "As {p}, {c}."]
+ANSWER_FORMS = [
+    "So the answer is ({L}) {T}.", "Therefore, the correct answer is {T}.", "The answer is {L}.",
+    "Thus {T} is the best choice.", "This means the answer must be ({L}).", "Hence option {L}, {T}, is correct.",
+    "{T} is therefore correct.", "So, the right option is {L}: {T}.", "The best answer is ({L}) {T}.",
+    "I choose {L}.", "Answer: ({L}) {T}.", "That is why the answer is {T}.",
+]
+LEAD_ANSWER_FORMS = ["The answer is ({L}) {T}.", "{T} is correct.", "The correct choice is {L}.",
+                     "I think the answer is {T}.", "Option {L} is right."]
+CIRCULAR_FORMS = [
+    "The answer is {T} because {T} is the correct option.", "{T} is right, since that is what the question asks.",
+    "It is {T}, as this is the best answer.", "Clearly the answer is ({L}) {T}.", "The answer is obviously {L}.",
+    "Everyone knows the answer is {T}.", "{T} fits the question best, so it is correct.",
+    "This is a basic science fact.", "The question is asking about {Q}.", "This is a well known idea.",
+    "Among the options, {T} makes the most sense.", "The other options are wrong.",
+    "Looking at the choices, the answer is {L}.", "The correct option has to be {T}.",
+]
+PARAPHRASES = [(" is a kind of ", [" is a kind of ", " is a type of ", " is a form of "]),
+               (" are a kind of ", [" are a kind of ", " are a type of "]),
+               (" / ", [" / ", " or ", " or "]),
+               (" means ", [" means ", " is when "]),
+               ("if ", ["if ", "when "])]
+
+
+@dataclass(frozen=True)
+class FlawExample:
+    """One synthetic critique example. `flaw_index` is the 0-based index of the main-flaw sentence in
+    `sentences` (None for `none`); `reference` is the gold fact the flaw concerns (the removed or
+    corrupted leaf), when there is one."""
+
+    id: str
+    source_id: str
+    split: str
+    question: str
+    options: dict[str, str]
+    answer_key: str
+    sentences: tuple[str, ...]
+    predicted_answer: str
+    dimension: str
+    flaw_index: int | None
+    flaw_text: str
+    score: int
+    recipe: str
+    reference: str | None = None
+    version: int = VERSION
+
+    @property
+    def explanation(self) -> str:
+        return " ".join(self.sentences)
+
+    def model_output(self) -> ModelOutput:
+        return ModelOutput(self.id, self.question, dict(self.options), self.answer_key, self.explanation,
+                           self.predicted_answer)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sentences"] = list(self.sentences)
+        d["explanation"] = self.explanation
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FlawExample:
+        d = {k: v for k, v in d.items() if k != "explanation"}
+        d["sentences"] = tuple(d["sentences"])
+        return cls(**d)
+
+
+# --- text helpers ---------------------------------------------------------------------------------
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:] if s else s
+
+
+def _clean(s: str) -> str:
+    s = " ".join(s.strip().rstrip(".").split())
+    return s.replace(" 's", "'s").replace(" ,", ",")
+
+
+def _words(s: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", s.lower()) if w not in STOP and len(w) > 2}
+
+
+def _paraphrase(s: str, rng: random.Random) -> str:
+    for old, news in PARAPHRASES:
+        if old in s and rng.random() < 0.5:
+            s = s.replace(old, rng.choice(news))
+    return s
+
+
+def negate(s: str) -> str | None:
+    """Flip the polarity of the first auxiliary or common verb; None when there is none."""
+    m = _AUX_RE.search(s)
+    if m:
+        if m.group(2):  # "is not" -> "is"
+            return s[:m.start()] + m.group(1) + s[m.end():]
+        aux = m.group(1)
+        rep = "cannot" if aux == "can" else aux + " not"
+        return s[:m.start()] + rep + s[m.end():]
+    m = _VERB_S_RE.search(s)
+    if m:
+        return s[:m.start()] + "does not " + m.group(1)[:-1] + s[m.end():]
+    return None
+
+
+def flip_antonym(s: str, rng: random.Random) -> str | None:
+    hits = list(_ANT_RE.finditer(s))
+    if not hits:
+        return None
+    m = rng.choice(hits)
+    return s[:m.start()] + _FLIP[m.group(1)] + s[m.end():]
+
+
+def swap_number(s: str, rng: random.Random) -> str | None:
+    hits = list(_NUM_RE.finditer(s))
+    if not hits:
+        return None
+    m = rng.choice(hits)
+    v = float(m.group(0))
+    new = rng.choice([v * 2, v / 2, v + 10, max(v - 1, 0) if v > 1 else v + 3, v * 10])
+    text = str(int(new)) if new == int(new) else f"{new:g}"
+    if text == m.group(0):
+        return None
+    return s[:m.start()] + text + s[m.end():]
+
+
+def swap_kind(s: str, pool: Sequence[str], rng: random.Random) -> str | None:
+    """"x is a kind of y" -> "x is a kind of z" with z the object of another such fact."""
+    m = _KIND_RE.match(s)
+    if not m or not pool:
+        return None
+    for _ in range(8):
+        z = rng.choice(pool)
+        if z != m.group("y") and not (_words(z) & _words(m.group("y"))) and not (_words(z) & _words(m.group("x"))):
+            return f"{m.group('x')} {m.group('rel')} {z}"
+    return None
+
+
+def converse(s: str) -> str | None:
+    m = _KIND_RE.match(s)
+    if not m or m.group("rel") not in ("is a kind of", "are a kind of"):
+        return None
+    return f"{m.group('y')} is a kind of {m.group('x')}"
+
+
+# --- rendering a tree as prose ----------------------------------------------------------------------
+
+@dataclass
+class _Unit:
+    """One item of reasoning before it becomes (part of) a sentence."""
+
+    item: str   # sentN / intN / hypothesis / extraN / answer
+    text: str
+    kind: str   # leaf | concl | answer
+
+
+@dataclass
+class _Plan:
+    """What to change when rendering a tree."""
+
+    replace: dict[str, str] = field(default_factory=dict)
+    drop: set[str] = field(default_factory=set)
+    extras: list[str] = field(default_factory=list)
+    answer: tuple[str, str] | None = None       # (label, text) the explanation states, None = no answer sentence
+    answer_forms: Sequence[str] = tuple(ANSWER_FORMS)
+    compact_ok: bool = True
+
+
+def _order_units(tree: Any, plan: _Plan, rng: random.Random) -> list[list[_Unit]]:
+    """Groups of units (a step's new leaves + its conclusion); style chosen at random."""
+    style = rng.choices(["interleaved", "leaves_first", "compact"], weights=[5, 3, 2 if plan.compact_ok else 0])[0]
+    stated: set[str] = set()
+    groups: list[list[_Unit]] = []
+    for step in tree.steps:
+        new = [p for p in step.premises if p.startswith("sent") and p not in stated]
+        rng.shuffle(new)
+        stated.update(new)
+        g = [_Unit(p, plan.replace.get(p, tree.sentences[p]), "leaf") for p in new if p not in plan.drop]
+        c = step.conclusion
+        if c not in plan.drop and not (style == "compact" and c != "hypothesis"):
+            g.append(_Unit(c, plan.replace.get(c, tree.text(c)), "concl"))
+        groups.append(g)
+    if style == "leaves_first":
+        leaves = [u for g in groups for u in g if u.kind == "leaf"]
+        rng.shuffle(leaves)
+        groups = [[u] for u in leaves] + [[u] for g in groups for u in g if u.kind == "concl"]
+    return [g for g in groups if g]
+
+
+def _sentence(units: list[_Unit], rng: random.Random, qa: dict[str, str]) -> str:
+    if len(units) == 1:
+        u = units[0]
+        if u.kind == "answer":
+            return _cap(u.text)
+        text = _clean(_paraphrase(u.text, rng))
+        lead = rng.choice(LEAF_INTROS if u.kind == "leaf" else CONCL_CONNECTIVES)
+        return _cap(f"{lead} {text}".strip()) + "."
+    premises = [_clean(_paraphrase(u.text, rng)) for u in units[:-1]]
+    p = premises[0] if len(premises) == 1 else ", ".join(premises[:-1]) + " and " + premises[-1]
+    c = _clean(_paraphrase(units[-1].text, rng))
+    return _cap(rng.choice(MERGE_FORMS).format(p=p, c=c))
+
+
+def render(tree: Any, plan: _Plan, rng: random.Random, qa: dict[str, str]) -> tuple[list[str], dict[str, int]]:
+    """Sentences of the explanation and item -> sentence index."""
+    groups = _order_units(tree, plan, rng)
+    # Distractors go between groups, never inside a step's "since A, C".
+    for text in plan.extras:
+        groups.insert(rng.randint(0, len(groups)), [_Unit(f"extra{len(groups)}", text, "leaf")])
+    answer_first = plan.answer is not None and rng.random() < 0.15
+    sentences: list[str] = []
+    where: dict[str, int] = {}
+
+    def emit(units: list[_Unit]) -> None:
+        for u in units:
+            where[u.item] = len(sentences)
+        sentences.append(_sentence(units, rng, qa))
+
+    if plan.answer is not None:
+        label, text = plan.answer
+        forms = LEAD_ANSWER_FORMS if answer_first else plan.answer_forms
+        ans = _Unit("answer", rng.choice(forms).format(L=label, T=_clean(text), Q=qa.get("q", "")), "answer")
+        if answer_first:
+            emit([ans])
+    for g in groups:
+        # Merge a step's leaves into its conclusion now and then ("Since A and B, C.").
+        if len(g) >= 2 and g[-1].kind == "concl" and len(g) <= 3 and rng.random() < 0.3:
+            emit(g)
+        else:
+            for u in g:
+                emit([u])
+    if plan.answer is not None and not answer_first:
+        emit([ans])
+    return sentences, where
+
+
+# --- the recipes ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Pools:
+    """Material from the same split's other trees (never the other split: no train/dev leakage)."""
+
+    trees: list[Any]
+    kinds: list[str]
+    leaves: list[tuple[str, str]]   # (tree id, leaf text)
+    concls: list[tuple[str, str]]   # (tree id, conclusion text)
+
+
+def _pools(trees: Sequence[Any]) -> _Pools:
+    kinds, leaves, concls = [], [], []
+    for t in trees:
+        for sid in t.leaves:
+            text = t.sentences[sid]
+            leaves.append((t.id, text))
+            m = _KIND_RE.match(text)
+            if m and m.group("rel") in ("is a kind of", "are a kind of"):
+                kinds.append(m.group("y"))
+        for s in t.steps:
+            concls.append((t.id, t.text(s.conclusion)))
+    return _Pools(list(trees), sorted(set(kinds)), leaves, concls)
+
+
+def _related(pool: Sequence[tuple[str, str]], tree: Any, anchor: set[str], rng: random.Random,
+             k: int = 40) -> list[str]:
+    """Texts of other trees, the ones sharing most words with `anchor` first (plausible but off-topic)."""
+    cands = [rng.choice(pool) for _ in range(k)]
+    cands = [(tid, t) for tid, t in cands if tid != tree.id and t not in tree.sentences.values()]
+    cands.sort(key=lambda x: -len(_words(x[1]) & anchor))
+    return [t for _, t in cands]
+
+
+def _wrong_option(q: Any, rng: random.Random) -> str:
+    return rng.choice(sorted(k for k in q.options if k != q.answer_key))
+
+
+def _corrupt_fact(text: str, pools: _Pools, rng: random.Random) -> tuple[str, str] | None:
+    methods = ["antonym", "negation", "kind_swap", "number"]
+    rng.shuffle(methods)
+    for m in methods:
+        new = {"antonym": lambda: flip_antonym(text, rng), "negation": lambda: negate(text),
+               "kind_swap": lambda: swap_kind(text, pools.kinds, rng),
+               "number": lambda: swap_number(text, rng)}[m]()
+        if new and new != text:
+            return new, m
+    return None
+
+
+def build_one(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: str) -> FlawExample | None:
+    """The example of one label for one tree, or None when the recipe does not apply to this tree."""
+    rng = random.Random(f"{seed}:{tree.id}:{label}")
+    key = q.answer_key
+    key_text = q.options[key]
+    last = re.split(r"(?<=[.?!])\s+", q.stem.strip())[-1]
+    qa = {"q": re.sub(r"[.?!]", "", _clean(last)).lower()}
+    plan = _Plan(answer=(key, key_text) if rng.random() > 0.15 else None)
+    pred = key
+    flaw_item: str | None = None
+    reference: str | None = None
+    recipe = label
+
+    if label == NONE:
+        pass
+    elif label == "misunderstanding":
+        # A reasoning chain for a different (but lexically close) question.
+        anchor = _words(q.stem) | _words(key_text)
+        cands = [t for t in (rng.choice(pools.trees) for _ in range(30)) if t.id != tree.id]
+        cands.sort(key=lambda t: -len(_words(t.hypothesis) & anchor))
+        other = cands[0]
+        pred = key if rng.random() < 0.2 else _wrong_option(q, rng)
+        plan.answer = (pred, q.options[pred]) if rng.random() > 0.15 else None
+        tree = other
+        flaw_item = "hypothesis"
+        recipe = "misunderstanding/other_tree_chain"
+    elif label == "lack_justification":
+        pred = key if rng.random() < 0.7 else _wrong_option(q, rng)
+        n = rng.choice([1, 1, 2, 2, 3, 4])
+        forms = rng.sample(CIRCULAR_FORMS, k=n)
+        if rng.random() < 0.5:  # restate the answer as a statement (the hypothesis), which is circular
+            forms[0] = _cap(_clean(tree.hypothesis)) + "." if pred == key else forms[0]
+        sentences = [f.format(L=pred, T=_clean(q.options[pred]), Q=qa["q"]) for f in forms]
+        if rng.random() < 0.6:
+            sentences.append(rng.choice(ANSWER_FORMS).format(L=pred, T=_clean(q.options[pred])))
+        rng.shuffle(sentences)
+        sentences = [_cap(s) for s in sentences]
+        idx = len(sentences) - 1
+        return _example(tree, q, label, split, sentences, pred, idx, None, "lack_justification/circular")
+    elif label == "incorrect_information":
+        leaves = list(tree.leaves)
+        rng.shuffle(leaves)
+        for sid in leaves:
+            got = _corrupt_fact(tree.sentences[sid], pools, rng)
+            if got:
+                plan.replace[sid] = got[0]
+                flaw_item, reference, recipe = sid, tree.sentences[sid], f"incorrect_information/{got[1]}"
+                break
+        else:
+            return None
+        if rng.random() < 0.3:
+            pred = _wrong_option(q, rng)
+            plan.answer = (pred, q.options[pred])
+    elif label == "missing_information":
+        if len(tree.leaves) < 2:
+            return None
+        # The crucial leaf: the one sharing most words with the answer and hypothesis.
+        anchor = _words(key_text) | _words(tree.hypothesis)
+        leaves = sorted(tree.leaves, key=lambda s: (-len(_words(tree.sentences[s]) & anchor), rng.random()))
+        sid = leaves[0] if rng.random() < 0.7 else rng.choice(leaves)
+        plan.drop.add(sid)
+        reference = tree.sentences[sid]
+        # The flaw shows where the missing fact was needed: the conclusion of the step that used it.
+        step = next(s for s in tree.steps if sid in s.premises)
+        flaw_item = step.conclusion
+        plan.compact_ok = False
+        recipe = "missing_information/leaf_removed"
+    elif label == "incorrect_reasoning":
+        targets = list(tree.intermediates) or ["hypothesis"]
+        tid = rng.choice(targets)
+        text = tree.text(tid)
+        methods = ["antonym", "negation", "converse", "non_sequitur"]
+        rng.shuffle(methods)
+        for m in methods:
+            if m == "antonym":
+                new = flip_antonym(text, rng)
+            elif m == "negation":
+                new = negate(text)
+            elif m == "converse":
+                new = converse(text)
+            else:
+                others = _related(pools.concls, tree, _words(text), rng)
+                new = others[0] if others else None
+            if new and new != text:
+                break
+        else:
+            return None
+        plan.replace[tid] = new
+        plan.compact_ok = tid == "hypothesis"
+        flaw_item, reference, recipe = tid, text, f"incorrect_reasoning/{m}"
+        if tid == "hypothesis" and rng.random() < 0.4:
+            pred = _wrong_option(q, rng)
+            plan.answer = (pred, q.options[pred])
+    elif label == "incomplete_reasoning":
+        plan.drop.add("hypothesis")
+        if len(tree.steps) >= 2 and rng.random() < 0.5:
+            plan.drop.add(tree.steps[-2].conclusion)
+        plan.compact_ok = False
+        if rng.random() < 0.5:
+            plan.answer = None
+        flaw_item = "last"
+        recipe = "incomplete_reasoning/stops_early" + ("" if plan.answer else "_no_answer")
+    elif label == "inconsistent_answer":
+        pred = _wrong_option(q, rng)
+        r = rng.random()
+        if r < 0.6:
+            plan.answer = (pred, q.options[pred])
+            recipe = "inconsistent_answer/wrong_option_stated"
+            flaw_item = "answer"
+        elif r < 0.8:
+            plan.answer = (key, key_text)  # the text concludes the key, the chosen label is another
+            recipe = "inconsistent_answer/label_differs"
+            flaw_item = "answer"
+        else:
+            plan.answer = None
+            recipe = "inconsistent_answer/no_answer_sentence"
+            flaw_item = "hypothesis"
+    elif label == "irrelevant":
+        anchor = _words(q.stem) | _words(tree.hypothesis)
+        extras = _related(pools.leaves, tree, anchor, rng)[: rng.choice([1, 1, 2, 3])]
+        if not extras:
+            return None
+        plan.extras = extras
+        flaw_item = "extra"
+        recipe = f"irrelevant/{len(extras)}_distractors"
+    else:
+        raise ValueError(f"unknown label {label!r}")
+
+    sentences, where = render(tree, plan, rng, qa)
+    if flaw_item is None:
+        idx = None
+    elif flaw_item == "last":
+        idx = len(sentences) - 1
+    elif flaw_item == "extra":
+        idx = min(v for k, v in where.items() if k.startswith("extra"))
+    elif flaw_item == "answer" and "answer" not in where:
+        idx = len(sentences) - 1
+    else:
+        idx = where.get(flaw_item)
+        if idx is None:  # the item was merged away or dropped: the conclusion that closes the chain
+            idx = where.get("hypothesis", len(sentences) - 1)
+    return _example(tree, q, label, split, sentences, pred, idx, reference, recipe)
+
+
+def _example(tree: Any, q: Any, label: str, split: str, sentences: list[str], pred: str, idx: int | None,
+             reference: str | None, recipe: str) -> FlawExample | None:
+    # The critic re-splits the explanation text at inference: keep only examples whose sentences
+    # split back exactly, so the flaw index means the same thing at training and prediction time.
+    explanation = " ".join(sentences)
+    if split_sentences(explanation) != sentences:
+        return None
+    dim = label
+    with_key, wrong = SCORES[dim]
+    score = with_key if pred == q.answer_key else wrong
+    return FlawExample(
+        id=f"{q.id}:{label}", source_id=q.id, split=split, question=q.stem, options=dict(q.options),
+        answer_key=q.answer_key, sentences=tuple(sentences), predicted_answer=pred, dimension=dim,
+        flaw_index=idx, flaw_text=sentences[idx] if idx is not None else "None", score=score, recipe=recipe,
+        reference=reference)
+
+
+def build_examples(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0, split: str = "train",
+                   labels: Iterable[str] = LABELS) -> list[FlawExample]:
+    """One example per (tree, label) where the recipe applies; `questions[i]` is the question of `trees[i]`.
+
+    Trees and questions come from `microtheory.datasets.load_eb_questions(split)`. Other-tree
+    material (distractors, chains for other questions, swapped objects) is drawn from `trees` only.
+    """
+    if len(trees) != len(questions):
+        raise InputError(f"{len(trees)} trees but {len(questions)} questions: not aligned")
+    labels = list(labels)
+    unknown = [x for x in labels if x not in LABELS]
+    if unknown:
+        raise InputError(f"unknown label(s) {unknown}; expected {', '.join(LABELS)}")
+    pools = _pools(trees)
+    out = []
+    for t, q in zip(trees, questions):
+        if q.answer_key not in q.options or len(q.options) < 2:
+            continue
+        for label in labels:
+            ex = build_one(t, q, label, pools, seed, split)
+            if ex is not None:
+                out.append(ex)
+    return out
+
+
+def build_split(split: str, seed: int = 0, data_dir: str | Path | None = None) -> list[FlawExample]:
+    """All examples of an EntailmentBank split (train: 1,313 trees, dev: 187) with ARC options."""
+    from microtheory.datasets import DataPaths, load_eb_questions
+
+    data = DataPaths(Path(data_dir)) if data_dir else DataPaths.default()
+    trees, questions = load_eb_questions(split, data)
+    return build_examples(trees, questions, seed=seed, split=split)
+
+
+def write_examples(path: str | Path, examples: Iterable[FlawExample]) -> int:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(p)
+    return n
+
+
+def read_examples(path: str | Path) -> list[FlawExample]:
+    out = []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(FlawExample.from_json(json.loads(line)))
+                except (json.JSONDecodeError, TypeError, KeyError) as e:
+                    raise InputError(f"not a flaw example ({e})", str(path), n) from None
+    return out
