@@ -1,0 +1,460 @@
+"""Selection strategies: which n facts (or how few facts for a target coverage) to keep.
+
+Every strategy takes a `DistillGraph` and returns a `Selection` (chosen fact ids in the order they
+were chosen, and a report: size, questions with a complete proof, complete proofs, time, plus what
+the strategy adds, e.g. the optimality gap of `qc-exact`). Free (corpus) facts are not in the graph's
+fact arrays, so they never count against the budget.
+
+- `random`: a seeded random order of the facts proofs use.
+- `usage`: facts used by the most proofs first.
+- `qc-greedy`: question coverage, greedily by whole proofs: repeatedly add the missing facts of the
+  proof that covers the most new questions per new fact, looking ahead to every other proof those
+  facts complete; then prune facts that no complete proof needs and spend what was freed.
+- `qc-exact`: the integer program of BACKGROUND.md section 1 with SciPy's HiGHS `milp`, under a time
+  limit; the optimality gap is reported, and on a time-out the best solution found is returned flagged.
+- `pc`: proof coverage, the same greedy counting complete proofs instead of questions.
+
+Ties go to facts used by more questions (generality).
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from microtheory.distill.graph import DistillGraph
+from retrieval.errors import InputError, SolverError
+
+STRATEGIES = ("random", "usage", "qc-greedy", "qc-exact", "pc")
+
+# Full subset lookahead up to this many missing facts (2^8 - 1 bucket probes); larger proofs probe
+# subsets of size <= 2 and the whole missing set only.
+_FULL_LOOKAHEAD = 8
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen facts (ids and graph indices, in the order chosen) and the strategy's report."""
+
+    strategy: str
+    fact_ids: tuple[str, ...]
+    fact_indices: np.ndarray
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.fact_ids)
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def select(graph: DistillGraph, strategy: str, budget: int | None = None, target: float | None = None,
+           seed: int = 0, time_limit: float = 60.0, fill: bool = False) -> Selection:
+    """Run `strategy` on `graph` with a budget of `budget` facts or a target question coverage `target`.
+
+    `fill=True` spends budget a strategy left unused (e.g. when every coverable question is covered)
+    on the most-used remaining facts, so that strategies are compared at equal size.
+    """
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if (budget is None) == (target is None):
+        raise InputError("give exactly one of a budget (number of facts) or a target coverage")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
+            raise InputError(f"budget must be a positive number of facts, got {budget!r}")
+        budget = int(budget)
+    if target is not None and not (0.0 < float(target) <= 1.0):
+        raise InputError(f"target coverage must be in (0, 1], got {target!r}")
+    if time_limit <= 0:
+        raise InputError(f"time limit must be positive, got {time_limit!r}")
+    if graph.n_proofs == 0:
+        raise InputError("the graph has no proofs")
+
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if strategy == "random":
+        order = np.random.default_rng(seed).permutation(graph.n_facts)
+        chosen = _take_in_order(graph, order, budget, target)
+        extra["seed"] = seed
+    elif strategy == "usage":
+        chosen = _take_in_order(graph, usage_order(graph), budget, target)
+    elif strategy == "qc-greedy":
+        chosen, extra = greedy_cover(graph, budget=budget, target=target, unit="question")
+    elif strategy == "pc":
+        chosen, extra = greedy_cover(graph, budget=budget, target=target, unit="proof")
+    else:
+        chosen, extra = exact_cover(graph, budget=budget, target=target, time_limit=time_limit)
+    if fill and budget is not None and len(chosen) < budget:
+        have = set(chosen)
+        extra["filled"] = 0
+        for f in usage_order(graph):
+            if len(chosen) >= budget:
+                break
+            if int(f) not in have:
+                chosen.append(int(f))
+                extra["filled"] += 1
+    elapsed = time.perf_counter() - t0
+    idx = np.asarray(chosen, dtype=np.int64)
+    cov = graph.coverage(idx)
+    report: dict[str, Any] = {"strategy": strategy, "budget": budget, "target": target, **cov.to_json(),
+                              "time_s": round(elapsed, 4), **extra}
+    return Selection(strategy, tuple(graph.fact_ids[i] for i in chosen), idx, report)
+
+
+def usage_order(graph: DistillGraph) -> np.ndarray:
+    """Facts by proofs using them, then by questions using them (generality), then by id order."""
+    uses = graph.fact_proof_counts()
+    gen = graph.fact_question_counts()
+    return np.lexsort((np.arange(graph.n_facts), -gen, -uses))
+
+
+def _take_in_order(graph: DistillGraph, order: np.ndarray, budget: int | None, target: float | None) -> list[int]:
+    if budget is not None:
+        return [int(f) for f in order[:budget]]
+    assert target is not None
+    need = math.ceil(target * graph.n_questions - 1e-9)
+    tracker = _Tracker(graph)
+    chosen: list[int] = []
+    for f in order:
+        if tracker.covered >= need:
+            break
+        tracker.add(int(f))
+        chosen.append(int(f))
+    if tracker.covered < need:
+        raise SolverError(f"target coverage {target} is not reachable: at most {tracker.covered} of "
+                          f"{graph.n_questions} questions have a proof")
+    return chosen
+
+
+class _Tracker:
+    """Incremental question coverage while facts are added one by one."""
+
+    def __init__(self, graph: DistillGraph):
+        self.f_ptr, self.f_proofs = (a.tolist() for a in graph.fact_to_proofs())
+        self.missing = graph.proof_cost().tolist()
+        self.pq = graph.proof_question.tolist()
+        self.qcov = [False] * graph.n_questions
+        self.covered = 0
+        for p, m in enumerate(self.missing):
+            if m == 0:
+                self._cover(self.pq[p])
+
+    def _cover(self, q: int) -> None:
+        if not self.qcov[q]:
+            self.qcov[q] = True
+            self.covered += 1
+
+    def add(self, f: int) -> None:
+        for p in self.f_proofs[self.f_ptr[f]:self.f_ptr[f + 1]]:
+            self.missing[p] -= 1
+            if self.missing[p] == 0:
+                self._cover(self.pq[p])
+
+
+# ------------------------------------------------------------------------------------------ greedy
+def greedy_cover(graph: DistillGraph, budget: int | None = None, target: float | None = None,
+                 unit: str = "question", max_rounds: int = 3) -> tuple[list[int], dict[str, Any]]:
+    """Greedy coverage by whole proofs with lookahead, then prune-and-refill rounds.
+
+    `unit="question"` maximises questions with a complete proof (QC); `unit="proof"` complete proofs (PC).
+    Returns the chosen fact indices (in order) and a report fragment.
+    """
+    if unit == "question":
+        units = graph.proof_question
+        n_units = graph.n_questions
+    elif unit == "proof":
+        units = np.arange(graph.n_proofs, dtype=np.int64)
+        n_units = graph.n_proofs
+    else:
+        raise InputError(f"unit must be 'question' or 'proof', got {unit!r}")
+    need = n_units if target is None else math.ceil(target * n_units - 1e-9)
+    cap = budget if budget is not None else graph.n_facts
+    chosen: list[int] = []
+    pruned_total = 0
+    rounds = 0
+    state = None
+    for rounds in range(1, max_rounds + 1):
+        state = _GreedyState(graph, units, n_units, chosen)
+        state.run(cap, need)
+        chosen = state.order
+        kept = _prune(graph, units, n_units, chosen)
+        pruned = len(chosen) - len(kept)
+        pruned_total += pruned
+        chosen = kept
+        # Refill only when pruning freed budget that the next round could spend.
+        if pruned == 0 or budget is None or state.exhausted:
+            break
+    if target is not None:
+        covered = _count_units(graph, units, chosen)
+        if covered < need:
+            raise SolverError(f"target coverage {target} is not reachable: at most {covered} of {n_units} "
+                              f"{unit}s can be covered by the proofs in the graph")
+    return chosen, {"unit": unit, "rounds": rounds, "pruned": pruned_total}
+
+
+def _count_units(graph: DistillGraph, units: np.ndarray, chosen: list[int]) -> int:
+    complete = graph.complete_proofs(np.asarray(chosen, dtype=np.int64))
+    return int(len(np.unique(units[complete])))
+
+
+class _GreedyState:
+    """Missing-fact sets per proof, bucketed by the exact missing set so that a lookahead can find
+    every proof a candidate would complete by probing the subsets of the candidate's missing set
+    (cost independent of how many proofs share a popular fact)."""
+
+    def __init__(self, graph: DistillGraph, units: np.ndarray, n_units: int, initial: Iterable[int]):
+        ptr = graph.leaf_indptr.tolist()
+        idx = graph.leaf_indices.tolist()
+        self.units = units.tolist()
+        self.gen = graph.fact_question_counts().tolist()
+        self.f_ptr, self.f_proofs = (a.tolist() for a in graph.fact_to_proofs())
+        u_ptr, u_proofs = _group(units, n_units)
+        self.u_ptr, self.u_proofs = u_ptr.tolist(), u_proofs.tolist()
+        self.miss: list[set[int]] = [set(idx[ptr[p]:ptr[p + 1]]) for p in range(len(self.units))]
+        self.sel = bytearray(graph.n_facts)
+        self.ucov = bytearray(n_units)
+        self.alive = bytearray(len(self.units))
+        self.covered = 0
+        self.order: list[int] = []
+        self.buckets: dict[frozenset[int], set[int]] = {}
+        self.gain_est = [1.0] * len(self.units)
+        self.exhausted = False
+        for p, m in enumerate(self.miss):
+            if not m:
+                self._cover(self.units[p])
+        for p, m in enumerate(self.miss):
+            if m and not self.ucov[self.units[p]]:
+                self.alive[p] = 1
+                self.buckets.setdefault(frozenset(m), set()).add(p)
+        for f in initial:
+            self.add_fact(f)
+
+    def _cover(self, u: int) -> None:
+        if self.ucov[u]:
+            return
+        self.ucov[u] = 1
+        self.covered += 1
+        for p in self.u_proofs[self.u_ptr[u]:self.u_ptr[u + 1]]:
+            if self.alive[p]:
+                self.alive[p] = 0
+                self._unbucket(p)
+
+    def _unbucket(self, p: int) -> None:
+        key = frozenset(self.miss[p])
+        b = self.buckets.get(key)
+        if b is not None:
+            b.discard(p)
+            if not b:
+                del self.buckets[key]
+
+    def add_fact(self, f: int) -> None:
+        if self.sel[f]:
+            return
+        self.sel[f] = 1
+        self.order.append(f)
+        for p in self.f_proofs[self.f_ptr[f]:self.f_ptr[f + 1]]:
+            m = self.miss[p]
+            if not self.alive[p]:
+                m.discard(f)
+                continue
+            self._unbucket(p)
+            m.discard(f)
+            if not m:
+                self.alive[p] = 0
+                self._cover(self.units[p])
+            else:
+                self.buckets.setdefault(frozenset(m), set()).add(p)
+                self._push(p)
+
+    def lookahead(self, p: int) -> int:
+        """Distinct uncovered units that adding p's missing facts would cover."""
+        m = sorted(self.miss[p])
+        k = len(m)
+        sizes = range(1, k + 1) if k <= _FULL_LOOKAHEAD else (1, 2)
+        got: set[int] = set()
+        buckets = self.buckets
+        for r in sizes:
+            for combo in combinations(m, r):
+                b = buckets.get(frozenset(combo))
+                if b:
+                    got.update(self.units[q] for q in b)
+        if k > _FULL_LOOKAHEAD:
+            got.update(self.units[q] for q in buckets.get(frozenset(m), ()))
+        return len(got)
+
+    def _key(self, p: int, gain: float) -> tuple[float, int, int]:
+        m = self.miss[p]
+        return (-gain / len(m), -sum(self.gen[f] for f in m), p)
+
+    def _push(self, p: int) -> None:
+        heapq.heappush(self.heap, self._key(p, self.gain_est[p]))
+
+    def run(self, cap: int, need: int) -> None:
+        self.heap: list[tuple[float, int, int]] = []
+        # Initial keys with the exact lookahead; later keys are refreshed lazily on pop.
+        for p in range(len(self.units)):
+            if self.alive[p]:
+                self.gain_est[p] = float(self.lookahead(p))
+        self.heap = [self._key(p, self.gain_est[p]) for p in range(len(self.units)) if self.alive[p]]
+        heapq.heapify(self.heap)
+        blocked = False
+        while self.heap and self.covered < need and len(self.order) < cap:
+            key = heapq.heappop(self.heap)
+            p = key[2]
+            if not self.alive[p]:
+                continue
+            cost = len(self.miss[p])
+            if cost > cap - len(self.order):
+                blocked = True  # may become affordable when its missing set shrinks (then re-pushed)
+                continue
+            gain = self.lookahead(p)
+            self.gain_est[p] = float(gain)
+            fresh = self._key(p, gain)
+            if fresh > key:  # worse than it was believed to be: re-queue with the true value
+                heapq.heappush(self.heap, fresh)
+                continue
+            for f in sorted(self.miss[p], key=lambda f: -self.gen[f]):
+                self.add_fact(f)
+        # Nothing left that could ever be added: refilling after a prune would not help.
+        self.exhausted = not self.heap and not blocked
+
+
+def _group(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=ptr[1:])
+    return ptr, order
+
+
+def _prune(graph: DistillGraph, units: np.ndarray, n_units: int, chosen: list[int]) -> list[int]:
+    """Reverse delete: drop chosen facts (least general first) whose removal leaves every covered
+    unit with some complete proof; facts in no complete proof go first of all."""
+    if not chosen:
+        return chosen
+    complete = graph.complete_proofs(np.asarray(chosen, dtype=np.int64))
+    ccount = np.bincount(units[complete], minlength=n_units).tolist()
+    comp = complete.tolist()
+    ulist = units.tolist()
+    f_ptr, f_proofs = (a.tolist() for a in graph.fact_to_proofs())
+    gen = graph.fact_question_counts()
+    pos = {f: i for i, f in enumerate(chosen)}
+    removed: set[int] = set()
+    for f in sorted(chosen, key=lambda f: (gen[f], -pos[f])):
+        ps = [p for p in f_proofs[f_ptr[f]:f_ptr[f + 1]] if comp[p]]
+        lost: dict[int, int] = {}
+        for p in ps:
+            lost[ulist[p]] = lost.get(ulist[p], 0) + 1
+        if all(ccount[u] - k >= 1 for u, k in lost.items()):
+            removed.add(f)
+            for p in ps:
+                comp[p] = False
+            for u, k in lost.items():
+                ccount[u] -= k
+    return [f for f in chosen if f not in removed]
+
+
+# ------------------------------------------------------------------------------------------ exact
+def exact_cover(graph: DistillGraph, budget: int | None = None, target: float | None = None,
+                time_limit: float = 60.0, mip_rel_gap: float = 1e-6) -> tuple[list[int], dict[str, Any]]:
+    """Question coverage as a mixed-integer program (HiGHS via scipy.optimize.milp).
+
+    Variables x_f (fact chosen, binary), y_p (proof complete), z_q (question covered); y_p <= x_f
+    for every leaf f of p, z_q <= sum_p y_p. With a budget: sum x <= n, maximise sum z. With a target:
+    sum z >= target questions, minimise sum x. Only x needs to be integral: for integral x the optimal
+    y and z are integral too, which keeps the branch-and-bound small.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix, vstack
+
+    cost = graph.proof_cost()
+    free_q = np.zeros(graph.n_questions, dtype=bool)
+    free_q[graph.free_questions()] = True
+    n_free = int(free_q.sum())
+    # Active part: proofs that need facts, of questions not already covered for free.
+    act_p = np.flatnonzero((cost > 0) & ~free_q[graph.proof_question])
+    rows = graph.proof_rows()
+    inc_mask = np.isin(rows, act_p) if len(act_p) < graph.n_proofs else np.ones(len(rows), dtype=bool)
+    inc_p, inc_f = rows[inc_mask], graph.leaf_indices[inc_mask]
+    act_f, f_local = np.unique(inc_f, return_inverse=True)
+    p_local = np.searchsorted(act_p, inc_p)
+    act_q, q_local = np.unique(graph.proof_question[act_p], return_inverse=True)
+    nx_, ny, nz = len(act_f), len(act_p), len(act_q)
+    report: dict[str, Any] = {"solver": "highs-milp", "time_limit_s": time_limit, "free_questions": n_free}
+    if ny == 0:
+        report.update(status="trivial", optimal=True, gap=0.0, timed_out=False)
+        return [], report
+    if target is not None:
+        need = max(0, math.ceil(target * graph.n_questions - 1e-9) - n_free)
+        if need > nz:
+            raise SolverError(f"target coverage {target} is not reachable: only {nz + n_free} of "
+                              f"{graph.n_questions} questions have a proof")
+        if need == 0:
+            report.update(status="trivial", optimal=True, gap=0.0, timed_out=False)
+            return [], report
+    nv = nx_ + ny + nz
+    m = len(inc_p)
+    # y_p - x_f <= 0 per incidence
+    a1 = coo_matrix((np.concatenate([np.ones(m), -np.ones(m)]),
+                     (np.concatenate([np.arange(m), np.arange(m)]), np.concatenate([nx_ + p_local, f_local]))),
+                    shape=(m, nv))
+    # z_q - sum_p y_p <= 0 per question
+    a2 = coo_matrix((np.concatenate([np.ones(nz), -np.ones(ny)]),
+                     (np.concatenate([np.arange(nz), q_local]),
+                      np.concatenate([nx_ + ny + np.arange(nz), nx_ + np.arange(ny)]))), shape=(nz, nv))
+    c = np.zeros(nv)
+    if budget is not None:
+        a3 = coo_matrix((np.ones(nx_), (np.zeros(nx_, dtype=np.int64), np.arange(nx_))), shape=(1, nv))
+        lb3, ub3 = -np.inf, float(budget)
+        c[nx_ + ny:] = -1.0
+    else:
+        a3 = coo_matrix((np.ones(nz), (np.zeros(nz, dtype=np.int64), nx_ + ny + np.arange(nz))), shape=(1, nv))
+        lb3, ub3 = float(need), np.inf
+        c[:nx_] = 1.0
+    a = vstack([a1, a2, a3]).tocsr()
+    lb = np.concatenate([np.full(m + nz, -np.inf), [lb3]])
+    ub = np.concatenate([np.zeros(m + nz), [ub3]])
+    integrality = np.zeros(nv)
+    integrality[:nx_] = 1
+    t0 = time.perf_counter()
+    res = milp(c, constraints=LinearConstraint(a, lb, ub), integrality=integrality, bounds=Bounds(0, 1),
+               options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False})
+    report["solve_s"] = round(time.perf_counter() - t0, 4)
+    timed_out = res.status == 1
+    if res.status not in (0, 1):
+        raise SolverError(f"HiGHS could not solve the coverage program: {res.message}")
+    dual = getattr(res, "mip_dual_bound", None)
+    if res.x is None:
+        # Time-out before any incumbent: fall back to the greedy answer and say so.
+        chosen, _ = greedy_cover(graph, budget=budget, target=target)
+        report.update(status="time-out, no incumbent: greedy solution returned", timed_out=True, optimal=False,
+                      fallback="qc-greedy")
+        obj = _count_units(graph, graph.proof_question, chosen) - n_free if budget is not None else len(chosen)
+    else:
+        x = res.x[:nx_] > 0.5
+        chosen = [int(f) for f in act_f[x]]
+        # Facts in no complete proof do not change the objective; drop them.
+        chosen = _prune_unneeded(graph, chosen)
+        obj = -res.fun if budget is not None else res.fun
+        report.update(status="optimal" if res.status == 0 else "time limit reached: best solution found",
+                      timed_out=timed_out, optimal=res.status == 0)
+    if dual is not None and np.isfinite(dual):
+        bound = -dual if budget is not None else dual
+        report["bound"] = round(float(bound) + (n_free if budget is not None else 0), 4)
+        denom = max(abs(bound), 1e-9)
+        report["gap"] = round(float(abs(bound - obj) / denom), 6)
+    else:
+        report["gap"] = None if timed_out else 0.0
+    return chosen, report
+
+
+def _prune_unneeded(graph: DistillGraph, chosen: list[int]) -> list[int]:
+    if not chosen:
+        return chosen
+    complete = graph.complete_proofs(np.asarray(chosen, dtype=np.int64))
+    needed = np.zeros(graph.n_facts, dtype=bool)
+    needed[graph.leaf_indices[complete[graph.proof_rows()]]] = True
+    return [f for f in chosen if needed[f]]
