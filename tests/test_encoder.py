@@ -1,0 +1,121 @@
+"""Encoders: the hashing test double, name resolution and caching, and (slow) the real MiniLM."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval import encoder as enc_mod
+from retrieval.encoder import (
+    DEFAULT_NAME,
+    Encoder,
+    HashingEncoder,
+    SentenceTransformerEncoder,
+    get_encoder,
+    resolve_name,
+)
+from retrieval.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_hashing_shape_dtype_and_unit_rows() -> None:
+    e = HashingEncoder()
+    v = e.encode(["The sun is a star.", "Plants need water and light to grow.", ""])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v[:2], axis=1), 1.0, atol=1e-6)
+    assert not np.isnan(v).any() and np.linalg.norm(v[2]) == 0.0  # empty text: zero row, not NaN
+    assert isinstance(e, Encoder)
+
+
+def test_hashing_similarity_follows_word_overlap() -> None:
+    e = HashingEncoder()
+    a, b, c = e.encode(["the sun is a star", "a star like the sun", "plants need water"])
+    assert float(a @ b) > float(a @ c)
+    assert float(a @ a) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_hashing_is_deterministic_across_processes() -> None:
+    """Python's hash() is salted per process; the encoder must not depend on it."""
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from retrieval.encoder import HashingEncoder\n"
+        "print(HashingEncoder().encode(['Water boils at 100 degrees'])[0].round(6).tolist())" % str(ROOT)
+    )
+    outs = []
+    for seed in ("1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True, timeout=120).stdout)
+    assert outs[0] == outs[1] and outs[0].strip()
+    here = HashingEncoder().encode(["Water boils at 100 degrees"])[0].round(6).tolist()
+    assert str(here) == outs[0].strip()
+
+
+def test_hashing_rejects_a_single_string() -> None:
+    with pytest.raises(TypeError):
+        HashingEncoder().encode("not a list")  # type: ignore[arg-type]
+
+
+def test_resolve_name_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MICROTHEORY_ENCODER", raising=False)
+    assert resolve_name(None) == DEFAULT_NAME
+    assert resolve_name("all-MiniLM-L6-v2") == DEFAULT_NAME
+    assert resolve_name("hashing") == "hashing-384"
+    assert resolve_name("hashing-64") == "hashing-64"
+    assert resolve_name("some-org/other-model") == "some-org/other-model"
+    monkeypatch.setenv("MICROTHEORY_ENCODER", "hashing-32")
+    assert resolve_name(None) == "hashing-32"
+
+
+def test_packaged_model_path_resolves_to_default_name() -> None:
+    path = enc_mod.default_model_path()
+    assert Path(path, "modules.json").is_file()
+    assert resolve_name(path) == DEFAULT_NAME
+
+
+def test_get_encoder_caches_one_instance_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert get_encoder("hashing") is get_encoder("hashing-384")
+    assert get_encoder("hashing-64").dim == 64
+    monkeypatch.setenv("MICROTHEORY_ENCODER", "hashing-64")
+    assert get_encoder() is get_encoder("hashing-64")
+
+
+def test_default_encoder_is_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MICROTHEORY_ENCODER", raising=False)
+    e = get_encoder()
+    assert isinstance(e, SentenceTransformerEncoder)
+    assert e.name == DEFAULT_NAME
+    assert isinstance(e.path, str) and Path(e.path).is_dir()  # a str, SentenceTransformer rejects PosixPath
+    fresh = SentenceTransformerEncoder(DEFAULT_NAME, path=e.path)
+    assert fresh._model is None and fresh._dim is None  # constructing loads nothing
+
+
+def test_missing_local_model_fails_fast_with_model_error(tmp_path: Path) -> None:
+    t = time.monotonic()
+    with pytest.raises(ModelError, match="does not exist"):
+        SentenceTransformerEncoder(str(tmp_path / "no-such-model")).encode(["x"])
+    assert time.monotonic() - t < 5
+
+
+@pytest.mark.slow
+def test_missing_hub_model_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    e = SentenceTransformerEncoder("no-such-org/no-such-model-xyz")
+    with pytest.raises(ModelError, match="HF_HUB_OFFLINE"):
+        e.encode(["x"])
+
+
+@pytest.mark.slow
+def test_real_minilm_encodes_normalised_384d() -> None:
+    e = get_encoder(DEFAULT_NAME)
+    v = e.encode(["The sun is a star.", "The sun is a kind of star.", "Plants need water to grow."], batch_size=2)
+    assert v.shape == (3, 384) and v.dtype == np.float32 and e.dim == 384
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
+    assert e.encode([]).shape == (0, 384)
