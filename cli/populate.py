@@ -1,0 +1,66 @@
+"""`microtheory populate`: fill a knowledge store with verified model-generated sentences."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import echo_json
+
+
+def populate_cmd(
+    questions: str = typer.Option(..., "--questions", "-q",
+                                  help="Questions JSONL (with answer keys or hypotheses), or eb:train / eb:dev."),
+    store: Path = typer.Option(..., "--store", "-s", help="Knowledge store folder (created when missing)."),
+    generator: str = typer.Option(..., "--generator", "-g",
+                                  help="openai:http://HOST:PORT/v1#MODEL, openai: (env), llama-cpp:PATH.gguf, "
+                                       "llama-cpp:smollm2, hf:MODEL, hf:smollm2, replay:FILE.jsonl"),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder of a new store (default: MiniLM)."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Status log JSONL (default: STORE.populate.jsonl)."),
+    prompts: str = typer.Option("fewshot,retrieval", "--prompts", help="Prompt ids: direct, fewshot, retrieval."),
+    samples: int = typer.Option(3, "--samples", "-n", help="Candidates per prompt per statement."),
+    temperature: float = typer.Option(0.7, "--temperature"),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    max_tokens: int = typer.Option(96, "--max-tokens"),
+    seed: Optional[int] = typer.Option(0, "--seed", help="Sampling seed (where the backend honours one)."),
+    max_depth: int = typer.Option(1, "--max-depth", help="0: decompose the hypothesis only; d: recurse to depth d."),
+    node_budget: int = typer.Option(6, "--node-budget", help="Statements sent to the generator per question."),
+    max_proofs: int = typer.Option(3, "--max-proofs", help="Accepted proofs kept per question."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Acceptance threshold (default: the scorer's)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Attempt at most this many questions in this run."),
+    retry_unproved: bool = typer.Option(False, "--retry-unproved", help="Also redo questions logged as unproved."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per HTTP request (openai backend)."),
+    retries: int = typer.Option(3, "--retries", help="Retries per HTTP request, with exponential backoff."),
+    save_every: int = typer.Option(10, "--save-every", help="Questions between store saves."),
+    max_failures: int = typer.Option(20, "--max-consecutive-failures",
+                                     help="Stop after this many failed questions in a row (0: never)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Generate premise sets for each question's hypothesis, keep the ones the entailment scorer
+    accepts, and add their sentences and proofs to the store. Rerunning skips questions already
+    done and retries failed ones.
+
+    Example: microtheory populate --questions eb:dev --store runs/ks --generator openai:http://127.0.0.1:8080/v1
+    """
+    from microtheory.generators import get_generator
+    from microtheory.populate import PopulateConfig, load_questions, populate
+
+    cfg = PopulateConfig(prompts=tuple(p.strip() for p in prompts.split(",") if p.strip()), samples=samples,
+                         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_depth=max_depth,
+                         node_budget=node_budget, max_proofs=max_proofs, threshold=threshold, save_every=save_every,
+                         max_consecutive_failures=max_failures)
+    options = {"timeout": timeout, "retries": retries} if generator.split(":", 1)[0] == "openai" else {}
+    gen = get_generator(generator, **options)
+    qs = load_questions(questions)
+    summary = populate(qs, store, gen, scorer=scorer, encoder=encoder, config=cfg, log_path=log,
+                       retry_unproved=retry_unproved, limit=limit, progress=not no_progress and not json_out)
+    if json_out:
+        echo_json(summary.to_json())
+    else:
+        for line in summary.lines():
+            typer.echo(line)
+    if summary.aborted:
+        raise typer.Exit(6)

@@ -1,0 +1,215 @@
+"""Any OpenAI-compatible server: vLLM, llama.cpp's server, Ollama, hosted APIs.
+
+Speaks `/v1/chat/completions` (default; the server applies the model's chat template) or
+`/v1/completions` (raw text). Standard library HTTP only (urllib), so the backend needs no extra
+package. Connection errors, time-outs, HTTP 429 and 5xx are retried with exponential backoff;
+anything else, and an answer that is not the documented JSON, is a GeneratorError saying what the
+server did.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from microtheory.generators.base import BaseGenerator, SamplingParams, env_default
+from retrieval.errors import GeneratorError, InputError
+
+ENV_BASE_URL = "MICROTHEORY_OPENAI_BASE_URL"
+ENV_MODEL = "MICROTHEORY_OPENAI_MODEL"
+ENV_API_KEY = "OPENAI_API_KEY"
+ENDPOINTS = ("chat", "completions")
+
+
+class _Retryable(Exception):
+    """A failure worth another try (the server may come back or was only busy)."""
+
+
+class OpenAIGenerator(BaseGenerator):
+    """Generate through an OpenAI-compatible HTTP endpoint.
+
+    `base_url` ends in `/v1` (e.g. http://127.0.0.1:8080/v1); `model` None asks the server's
+    `/models` for its first model (a llama.cpp or vLLM server serves one). A server that ignores
+    `n` (llama.cpp returns one choice) is asked again, with seed + i, until n candidates are in.
+    """
+
+    def __init__(self, base_url: str | None = None, model: str | None = None, *, api_key: str | None = None,
+                 endpoint: str = "chat", system: str | None = None, timeout: float = 60.0, retries: int = 3,
+                 backoff: float = 0.5, max_backoff: float = 8.0, name: str | None = None):
+        super().__init__()
+        url = base_url or env_default(ENV_BASE_URL)
+        if not url:
+            raise InputError(f"no server URL for the openai generator: give openai:http://HOST:PORT/v1#MODEL "
+                             f"or set ${ENV_BASE_URL}")
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"server URL {url!r} must start with http:// or https://")
+        if endpoint not in ENDPOINTS:
+            raise InputError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
+        if timeout <= 0 or retries < 0 or backoff < 0:
+            raise InputError("timeout must be > 0, retries and backoff >= 0")
+        self.base_url = url.rstrip("/")
+        self._model = model or env_default(ENV_MODEL)
+        self.api_key = api_key if api_key is not None else env_default(ENV_API_KEY)
+        self.endpoint = endpoint
+        self.system = system
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self._honours_n: bool | None = None
+        self.name = name or f"openai:{self.base_url}#{self._model or '?'}"
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        return h
+
+    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        url = self.base_url + path
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method, headers=self._headers())
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            detail = _snippet(e.read() if e.fp is not None else b"")
+            if e.code == 429 or e.code >= 500:
+                raise _Retryable(f"HTTP {e.code} from {url}: {detail}") from None
+            hint = " (check that the base URL ends in /v1 and the model name is one the server serves)" \
+                if e.code in (400, 404, 422) else ""
+            raise GeneratorError(f"the generator server rejected the request: HTTP {e.code} from {url}: "
+                                 f"{detail}{hint}") from None
+        except urllib.error.URLError as e:
+            reason = e.reason
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise _Retryable(f"no answer from {url} within {self.timeout:g} s") from None
+            raise _Retryable(f"cannot connect to {url}: {reason}") from None
+        except (socket.timeout, TimeoutError):
+            raise _Retryable(f"no answer from {url} within {self.timeout:g} s") from None
+        except (http.client.HTTPException, ConnectionError, OSError) as e:
+            # The server closed the connection mid-answer (e.g. it was stopped).
+            raise _Retryable(f"connection to {url} broke: {type(e).__name__}: {e}") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise GeneratorError(f"malformed answer from {url}: not JSON: {_snippet(raw)}") from None
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request with retries; each failed attempt waits backoff * 2**attempt (capped)."""
+        last = ""
+        t0 = time.monotonic()
+        try:
+            for attempt in range(self.retries + 1):
+                self.stats.calls += 1
+                try:
+                    return self._once(method, path, body)
+                except _Retryable as e:
+                    last = str(e)
+                    if attempt < self.retries:
+                        self.stats.retries += 1
+                        time.sleep(min(self.backoff * (2 ** attempt), self.max_backoff))
+                except GeneratorError:
+                    self.stats.failures += 1
+                    raise
+            self.stats.failures += 1
+            raise GeneratorError(f"generator server at {self.base_url} failed after {self.retries + 1} attempts: "
+                                 f"{last}. Is it running? (e.g. python -m llama_cpp.server --model FILE.gguf "
+                                 "--host 127.0.0.1 --port 8080)")
+        finally:
+            self.stats.seconds += time.monotonic() - t0
+
+    @property
+    def model(self) -> str:
+        """The model name sent with each request; asked of the server once when not given."""
+        if self._model is None:
+            answer = self._request("GET", "/models")
+            try:
+                self._model = str(answer["data"][0]["id"])
+            except (KeyError, IndexError, TypeError):
+                raise GeneratorError(f"{self.base_url}/models lists no model; give one as "
+                                     f"openai:URL#MODEL or ${ENV_MODEL}") from None
+            self.name = f"openai:{self.base_url}#{self._model}"
+        return self._model
+
+    # ------------------------------------------------------------------ generation
+
+    def _body(self, prompt: str, n: int, params: SamplingParams) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {"model": self.model, "temperature": params.temperature, "top_p": params.top_p,
+                                "max_tokens": params.max_tokens, "n": n}
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self.endpoint == "chat":
+            messages = ([{"role": "system", "content": self.system}] if self.system else []) + \
+                [{"role": "user", "content": prompt}]
+            body["messages"] = messages
+            return "/chat/completions", body
+        body["prompt"] = prompt
+        return "/completions", body
+
+    def _texts(self, answer: Any, path: str) -> list[str]:
+        where = self.base_url + path
+        if not isinstance(answer, dict):
+            raise GeneratorError(f"malformed answer from {where}: expected a JSON object, got {type(answer).__name__}")
+        if "error" in answer and "choices" not in answer:
+            raise GeneratorError(f"the generator server at {where} reported an error: {_snippet(answer['error'])}")
+        choices = answer.get("choices")
+        if not isinstance(choices, list):
+            raise GeneratorError(f"malformed answer from {where}: no 'choices' list in {_snippet(answer)}")
+        out = []
+        for c in choices:
+            try:
+                text = c["message"]["content"] if self.endpoint == "chat" else c["text"]
+            except (KeyError, TypeError):
+                raise GeneratorError(f"malformed answer from {where}: a choice without "
+                                     f"{'message.content' if self.endpoint == 'chat' else 'text'}: "
+                                     f"{_snippet(c)}") from None
+            if text is None:
+                text = ""
+            if not isinstance(text, str):
+                raise GeneratorError(f"malformed answer from {where}: choice text is {type(text).__name__}")
+            out.append(text)
+        return out
+
+    def _generate_one(self, prompt: str, n: int, params: SamplingParams) -> list[str]:
+        out: list[str] = []
+        # Bounded: a server that returns no choices at all must not loop forever.
+        for _ in range(n):
+            want = n - len(out)
+            ask = want if self._honours_n is not False else 1
+            path, body = self._body(prompt, ask, params.for_sample(len(out)))
+            texts = self._texts(self._request("POST", path, body), path)
+            if ask > 1 and self._honours_n is None:
+                self._honours_n = len(texts) >= ask
+            out.extend(texts[:want])
+            if len(out) >= n:
+                break
+        return out
+
+    def health(self) -> bool:
+        """Whether the server answers `/models` now (one attempt, no retries)."""
+        try:
+            self._once("GET", "/models", None)
+            return True
+        except (_Retryable, GeneratorError):
+            return False
+
+
+def _snippet(x: Any, limit: int = 200) -> str:
+    if isinstance(x, bytes):
+        x = x.decode("utf-8", errors="replace")
+    elif not isinstance(x, str):
+        x = json.dumps(x, default=str)
+    x = " ".join(x.split())
+    return x if len(x) <= limit else x[:limit] + "..."
+
+
+__all__ = ["OpenAIGenerator", "ENV_BASE_URL", "ENV_MODEL", "ENV_API_KEY"]

@@ -1,0 +1,628 @@
+"""Fill a knowledge store with model-generated sentences that provably entail training answers.
+
+For each training question: form the hypothesis (the gold one when given, else question + keyed
+answer), ask the generator for premise sets that entail it (several prompts x several samples, as
+TreeWise does: a few-shot decomposition, and one conditioned on facts retrieved from the store),
+merge paraphrases (encoder cosine >= 0.9), drop circular candidates (a premise that restates the
+statement), keep only candidates the entailment scorer accepts, and recurse on premises that no
+stored fact entails, within a depth limit and a per-question node budget. Every sentence of an
+accepted proof goes into the store with provenance (question, proof, generator, prompt id,
+scores), and the proof itself via `add_proofs`.
+
+Runs are resumable: a JSONL log beside the store (`<store>.populate.jsonl`) has one status record
+per question attempt (`proved`, `unproved` or `failed` with its reason). Log records are written
+only after the store save that holds their facts, so the log never claims more than the store has;
+a rerun skips questions already proved or unproved and retries the failed ones. A generator fault
+(time-out, server gone, empty or malformed output) fails that question only; the run goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microtheory.generators.base import Generator, get_generator
+from microtheory.prompts import DEFAULT_PROMPTS, build_prompts, get_templates, parse_premises
+from retrieval.errors import GeneratorError, InputError, MicrotheoryError
+from retrieval.types import Fact, Proof, Question
+
+LOG_SUFFIX = ".populate.jsonl"
+DONE_STATUSES = ("proved", "unproved")
+
+
+@dataclass(frozen=True)
+class PopulateConfig:
+    """Search and sampling settings. Defaults are sized for a small local model on a CPU."""
+
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    samples: int = 3                 # candidates per prompt per expanded statement
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 96
+    seed: int | None = 0
+    max_depth: int = 1               # 0: decompose the hypothesis only; d: premises down to depth d
+    node_budget: int = 6             # statements sent to the generator per question
+    max_proofs: int = 3              # accepted decompositions of the hypothesis kept per question
+    threshold: float | None = None   # None: the scorer's own threshold
+    paraphrase_threshold: float = 0.9
+    retrieve_k: int = 5              # facts shown to the retrieval prompt
+    ground_k: int = 3                # stored facts tried as single-fact proofs of a premise
+    min_premises: int = 2
+    max_premises: int = 4
+    save_every: int = 10             # questions between store saves (and log flushes)
+    max_consecutive_failures: int = 20  # stop early when the generator is clearly gone; 0 = never
+
+    def __post_init__(self) -> None:
+        get_templates(self.prompts)
+        for name in ("samples", "node_budget", "max_proofs", "min_premises", "save_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_depth < 0:
+            raise InputError(f"max_depth must be >= 0, got {self.max_depth}")
+        if self.max_premises < self.min_premises:
+            raise InputError("max_premises must be >= min_premises")
+        if not 0 < self.paraphrase_threshold <= 1:
+            raise InputError("paraphrase_threshold must be in (0, 1]")
+
+
+@dataclass
+class Node:
+    """A statement in a proof tree: a leaf (no children) or proved by `children` with `score`."""
+
+    text: str
+    score: float = 1.0
+    prompt_id: str | None = None
+    children: list[Node] = field(default_factory=list)
+    fact_id: str | None = None       # grounded: an existing store fact (the same or one entailing it)
+
+    def walk(self, depth: int = 0) -> Iterable[tuple[Node, int]]:
+        yield self, depth
+        for c in self.children:
+            yield from c.walk(depth + 1)
+
+    def leaves(self) -> list[Node]:
+        return [n for n, _ in self.walk() if not n.children]
+
+    def weakest(self) -> float:
+        scores = [n.score for n, _ in self.walk() if n.children]
+        grounded = [n.score for n in self.leaves() if n.fact_id is not None]
+        return float(min(scores + grounded)) if scores or grounded else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"text": self.text}
+        if self.children:
+            d.update(score=round(self.score, 4), prompt_id=self.prompt_id, premises=[c.to_json() for c in self.children])
+        if self.fact_id:
+            d.update(fact_id=self.fact_id, score=round(self.score, 4))
+        return d
+
+
+@dataclass
+class _Candidate:
+    premises: list[str]
+    prompt_id: str
+    score: float = 0.0
+
+
+@dataclass
+class QuestionResult:
+    """What the search did for one question (before anything is stored)."""
+
+    question_id: str
+    hypothesis: str
+    status: str                      # proved | unproved | failed
+    reason: str | None = None
+    proofs: list[Node] = field(default_factory=list)
+    candidates: int = 0              # distinct premise sets after paraphrase merging
+    accepted: int = 0
+    rejected_sentences: set[str] = field(default_factory=set)
+    outputs: int = 0                 # raw generator answers
+    empty_outputs: int = 0
+    unparsed_outputs: int = 0
+    nodes: int = 0
+    generator_calls: int = 0
+
+
+@dataclass
+class PopulateSummary:
+    """The run's totals; `to_json` is what `microtheory populate --json` prints."""
+
+    questions: int = 0
+    skipped: int = 0
+    attempted: int = 0
+    proved: int = 0
+    unproved: int = 0
+    failed: int = 0
+    proofs: int = 0
+    sentences_added: int = 0         # new facts in the store
+    sentences_merged: int = 0        # proof sentences already in the store (provenance merged)
+    sentences_kept: int = 0          # distinct sentences of accepted proofs
+    sentences_rejected: int = 0      # distinct proposed sentences only in candidates the scorer rejected
+    candidates: int = 0
+    accepted_candidates: int = 0
+    generator_calls: int = 0
+    seconds: float = 0.0
+    aborted: str | None = None
+    store: str = ""
+    log: str = ""
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def proved_share(self) -> float:
+        return self.proved / self.attempted if self.attempted else 0.0
+
+    @property
+    def questions_per_min(self) -> float:
+        return 60.0 * self.attempted / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items()}
+        d["seconds"] = round(self.seconds, 2)
+        d["proved_share"] = round(self.proved_share, 4)
+        d["questions_per_min"] = round(self.questions_per_min, 2)
+        return d
+
+    def lines(self) -> list[str]:
+        out = [f"questions: {self.questions} ({self.skipped} already done, {self.attempted} attempted)",
+               f"proved: {self.proved} ({100 * self.proved_share:.1f}% of attempted), unproved: {self.unproved}, "
+               f"failed: {self.failed}",
+               f"proofs stored: {self.proofs}; sentences kept: {self.sentences_kept} "
+               f"({self.sentences_added} new in the store, {self.sentences_merged} already there); "
+               f"rejected by the scorer: {self.sentences_rejected}",
+               f"candidate premise sets: {self.candidates}, accepted: {self.accepted_candidates}",
+               f"generator calls: {self.generator_calls}; time: {self.seconds:.1f} s "
+               f"({self.questions_per_min:.2f} questions/min)",
+               f"store: {self.store}; log: {self.log}"]
+        if self.failures:
+            out.append("failure reasons: " + "; ".join(f"{k} x{v}" for k, v in sorted(self.failures.items())))
+        if self.aborted:
+            out.append(f"stopped early: {self.aborted}")
+        return out
+
+
+def hypothesis_for(q: Question) -> str:
+    """The gold hypothesis when the question carries one, else one made from stem + keyed option."""
+    if q.hypothesis and q.hypothesis.strip():
+        return q.hypothesis.strip()
+    if not q.answer_key or q.answer_key not in q.options:
+        raise InputError(f"question {q.id}: no hypothesis and no valid answer key to make one")
+    from retrieval.hypothesis import make_hypothesis
+
+    return make_hypothesis(q.stem, q.options[q.answer_key])
+
+
+def _calls(gen: Generator) -> int:
+    stats = getattr(gen, "stats", None)
+    return int(getattr(stats, "calls", 0)) if stats is not None else 0
+
+
+def _short_reason(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return msg if len(msg) <= 300 else msg[:300] + "..."
+
+
+class ProofSearch:
+    """Backward-chaining decomposition search for one store, generator, scorer and encoder."""
+
+    def __init__(self, generator: Generator, scorer: Any, encoder: Any, store: Any | None,
+                 config: PopulateConfig):
+        self.gen, self.scorer, self.encoder, self.store, self.cfg = generator, scorer, encoder, store, config
+        self.threshold = float(config.threshold if config.threshold is not None else scorer.threshold)
+
+    # -------------------------------------------------------------------------- pieces
+
+    def _retrieve(self, texts: Sequence[str], k: int) -> list[list[Any]]:
+        if self.store is None or k < 1 or len(self.store) == 0:
+            return [[] for _ in texts]
+        return self.store.search_batch(list(texts), k=k)
+
+    def _ground(self, premises: Sequence[str]) -> list[tuple[str, float] | None]:
+        """For each premise, a stored fact that alone entails it (fact id, score), if any."""
+        hits = self._retrieve(premises, self.cfg.ground_k)
+        items, owners = [], []
+        for i, (p, hs) in enumerate(zip(premises, hits)):
+            for h in hs:
+                items.append(([h.fact.text], p))
+                owners.append((i, h.fact.id))
+        out: list[tuple[str, float] | None] = [None] * len(premises)
+        if not items:
+            return out
+        scores = self.scorer.score_batch(items)
+        for (i, fid), s in zip(owners, scores):
+            s = float(s)
+            if s >= self.threshold and (out[i] is None or s > out[i][1]):  # type: ignore[index]
+                out[i] = (fid, s)
+        return out
+
+    def _merge_paraphrases(self, statement: str, cands: list[_Candidate], res: QuestionResult) -> list[_Candidate]:
+        """Map paraphrases (cosine >= threshold) to the first-seen wording; drop duplicate and circular sets."""
+        sentences: list[str] = []
+        index: dict[str, int] = {}
+        for c in cands:
+            for p in c.premises:
+                if p not in index:
+                    index[p] = len(sentences)
+                    sentences.append(p)
+        if not sentences:
+            return []
+        vecs = np.asarray(self.encoder.encode([statement, *sentences]), dtype=np.float32)
+        hyp_vec, vecs = vecs[0], vecs[1:]
+        canon = list(range(len(sentences)))
+        for i in range(len(sentences)):
+            for j in range(i):
+                if canon[j] == j and float(vecs[i] @ vecs[j]) >= self.cfg.paraphrase_threshold:
+                    canon[i] = j
+                    break
+        circular = {i for i in range(len(sentences)) if float(vecs[i] @ hyp_vec) >= self.cfg.paraphrase_threshold}
+        out: list[_Candidate] = []
+        seen: set[frozenset[int]] = set()
+        for c in cands:
+            ids: list[int] = []
+            for p in c.premises:
+                j = canon[index[p]]
+                if j not in ids:
+                    ids.append(j)
+            if len(ids) < self.cfg.min_premises:
+                continue
+            if any(i in circular for i in ids):
+                # "X because X": any scorer accepts it, and it adds nothing.
+                res.rejected_sentences.update(sentences[i] for i in ids if i not in circular)
+                continue
+            key = frozenset(ids)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(_Candidate([sentences[i] for i in ids], c.prompt_id))
+        return out
+
+    def expand(self, statement: str, res: QuestionResult, depth: int) -> list[_Candidate]:
+        """Accepted decompositions of `statement`, best first; [] when the budget is spent."""
+        if res.nodes >= self.cfg.node_budget:
+            return []
+        res.nodes += 1
+        facts = [h.fact.text for h in self._retrieve([statement], self.cfg.retrieve_k)[0]] \
+            if "retrieval" in self.cfg.prompts else []
+        prompts = build_prompts(statement, facts, self.cfg.prompts)
+        seed = None
+        if self.cfg.seed is not None:
+            seed = (self.cfg.seed * 1_000_003 + zlib.crc32(statement.encode("utf-8"))) % (2 ** 31 - 1 - 1000)
+        before = _calls(self.gen)
+        try:
+            answers = self.gen.generate([p for _, p in prompts], n=self.cfg.samples, temperature=self.cfg.temperature,
+                                        top_p=self.cfg.top_p, max_tokens=self.cfg.max_tokens, seed=seed)
+        finally:
+            after = _calls(self.gen)
+            res.generator_calls += (after - before) if after > before else len(prompts)
+        if len(answers) != len(prompts):
+            raise GeneratorError(f"generator {getattr(self.gen, 'name', '?')} answered {len(answers)} of "
+                                 f"{len(prompts)} prompts")
+        cands: list[_Candidate] = []
+        for (pid, _), outs in zip(prompts, answers):
+            for text in outs:
+                res.outputs += 1
+                if not isinstance(text, str) or not text.strip():
+                    res.empty_outputs += 1
+                    continue
+                prem = parse_premises(text, statement, max_premises=self.cfg.max_premises)
+                if not prem:
+                    res.unparsed_outputs += 1
+                    continue
+                cands.append(_Candidate(prem, pid))
+        cands = self._merge_paraphrases(statement, cands, res)
+        res.candidates += len(cands)
+        if not cands:
+            return []
+        scores = self.scorer.score_batch([(c.premises, statement) for c in cands])
+        accepted = []
+        for c, s in zip(cands, scores):
+            c.score = float(s)
+            if c.score >= self.threshold:
+                accepted.append(c)
+            else:
+                res.rejected_sentences.update(c.premises)
+        res.accepted += len(accepted)
+        accepted.sort(key=lambda c: -c.score)
+        return accepted
+
+    def _prove_premises(self, premises: list[str], res: QuestionResult, depth: int) -> list[Node]:
+        grounded = self._ground(premises)
+        nodes = []
+        for p, g in zip(premises, grounded):
+            if g is not None:
+                nodes.append(Node(p, score=g[1], fact_id=g[0]))
+                continue
+            node = Node(p)
+            if depth <= self.cfg.max_depth:
+                sub = self.expand(p, res, depth)
+                if sub:
+                    best = sub[0]
+                    node = Node(p, best.score, best.prompt_id, self._prove_premises(best.premises, res, depth + 1))
+            nodes.append(node)
+        return nodes
+
+    def prove(self, question_id: str, hypothesis: str) -> QuestionResult:
+        """Search for up to `max_proofs` accepted proofs of `hypothesis`; GeneratorError fails the question."""
+        res = QuestionResult(question_id, hypothesis, "unproved")
+        try:
+            top = self.expand(hypothesis, res, 0)
+            if res.outputs == 0:
+                return _failed(res, "generator returned no candidates")
+            if res.empty_outputs == res.outputs:
+                return _failed(res, f"generator returned empty output ({res.outputs} answers)")
+            if res.empty_outputs + res.unparsed_outputs == res.outputs:
+                return _failed(res, f"malformed generator output: no premise list in any of {res.outputs} answers")
+            for cand in top[: self.cfg.max_proofs]:
+                res.proofs.append(Node(hypothesis, cand.score, cand.prompt_id,
+                                       self._prove_premises(cand.premises, res, 1)))
+        except GeneratorError as e:
+            return _failed(res, _short_reason(e))
+        kept = {n.text for proof in res.proofs for n, d in proof.walk() if d > 0}
+        res.rejected_sentences -= kept
+        if res.proofs:
+            res.status = "proved"
+        return res
+
+
+def _failed(res: QuestionResult, reason: str) -> QuestionResult:
+    res.status, res.reason, res.proofs = "failed", reason, []
+    return res
+
+
+def proof_id_for(proof: Node) -> str:
+    """Content-addressed: the same proof found again (a rerun) replaces itself instead of piling up."""
+    leaves = sorted(" ".join(n.text.lower().split()) for n in proof.leaves())
+    return "gen-" + hashlib.blake2b("\n".join(leaves).encode("utf-8"), digest_size=6).hexdigest()
+
+
+def store_result(store: Any, res: QuestionResult, generator_name: str) -> dict[str, Any]:
+    """Add the sentences and proofs of one proved question to `store` (in memory); returns counts."""
+    from retrieval.store import fact_id_for
+
+    facts: list[Fact] = []
+    plans: list[tuple[Node, str, list[tuple[Node, str]]]] = []
+    for proof in res.proofs:
+        pid = proof_id_for(proof)
+        leaf_refs: list[tuple[Node, str]] = []
+        for node, depth in proof.walk():
+            if depth == 0:
+                continue
+            if node.fact_id is not None:
+                leaf_refs.append((node, node.fact_id))
+                continue
+            parent_score = _parent_score(proof, node)
+            prov = {"question_id": res.question_id, "proof_id": pid, "generator": generator_name,
+                    "prompt_id": _parent_prompt(proof, node), "role": "intermediate" if node.children else "leaf",
+                    "depth": depth, "step_score": round(parent_score, 4), "proof_score": round(proof.weakest(), 4)}
+            if node.children:
+                prov["proved_by_score"] = round(node.score, 4)
+            in_id = fact_id_for(node.text)
+            facts.append(Fact(id=in_id, text=node.text, source="generated", provenance=[prov]))
+            if not node.children:
+                leaf_refs.append((node, in_id))
+        plans.append((proof, pid, leaf_refs))
+    added = store.add(facts) if facts else None
+    ids = added.ids if added is not None else {}
+    proofs = []
+    for proof, pid, leaf_refs in plans:
+        leaves: list[str] = []
+        for node, ref in leaf_refs:
+            sid = ref if node.fact_id is not None else ids.get(ref, ref)
+            if sid not in leaves:
+                leaves.append(sid)
+        proofs.append(Proof(question_id=res.question_id, proof_id=pid, hypothesis=res.hypothesis,
+                            leaves=tuple(leaves), score=round(proof.weakest(), 4)))
+    store.add_proofs(proofs)
+    return {"proof_ids": [p.proof_id for p in proofs], "added": added.added if added else 0,
+            "merged": added.merged if added else 0}
+
+
+def _parent_of(root: Node, target: Node) -> Node | None:
+    for node, _ in root.walk():
+        if any(c is target for c in node.children):
+            return node
+    return None
+
+
+def _parent_score(root: Node, node: Node) -> float:
+    parent = _parent_of(root, node)
+    return parent.score if parent is not None else 1.0
+
+
+def _parent_prompt(root: Node, node: Node) -> str | None:
+    parent = _parent_of(root, node)
+    return parent.prompt_id if parent is not None else None
+
+
+# ------------------------------------------------------------------------------------------ the log
+
+def default_log_path(store_path: str | Path) -> Path:
+    """Beside the store, not inside it: a store save swaps the whole folder."""
+    p = Path(store_path)
+    return p.with_name(p.name + LOG_SUFFIX)
+
+
+def read_log(path: str | Path) -> dict[str, dict[str, Any]]:
+    """question id -> its latest log record (a torn last line from a crash is ignored)."""
+    p = Path(path)
+    latest: dict[str, dict[str, Any]] = {}
+    if not p.is_file():
+        return latest
+    with open(p, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash mid-write: that question is simply redone
+            if isinstance(rec, dict) and "question_id" in rec:
+                latest[str(rec["question_id"])] = rec
+    return latest
+
+
+def _append_log(path: Path, records: list[dict[str, Any]]) -> None:
+    if not records:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+def load_questions(spec: str | Path) -> list[Question]:
+    """A questions JSONL file, or `eb:train` / `eb:dev` (EntailmentBank questions with gold hypotheses)."""
+    s = str(spec)
+    if s in ("eb:train", "eb:dev"):
+        from microtheory.datasets import load_eb_questions
+
+        return load_eb_questions(s.split(":", 1)[1])[1]
+    from microtheory.datasets import read_questions_jsonl
+
+    return read_questions_jsonl(s)
+
+
+def populate(
+    questions: Sequence[Question],
+    store_path: str | Path,
+    generator: Generator | str,
+    *,
+    scorer: Any | str | None = None,
+    encoder: Any | str | None = None,
+    config: PopulateConfig | None = None,
+    log_path: str | Path | None = None,
+    retry_unproved: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    on_question: Callable[[dict[str, Any]], None] | None = None,
+) -> PopulateSummary:
+    """Populate the store at `store_path` (created when missing) from `questions`; see the module doc.
+
+    `scorer`: an EntailmentScorer, a path for `load_scorer`, "overlap", or None (the shipped one).
+    `encoder`: only used when the store is created (an existing store uses its own).
+    """
+    from retrieval.entail import load_scorer
+    from retrieval.store import MANIFEST, KnowledgeStore
+
+    cfg = config or PopulateConfig()
+    gen = get_generator(generator) if isinstance(generator, str) else generator
+    sc = load_scorer(scorer) if scorer is None or isinstance(scorer, str) else scorer
+    store_path = Path(store_path)
+    log = Path(log_path) if log_path is not None else default_log_path(store_path)
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"question id {dup!r} appears more than once in the input")
+
+    done = read_log(log)
+    skip = set(DONE_STATUSES if not retry_unproved else ("proved",))
+    todo = [q for q in questions if done.get(q.id, {}).get("status") not in skip]
+    summary = PopulateSummary(questions=len(questions), skipped=len(questions) - len(todo), store=str(store_path),
+                              log=str(log))
+    if limit is not None:
+        todo = todo[: max(limit, 0)]
+
+    exists = (store_path / MANIFEST).is_file() or any(store_path.parent.glob(store_path.name + ".old-*"))
+    store = KnowledgeStore.open(store_path, writable=True) if exists else \
+        KnowledgeStore.create(store_path, encoder=encoder)
+    search = ProofSearch(gen, sc, store.encoder, store, cfg)
+    gen_name = str(getattr(gen, "name", type(gen).__name__))
+    pending: list[dict[str, Any]] = []
+    kept: set[str] = set()
+    t0 = time.monotonic()
+    consecutive = 0
+
+    def flush() -> None:
+        store.save()
+        _append_log(log, pending)
+        pending.clear()
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="populate", unit="q", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for i, q in enumerate(todo, 1):
+            tq = time.monotonic()
+            try:
+                hyp = hypothesis_for(q)
+            except MicrotheoryError as e:
+                res = QuestionResult(q.id, "", "failed", reason=_short_reason(e))
+            else:
+                res = search.prove(q.id, hyp)
+            rec: dict[str, Any] = {"question_id": q.id, "status": res.status, "reason": res.reason,
+                                   "hypothesis": res.hypothesis, "generator": gen_name}
+            if res.status == "proved":
+                stored = store_result(store, res, gen_name)
+                rec.update(proofs=len(res.proofs), proof_ids=stored["proof_ids"],
+                           proof_scores=[round(p.weakest(), 4) for p in res.proofs],
+                           sentences_added=stored["added"], sentences_merged=stored["merged"])
+                summary.proofs += len(res.proofs)
+                summary.sentences_added += stored["added"]
+                summary.sentences_merged += stored["merged"]
+                for proof in res.proofs:
+                    kept.update(n.text.lower() for n, d in proof.walk() if d > 0)
+            rec.update(candidates=res.candidates, accepted=res.accepted, rejected=len(res.rejected_sentences),
+                       outputs=res.outputs, empty_outputs=res.empty_outputs, unparsed_outputs=res.unparsed_outputs,
+                       nodes=res.nodes, generator_calls=res.generator_calls,
+                       seconds=round(time.monotonic() - tq, 3), time=_now())
+            if res.status == "proved":
+                rec["trees"] = [p.to_json() for p in res.proofs]
+            pending.append(rec)
+            summary.attempted += 1
+            summary.candidates += res.candidates
+            summary.accepted_candidates += res.accepted
+            summary.sentences_rejected += len(res.rejected_sentences)
+            summary.generator_calls += res.generator_calls
+            setattr(summary, res.status, getattr(summary, res.status) + 1)
+            if res.status == "failed":
+                key = (res.reason or "?").split(":")[0][:80]
+                summary.failures[key] = summary.failures.get(key, 0) + 1
+                consecutive += 1
+            else:
+                consecutive = 0
+            if on_question is not None:
+                on_question(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(proved=summary.proved, failed=summary.failed, refresh=False)
+            if i % cfg.save_every == 0:
+                flush()
+            if cfg.max_consecutive_failures and consecutive >= cfg.max_consecutive_failures:
+                summary.aborted = (f"{consecutive} questions failed in a row (last: {res.reason}); the rest were "
+                                   "not attempted. Fix the generator and rerun: done questions are skipped.")
+                break
+        flush()
+    except BaseException:
+        # Interrupted (Ctrl-C) or a store error: keep what is complete. Questions whose records are
+        # pending were added in memory; saving them now loses nothing and the log stays truthful.
+        try:
+            flush()
+        finally:
+            store.close()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        summary.seconds = time.monotonic() - t0
+        summary.sentences_kept = len(kept)
+    store.close()
+    return summary
