@@ -158,7 +158,10 @@ def test_corpus_counts_shape_and_unique(facts: list[dict[str, Any]]) -> None:
     for n, d in enumerate(facts, 1):
         assert fact_problems(d) == [], f"science_corpus.jsonl:{n}: {fact_problems(d)}"
         Fact.from_json(d)
-    assert len({f["id"] for f in facts}) == len(facts)
+    assert [f["id"] for f in facts] == [f"sci-{i:04d}" for i in range(1, len(facts) + 1)]
+    # each topic is one contiguous block of ids (docs/corpora.md gives the ranges)
+    order = [f["provenance"][0]["topic"] for f in facts]
+    assert [t for i, t in enumerate(order) if i == 0 or t != order[i - 1]] == list(dict.fromkeys(order))
     dup = [t for t, c in Counter(norm(f["text"]) for f in facts).items() if c > 1]
     assert dup == [], f"duplicate facts (after normalisation): {dup}"
     topics = Counter(f["provenance"][0]["topic"] for f in facts)
@@ -324,6 +327,14 @@ def test_sound_generations_fill_the_corpus_gaps(trees: list[dict[str, Any]], cor
             assert norm(best) not in norm_corpus
             checked += 1
     assert checked >= 6
+
+
+def test_generations_replay() -> None:
+    """The replay generator (the demo's default generator) reads the file, one record per line."""
+    replay = pytest.importorskip("microtheory.generators.replay")
+    recs = replay.read_recorded(GENERATIONS)
+    assert len(recs) == len(rows(GENERATIONS))
+    assert all(len(r.premises) >= 2 for r in recs)
 
 
 # --- model outputs for critique ---
