@@ -16,6 +16,9 @@ def populate_cmd(
     generator: str = typer.Option(..., "--generator", "-g",
                                   help="openai:http://HOST:PORT/v1#MODEL, openai: (env), llama-cpp:PATH.gguf, "
                                        "llama-cpp:smollm2, hf:MODEL, hf:smollm2, replay:FILE.jsonl"),
+    split: Optional[str] = typer.Option(None, "--split", help="Only questions whose 'split' field is this (e.g. train)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus",
+                                          help="A store to retrieve prompt and grounding facts from (default: --store)."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder of a new store (default: MiniLM)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Status log JSONL (default: STORE.populate.jsonl)."),
@@ -54,8 +57,8 @@ def populate_cmd(
                          max_consecutive_failures=max_failures)
     options = {"timeout": timeout, "retries": retries} if generator.split(":", 1)[0] == "openai" else {}
     gen = get_generator(generator, **options)
-    qs = load_questions(questions)
-    summary = populate(qs, store, gen, scorer=scorer, encoder=encoder, config=cfg, log_path=log,
+    qs = load_questions(questions, split=split)
+    summary = populate(qs, store, gen, scorer=scorer, encoder=encoder, config=cfg, log_path=log, corpus=corpus,
                        retry_unproved=retry_unproved, limit=limit, progress=not no_progress and not json_out)
     if json_out:
         echo_json(summary.to_json())

@@ -83,7 +83,8 @@ class Node:
     score: float = 1.0
     prompt_id: str | None = None
     children: list[Node] = field(default_factory=list)
-    fact_id: str | None = None       # grounded: an existing store fact (the same or one entailing it)
+    fact_id: str | None = None       # grounded: a stored corpus fact that alone entails `text`
+    fact: Fact | None = None         # that fact (copied into the store when it came from another corpus)
 
     def walk(self, depth: int = 0) -> Iterable[tuple[Node, int]]:
         yield self, depth
@@ -104,6 +105,8 @@ class Node:
             d.update(score=round(self.score, 4), prompt_id=self.prompt_id, premises=[c.to_json() for c in self.children])
         if self.fact_id:
             d.update(fact_id=self.fact_id, score=round(self.score, 4))
+            if self.fact is not None:
+                d["fact_text"] = self.fact.text
         return d
 
 
@@ -146,8 +149,9 @@ class PopulateSummary:
     proofs: int = 0
     sentences_added: int = 0         # new facts in the store
     sentences_merged: int = 0        # proof sentences already in the store (provenance merged)
-    sentences_kept: int = 0          # distinct sentences of accepted proofs
+    sentences_kept: int = 0          # distinct generated sentences of accepted proofs
     sentences_rejected: int = 0      # distinct proposed sentences only in candidates the scorer rejected
+    grounded_leaves: int = 0         # proof leaves that are existing corpus facts
     candidates: int = 0
     accepted_candidates: int = 0
     generator_calls: int = 0
@@ -178,7 +182,8 @@ class PopulateSummary:
                f"failed: {self.failed}",
                f"proofs stored: {self.proofs}; sentences kept: {self.sentences_kept} "
                f"({self.sentences_added} new in the store, {self.sentences_merged} already there); "
-               f"rejected by the scorer: {self.sentences_rejected}",
+               f"rejected by the scorer: {self.sentences_rejected}; leaves grounded in corpus facts: "
+               f"{self.grounded_leaves}",
                f"candidate premise sets: {self.candidates}, accepted: {self.accepted_candidates}",
                f"generator calls: {self.generator_calls}; time: {self.seconds:.1f} s "
                f"({self.questions_per_min:.2f} questions/min)",
@@ -215,33 +220,36 @@ class ProofSearch:
     """Backward-chaining decomposition search for one store, generator, scorer and encoder."""
 
     def __init__(self, generator: Generator, scorer: Any, encoder: Any, store: Any | None,
-                 config: PopulateConfig):
+                 config: PopulateConfig, corpus: Any | None = None):
+        """`corpus` (a store) is where facts for the retrieval prompt and for grounding come from;
+        None: the store being populated."""
         self.gen, self.scorer, self.encoder, self.store, self.cfg = generator, scorer, encoder, store, config
+        self.corpus = corpus if corpus is not None else store
         self.threshold = float(config.threshold if config.threshold is not None else scorer.threshold)
 
     # -------------------------------------------------------------------------- pieces
 
     def _retrieve(self, texts: Sequence[str], k: int) -> list[list[Any]]:
-        if self.store is None or k < 1 or len(self.store) == 0:
+        if self.corpus is None or k < 1 or len(self.corpus) == 0:
             return [[] for _ in texts]
-        return self.store.search_batch(list(texts), k=k)
+        return self.corpus.search_batch(list(texts), k=k)
 
-    def _ground(self, premises: Sequence[str]) -> list[tuple[str, float] | None]:
-        """For each premise, a stored fact that alone entails it (fact id, score), if any."""
+    def _ground(self, premises: Sequence[str]) -> list[tuple[Fact, float] | None]:
+        """For each premise, a corpus fact that alone entails it (the fact, score), if any."""
         hits = self._retrieve(premises, self.cfg.ground_k)
         items, owners = [], []
         for i, (p, hs) in enumerate(zip(premises, hits)):
             for h in hs:
                 items.append(([h.fact.text], p))
-                owners.append((i, h.fact.id))
-        out: list[tuple[str, float] | None] = [None] * len(premises)
+                owners.append((i, h.fact))
+        out: list[tuple[Fact, float] | None] = [None] * len(premises)
         if not items:
             return out
         scores = self.scorer.score_batch(items)
-        for (i, fid), s in zip(owners, scores):
+        for (i, fact), s in zip(owners, scores):
             s = float(s)
             if s >= self.threshold and (out[i] is None or s > out[i][1]):  # type: ignore[index]
-                out[i] = (fid, s)
+                out[i] = (fact, s)
         return out
 
     def _merge_paraphrases(self, statement: str, cands: list[_Candidate], res: QuestionResult) -> list[_Candidate]:
@@ -339,7 +347,7 @@ class ProofSearch:
         nodes = []
         for p, g in zip(premises, grounded):
             if g is not None:
-                nodes.append(Node(p, score=g[1], fact_id=g[0]))
+                nodes.append(Node(p, score=g[1], fact_id=g[0].id, fact=g[0]))
                 continue
             node = Node(p)
             if depth <= self.cfg.max_depth:
@@ -389,6 +397,7 @@ def store_result(store: Any, res: QuestionResult, generator_name: str) -> dict[s
     from retrieval.store import fact_id_for
 
     facts: list[Fact] = []
+    copies: list[Fact] = []
     plans: list[tuple[Node, str, list[tuple[Node, str]]]] = []
     for proof in res.proofs:
         pid = proof_id_for(proof)
@@ -397,6 +406,8 @@ def store_result(store: Any, res: QuestionResult, generator_name: str) -> dict[s
             if depth == 0:
                 continue
             if node.fact_id is not None:
+                if node.fact_id not in store and node.fact is not None:
+                    copies.append(node.fact)  # grounded in a separate corpus: the proof needs it stored
                 leaf_refs.append((node, node.fact_id))
                 continue
             parent_score = _parent_score(proof, node)
@@ -410,20 +421,21 @@ def store_result(store: Any, res: QuestionResult, generator_name: str) -> dict[s
             if not node.children:
                 leaf_refs.append((node, in_id))
         plans.append((proof, pid, leaf_refs))
+    copied = store.add(copies) if copies else None
     added = store.add(facts) if facts else None
-    ids = added.ids if added is not None else {}
+    ids = {**(copied.ids if copied is not None else {}), **(added.ids if added is not None else {})}
     proofs = []
     for proof, pid, leaf_refs in plans:
         leaves: list[str] = []
         for node, ref in leaf_refs:
-            sid = ref if node.fact_id is not None else ids.get(ref, ref)
+            sid = ids.get(ref, ref)
             if sid not in leaves:
                 leaves.append(sid)
         proofs.append(Proof(question_id=res.question_id, proof_id=pid, hypothesis=res.hypothesis,
                             leaves=tuple(leaves), score=round(proof.weakest(), 4)))
     store.add_proofs(proofs)
     return {"proof_ids": [p.proof_id for p in proofs], "added": added.added if added else 0,
-            "merged": added.merged if added else 0}
+            "merged": added.merged if added else 0, "corpus_copied": copied.added if copied else 0}
 
 
 def _parent_of(root: Node, target: Node) -> Node | None:
@@ -487,16 +499,28 @@ def _now() -> str:
 
 # ------------------------------------------------------------------------------------------ the run
 
-def load_questions(spec: str | Path) -> list[Question]:
-    """A questions JSONL file, or `eb:train` / `eb:dev` (EntailmentBank questions with gold hypotheses)."""
+def load_questions(spec: str | Path, split: str | None = None) -> list[Question]:
+    """A questions JSONL file, or `eb:train` / `eb:dev` (EntailmentBank questions with gold hypotheses).
+
+    `split`: keep only records whose "split" field equals it (e.g. "train": population must not
+    see test questions).
+    """
     s = str(spec)
     if s in ("eb:train", "eb:dev"):
         from microtheory.datasets import load_eb_questions
 
         return load_eb_questions(s.split(":", 1)[1])[1]
     from microtheory.datasets import read_questions_jsonl
+    from retrieval.jsonl import iter_jsonl
 
-    return read_questions_jsonl(s)
+    qs = read_questions_jsonl(s)
+    if split is None:
+        return qs
+    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s) if obj.get("split") == split}
+    out = [q for q in qs if q.id in keep]
+    if not out:
+        raise InputError(f"no questions with split {split!r}", s)
+    return out
 
 
 def populate(
@@ -508,6 +532,7 @@ def populate(
     encoder: Any | str | None = None,
     config: PopulateConfig | None = None,
     log_path: str | Path | None = None,
+    corpus: str | Path | Any | None = None,
     retry_unproved: bool = False,
     limit: int | None = None,
     progress: bool = True,
@@ -517,6 +542,8 @@ def populate(
 
     `scorer`: an EntailmentScorer, a path for `load_scorer`, "overlap", or None (the shipped one).
     `encoder`: only used when the store is created (an existing store uses its own).
+    `corpus`: a store (or its path, opened read-only) to retrieve prompt facts and grounding facts
+    from; None: the store being populated. Corpus facts that ground a proof are copied into the store.
     """
     from retrieval.entail import load_scorer
     from retrieval.store import MANIFEST, KnowledgeStore
@@ -542,7 +569,8 @@ def populate(
     exists = (store_path / MANIFEST).is_file() or any(store_path.parent.glob(store_path.name + ".old-*"))
     store = KnowledgeStore.open(store_path, writable=True) if exists else \
         KnowledgeStore.create(store_path, encoder=encoder)
-    search = ProofSearch(gen, sc, store.encoder, store, cfg)
+    corpus_store = KnowledgeStore.open(corpus) if isinstance(corpus, (str, Path)) else corpus
+    search = ProofSearch(gen, sc, store.encoder, store, cfg, corpus=corpus_store)
     gen_name = str(getattr(gen, "name", type(gen).__name__))
     pending: list[dict[str, Any]] = []
     kept: set[str] = set()
@@ -574,12 +602,14 @@ def populate(
                 stored = store_result(store, res, gen_name)
                 rec.update(proofs=len(res.proofs), proof_ids=stored["proof_ids"],
                            proof_scores=[round(p.weakest(), 4) for p in res.proofs],
-                           sentences_added=stored["added"], sentences_merged=stored["merged"])
+                           sentences_added=stored["added"], sentences_merged=stored["merged"],
+                           corpus_facts_copied=stored["corpus_copied"])
                 summary.proofs += len(res.proofs)
                 summary.sentences_added += stored["added"]
                 summary.sentences_merged += stored["merged"]
+                summary.grounded_leaves += sum(1 for p in res.proofs for n in p.leaves() if n.fact_id is not None)
                 for proof in res.proofs:
-                    kept.update(n.text.lower() for n, d in proof.walk() if d > 0)
+                    kept.update(n.text.lower() for n, d in proof.walk() if d > 0 and n.fact_id is None)
             rec.update(candidates=res.candidates, accepted=res.accepted, rejected=len(res.rejected_sentences),
                        outputs=res.outputs, empty_outputs=res.empty_outputs, unparsed_outputs=res.unparsed_outputs,
                        nodes=res.nodes, generator_calls=res.generator_calls,

@@ -273,3 +273,31 @@ def test_cli_populate_with_replay(tmp_path):
     assert r.exit_code == 2 and "nope.jsonl" in r.output
     r = runner.invoke(app, ["populate", "--help"])
     assert r.exit_code == 0 and "Example" in r.output
+
+
+def test_grounding_in_a_separate_corpus_copies_the_fact(tmp_path):
+    corpus = tmp_path / "corpus"
+    with KnowledgeStore.create(corpus, encoder=HashingEncoder()) as ks:
+        ks.add([Fact("wt1", "a magnet always attracts iron", "corpus", [{"corpus": "test"}]),
+                Fact("wt2", "bananas are yellow fruit", "corpus")])
+    s = populate(questions(("q1",)), tmp_path / "ks", ScriptedGenerator(reply), scorer=OverlapScorer(),
+                 encoder=HashingEncoder(), config=cfg(), corpus=corpus, progress=False)
+    assert s.proved == 1 and s.grounded_leaves == 1
+    ks = KnowledgeStore.open(tmp_path / "ks")
+    assert {f.id for f in ks if f.source == "corpus"} == {"wt1"}  # only the fact a proof uses
+    [proof] = ks.proofs()
+    assert "wt1" in proof.leaves and ks.get("wt1").provenance == [{"corpus": "test"}]
+
+
+def test_load_questions_split_filter(tmp_path):
+    from microtheory.populate import load_questions
+
+    f = tmp_path / "q.jsonl"
+    rows = [dict(q.to_json(), split=sp) for q, sp in zip(questions(), ["train", "test", "train"])]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [q.id for q in load_questions(f, split="train")] == ["q1", "q3"]
+    assert len(load_questions(f)) == 3
+    from retrieval.errors import InputError
+
+    with pytest.raises(InputError, match="no questions with split"):
+        load_questions(f, split="dev")
