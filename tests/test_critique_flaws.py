@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+import pytest
+
+from critique.flaws import (SCORES, FlawExample, build_examples, build_split, flip_antonym, negate, read_examples,
+                            write_examples)
+from critique.inputs import split_sentences
+from critique.taxonomy import LABELS
+from microtheory.trees import build_tree
+from retrieval.types import Question
+
+import random
+
+
+def _toy() -> tuple[list, list[Question]]:
+    trees, qs = [], []
+    specs = [
+        ("q1", {"sent1": "a plant requires sunlight to grow", "sent2": "summer has the most sunlight",
+                "sent3": "a garden contains plants"},
+         "sent3 & sent1 -> int1: the plants in a garden require sunlight to grow; int1 & sent2 -> hypothesis;",
+         "the plants in a garden receive the most sunlight for growing in summer",
+         "In which season do garden plants get the most energy from the Sun?", {"A": "fall", "B": "summer", "C": "winter"}, "B"),
+        ("q2", {"sent1": "iron is a kind of metal", "sent2": "metals are attracted to magnets",
+                "sent3": "a nail is made of iron"},
+         "sent1 & sent3 -> int1: a nail is made of metal; int1 & sent2 -> hypothesis;",
+         "an iron nail is attracted to a magnet", "Which object is attracted to a magnet?",
+         {"A": "a wooden block", "B": "a glass marble", "C": "an iron nail"}, "C"),
+        ("q3", {"sent1": "water is a kind of liquid", "sent2": "heating a liquid increases its temperature",
+                "sent3": "boiling means a liquid changes to a gas"},
+         "sent1 & sent2 -> int1: heating water increases its temperature; int1 & sent3 -> hypothesis;",
+         "heating water to a high temperature can cause it to boil", "What happens when water is heated a lot?",
+         {"A": "it freezes", "B": "it boils", "C": "it melts"}, "B"),
+    ]
+    for qid, sents, proof, hyp, stem, opts, key in specs:
+        trees.append(build_tree(qid, qid, hyp, sents, proof))
+        qs.append(Question(qid, stem, opts, key))
+    return trees, qs
+
+
+def test_all_nine_labels_and_consistent_targets():
+    trees, qs = _toy()
+    ex = build_examples(trees, qs, seed=3)
+    assert set(e.dimension for e in ex) == set(LABELS)
+    for e in ex:
+        assert split_sentences(e.explanation) == list(e.sentences)
+        if e.dimension == "none":
+            assert e.flaw_index is None and e.score == 5 and e.predicted_answer == e.answer_key
+        else:
+            assert 0 <= e.flaw_index < len(e.sentences) and e.flaw_text == e.sentences[e.flaw_index]
+            assert e.score in SCORES[e.dimension]
+        if e.dimension == "inconsistent_answer":
+            assert e.predicted_answer != e.answer_key
+        if e.dimension == "incorrect_information":
+            assert e.reference and e.reference not in e.explanation.lower()
+
+
+def test_seeded_reproducible_and_order_independent():
+    trees, qs = _toy()
+    a = build_examples(trees, qs, seed=7)
+    b = build_examples(trees, qs, seed=7)
+    assert [x.to_json() for x in a] == [x.to_json() for x in b]
+    c = build_examples(trees, qs, seed=8)
+    assert [x.explanation for x in a] != [x.explanation for x in c]
+
+
+def test_jsonl_roundtrip(tmp_path):
+    trees, qs = _toy()
+    ex = build_examples(trees, qs, seed=1)
+    p = tmp_path / "ex.jsonl"
+    assert write_examples(p, ex) == len(ex)
+    back = read_examples(p)
+    assert back == ex and isinstance(back[0], FlawExample)
+
+
+def test_corruptions():
+    assert negate("iron is a kind of metal") == "iron is not a kind of metal"
+    assert negate("a plant can grow") == "a plant cannot grow"
+    assert negate("iron is not a metal") == "iron is a metal"
+    assert flip_antonym("heating increases temperature", random.Random(0)) == "heating decreases temperature"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_dev_build_balanced_and_lengths_overlap(data_dir):
+    ex = build_split("dev", seed=0, data_dir=data_dir)
+    counts = Counter(e.dimension for e in ex)
+    assert set(counts) == set(LABELS) and min(counts.values()) >= 140  # of 187 dev trees
+    words = {lab: [len(e.explanation.split()) for e in ex if e.dimension == lab] for lab in LABELS}
+    # Explanation length must not give the label away: every label's interquartile range overlaps
+    # that of sound explanations (lack_justification is short by nature: documented as a limit).
+    def iqr(v: list[int]) -> tuple[int, int]:
+        v = sorted(v)
+        return v[len(v) // 4], v[3 * len(v) // 4]
+
+    lo, hi = iqr(words["none"])
+    for lab in LABELS:
+        if lab != "lack_justification":
+            a, b = iqr(words[lab])
+            assert a < hi and b > lo, (lab, (a, b), (lo, hi))
+            assert 0.6 < statistics.median(words[lab]) / statistics.median(words["none"]) < 1.5, lab
+    # The answer sentence is phrased in many ways.
+    last = Counter(e.sentences[-1].split(" ")[0] for e in ex if e.dimension == "none")
+    assert len(last) >= 10
