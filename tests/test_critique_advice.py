@@ -1,0 +1,126 @@
+"""General and grounded specific advice: cites given facts, never states facts from elsewhere."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from critique.advice import Advisor, FactIndex, load_knowledge, read_facts
+from critique.format import Critique
+from critique.inputs import ModelOutput
+from critique.taxonomy import FLAW_LABELS, general_advice
+from retrieval.encoder import HashingEncoder
+from retrieval.entail import OverlapScorer
+from retrieval.errors import InputError
+from retrieval.types import Fact
+
+FACTS = [
+    Fact("mt:1", "copper is a metal"),
+    Fact("mt:2", "metals conduct electricity"),
+    Fact("mt:3", "wood is a poor conductor of electricity and wood is not a metal"),
+    Fact("mt:4", "the sun is a star"),
+]
+REC = ModelOutput(id="q1", question="Which material conducts electricity best?",
+                  options={"A": "wood", "B": "copper", "C": "rubber"}, answer_key="B",
+                  explanation="Metals conduct electricity. So the answer is (B).", predicted_answer="B")
+
+
+def _advisor(facts=FACTS) -> Advisor:
+    return Advisor(knowledge=FactIndex(facts, HashingEncoder()), scorer=OverlapScorer(),
+                   hypothesis=lambda stem, option: f"{option} is the material that conducts electricity best")
+
+
+def _crit(dim: str, idx: int | None = None, flaw: str = "x") -> Critique:
+    return Critique(main_flaw=flaw if dim != "none" else "None", dimension=dim, general="g", specific="s",
+                    score=3 if dim != "none" else 5, flaw_sentence_index=idx)
+
+
+def _check_grounded(c: Critique, rec: ModelOutput, facts: list[Fact]) -> None:
+    """Every [id] "text" cites a given fact verbatim; every other quote comes from the record."""
+    by_id = {f.id: f.text for f in facts}
+    cites = re.findall(r'\[([^\]]+)\] "([^"]*)"', c.specific)
+    for fid, text in cites:
+        assert by_id.get(fid) == text, f"cited {fid!r} {text!r} is not in the knowledge"
+    assert sorted(set(c.cited_facts)) == sorted({fid for fid, _ in cites})
+    rest = re.sub(r'\[[^\]]+\] "[^"]*"', "", c.specific)
+    for q in re.findall(r'"([^"]*)"', rest):
+        q = q.rstrip(".")
+        assert q in rec.question or q in rec.explanation, f"quote {q!r} is not from the record"
+
+
+def test_missing_fact_is_cited():
+    c = _advisor().advise(REC, _crit("missing_information"))
+    assert c.cited_facts == ("mt:1",)  # the explanation never says copper is a metal
+    assert '[mt:1] "copper is a metal"' in c.specific
+    assert c.general == general_advice("missing_information")
+    _check_grounded(c, REC, FACTS)
+
+
+def test_stated_fact_is_not_cited_as_missing():
+    c = _advisor().advise(REC, _crit("missing_information"))
+    assert "mt:2" not in c.cited_facts  # "metals conduct electricity" is already in the explanation
+
+
+def test_false_statement_checked_against_a_fact():
+    rec = ModelOutput(**{**REC.to_json(), "explanation": "Wood is a metal. Metals conduct electricity. "
+                                                          "So the answer is (A).", "predicted_answer": "A"})
+    facts = [Fact("mt:2", "metals conduct electricity"), Fact("mt:3", "wood is an insulator"),
+             Fact("mt:4", "the sun is a star")]
+    c = _advisor(facts).advise(rec, _crit("incorrect_information", idx=0))
+    assert c.cited_facts[0] == "mt:3"
+    assert c.specific.startswith('Check the statement "Wood is a metal." against the known fact '
+                                 '[mt:3] "wood is an insulator"')
+    _check_grounded(c, rec, facts)
+
+
+def test_no_flaw_gives_none():
+    c = _advisor().advise(REC, _crit("none"))
+    assert c.specific == "None" and c.cited_facts == ()
+
+
+def test_irrelevant_knowledge_gives_generic_advice_and_no_citation():
+    facts = [Fact("x:1", "the sun is a star"), Fact("x:2", "owls hunt at night")]
+    c = _advisor(facts).advise(REC, _crit("missing_information"))
+    assert c.cited_facts == ()
+    assert "sun" not in c.specific and "owl" not in c.specific
+    _check_grounded(c, REC, facts)
+
+
+@pytest.mark.parametrize("dim", FLAW_LABELS)
+def test_without_knowledge_no_outside_fact(dim):
+    c = Advisor().advise(REC, _crit(dim, idx=0))
+    assert c.cited_facts == () and c.specific.strip()
+    for word in ("copper is a metal", "metal", "insulator", "star"):
+        assert word not in c.specific.lower() or word in (REC.question + REC.explanation).lower()
+    _check_grounded(c, REC, [])
+
+
+@pytest.mark.parametrize("dim", FLAW_LABELS)
+def test_with_knowledge_every_dimension_stays_grounded(dim):
+    c = _advisor().advise(REC, _crit(dim, idx=0))
+    _check_grounded(c, REC, FACTS)
+
+
+def test_keep_model_general_when_asked():
+    c = _advisor().advise(REC, _crit("irrelevant", idx=0), general=False)
+    assert c.general == "g"
+
+
+def test_read_facts_and_load_knowledge(tmp_path):
+    d = tmp_path / "mt"
+    d.mkdir()
+    (d / "facts.jsonl").write_text("\n".join(json.dumps(x) for x in [
+        {"id": "f1", "text": "copper is a metal"}, {"text": "metals conduct electricity"}]) + "\n")
+    facts = read_facts(d)
+    assert [f.id for f in facts] == ["f1", "facts:2"]
+    k = load_knowledge(microtheory=d, encoder=HashingEncoder())
+    assert k is not None and k.search("copper metal", k=1)[0][0].id == "f1"
+    assert load_knowledge() is None
+    with pytest.raises(InputError, match="not both"):
+        load_knowledge(microtheory=d, store=d)
+    with pytest.raises(InputError, match="no facts.jsonl"):
+        read_facts(tmp_path / "nothing")
+    (d / "facts.jsonl").write_text('{"id": "f1"}\n')
+    with pytest.raises(InputError, match=r"facts.jsonl:1: fact without 'text'"):
+        read_facts(d)
