@@ -119,6 +119,10 @@ class Evidence:
     candidates: tuple[Candidate, ...]  # retrieved facts, best first
     best: FoundProof | None            # the best-scored premise set (a proof when best.passed)
     scored: int                        # candidates the scorer saw (the node count)
+    # Every depth-1 premise set that was scored (fact ids, in search order) and its score: for
+    # diagnostics and for tuning search sizes offline without scoring again.
+    sets: tuple[tuple[str, ...], ...] = ()
+    scores: tuple[float, ...] = ()
 
     @property
     def proof(self) -> FoundProof | None:
@@ -254,7 +258,8 @@ class Prover:
                 best = FoundProof(h, tuple(c.id for c in chosen), tuple(c.text for c in chosen),
                                   (ProofStep(tuple(c.id for c in chosen), "hypothesis", float(sc[j])),),
                                   float(sc[j]), bool(sc[j] >= thr))
-            ev = Evidence(h, tuple(cands), best, len(ss))
+            ev = Evidence(h, tuple(cands), best, len(ss), tuple(tuple(cands[i].id for i in s) for s in ss),
+                          tuple(float(x) for x in sc))
             if (best is None or not best.passed) and self.decomposer is not None and self.config.max_depth > 1:
                 ev = self._deeper(ev)
             out.append(ev)
@@ -304,4 +309,4 @@ class Prover:
             cand = FoundProof(ev.hypothesis, tuple(ids), tuple(texts), tuple(steps), score, True, ints)
             if best is None or not best.passed or cand.score > best.score:
                 best = cand
-        return Evidence(ev.hypothesis, ev.candidates, best, used)
+        return Evidence(ev.hypothesis, ev.candidates, best, used, ev.sets, ev.scores)

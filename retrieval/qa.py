@@ -14,8 +14,10 @@ the closest fact) is computed from the same retrieval and reported beside the pr
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -23,7 +25,7 @@ import numpy as np
 from retrieval.entail import content_words
 from retrieval.errors import InputError
 from retrieval.hypothesis import make_hypothesis, split_stem
-from retrieval.prover import Candidate, Evidence, Prover, _store_encoder
+from retrieval.prover import Candidate, Evidence, Prover, ProverConfig, _store_encoder
 from retrieval.types import Question
 
 
@@ -175,3 +177,81 @@ def run_qa(questions: Sequence[Question], prover: Prover, config: QAConfig | Non
         it = tqdm(questions, desc="qa", unit="q")
     records = list(iter_answers(it, prover, config, summary))
     return records, summary
+
+
+def _question_from_record(obj: dict[str, Any], n: int) -> Question:
+    """A Question from a project JSONL record (or an ARC record); bad fields become an unanswerable question
+    that `validate_question` explains, so that the line still gets its own error record."""
+    qid = str(obj.get("id") or f"line{n}")
+    stem: Any = obj.get("stem", "")
+    options: Any = obj.get("options")
+    if isinstance(obj.get("question"), dict):  # ARC: {"question": {"stem", "choices": [{label, text}]}, "answerKey"}
+        stem, options = obj["question"].get("stem", ""), obj["question"].get("choices")
+    if isinstance(options, list):
+        options = {str(c.get("label", i)): c.get("text", "") for i, c in enumerate(options) if isinstance(c, dict)}
+    if not isinstance(options, dict):
+        options = {}
+    key = obj.get("answer_key", obj.get("answerKey"))
+    return Question(qid, str(stem or ""), {str(k): "" if v is None else str(v) for k, v in options.items()},
+                    None if key is None else str(key), obj.get("topic"), obj.get("hypothesis"))
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    """Questions JSONL (docs/formats.md; ARC records too). A line that is not JSON is an InputError with
+    file:line; a record with missing or bad fields is kept, and answered with an error record."""
+    from retrieval.jsonl import iter_jsonl
+
+    qs = [_question_from_record(obj, n) for n, obj in iter_jsonl(path)]
+    if not qs:
+        raise InputError("no questions in file", str(path))
+    return qs
+
+
+def open_microtheory(path: str | Path, encoder: Any) -> Any:
+    """A microtheory as a searchable store: a store folder, a folder holding one, or a facts JSONL file
+    (loaded into a temporary in-memory store with the corpus's encoder)."""
+    from retrieval.store import KnowledgeStore
+    from retrieval.types import Fact
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / "manifest.json").is_file():
+            return KnowledgeStore.open(p)
+        inner = sorted(m.parent for m in p.glob("*/manifest.json"))
+        if inner:
+            return KnowledgeStore.open(inner[0])
+        facts_files = [f for f in (p / "microtheory.jsonl", p / "facts.jsonl") if f.is_file()]
+        if not facts_files:
+            raise InputError("not a knowledge store, and holds no microtheory.jsonl or facts.jsonl", str(p))
+        p = facts_files[0]
+    if not p.is_file():
+        raise InputError("no such microtheory store or facts file", str(p))
+    from retrieval.jsonl import iter_jsonl
+
+    facts = []
+    for n, obj in iter_jsonl(p):
+        if not str(obj.get("text", "")).strip():
+            raise InputError("a fact needs a non-empty 'text'", str(p), n)
+        facts.append(Fact(str(obj.get("id") or f"mt{n}"), str(obj["text"]), "microtheory",
+                          list(obj.get("provenance") or [])))
+    tmp = tempfile.mkdtemp(prefix="microtheory-qa-")
+    ks = KnowledgeStore.create(Path(tmp) / "mt", encoder=encoder)
+    ks.add(facts)
+    return ks
+
+
+def qa_files(corpus: str | Path, questions: str | Path, out: str | Path, microtheory: str | Path | None = None,
+             scorer: str | None = None, config: QAConfig | None = None, prover_config: ProverConfig | None = None,
+             progress: bool = False) -> QASummary:
+    """`microtheory qa`: answer every question of a JSONL file, write one record per question to `out`."""
+    from retrieval.entail import load_scorer
+    from retrieval.jsonl import write_jsonl
+    from retrieval.store import KnowledgeStore
+
+    qs = read_questions(questions)
+    ks = KnowledgeStore.open(corpus)
+    mt = open_microtheory(microtheory, ks.encoder) if microtheory is not None else None
+    prover = Prover(ks, load_scorer(scorer), microtheory=mt, config=prover_config)
+    records, summary = run_qa(qs, prover, config, progress=progress)
+    write_jsonl(out, records)
+    return summary

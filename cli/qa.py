@@ -1,0 +1,60 @@
+"""`microtheory qa`: answer multiple-choice questions with proofs grounded in a corpus (+ a microtheory)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import echo_json
+
+
+def qa(
+    corpus: Path = typer.Option(..., "--corpus", "-c", help="Knowledge store folder of the corpus."),
+    questions: Path = typer.Option(..., "--questions", "-q",
+                                   help="Questions JSONL: {id, stem, options: {A: ...}, answer_key?} (ARC lines too)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: one record per input question."),
+    microtheory: Optional[Path] = typer.Option(None, "--microtheory", "-m",
+                                               help="Microtheory: a store folder, or a facts JSONL file."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
+    k: int = typer.Option(20, "--k", help="Facts retrieved per option and store."),
+    max_pairs: int = typer.Option(12, "--max-pairs", help="Two-premise sets scored per option."),
+    max_triples: int = typer.Option(4, "--max-triples", help="Three-premise sets scored per option."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
+    w_retrieval: float = typer.Option(0.0, "--w-retrieval",
+                                      help="Weight of the best retrieval cosine in an option's score."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Turn each option into a hypothesis, search the corpus (and the microtheory) for a premise set that
+    entails it, and answer with the best-proved option (flagged ungrounded when none has a proof).
+
+    Example: microtheory qa --corpus runs/worldtree --questions questions.jsonl --out answers.jsonl
+    """
+    from retrieval.prover import ProverConfig
+    from retrieval.qa import QAConfig, qa_files
+
+    pcfg = ProverConfig(k=k, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
+    summary = qa_files(corpus, questions, out, microtheory=microtheory, scorer=scorer,
+                       config=QAConfig(w_retrieval=w_retrieval), prover_config=pcfg,
+                       progress=not no_progress and not json_out)
+    s = summary.to_json()
+    if json_out:
+        echo_json(s)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    t = Table(title=f"qa: {s['questions']} questions -> {out}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("accuracy", f"{pct(s['accuracy'])} ({s['correct']}/{s['keyed']})")
+    t.add_row("grounding rate", f"{pct(s['grounding_rate'])} ({s['grounded']}/{s['answered']})")
+    t.add_row("accuracy of grounded answers", pct(s["grounded_accuracy"]))
+    t.add_row("retrieval-only baseline accuracy", pct(s["retrieval_baseline_accuracy"]))
+    t.add_row("error records", str(s["errors"]))
+    t.add_row("questions/s", str(s["questions_per_s"]))
+    Console().print(t)
