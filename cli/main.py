@@ -27,6 +27,9 @@ def _register() -> None:
     from cli import populate
 
     app.command("populate")(populate.populate_cmd)
+    from cli import qa
+
+    app.command("qa")(qa.qa)
 
 
 _register()
