@@ -24,6 +24,9 @@ def _register() -> None:
     from cli import critique
 
     app.add_typer(critique.app, name="critique")
+    from cli import entail
+
+    app.add_typer(entail.app, name="entail")
     from cli import populate
 
     app.command("populate")(populate.populate_cmd)

@@ -173,16 +173,46 @@ def reverse(text: str, rng: random.Random) -> str | None:
 # Embedding look-ups (corpus neighbours, conclusions of other trees)
 
 
+class TfidfEncoder:
+    """Word + bigram TF-IDF vectors (rows L2-normalised, sparse), fitted on the texts it first encodes.
+
+    The fast default for the recipe's look-ups on a CPU: neighbours that share words are exactly
+    the hard negatives an overlap-minded scorer confuses. Not an `Encoder` for stores.
+    """
+
+    name = "tfidf"
+
+    def __init__(self) -> None:
+        self._vec: Any = None
+
+    def fit(self, texts: Sequence[str]) -> TfidfEncoder:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, stop_words="english")
+        self._vec.fit(list(texts))
+        return self
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> Any:
+        if self._vec is None:
+            self.fit(texts)
+        return self._vec.transform(list(texts))  # rows are L2-normalised by default
+
+
+def _dense(x: Any) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+
 class _Embeddings:
-    """Normalised MiniLM vectors for a fixed list of texts, cached on disk by content hash."""
+    """Normalised vectors for a fixed list of texts; dense ones cached on disk by content hash."""
 
     def __init__(self, encoder: Any, texts: Sequence[str], cache_dir: Path | None, tag: str):
         self.texts = list(texts)
         self.index = {norm(t): i for i, t in enumerate(self.texts)}
         key = hashlib.sha1(("\n".join(self.texts) + "|" + getattr(encoder, "name", "?")).encode()).hexdigest()[:16]
-        path = cache_dir / f"{tag}-{key}.npy" if cache_dir else None
+        sparse = isinstance(encoder, TfidfEncoder)
+        path = cache_dir / f"{tag}-{key}.npy" if cache_dir and not sparse else None
         if path is not None and path.is_file():
-            self.vecs = np.load(path)
+            self.vecs: Any = np.load(path)
         else:
             self.vecs = encoder.encode(self.texts, batch_size=128, progress=len(self.texts) > 2000)
             if path is not None:
@@ -191,9 +221,13 @@ class _Embeddings:
                 np.save(tmp, self.vecs)
                 tmp.replace(path)
 
-    def vec(self, text: str) -> np.ndarray | None:
-        i = self.index.get(norm(text))
-        return None if i is None else self.vecs[i]
+    def rows(self, texts: Sequence[str]) -> Any:
+        idx = [self.index[norm(t)] for t in texts]
+        return self.vecs[idx]
+
+    def sims(self, texts: Sequence[str], other: _Embeddings) -> np.ndarray:
+        """Cosine similarities, len(texts) x len(other.texts), dense."""
+        return _dense(self.rows(texts) @ other.vecs.T)
 
 
 def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encoder: Any = None,
@@ -201,14 +235,20 @@ def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encod
                    distractors: dict[str, list[str]] | None = None) -> list[EntailExample]:
     """Positives and hard negatives (module docstring) for `trees`; `corpus` supplies neighbours.
 
-    `encoder`: anything with `encode(texts) -> normalised rows` (None: the packaged MiniLM).
+    `encoder`: "tfidf" (default, fast on a CPU), "minilm" / None-like names for the packaged MiniLM
+    (`retrieval.encoder.get_encoder`), or any object with `encode(texts) -> normalised rows`.
     `distractors`: tree id -> distractor sentences; default: the tree's unused sentences plus
     `meta["distractors"]` ids (EntailmentBank task 2 files).
     """
     from retrieval.encoder import get_encoder
 
     cfg = config or DataConfig()
-    enc = encoder if encoder is not None else get_encoder()
+    if encoder is None or encoder == "tfidf":
+        enc: Any = TfidfEncoder()
+    elif isinstance(encoder, str):
+        enc = get_encoder(None if encoder == "minilm" else encoder)
+    else:
+        enc = encoder
     cdir = Path(cache_dir) if cache_dir else None
     rng = random.Random(cfg.seed)
 
@@ -222,8 +262,10 @@ def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encod
 
     # 2. vectors: corpus, and every premise / conclusion text of these trees
     corpus_list = list(dict.fromkeys(" ".join(c.split()) for c in corpus if c.strip()))
-    cvec = _Embeddings(enc, corpus_list, cdir, "corpus")
     tree_texts = sorted({x for _, _, ps, c, _ in positives for x in (*ps, c)})
+    if isinstance(enc, TfidfEncoder):
+        enc.fit(corpus_list + tree_texts)
+    cvec = _Embeddings(enc, corpus_list, cdir, "corpus")
     tvec = _Embeddings(enc, tree_texts, cdir, "trees")
 
     # conclusions of each tree (for "other_conclusion"), matrix over all of them
@@ -233,16 +275,15 @@ def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encod
         for s in t.steps:
             concl_texts.append(t.text(s.conclusion))
             concl_tree.append(t.id)
-    concl_mat = np.stack([tvec.vec(c) for c in concl_texts]) if concl_texts else np.zeros((0, 1), np.float32)
     concl_tree_arr = np.asarray(concl_tree)
+    concl_mat = tvec.rows(concl_texts) if concl_texts else None
 
     # corpus neighbours for every premise text at once
     prem_texts = sorted({p for _, _, ps, _, _ in positives for p in ps})
-    prem_mat = np.stack([tvec.vec(p) for p in prem_texts]) if prem_texts else np.zeros((0, 1), np.float32)
     neigh: dict[str, list[tuple[int, float]]] = {}
     k = min(cfg.neighbours + 1, len(corpus_list))
     for start in range(0, len(prem_texts), 512):
-        sims = prem_mat[start:start + 512] @ cvec.vecs.T
+        sims = tvec.sims(prem_texts[start:start + 512], cvec)
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.argsort(-sims, axis=1)
         for r, row in enumerate(top):
             row = row[np.argsort(-sims[r, row])]
@@ -280,9 +321,8 @@ def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encod
                                            concl, 0, "swap_neighbour", **base))
                 break
         # the nearest conclusion of another tree
-        v = tvec.vec(concl)
-        if v is not None and len(concl_texts):
-            sims = concl_mat @ v
+        if concl_texts:
+            sims = _dense(tvec.rows([concl]) @ concl_mat.T)[0]
             sims[concl_tree_arr == t.id] = -1.0
             for j in np.argsort(-sims)[:20]:
                 s = float(sims[j])
@@ -355,3 +395,79 @@ def load_split_examples(split: str, data_dir: str | Path | None = None, config: 
         raise InputError(f"unknown split {split!r}: use 'train' or 'dev'")
     return build_examples(trees, corpus, encoder=encoder, config=config, cache_dir=cache_dir,
                           distractors=distractors)
+
+
+# --------------------------------------------------------------------------------------------
+# The two pipelines the CLI runs
+
+
+def _subsample(examples: list[EntailExample], n: int | None, seed: int) -> list[EntailExample]:
+    if n is None or n >= len(examples):
+        return examples
+    rng = random.Random(seed)
+    idx = sorted(rng.sample(range(len(examples)), n))
+    return [examples[i] for i in idx]
+
+
+def run_train(out_dir: str | Path, data_dir: str | Path | None = None, train_config: Any = None,
+              data_config: DataConfig | None = None, heldout_fraction: float = 0.1,
+              max_examples: int | None = None, resume: bool = False, cache_dir: str | Path | None = None,
+              progress: bool = True) -> Any:
+    """Build train examples from the EntailmentBank train trees, hold out whole trees, train, save.
+
+    The held-out slice (and the exact examples) are written to `out_dir` so that `run_eval`
+    can choose baseline thresholds on the same held-out train examples.
+    """
+    from retrieval.entail_train import TrainConfig, train, write_examples
+
+    tcfg = train_config or TrainConfig()
+    dcfg = data_config or DataConfig(seed=tcfg.seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir else out / "cache"
+    examples = load_split_examples("train", data_dir, dcfg, cache_dir=cache)
+    tr, held = split_by_tree(examples, heldout_fraction, dcfg.seed)
+    tr = _subsample(tr, max_examples, dcfg.seed)
+    write_examples(out / "train_examples.jsonl", tr)
+    write_examples(out / "heldout_examples.jsonl", held)
+    meta = {"data": {"recipe": dcfg.to_json(), "source": "EntailmentBank angles task_1 train trees "
+                     "(distractors from task_2 train), WorldTree corpus neighbours",
+                     "train_examples": len(tr), "train_positives": sum(e.label for e in tr),
+                     "heldout_examples": len(held), "heldout_fraction": heldout_fraction,
+                     "max_examples": max_examples}}
+    return train(tr, held, out, tcfg, resume=resume, progress=progress, extra_meta=meta)
+
+
+def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None = None,
+             heldout_path: str | Path | None = None, data_config: DataConfig | None = None,
+             cache_dir: str | Path | None = None, max_dev: int | None = None,
+             baselines: bool = True, log: Any = None) -> dict[str, Any]:
+    """The trained scorer vs embedding cosine vs the untrained cross-encoder on dev-tree examples.
+
+    Baseline thresholds are chosen on held-out TRAIN examples (`heldout_path`, default: the ones
+    written next to the scorer by training, else rebuilt from the train trees); dev is never tuned on.
+    """
+    from retrieval.entail import SHIPPED_DIR, CrossEncoderScorer
+    from retrieval.entail_train import CosineScorer, evaluate, read_examples
+
+    dcfg = data_config or DataConfig()
+    path = Path(scorer_path) if scorer_path else SHIPPED_DIR
+    dev = load_split_examples("dev", data_dir, dcfg, cache_dir=cache_dir)
+    dev = _subsample(dev, max_dev, dcfg.seed)
+    hp = Path(heldout_path) if heldout_path else path / "heldout_examples.jsonl"
+    if hp.is_file():
+        held = read_examples(hp)
+    else:
+        _, held = split_by_tree(load_split_examples("train", data_dir, dcfg, cache_dir=cache_dir), 0.1, dcfg.seed)
+    systems: dict[str, Any] = {"cross-encoder (trained)": CrossEncoderScorer(path)}
+    retune: list[str] = []
+    if baselines:
+        systems["embedding cosine (MiniLM)"] = CosineScorer()
+        systems["cross-encoder (untrained)"] = CrossEncoderScorer(untrained=True)
+        retune = ["embedding cosine (MiniLM)", "cross-encoder (untrained)"]
+    res = evaluate(systems, held, dev, retune=retune, log=log)
+    res["scorer"] = str(path)
+    res["dev_source"] = "EntailmentBank task_1 dev trees (distractors from task_2 dev), recipe seed " \
+        f"{dcfg.seed}" + (f", subsample of {max_dev}" if max_dev else "")
+    res["recipe"] = dcfg.to_json()
+    return res

@@ -254,11 +254,12 @@ def _load_checkpoint(ck: Path, model: Any, opt: Any) -> int:
 
 def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExample], out_dir: str | Path,
           config: TrainConfig | None = None, resume: bool = False, progress: bool = True,
-          extra_meta: dict[str, Any] | None = None) -> TrainResult:
+          extra_meta: dict[str, Any] | None = None, stop_at: int | None = None) -> TrainResult:
     """Fine-tune the LoRA adapter + head; save it with the threshold that maximises F-beta on `heldout`.
 
     Writes to `out_dir`: `adapter.safetensors`, `entail_config.json`, `train_log.jsonl`,
-    `checkpoint/` (for `resume=True`) and `train_summary.json`.
+    `checkpoint/` (for `resume=True`) and `train_summary.json`. `stop_at` ends this run after that
+    many steps (with a checkpoint) as if interrupted: time-box CPU runs, then resume.
     """
     import torch
 
@@ -317,11 +318,12 @@ def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExamp
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(json.dumps({"event": "start", "step": step, "total_steps": total, "device": dev,
                               "examples": len(train_examples), "config": cfg.to_json()}) + "\n")
-        while step < total:
+        end = total if stop_at is None else min(total, stop_at)
+        while step < end:
             epoch, within = divmod(step, steps_per_epoch)
             batches = _batches(train_examples, cfg.batch_size, cfg.seed, epoch)
             for b in batches[within:]:
-                if step >= total:
+                if step >= end:
                     break
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
@@ -353,7 +355,7 @@ def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExamp
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_acc / max(1, n_acc):.4f}")
-                if step % cfg.log_every == 0 or step == total:
+                if step % cfg.log_every == 0 or step == end:
                     el = time.time() - t0
                     log.write(json.dumps({"step": step, "epoch": round(step / steps_per_epoch, 3),
                                           "loss": loss_acc / max(1, n_acc), "lr": lr_at(step - 1),
@@ -361,7 +363,7 @@ def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExamp
                                           "elapsed_s": round(el, 1)}) + "\n")
                     log.flush()
                     loss_acc, n_acc = 0.0, 0
-                if step % cfg.checkpoint_every == 0 or step == total:
+                if step % cfg.checkpoint_every == 0 or step == end:
                     _save_checkpoint(ck, model, opt, step, torch.get_rng_state(), {"total_steps": total})
     if bar is not None:
         bar.close()

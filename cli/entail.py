@@ -1,0 +1,125 @@
+"""`microtheory entail`: train, evaluate and use the entailment scorer."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import echo_json
+
+app = typer.Typer(help="Train, evaluate and run the cross-encoder entailment scorer.", no_args_is_help=True)
+
+
+def _layers(spec: str | None) -> tuple[int, ...] | None:
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return None
+    from retrieval.errors import InputError
+
+    try:
+        return tuple(int(x) for x in spec.split(","))
+    except ValueError:
+        raise InputError(f"--lora-layers must be 'all' or comma-separated layer numbers, got {spec!r}") from None
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(Path("runs/entail"), "--out", help="Folder for the adapter, log and checkpoints."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    epochs: float = typer.Option(1.0, help="Passes over the training examples."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(3e-4, help="Peak learning rate (linear warm-up and decay)."),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per (premises, hypothesis) pair."),
+    lora_rank: int = typer.Option(16, "--lora-rank"),
+    lora_layers: str = typer.Option("all", "--lora-layers", help="'all' or e.g. '2,3,4,5' (fewer = faster on CPU)."),
+    seed: int = typer.Option(13, help="Seeds the example recipe, data order, initialisation and dropout."),
+    neg_per_pos: int = typer.Option(2, "--neg-per-pos", help="Hard negatives kept per positive."),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", help="Seeded subsample of the training examples."),
+    heldout: float = typer.Option(0.1, help="Share of train trees held out to choose the threshold."),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint (same options)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Fine-tune the scorer on examples built from the EntailmentBank train trees.
+
+    Example: microtheory entail train --out runs/entail --max-examples 9000 --lora-layers 2,3,4,5 --threads 2
+    """
+    from microtheory.entail_data import DataConfig, run_train
+    from retrieval.entail_train import TrainConfig
+
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, lora_rank=lora_rank,
+                       lora_alpha=2.0 * lora_rank, lora_layers=_layers(lora_layers), seed=seed,
+                       checkpoint_every=checkpoint_every, max_steps=max_steps, device=device, num_threads=threads)
+    res = run_train(out, data_dir, tcfg, DataConfig(seed=seed, neg_per_pos=neg_per_pos), heldout_fraction=heldout,
+                    max_examples=max_examples, resume=resume)
+    summary = {"out": str(res.out_dir), "steps": res.steps, "seconds": round(res.seconds, 1),
+               "threshold": res.threshold, "heldout": res.heldout}
+    if json_out:
+        echo_json(summary)
+    else:
+        h = res.heldout
+        typer.echo(f"saved {res.out_dir} after {res.steps} steps ({res.seconds:.0f}s); threshold {res.threshold:.3f}; "
+                   f"held-out train F1 {h['f1']:.3f} F0.5 {h['f0.5']:.3f} AUROC {h['auroc']:.3f}")
+
+
+@app.command("eval")
+def eval_cmd(
+    scorer: Optional[Path] = typer.Option(None, "--scorer", help="Scorer folder (default: the shipped weights)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the full results JSON here."),
+    heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out TRAIN examples JSONL for baseline thresholds."),
+    max_dev: Optional[int] = typer.Option(None, "--max-dev", help="Seeded subsample of the dev examples."),
+    no_baselines: bool = typer.Option(False, "--no-baselines"),
+    seed: int = typer.Option(13, help="The recipe seed (as used in training)."),
+    neg_per_pos: int = typer.Option(2, "--neg-per-pos"),
+    json_out: bool = typer.Option(False, "--json", help="Print the results JSON instead of the table."),
+) -> None:
+    """Measure the scorer on examples built from the EntailmentBank dev trees, against two baselines.
+
+    Example: microtheory entail eval --out runs/entail_eval.json
+    """
+    from microtheory.entail_data import DataConfig, run_eval
+    from retrieval.jsonl import atomic_write_json
+
+    log = None if json_out else (lambda s: typer.echo(s, err=True))
+    res = run_eval(scorer, data_dir, heldout, DataConfig(seed=seed, neg_per_pos=neg_per_pos), max_dev=max_dev,
+                   baselines=not no_baselines, log=log)
+    if out:
+        atomic_write_json(out, res)
+    if json_out:
+        echo_json(res)
+        return
+    typer.echo(f"dev examples: {res['dev_examples']} ({res['dev_positives']} positive); {res['dev_source']}")
+    typer.echo(f"{'system':28} {'thr':>7} {'P':>6} {'R':>6} {'F1':>6} {'F0.5':>6} {'AUROC':>6} {'pairs/s':>8}")
+    for name, m in res["systems"].items():
+        typer.echo(f"{name:28} {m['threshold']:7.3f} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
+                   f"{m['f0.5']:6.3f} {m['auroc']:6.3f} {m['dev_pairs_per_s']:8.1f}")
+    if out:
+        typer.echo(f"wrote {out}")
+
+
+@app.command("score")
+def score_cmd(
+    premise: list[str] = typer.Option(..., "--premise", "-p", help="A premise sentence (repeat for several)."),
+    hypothesis: str = typer.Option(..., "--hypothesis", help="The sentence to prove."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """P(premises entail hypothesis) and the decision at the scorer's threshold.
+
+    Example: microtheory entail score -p "a dog is a kind of mammal" -p "mammals are warm-blooded"
+    --hypothesis "a dog is warm-blooded"
+    """
+    from retrieval.entail import load_scorer
+
+    sc = load_scorer(scorer)
+    p = sc.score(premise, hypothesis)
+    rec = {"premises": premise, "hypothesis": hypothesis, "score": p, "threshold": sc.threshold,
+           "entailed": bool(p >= sc.threshold)}
+    if json_out:
+        echo_json(rec)
+    else:
+        typer.echo(f"{p:.4f} {'entailed' if rec['entailed'] else 'not entailed'} (threshold {sc.threshold:.3f})")

