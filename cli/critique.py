@@ -141,3 +141,114 @@ def eval_cmd(
     else:
         _table(res)
         typer.echo(f"wrote {out}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batch critique (`run`, the group's default command) and the evaluations against real judgements
+# (`eval-human`, `eval-t5`). Owned by the batch-critique engineer: critique/batch.py, critique/evaluate.py.
+
+
+@app.command("run")
+def run_cmd(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="Model outputs JSONL (docs/formats.md)."),
+    out: Path = typer.Option(..., "--out", help="Critiques JSONL: one record per input row; rerun to resume."),
+    microtheory: Optional[Path] = typer.Option(None, "--microtheory", help="Microtheory folder (facts.jsonl) to ground specific advice in."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Knowledge store folder to ground specific advice in."),
+    fmt: str = typer.Option("json", "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
+    backend: str = typer.Option("critic", "--backend", help="critic (fine-tuned, fast) or generative (a causal LM)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Critic folder, or for generative a HF name / path / .gguf (default SmolLM2)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Entailment scorer for grounded advice (default: the shipped one)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Critique every explanation in INPUT, one output record per row (errors included); resumable.
+
+    Example: microtheory critique outputs.jsonl --out critiques.jsonl --microtheory runs/mt_arc --format ds
+    """
+    from critique.advice import Advisor, load_knowledge
+    from critique.batch import critique_file, make_backend
+
+    knowledge = load_knowledge(microtheory=microtheory, store=store)
+    advisor = None
+    if knowledge is not None:
+        from retrieval.entail import load_scorer
+
+        advisor = Advisor(knowledge=knowledge, scorer=load_scorer(scorer))
+    be = make_backend(backend, model=model, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    s = critique_file(input_path, out, be, advisor=advisor, fmt=fmt,
+                      batch_size=batch_size if backend == "critic" else 4, progress=not json_out)
+    if json_out:
+        echo_json(s.to_json())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="critiques per dimension")
+    t.add_column("dimension")
+    t.add_column("count", justify="right")
+    for dim, n in s.per_dimension.items():
+        t.add_row(dim, str(n))
+    t.add_row("(error records)", str(s.errors))
+    Console().print(t)
+    ms = "n/a" if s.mean_score is None else f"{s.mean_score:.2f}"
+    sf = "n/a" if s.share_flawed is None else f"{s.share_flawed:.1%}"
+    typer.echo(f"{s.out}: {s.rows} rows, {s.written} written now, {s.skipped} already done, {s.errors} error records")
+    typer.echo(f"mean score {ms}  share flawed {sf}  ({s.seconds:.1f}s)")
+
+
+@app.command("eval-human")
+def eval_human_cmd(
+    model: Optional[Path] = typer.Option(None, "--model", help="Critic folder (default: the shipped weights)."),
+    out: Path = typer.Option(Path("runs/critique_eval_human.json"), "--out", help="Results JSON."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N instances per dataset."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results JSON."),
+) -> None:
+    """Spearman correlation of the critic's score with the share of annotators who found each
+    explanation acceptable (CommonsenseQA, SNLI), next to the GPT-3 likelihood baseline in the files.
+
+    Example: microtheory critique eval-human --out runs/critique_eval_human.json
+    """
+    import json
+
+    from critique.evaluate import eval_human
+
+    res = eval_human(model, data_dir=data_dir, limit=limit, progress=not json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    if json_out:
+        echo_json(res)
+        return
+    for name, r in res["datasets"].items():
+        typer.echo(f"{name}: n={r['n_explanations']} explanations  Spearman(critic score, acceptable share) "
+                   f"{r['spearman_critic']:.3f}  GPT-3 -NLL baseline {r['spearman_neg_nll']:.3f}")
+    typer.echo(f"wrote {out}")
+
+
+@app.command("eval-t5")
+def eval_t5_cmd(
+    model: Optional[Path] = typer.Option(None, "--model", help="Critic folder (default: the shipped weights)."),
+    out: Path = typer.Option(Path("runs/critique_eval_t5.json"), "--out", help="Results JSON."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results JSON."),
+) -> None:
+    """AUROC of "flawed" on real T5 proofs of the 187 EntailmentBank dev items (T5-11B / T5-large,
+    tasks 1 and 2): proofs whose leaves or steps differ from gold versus proofs that match.
+
+    Example: microtheory critique eval-t5 --out runs/critique_eval_t5.json
+    """
+    import json
+
+    from critique.evaluate import eval_t5
+
+    res = eval_t5(model, data_dir=data_dir, progress=not json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    if json_out:
+        echo_json(res)
+        return
+    for name, r in res["runs"].items():
+        auc = "n/a" if r["auroc_score"] is None else f"{r['auroc_score']:.3f}"
+        typer.echo(f"{name}: {r['n_flawed']} flawed / {r['n_match']} matching proofs  AUROC(5 - score) {auc}")
+    typer.echo(f"wrote {out}")
