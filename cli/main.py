@@ -33,6 +33,11 @@ def _register() -> None:
     from cli import qa
 
     app.command("qa")(qa.qa)
+    from cli import report, run
+
+    app.command("demo")(run.demo)
+    app.command("run")(run.run)
+    app.command("report")(report.report)
 
 
 _register()
