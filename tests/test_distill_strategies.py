@@ -143,7 +143,7 @@ def test_bad_input_is_rejected():
     with pytest.raises(InputError, match="no proofs"):
         DistillGraph.from_proofs([], [])
     with pytest.raises(InputError, match="twice"):
-        DistillGraph.from_proofs([Proof("q1", "p1", "h", ("a",)), Proof("q2", "p1", "h", ("b",))])
+        DistillGraph.from_proofs([Proof("q1", "p1", "h", ("a",)), Proof("q1", "p1", "h", ("b",))])
     g = DistillGraph.from_dict(TRAP)
     for bad in (0, -3, 2.5, True):
         with pytest.raises(InputError, match="budget"):

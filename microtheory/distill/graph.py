@@ -80,11 +80,12 @@ class DistillGraph:
         indptr = [0]
         indices: list[int] = []
         used_free: set[str] = set()
-        seen_pid: set[str] = set()
+        seen_pid: set[tuple[str, str]] = set()
         for n, p in enumerate(proofs):
-            if p.proof_id in seen_pid:
-                raise InputError(f"proof id {p.proof_id!r} occurs twice (proof number {n + 1})")
-            seen_pid.add(p.proof_id)
+            if (p.question_id, p.proof_id) in seen_pid:
+                raise InputError(f"proof {p.proof_id!r} of question {p.question_id!r} occurs twice "
+                                 f"(proof number {n + 1})")
+            seen_pid.add((p.question_id, p.proof_id))
             row: list[int] = []
             for leaf in dict.fromkeys(p.leaves):
                 if known is not None and leaf not in known:

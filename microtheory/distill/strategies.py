@@ -173,26 +173,23 @@ def greedy_cover(graph: DistillGraph, budget: int | None = None, target: float |
         raise InputError(f"unit must be 'question' or 'proof', got {unit!r}")
     need = n_units if target is None else math.ceil(target * n_units - 1e-9)
     cap = budget if budget is not None else graph.n_facts
-    chosen: list[int] = []
+    state = _GreedyState(graph, units, n_units)
     pruned_total = 0
     rounds = 0
-    state = None
     for rounds in range(1, max_rounds + 1):
-        state = _GreedyState(graph, units, n_units, chosen)
         state.run(cap, need)
-        chosen = state.order
-        kept = _prune(graph, units, n_units, chosen)
-        pruned = len(chosen) - len(kept)
-        pruned_total += pruned
-        chosen = kept
-        # Refill only when pruning freed budget that the next round could spend.
-        if pruned == 0 or budget is None or state.exhausted:
+        kept = _prune(graph, units, n_units, state.order)
+        dropped = set(state.order) - set(kept)
+        pruned_total += len(dropped)
+        for f in dropped:
+            state.remove_fact(f)
+        # Refill only when pruning freed budget that another round could spend.
+        if not dropped or budget is None or state.exhausted:
             break
-    if target is not None:
-        covered = _count_units(graph, units, chosen)
-        if covered < need:
-            raise SolverError(f"target coverage {target} is not reachable: at most {covered} of {n_units} "
-                              f"{unit}s can be covered by the proofs in the graph")
+    chosen = state.order
+    if target is not None and state.covered < need:
+        raise SolverError(f"target coverage {target} is not reachable: at most {state.covered} of {n_units} "
+                          f"{unit}s can be covered by the proofs in the graph")
     return chosen, {"unit": unit, "rounds": rounds, "pruned": pruned_total}
 
 
@@ -202,13 +199,15 @@ def _count_units(graph: DistillGraph, units: np.ndarray, chosen: list[int]) -> i
 
 
 class _GreedyState:
-    """Missing-fact sets per proof, bucketed by the exact missing set so that a lookahead can find
-    every proof a candidate would complete by probing the subsets of the candidate's missing set
-    (cost independent of how many proofs share a popular fact)."""
+    """Missing-fact sets per proof, bucketed by the exact missing set, so that a lookahead finds every
+    unit a candidate would cover by probing the subsets of the candidate's missing set (cost independent
+    of how many proofs share a popular fact). A bucket holds a multiset {unit: proofs} of its alive proofs."""
 
-    def __init__(self, graph: DistillGraph, units: np.ndarray, n_units: int, initial: Iterable[int]):
+    def __init__(self, graph: DistillGraph, units: np.ndarray, n_units: int):
         ptr = graph.leaf_indptr.tolist()
         idx = graph.leaf_indices.tolist()
+        self.graph = graph
+        self.units_arr = units
         self.units = units.tolist()
         self.gen = graph.fact_question_counts().tolist()
         self.f_ptr, self.f_proofs = (a.tolist() for a in graph.fact_to_proofs())
@@ -220,18 +219,18 @@ class _GreedyState:
         self.alive = bytearray(len(self.units))
         self.covered = 0
         self.order: list[int] = []
-        self.buckets: dict[frozenset[int], set[int]] = {}
+        self.buckets: dict[frozenset[int], dict[int, int]] = {}
         self.gain_est = [1.0] * len(self.units)
         self.exhausted = False
+        self.heap: list[tuple[float, int, int]] = []
+        self.started = False
         for p, m in enumerate(self.miss):
             if not m:
                 self._cover(self.units[p])
         for p, m in enumerate(self.miss):
             if m and not self.ucov[self.units[p]]:
                 self.alive[p] = 1
-                self.buckets.setdefault(frozenset(m), set()).add(p)
-        for f in initial:
-            self.add_fact(f)
+                self._bucket(p)
 
     def _cover(self, u: int) -> None:
         if self.ucov[u]:
@@ -243,11 +242,22 @@ class _GreedyState:
                 self.alive[p] = 0
                 self._unbucket(p)
 
+    def _bucket(self, p: int) -> None:
+        b = self.buckets.setdefault(frozenset(self.miss[p]), {})
+        u = self.units[p]
+        b[u] = b.get(u, 0) + 1
+
     def _unbucket(self, p: int) -> None:
         key = frozenset(self.miss[p])
         b = self.buckets.get(key)
-        if b is not None:
-            b.discard(p)
+        if b is None:
+            return
+        u = self.units[p]
+        c = b.get(u, 0) - 1
+        if c > 0:
+            b[u] = c
+        else:
+            b.pop(u, None)
             if not b:
                 del self.buckets[key]
 
@@ -267,41 +277,67 @@ class _GreedyState:
                 self.alive[p] = 0
                 self._cover(self.units[p])
             else:
-                self.buckets.setdefault(frozenset(m), set()).add(p)
+                self._bucket(p)
                 self._push(p)
+
+    def remove_fact(self, f: int) -> None:
+        """Undo a choice that pruning showed to be unneeded: every covered unit keeps a complete proof."""
+        if not self.sel[f]:
+            return
+        self.sel[f] = 0
+        self.order.remove(f)
+        for p in self.f_proofs[self.f_ptr[f]:self.f_ptr[f + 1]]:
+            if self.alive[p]:
+                self._unbucket(p)
+                self.miss[p].add(f)
+                self._bucket(p)
+                self._push(p)
+            else:
+                self.miss[p].add(f)
 
     def lookahead(self, p: int) -> int:
         """Distinct uncovered units that adding p's missing facts would cover."""
-        m = sorted(self.miss[p])
+        m = self.miss[p]
         k = len(m)
-        sizes = range(1, k + 1) if k <= _FULL_LOOKAHEAD else (1, 2)
-        got: set[int] = set()
         buckets = self.buckets
+        if k == 1:
+            return len(buckets.get(frozenset(m), ()))
+        ms = sorted(m)
+        found = []
+        sizes = range(1, k + 1) if k <= _FULL_LOOKAHEAD else (1, 2)
         for r in sizes:
-            for combo in combinations(m, r):
+            for combo in combinations(ms, r):
                 b = buckets.get(frozenset(combo))
                 if b:
-                    got.update(self.units[q] for q in b)
+                    found.append(b)
         if k > _FULL_LOOKAHEAD:
-            got.update(self.units[q] for q in buckets.get(frozenset(m), ()))
-        return len(got)
+            b = buckets.get(frozenset(m))
+            if b:
+                found.append(b)
+        if len(found) == 1:
+            return len(found[0])
+        return len(set().union(*found))  # union of dict keys runs in C
 
     def _key(self, p: int, gain: float) -> tuple[float, int, int]:
         m = self.miss[p]
-        return (-gain / len(m), -sum(self.gen[f] for f in m), p)
+        return (-gain / len(m), -sum(map(self.gen.__getitem__, m)), p)
 
     def _push(self, p: int) -> None:
-        heapq.heappush(self.heap, self._key(p, self.gain_est[p]))
+        if self.started:
+            heapq.heappush(self.heap, self._key(p, self.gain_est[p]))
 
     def run(self, cap: int, need: int) -> None:
-        self.heap: list[tuple[float, int, int]] = []
-        # Initial keys with the exact lookahead; later keys are refreshed lazily on pop.
-        for p in range(len(self.units)):
-            if self.alive[p]:
-                self.gain_est[p] = float(self.lookahead(p))
-        self.heap = [self._key(p, self.gain_est[p]) for p in range(len(self.units)) if self.alive[p]]
-        heapq.heapify(self.heap)
-        blocked = False
+        if not self.started:
+            self.started = True
+            alive = np.frombuffer(bytes(self.alive), dtype=np.uint8).astype(bool)
+            gains, gens = _initial_estimates(self.graph, self.units_arr, alive)
+            ps = np.flatnonzero(alive)
+            costs = self.graph.proof_cost()[ps]
+            for p, gnum in zip(ps.tolist(), gains[ps].tolist()):
+                self.gain_est[p] = float(gnum)
+            self.heap = list(zip((-gains[ps] / costs).tolist(), (-gens[ps]).tolist(), ps.tolist()))
+            heapq.heapify(self.heap)
+        blocked: list[tuple[float, int, int]] = []
         while self.heap and self.covered < need and len(self.order) < cap:
             key = heapq.heappop(self.heap)
             p = key[2]
@@ -309,7 +345,7 @@ class _GreedyState:
                 continue
             cost = len(self.miss[p])
             if cost > cap - len(self.order):
-                blocked = True  # may become affordable when its missing set shrinks (then re-pushed)
+                blocked.append(key)  # may fit after a prune frees budget
                 continue
             gain = self.lookahead(p)
             self.gain_est[p] = float(gain)
@@ -321,6 +357,54 @@ class _GreedyState:
                 self.add_fact(f)
         # Nothing left that could ever be added: refilling after a prune would not help.
         self.exhausted = not self.heap and not blocked
+        for key in blocked:
+            heapq.heappush(self.heap, key)
+
+
+def _initial_estimates(graph: DistillGraph, units: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised first keys for every proof: the lookahead gain, estimated from above as the sum
+    over the subsets of the proof's leaves of the distinct units whose alive proofs need exactly that
+    subset (a unit met in two subsets counts twice; the greedy recomputes exactly before choosing),
+    and the generality sum of its leaves. Sets are matched by a 64-bit sum of random fact hashes."""
+    rng = np.random.default_rng(12345)
+    h = rng.integers(0, 2**63 - 1, size=graph.n_facts, dtype=np.int64).view(np.uint64)
+    cost = graph.proof_cost()
+    ptr, idx = graph.leaf_indptr, graph.leaf_indices
+    # uint64 wrap-around sum per proof (bincount would go through float64 and lose bits)
+    full = np.zeros(graph.n_proofs, dtype=np.uint64)
+    hv = h[idx]
+    nz = cost > 0
+    if nz.any():
+        starts = ptr[:-1][nz]
+        full[nz] = np.add.reduceat(hv, starts) if len(hv) else 0
+    gens = np.zeros(graph.n_proofs, dtype=np.int64)
+    gen = graph.fact_question_counts()
+    if nz.any() and len(idx):
+        gens[nz] = np.add.reduceat(gen[idx], ptr[:-1][nz])
+    # buckets: alive proofs by full key -> distinct units
+    ak, au = full[alive], units[alive]
+    pairs = np.unique(np.stack([ak, au.astype(np.uint64)]), axis=1) if len(ak) else np.zeros((2, 0), np.uint64)
+    keys, counts = np.unique(pairs[0], return_counts=True)
+    gains = np.zeros(graph.n_proofs, dtype=np.float64)
+    for k in np.unique(cost[alive]):
+        ps = np.flatnonzero(alive & (cost == k))
+        leaves = hv[ptr[ps][:, None] + np.arange(k)[None, :]]  # [n, k]
+        if k <= _FULL_LOOKAHEAD:
+            masks = np.arange(1, 2 ** k, dtype=np.int64)
+            bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)  # [2^k-1, k]
+            subsets = [np.flatnonzero(b) for b in bits]
+        else:
+            subsets = [np.array([i]) for i in range(k)] + [np.array(c) for c in combinations(range(k), 2)] \
+                + [np.arange(k)]
+        total = np.zeros(len(ps), dtype=np.float64)
+        for sub in subsets:
+            sh = leaves[:, sub].sum(axis=1, dtype=np.uint64)
+            pos = np.searchsorted(keys, sh)
+            pos_c = np.minimum(pos, max(len(keys) - 1, 0))
+            hit = (pos < len(keys)) & (keys[pos_c] == sh) if len(keys) else np.zeros(len(sh), dtype=bool)
+            total[hit] += counts[pos_c[hit]]
+        gains[ps] = total
+    return gains, gens
 
 
 def _group(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -419,6 +503,7 @@ def exact_cover(graph: DistillGraph, budget: int | None = None, target: float | 
     ub = np.concatenate([np.zeros(m + nz), [ub3]])
     integrality = np.zeros(nv)
     integrality[:nx_] = 1
+    integrality[nx_ + ny:] = 1  # integral z lets HiGHS see the objective is integral and close the gap
     t0 = time.perf_counter()
     res = milp(c, constraints=LinearConstraint(a, lb, ub), integrality=integrality, bounds=Bounds(0, 1),
                options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False})
