@@ -475,64 +475,59 @@ def _stage_qa(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool)
             "runs": runs, "path": "qa"}
 
 
-def _critique_fn() -> Callable[..., Any] | None:
-    """The batch-critique library function, once it has landed."""
-    for mod, name in (("critique.batch", "critique_records"), ("critique.batch", "critique_outputs")):
-        try:
-            m = __import__(mod, fromlist=[name])
-        except ImportError:
-            continue
-        fn = getattr(m, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
-
-
-def _stage_critique(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool) -> dict[str, Any]:
+def _stage_critique(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool,
+                    backend: Any = None) -> dict[str, Any]:
     if not config.model_outputs:
         raise Skip("no model_outputs file in the config")
     try:
-        from critique.inputs import iter_rows
-        from critique.model import load_critic
+        from critique.advice import Advisor, FactIndex
+        from critique.batch import critique_file, make_backend
+        from critique.model import DEFAULT_WEIGHTS
     except ImportError as e:
-        raise Skip(f"the critic is not importable ({e})") from None
-    try:
-        critic = load_critic(config.critic)
-    except MicrotheoryError as e:
-        raise Skip(f"no critic weights ({e})") from None
-    except OSError as e:
-        raise Skip(f"no critic weights ({e})") from None
-    rows = list(iter_rows(config.model_outputs))
-    ok = [r for r in rows if getattr(r, "record", None) is not None]
-    crits = critic.predict([r.record for r in ok], progress=progress) if ok else []
-    by_line = {id(r): c for r, c in zip(ok, crits)}
-    records = []
-    for r in rows:
-        mo = getattr(r, "record", None)
-        c = by_line.get(id(r))
-        records.append({
-            "id": mo.id if mo is not None else getattr(r, "id", None),
-            "line": getattr(r, "line", None),
-            "question": mo.question if mo is not None else None,
-            "options": mo.options if mo is not None else None,
-            "answer_key": mo.answer_key if mo is not None else None,
-            "predicted_answer": mo.predicted_answer if mo is not None else None,
-            "explanation": mo.explanation if mo is not None else None,
-            "critique": c.to_json() if c is not None else None,
-            "error": None if c is not None else str(getattr(r, "error", "not critiqued")),
-        })
-    _write_jsonl(out / "critiques.jsonl", records)
-    return {"records": len(records), **critique_counts(records), "grounded": False,
-            "note": "critic predictions without grounded advice (critique.batch not available)",
-            "path": "critiques.jsonl"}
+        raise Skip(f"batch critique is not importable ({e})") from None
+    import os
+
+    if backend is None:
+        if config.critic is None and not os.environ.get("MICROTHEORY_CRITIC") \
+                and not (Path(DEFAULT_WEIGHTS) / "manifest.json").is_file():
+            raise Skip(f"no critic weights shipped yet ({DEFAULT_WEIGHTS} is empty); "
+                       "set critic = 'DIR' to a folder written by `microtheory critique train`")
+        backend = make_backend("critic", config.critic)
+    # The input beside its critiques, so that the report can show each question and explanation.
+    src = Path(config.model_outputs)
+    if not src.is_file():
+        raise InputError("model outputs file not found", str(src))
+    shutil.copyfile(src, out / "model_outputs.jsonl")
+    mt_facts = ctx.get("microtheory_facts")
+    knowledge = None
+    if mt_facts:
+        from retrieval.types import Fact
+
+        knowledge = FactIndex([Fact(r["id"], r["text"], "microtheory", list(r.get("provenance") or []))
+                               for r in mt_facts], ctx["encoder"])
+    advisor = Advisor(knowledge=knowledge, scorer=ctx.get("scorer")) if (knowledge is None or ctx.get("scorer")) \
+        else Advisor(knowledge=None)
+    summary = critique_file(out / "model_outputs.jsonl", out / "critiques.jsonl", backend, advisor=advisor,
+                            progress=progress)
+    from retrieval.jsonl import iter_jsonl
+
+    records = [obj for _, obj in iter_jsonl(out / "critiques.jsonl")]
+    counts = critique_counts(records)
+    cited = sum(1 for r in records if isinstance(r.get("critique"), dict) and r["critique"].get("cited_facts"))
+    rec = {"records": len(records), **counts, "grounded": knowledge is not None, "with_cited_facts": cited,
+           "backend": getattr(backend, "name", type(backend).__name__), "input": "model_outputs.jsonl",
+           "path": "critiques.jsonl", "batch_seconds": round(summary.seconds, 2)}
+    if knowledge is None:
+        rec["note"] = "no microtheory: advice without knowledge"
+    return rec
 
 
 def critique_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Count per dimension, mean score, share flawed, errors: from critique records."""
-    crits = [r["critique"] for r in records if r.get("critique")]
+    crits = [r["critique"] for r in records if isinstance(r.get("critique"), dict)]
     dims = Counter(c["dimension"] for c in crits)
     return {"per_dimension": dict(sorted(dims.items())), "critiqued": len(crits),
-            "errors": sum(1 for r in records if not r.get("critique")),
+            "errors": sum(1 for r in records if not isinstance(r.get("critique"), dict)),
             "mean_score": round(sum(c["score"] for c in crits) / len(crits), 3) if crits else None,
             "flawed_share": round(sum(1 for c in crits if c["dimension"] != "none") / len(crits), 4) if crits else None}
 
@@ -556,9 +551,12 @@ def _load_models(config: RunConfig, ctx: dict[str, Any]) -> None:
         ctx["scorer_error"] = f"{type(e).__name__}: {e}"
 
 
-def run_pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def run_pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True, *,
+                 critic_backend: Any = None) -> dict[str, Any]:
     """Run every stage on `config`'s data into `out_dir` (replaced when it is a run directory);
-    returns the summary that is also written to `out_dir/summary.json`."""
+    returns the summary that is also written to `out_dir/summary.json`.
+
+    `critic_backend`: a `critique.batch.Backend` to use instead of the configured critic (tests)."""
     t_all = time.perf_counter()
     out = prepare_out_dir(out_dir)
     _write_json(out / CONFIG, config.to_json())
@@ -592,7 +590,7 @@ def run_pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) 
         ctx["knowledge_rec"] = log.run("knowledge_store", lambda: _stage_knowledge(config, out, ctx, progress))
         log.run("distill", lambda: _stage_distill(config, out, ctx, progress))
         log.run("qa", lambda: _stage_qa(config, out, ctx, progress))
-        log.run("critique", lambda: _stage_critique(config, out, ctx, progress))
+        log.run("critique", lambda: _stage_critique(config, out, ctx, progress, critic_backend))
         for key in ("corpus_store", "knowledge_store"):
             ks = ctx.get(key)
             if ks is not None and hasattr(ks, "close"):

@@ -350,14 +350,37 @@ def _critique_of(r: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _critiques_section(records: list[dict[str, Any]], facts_by_id: dict[str, str]) -> str:
+def _inputs_by_line(path: Path) -> dict[int, dict[str, Any]]:
+    """Physical line number -> the model-output record (the critique records name their input line)."""
+    out: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return out
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if raw.strip():
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                out[n] = obj
+    return out
+
+
+def _critiques_section(records: list[dict[str, Any]], facts_by_id: dict[str, str],
+                       inputs: dict[int, dict[str, Any]] | None = None) -> str:
     if not records:
         return '<section id="critiques-section"><h2>Critiques</h2><p class="muted">Critique did not run.</p></section>'
     dims = sorted({str(c["dimension"]) for r in records if (c := _critique_of(r)) is not None})
     opts = '<option value="all">all dimensions</option>' + "".join(
         f'<option value="{e(d)}">{e(d)}</option>' for d in dims) + '<option value="error">errors</option>'
     rows = []
-    for r in records:
+    by_id = {str(v.get("id")): v for v in (inputs or {}).values()}
+    for rec in records:
+        src = (inputs or {}).get(rec.get("line")) if isinstance(rec.get("line"), int) else None  # type: ignore[arg-type]
+        src = src if src is not None else by_id.get(str(rec.get("id")), {})
+        r = {"question": src.get("question"), "explanation": src.get("explanation"),
+             "predicted_answer": src.get("predicted_answer", src.get("answer")),
+             "answer_key": src.get("answer_key", src.get("answerKey")), **rec}
         c = _critique_of(r)
         dim = str(c["dimension"]) if c else "error"
         if c:
@@ -405,7 +428,8 @@ def build_html(run_dir: str | Path) -> str:
             + _facts_section(facts, qa_uses, _plots(run, mt_report if isinstance(mt_report, dict) else None),
                              mt_report if isinstance(mt_report, dict) else None)
             + _qa_section(run, mt_ids)
-            + _critiques_section(critiques, {str(f.get("id")): str(f.get("text")) for f in facts}))
+            + _critiques_section(critiques, {str(f.get("id")): str(f.get("text")) for f in facts},
+                                 _inputs_by_line(run / "model_outputs.jsonl")))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{e(title)}</title><style>{CSS}</style></head><body>"

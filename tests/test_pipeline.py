@@ -1,0 +1,210 @@
+"""The main job end to end on the embedded corpora with test doubles (hashing encoder, overlap scorer,
+a rule-based critic backend): run directory contents and the consistency of the summary numbers."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from cli.pipeline import RunConfig, load_config, prepare_out_dir, run_pipeline, summary_lines
+from corpora import CORPORA_DIR
+from retrieval.errors import InputError
+
+QA_LIMIT = 4
+
+
+def _lines(p: Path) -> list[dict]:
+    return [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+class RuleCritic:
+    """Test double for a critique backend: sound when the predicted answer is the key, else one fixed
+    dimension chosen from the explanation's length (so that more than one dimension occurs)."""
+
+    name = "rule"
+
+    def critique(self, records):
+        from critique.format import NO_FLAW, Critique
+        from critique.generative import CritiqueResult
+        from critique.taxonomy import general_advice
+
+        out = []
+        for r in records:
+            if r.predicted_answer == r.answer_key:
+                c = Critique(NO_FLAW, "none", general_advice("none"), NO_FLAW, 5)
+            else:
+                dim = "incorrect_information" if len(r.explanation) % 2 else "incorrect_reasoning"
+                c = Critique(r.explanation.split(".")[0], dim, general_advice(dim), "check it", 1, 0)
+            out.append(CritiqueResult(r.id, critique=c))
+        return out
+
+
+def _config(**kw) -> RunConfig:
+    cfg = load_config(CORPORA_DIR / "demo.toml")
+    return replace(cfg, **{"encoder": "hashing", "scorer": "overlap", "qa_limit": QA_LIMIT, "budget": 12, **kw})
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "demo"
+    summary = run_pipeline(_config(), out, progress=False, critic_backend=RuleCritic())
+    return out, summary
+
+
+def test_run_dir_contents(demo_run):
+    out, summary = demo_run
+    for rel in ("config.json", "summary.json", "corpus_store/manifest.json", "knowledge_store/manifest.json",
+                "microtheory/facts.jsonl", "microtheory/report.json", "microtheory/manifest.json",
+                "qa/questions.jsonl", "qa/corpus.jsonl", "qa/microtheory.jsonl", "critiques.jsonl",
+                "model_outputs.jsonl"):
+        assert (out / rel).is_file(), rel
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert json.loads((out / "config.json").read_text())["scorer"] == "overlap"
+    assert summary["status"] == "ok"
+    assert [s for s in summary["stages"]] == ["inputs", "corpus_store", "knowledge_store", "distill", "qa", "critique"]
+    assert all(s["status"] == "ok" for s in summary["stages"].values()), summary["stages"]
+    assert all(isinstance(v, float) and v >= 0 for v in summary["seconds_per_stage"].values())
+
+
+def test_sizes_and_coverage_consistent(demo_run):
+    out, summary = demo_run
+    corpus_texts = {json.loads(x)["text"].strip().lower() for x in (CORPORA_DIR / "science_corpus.jsonl").open()}
+    assert summary["sizes"]["corpus"] == len(corpus_texts) == 228
+    facts = _lines(out / "microtheory" / "facts.jsonl")
+    assert summary["sizes"]["microtheory"] == len(facts) <= 12
+    assert len({f["id"] for f in facts}) == len(facts)
+    # Microtheory facts come from the knowledge store and carry usage counts and provenance.
+    store_ids = {json.loads(x)["id"] for x in (out / "knowledge_store" / "facts.jsonl").open()} \
+        if (out / "knowledge_store" / "facts.jsonl").is_file() else None
+    for f in facts:
+        assert f["usage"]["proofs"] >= 1 and f["usage"]["questions"] >= 1
+        assert f["provenance"]
+        if store_ids is not None:
+            assert f["id"] in store_ids
+    cov = summary["coverage"]
+    assert 0 < cov["questions_covered"] <= cov["questions_total"] <= 24
+    assert cov["question_coverage"] == pytest.approx(cov["questions_covered"] / cov["questions_total"], abs=1e-4)
+    assert summary["sizes"]["knowledge_proofs"] == cov["proofs_total"]
+
+
+def test_no_held_out_question_in_knowledge(demo_run):
+    out, _ = demo_run
+    test_ids = {json.loads(x)["id"] for x in (CORPORA_DIR / "science_questions.jsonl").open()
+                if json.loads(x)["split"] == "test"}
+    proofs = _lines(out / "knowledge_store" / "proofs.jsonl")
+    assert proofs and not ({p["question_id"] for p in proofs} & test_ids)
+
+
+def test_qa_numbers_match_records(demo_run):
+    out, summary = demo_run
+    qs = _lines(out / "qa" / "questions.jsonl")
+    assert len(qs) == QA_LIMIT
+    for name, fname in (("corpus", "corpus.jsonl"), ("corpus+microtheory", "microtheory.jsonl")):
+        recs = _lines(out / "qa" / fname)
+        assert [r["id"] for r in recs] == [q["id"] for q in qs]
+        s = summary["qa"][name]
+        assert s["questions"] == len(recs)
+        assert s["correct"] == sum(1 for r in recs if r["correct"])
+        assert s["grounded"] == sum(1 for r in recs if r["grounded"])
+        assert s["accuracy"] == pytest.approx(s["correct"] / s["keyed"], abs=1e-4)
+        for r in recs:  # a grounded answer has a proof whose step passed
+            assert (r["proof"] is not None) == r["grounded"]
+
+
+def test_critique_counts_match_records(demo_run):
+    out, summary = demo_run
+    recs = _lines(out / "critiques.jsonl")
+    inputs = _lines(CORPORA_DIR / "model_outputs.jsonl")
+    assert len(recs) == len(inputs) == summary["critique"]["records"]
+    dims = Counter(r["critique"]["dimension"] for r in recs if isinstance(r.get("critique"), dict))
+    assert summary["critique"]["per_dimension"] == dict(dims)
+    expected_none = sum(1 for r in inputs if r["predicted_answer"] == r["answer_key"])
+    assert dims["none"] == expected_none
+    assert summary["critique"]["grounded"] is True
+    lines = "\n".join(summary_lines(summary))
+    assert "critique:" in lines and "QA corpus+microtheory" in lines
+
+
+def test_missing_stage_is_skipped_not_faked(tmp_path, monkeypatch):
+    monkeypatch.delenv("MICROTHEORY_CRITIC", raising=False)
+    from critique import model
+
+    monkeypatch.setattr(model, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
+    cfg = _config(qa_limit=1, knowledge="trees")
+    summary = run_pipeline(cfg, tmp_path / "r", progress=False)
+    crit = summary["stages"]["critique"]
+    assert crit["status"] == "skipped" and "critic" in crit["reason"]
+    assert summary["critique"] is None and not (tmp_path / "r" / "critiques.jsonl").exists()
+    ks = summary["stages"]["knowledge_store"]
+    assert ks["status"] == "ok" and ks["source"] == "trees"
+    # Only the trees of training questions enter the store.
+    test_ids = {json.loads(x)["id"] for x in (CORPORA_DIR / "science_questions.jsonl").open()
+                if json.loads(x)["split"] == "test"}
+    proofs = _lines(tmp_path / "r" / "knowledge_store" / "proofs.jsonl")
+    assert len(proofs) == 24 and not ({p["question_id"] for p in proofs} & test_ids)
+
+
+def test_failed_stage_is_reported(tmp_path):
+    cfg = _config(corpus=str(tmp_path / "missing.jsonl"))
+    summary = run_pipeline(cfg, tmp_path / "r", progress=False)
+    assert summary["status"] == "failed"
+    assert summary["stages"]["corpus_store"]["status"] == "failed"
+    assert "missing.jsonl" in summary["stages"]["corpus_store"]["reason"]
+    assert summary["stages"]["qa"]["status"] == "skipped"
+
+
+def test_out_dir_safety(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a run directory"):
+        prepare_out_dir(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    (run / "old.jsonl").write_text("x")
+    prepare_out_dir(run)
+    assert run.is_dir() and not any(run.iterdir())
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text('corpus = "a.jsonl"\nquestions = "q.jsonl"\nbugdet = 3\ngenerations = "g.jsonl"\n')
+    with pytest.raises(InputError, match="unknown config key.*bugdet"):
+        load_config(bad)
+    bad.write_text('corpus = "a.jsonl"\nquestions = "q.jsonl"\nbudget = 0\ngenerations = "g.jsonl"\n')
+    with pytest.raises(InputError, match="budget"):
+        load_config(bad)
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"corpus": "data/a.jsonl", "questions": "eb:dev", "knowledge": "trees",
+                                "trees": "eb:train"}))
+    cfg = load_config(good)
+    assert cfg.corpus == str((tmp_path / "data" / "a.jsonl").resolve()) and cfg.questions == "eb:dev"
+
+
+def test_entailmentbank_config_parses():
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "docs" / "entailmentbank.toml")
+    assert cfg.knowledge == "trees" and cfg.trees == "eb:train" and cfg.questions == "eb:dev"
+    assert cfg.corpus.endswith("worldtree_corpus_sentences_extended.json") and cfg.include_addons is False
+
+
+def test_cli_run_writes_report(tmp_path):
+    cfg = {"name": "tiny", "corpus": str(CORPORA_DIR / "science_corpus.jsonl"),
+           "questions": str(CORPORA_DIR / "science_questions.jsonl"), "knowledge": "trees",
+           "trees": str(CORPORA_DIR / "science_trees.jsonl"), "encoder": "hashing", "scorer": "overlap",
+           "qa_limit": 1, "budget": 5}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(cfg))
+    res = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "out"), "--json", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["name"] == "tiny" and doc["sizes"]["microtheory"] <= 5
+    assert Path(doc["report"]).is_file() and "<svg" in Path(doc["report"]).read_text()
+    res = CliRunner().invoke(app, ["run", "--help"])
+    assert res.exit_code == 0 and "Example" in res.output
