@@ -134,6 +134,12 @@ class Evidence:
         return max((c.score for c in self.candidates if c.source != "context"), default=0.0)
 
     @property
+    def retrieval_score3(self) -> float:
+        """Mean cosine of the three best retrieved facts: steadier evidence than the single best."""
+        top = sorted((c.score for c in self.candidates if c.source != "context"), reverse=True)[:3]
+        return float(np.mean(top)) if top else 0.0
+
+    @property
     def entail_score(self) -> float:
         return self.best.score if self.best is not None else 0.0
 
@@ -160,6 +166,23 @@ class Prover:
         self.decomposer = decomposer
         self._encoder = encoder
         self._checked = False
+        self._vectors: dict[str, np.ndarray] = {}  # text -> vector: options' hypotheses and context repeat
+
+    def encoder(self) -> Any:
+        """The encoder that queries the stores (the given one, else the corpus store's), or None."""
+        return self._encoder or _store_encoder(self.corpus)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Vectors of `texts` with a small per-prover cache; None when no encoder is available."""
+        enc = self.encoder()
+        if enc is None:
+            return None
+        todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if todo:
+            if len(self._vectors) > 4096:
+                self._vectors.clear()
+            self._vectors.update(zip(todo, enc.encode(todo)))
+        return np.stack([self._vectors[t] for t in texts]) if texts else None
 
     @property
     def threshold(self) -> float:
@@ -187,9 +210,9 @@ class Prover:
         self._check_stores()
         if not hypotheses:
             return []
-        enc = self._encoder or _store_encoder(self.corpus)
+        enc = self.encoder()
         # Encode once for both stores when they share an encoder (the usual case).
-        vectors = enc.encode(list(hypotheses)) if enc is not None else None
+        vectors = self.encode(list(hypotheses))
         per_store = [self._search(self.corpus, hypotheses, vectors)]
         if self.microtheory is not None:
             same = (_store_encoder(self.microtheory) is not None and enc is not None

@@ -25,7 +25,7 @@ import numpy as np
 from retrieval.entail import content_words
 from retrieval.errors import InputError
 from retrieval.hypothesis import make_hypothesis, split_stem
-from retrieval.prover import Candidate, Evidence, Prover, ProverConfig, _store_encoder
+from retrieval.prover import Candidate, Evidence, Prover, ProverConfig
 from retrieval.types import Question
 
 
@@ -33,9 +33,14 @@ from retrieval.types import Question
 class QAConfig:
     """How options are ranked. Tuned on EntailmentBank train questions, never on dev."""
 
-    w_retrieval: float = 0.0     # weight of the best retrieval cosine in an option's score
+    w_retrieval: float = 0.0     # weight of retrieval evidence in an option's score
+    retrieval_feature: str = "top1"  # "top1": best fact's cosine; "mean3": mean of the best three
     prefer_grounded: bool = True  # a grounded option beats every ungrounded one
     use_context: bool = True      # the stem's context sentences may serve as premises
+
+    def __post_init__(self) -> None:
+        if self.retrieval_feature not in ("top1", "mean3"):
+            raise InputError(f"unknown retrieval_feature {self.retrieval_feature!r}: use top1 or mean3")
 
 
 def validate_question(q: Question) -> str | None:
@@ -58,9 +63,9 @@ def _context_candidates(prover: Prover, stem: str, hypotheses: Sequence[str]) ->
     ctx = [c for c in ctx if len(content_words(c)) >= 2]
     if not ctx:
         return [[] for _ in hypotheses]
-    enc = prover._encoder or _store_encoder(prover.corpus)
-    if enc is not None:
-        sims = enc.encode(list(hypotheses)) @ enc.encode(ctx).T
+    hv, cv = prover.encode(list(hypotheses)), prover.encode(ctx)
+    if hv is not None and cv is not None:
+        sims = hv @ cv.T
     else:  # no encoder to hand: the share of the hypothesis's content words that the sentence has
         sims = np.asarray([[len(content_words(c) & content_words(h)) / max(1, len(content_words(h)))
                             for c in ctx] for h in hypotheses])
@@ -81,9 +86,13 @@ def answer_question(q: Question, prover: Prover, config: QAConfig | None = None)
         return _error_record(q, err)
     labels = list(q.options)
     hyps = [make_hypothesis(q.stem, q.options[k]) for k in labels]
+    if config.use_context:
+        # One encoder call for the options' hypotheses and the stem's context sentences together.
+        prover.encode([*hyps, *split_stem(q.stem)[0]])
     extra = _context_candidates(prover, q.stem, hyps) if config.use_context else None
     evs: list[Evidence] = prover.prove_many(hyps, extra)
-    scores = np.asarray([e.entail_score + config.w_retrieval * e.retrieval_score for e in evs])
+    ret = [e.retrieval_score if config.retrieval_feature == "top1" else e.retrieval_score3 for e in evs]
+    scores = np.asarray([e.entail_score + config.w_retrieval * r for e, r in zip(evs, ret)])
     grounded = np.asarray([e.proof is not None for e in evs])
     pool = np.flatnonzero(grounded) if (config.prefer_grounded and grounded.any()) else np.arange(len(evs))
     best = int(pool[np.argmax(scores[pool])])

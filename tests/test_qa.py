@@ -111,3 +111,10 @@ def test_empty_corpus_is_a_clear_error(tmp_path: Path) -> None:
     ks = KnowledgeStore.create(tmp_path / "e", encoder=HashingEncoder())
     with pytest.raises(StoreError, match="empty"):
         run_qa([Q_MAGNET], Prover(ks, OverlapScorer()))
+
+
+def test_bad_config_is_a_run_error() -> None:
+    from retrieval.errors import InputError
+
+    with pytest.raises(InputError, match="retrieval_feature"):
+        QAConfig(retrieval_feature="best")
