@@ -128,3 +128,43 @@ def test_shipped_weights_load_and_predict_offline():
     critic = load_critic()
     out = critic.predict(RECORDS)
     assert len(out) == 2 and all(0 <= c.score <= 5 and c.dimension in LABELS for c in out)
+
+
+def test_cli_train_and_eval(tiny_base, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    trees, qs = _toy()
+    write_examples(tmp_path / "ex.jsonl", build_examples(trees, qs, seed=0))
+    runner = CliRunner()
+    r = runner.invoke(app, ["critique", "train", "--out", str(tmp_path / "c"), "--base", str(tiny_base),
+                            "--train-file", str(tmp_path / "ex.jsonl"), "--dev-limit", "0", "--train-layers", "1",
+                            "--batch-size", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["steps"] > 0
+    r = runner.invoke(app, ["critique", "eval", "--model", str(tmp_path / "c"), "--dev-file", str(tmp_path / "ex.jsonl"),
+                            "--out", str(tmp_path / "eval.json")])
+    assert r.exit_code == 0, r.output
+    assert "macro-F1" in r.stdout and "flaw-sentence accuracy" in r.stdout
+    res = json.loads((tmp_path / "eval.json").read_text())
+    assert res["n"] == len(read_examples_count(tmp_path / "ex.jsonl")) and "confusion" in res
+    r = runner.invoke(app, ["critique", "eval", "--model", str(tmp_path / "missing")])
+    assert r.exit_code != 0 and "no critic at" in r.output  # 4 (ModelError) once cli.common raises typer.Exit
+
+
+def read_examples_count(path: Path) -> list[str]:
+    return [x for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.data
+def test_cli_data_command(data_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    r = CliRunner().invoke(app, ["critique", "data", "--split", "dev", "--out", str(tmp_path / "dev.jsonl"),
+                                 "--data-dir", str(data_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["n"] > 1400 and len(summary["per_dimension"]) == 9
