@@ -354,11 +354,14 @@ class CrossEncoderScorer:
     `path`: a directory from `microtheory entail train` (None = the weights shipped in the package).
     `untrained=True` builds the same architecture with a fresh random head and no adapter: the
     baseline that shows what training adds. `num_threads` sets torch's intra-op threads when given.
+    `quantize=True` (CPU only) runs the linear layers in dynamic int8: about 2x faster, scores move
+    slightly (the threshold was chosen in fp32).
     """
 
     def __init__(self, path: str | Path | None = None, *, device: str | None = None,
                  threshold: float | None = None, max_length: int | None = None, untrained: bool = False,
-                 seed: int = 0, num_threads: int | None = None, config: EntailConfig | None = None):
+                 seed: int = 0, num_threads: int | None = None, config: EntailConfig | None = None,
+                 quantize: bool = False):
         self.path = Path(path) if path is not None else SHIPPED_DIR
         self.untrained = untrained
         self._config = config
@@ -367,6 +370,7 @@ class CrossEncoderScorer:
         self._device = device
         self._seed = seed
         self._num_threads = num_threads
+        self.quantize = quantize
         self._tok: Any = None
         self._model: Any = None
 
@@ -402,6 +406,12 @@ class CrossEncoderScorer:
         model = merge_lora(model)
         dev = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(dev).eval()
+        if self.quantize and dev == "cpu":
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao dynamic quantisation is deprecated but works
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self._device = dev
         self._tok, self._model = tok, model
 
