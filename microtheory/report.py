@@ -395,7 +395,8 @@ def _critiques_section(records: list[dict[str, Any]], facts_by_id: dict[str, str
             body = f'<td>error</td><td>–</td><td colspan="3" class="failed">{e(r.get("error"))}</td>'
         rows.append(f'<tr class="critique" data-dimension="{e(dim)}"><td><code>{e(r.get("id"))}</code></td>'
                     f'<td>{e(r.get("question"))}<div class="muted">{e(r.get("explanation"))}</div>'
-                    f'<div class="muted">predicted {e(r.get("predicted_answer"))}, key {e(r.get("answer_key"))}</div></td>'
+                    + (f'<div class="muted">predicted {e(r.get("predicted_answer"))}, key {e(r.get("answer_key"))}</div>'
+                       if r.get("predicted_answer") is not None else "") + '</td>'
                     f'{body}</tr>')
     counts = Counter(str(c["dimension"]) if (c := _critique_of(r)) else "error" for r in records)
     count_txt = ", ".join(f"{e(k)}: {v}" for k, v in sorted(counts.items()))
