@@ -21,6 +21,9 @@ def _register() -> None:
     from cli import store
 
     app.add_typer(store.app, name="store")
+    from cli import distill
+
+    app.add_typer(distill.app, name="distill")
     from cli import critique
 
     app.add_typer(critique.app, name="critique")

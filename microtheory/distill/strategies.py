@@ -526,6 +526,15 @@ def exact_cover(graph: DistillGraph, budget: int | None = None, target: float | 
         obj = -res.fun if budget is not None else res.fun
         report.update(status="optimal" if res.status == 0 else "time limit reached: best solution found",
                       timed_out=timed_out, optimal=res.status == 0)
+        if timed_out:
+            # The solver's incumbent can be poor when stopped early: keep the greedy answer if it is better.
+            g_chosen, _ = greedy_cover(graph, budget=budget, target=target)
+            g_obj = _count_units(graph, graph.proof_question, g_chosen) - n_free if budget is not None \
+                else len(g_chosen)
+            if (budget is not None and g_obj > obj) or (budget is None and g_obj < obj):
+                chosen, obj = g_chosen, g_obj
+                report.update(status="time limit reached: greedy solution (better than the solver's incumbent)",
+                              fallback="qc-greedy")
     if dual is not None and np.isfinite(dual):
         bound = -dual if budget is not None else dual
         report["bound"] = round(float(bound) + (n_free if budget is not None else 0), 4)
