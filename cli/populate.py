@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,23 +15,23 @@ def populate_cmd(
     generator: str = typer.Option(..., "--generator", "-g",
                                   help="openai:http://HOST:PORT/v1#MODEL, openai: (env), llama-cpp:PATH.gguf, "
                                        "llama-cpp:smollm2, hf:MODEL, hf:smollm2, replay:FILE.jsonl"),
-    split: Optional[str] = typer.Option(None, "--split", help="Only questions whose 'split' field is this (e.g. train)."),
-    corpus: Optional[Path] = typer.Option(None, "--corpus",
+    split: str | None = typer.Option(None, "--split", help="Only questions whose 'split' field is this (e.g. train)."),
+    corpus: Path | None = typer.Option(None, "--corpus",
                                           help="A store to retrieve prompt and grounding facts from (default: --store)."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder of a new store (default: MiniLM)."),
-    log: Optional[Path] = typer.Option(None, "--log", help="Status log JSONL (default: STORE.populate.jsonl)."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
+    encoder: str | None = typer.Option(None, "--encoder", help="Encoder of a new store (default: MiniLM)."),
+    log: Path | None = typer.Option(None, "--log", help="Status log JSONL (default: STORE.populate.jsonl)."),
     prompts: str = typer.Option("fewshot,retrieval", "--prompts", help="Prompt ids: direct, fewshot, retrieval."),
     samples: int = typer.Option(3, "--samples", "-n", help="Candidates per prompt per statement."),
     temperature: float = typer.Option(0.7, "--temperature"),
     top_p: float = typer.Option(0.95, "--top-p"),
     max_tokens: int = typer.Option(96, "--max-tokens"),
-    seed: Optional[int] = typer.Option(0, "--seed", help="Sampling seed (where the backend honours one)."),
+    seed: int | None = typer.Option(0, "--seed", help="Sampling seed (where the backend honours one)."),
     max_depth: int = typer.Option(1, "--max-depth", help="0: decompose the hypothesis only; d: recurse to depth d."),
     node_budget: int = typer.Option(6, "--node-budget", help="Statements sent to the generator per question."),
     max_proofs: int = typer.Option(3, "--max-proofs", help="Accepted proofs kept per question."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Acceptance threshold (default: the scorer's)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Attempt at most this many questions in this run."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Acceptance threshold (default: the scorer's)."),
+    limit: int | None = typer.Option(None, "--limit", help="Attempt at most this many questions in this run."),
     retry_unproved: bool = typer.Option(False, "--retry-unproved", help="Also redo questions logged as unproved."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds per HTTP request (openai backend)."),
     retries: int = typer.Option(3, "--retries", help="Retries per HTTP request, with exponential backoff."),

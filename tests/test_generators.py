@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from microtheory.generators import Generator, GeneratorError, ScriptedGenerator, get_generator, smollm2_gguf_path
+from microtheory.generators import (
+    Generator,
+    GeneratorError,
+    ScriptedGenerator,
+    get_generator,
+    smollm2_gguf_path,
+)
 from microtheory.generators.fake_server import FakeOpenAIServer
 from microtheory.generators.openai import OpenAIGenerator
 from microtheory.generators.replay import ReplayGenerator, read_recorded

@@ -91,7 +91,7 @@ class OpenAIGenerator(BaseGenerator):
             if isinstance(reason, (socket.timeout, TimeoutError)):
                 raise _Retryable(f"no answer from {url} within {self.timeout:g} s") from None
             raise _Retryable(f"cannot connect to {url}: {reason}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise _Retryable(f"no answer from {url} within {self.timeout:g} s") from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
             # The server closed the connection mid-answer (e.g. it was stopped).
@@ -212,4 +212,4 @@ def _snippet(x: Any, limit: int = 200) -> str:
     return x if len(x) <= limit else x[:limit] + "..."
 
 
-__all__ = ["OpenAIGenerator", "ENV_BASE_URL", "ENV_MODEL", "ENV_API_KEY"]
+__all__ = ["ENV_API_KEY", "ENV_BASE_URL", "ENV_MODEL", "OpenAIGenerator"]

@@ -15,9 +15,9 @@ An unknown statement gets no candidates.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-import re
 from pathlib import Path
 from typing import Any
 
