@@ -65,6 +65,9 @@ def train_cmd(
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints (OUT/checkpoint)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available, bf16 autocast)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    aux_features: bool = typer.Option(True, "--aux-features/--no-aux-features",
+                                      help="Feed lexical side features (question/option overlap per sentence) to the heads."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Warm-start from an earlier critic folder (tensors that fit)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Fine-tune the critic on flaw-injected EntailmentBank train trees (synthetic labels).
@@ -77,7 +80,7 @@ def train_cmd(
                 max_length=max_length, train_layers=train_layers, max_examples=max_examples,
                 max_minutes=max_minutes, train_file=train_file, dev_file=dev_file, data_dir=data_dir,
                 dev_limit=dev_limit, checkpoint_every=checkpoint_every, device=device, threads=threads,
-                progress=not json_out)
+                progress=not json_out, aux_features=aux_features, init=init)
     summary = {"out": str(res.out), "steps": res.steps, "examples_seen": res.examples_seen,
                "seconds": round(res.seconds, 1), "device": res.device,
                "dev": {k: v for k, v in (res.dev or {}).items() if not isinstance(v, (dict, list))}}

@@ -52,15 +52,81 @@ class CriticConfig:
     max_context: int = 80        # tokens for question + options + answers; the rest is the explanation
     train_layers: int = 4        # top encoder layers fine-tuned (and stored); >= the layer count: all + embeddings
     labels: tuple[str, ...] = LABELS
+    aux_features: bool = False   # the lexical side features below feed the heads (absent in older manifests)
 
     def to_json(self) -> dict[str, Any]:
         return {"base": self.base, "max_length": self.max_length, "max_context": self.max_context,
-                "train_layers": self.train_layers, "labels": list(self.labels)}
+                "train_layers": self.train_layers, "labels": list(self.labels), "aux_features": self.aux_features}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CriticConfig:
         return cls(base=d["base"], max_length=int(d["max_length"]), max_context=int(d["max_context"]),
-                   train_layers=int(d["train_layers"]), labels=tuple(d["labels"]))
+                   train_layers=int(d["train_layers"]), labels=tuple(d["labels"]),
+                   aux_features=bool(d.get("aux_features", False)))
+
+
+# --- lexical side features ----------------------------------------------------------------------------
+# Cheap signals a small encoder learns slowly from tokens on a CPU budget: does the predicted label
+# equal the key, how much of the question / of each option the explanation talks about, how each
+# sentence relates to the question and to the rest of the explanation. They are computed the same
+# way for any explanation, not read from the synthetic templates.
+
+_STOP = set("""a an the of to in on at by for with from and or but if then than that this these those is are was were
+be been being it its as into so such which what when where who how why there their they them can will would
+should could may might must do does did has have had one some any each all also only about because most best
+following answer option correct""".split())
+_CONCL = ("so", "therefore", "thus", "hence", "this", "that", "as", "consequently", "it", "then", "which", "from")
+N_GLOBAL, N_SENT = 10, 7
+
+
+def _cw(text: str) -> set[str]:
+    import re as _re
+
+    return {w[:6] for w in _re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def _cover(part: set[str], whole: set[str]) -> float:
+    return len(part & whole) / len(part) if part else 0.0
+
+
+def aux_features(r: ModelOutput, sentences: Sequence[str]) -> tuple[list[float], list[list[float]]]:
+    """(global features, per-sentence features) of one record."""
+    import re as _re
+
+    q = _cw(r.question)
+    opts = {k: _cw(v) for k, v in r.options.items()}
+    allopt = set().union(*opts.values()) if opts else set()
+    sw = [_cw(s) for s in sentences]
+    expl = set().union(*sw) if sw else set()
+    key_w, pred_w = opts.get(r.answer_key, set()), opts.get(r.predicted_answer, set())
+    wrong = [w for k, w in opts.items() if k != r.answer_key]
+    label_mention = [bool(_re.search(r"\(([A-Z1-9])\)|\b(answer|option|choice)\b", s, _re.I)) for s in sentences]
+    n = len(sentences)
+    g = [
+        float(r.predicted_answer == r.answer_key),
+        float(r.predicted_answer in r.options),
+        min(n, 20) / 10.0,
+        1.0 / max(n, 1),
+        _cover(q, expl),
+        _cover(expl, q | allopt),
+        _cover(key_w, expl),
+        _cover(pred_w, expl),
+        max((_cover(w, expl) for w in wrong), default=0.0),
+        float(any(label_mention)),
+    ]
+    per = []
+    for i, (s, w) in enumerate(zip(sentences, sw)):
+        others = set().union(*(sw[:i] + sw[i + 1:])) if n > 1 else set()
+        first = s.split(" ", 1)[0].lower().strip(",")
+        per.append([
+            float(i == n - 1), i / max(n - 1, 1),
+            _cover(w, q | allopt),
+            _cover(w, others),
+            float(label_mention[i]),
+            float(first in _CONCL),
+            min(len(s.split()), 40) / 20.0,
+        ])
+    return g, per
 
 
 def context_text(r: ModelOutput) -> str:
@@ -81,6 +147,8 @@ class Features:
     sent_ids: list[int]
     sentences: list[str]
     n_sent: int  # sentences that fit (at least partly) into max_length
+    gfeat: list[float] | None = None
+    sfeat: list[list[float]] | None = None
 
 
 class Featurizer:
@@ -125,7 +193,8 @@ class Featurizer:
             ids.append(sep_id)
             types.append(1)
             sent_ids.append(-1)
-            out.append(Features(ids, types, sent_ids, sents, n_sent))
+            g, per = aux_features(r, sents) if self.config.aux_features else (None, None)
+            out.append(Features(ids, types, sent_ids, sents, n_sent, g, per))
         return out
 
 
@@ -144,10 +213,20 @@ def collate(feats: Sequence[Features], pad_id: int) -> dict[str, Any]:
         types[i, :m] = torch.tensor(f.token_type_ids)
         mask[i, :m] = 1
         sent[i, :m] = torch.tensor(f.sent_ids)
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "sent_ids": sent}
+    out = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "sent_ids": sent}
+    if feats[0].gfeat is not None:
+        n_s = max(1, max(f.n_sent for f in feats))
+        sf = torch.zeros((len(feats), n_s, N_SENT))
+        for i, f in enumerate(feats):
+            k = min(f.n_sent, len(f.sfeat or []))
+            if k:
+                sf[i, :k] = torch.tensor(f.sfeat[:k])
+        out["gfeat"] = torch.tensor([f.gfeat for f in feats], dtype=torch.float)
+        out["sfeat"] = sf
+    return out
 
 
-def _build_net(encoder: Any, n_labels: int) -> Any:
+def _build_net(encoder: Any, n_labels: int, aux: bool = False) -> Any:
     import torch
     from torch import nn
 
@@ -156,12 +235,20 @@ def _build_net(encoder: Any, n_labels: int) -> Any:
             super().__init__()
             self.encoder = encoder
             h = encoder.config.hidden_size
+            ng, ns = (N_GLOBAL, N_SENT) if aux else (0, 0)
+            self.aux = aux
             self.dropout = nn.Dropout(0.1)
-            self.dim_head = nn.Linear(2 * h, n_labels)
-            self.score_head = nn.Linear(2 * h, N_SCORES)
-            self.flaw_head = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Linear(h, 1))
+            if aux:  # side features get their own small projection so they are not drowned by 2h dims
+                self.g_proj = nn.Sequential(nn.Linear(ng, 64), nn.GELU())
+                self.s_proj = nn.Sequential(nn.Linear(ns + ng, 64), nn.GELU())
+                ng, ns = 64, 64
+            self.dim_head = nn.Sequential(nn.Linear(2 * h + ng, h), nn.GELU(), nn.Linear(h, n_labels)) if aux \
+                else nn.Linear(2 * h, n_labels)
+            self.score_head = nn.Linear(2 * h + ng, N_SCORES)
+            self.flaw_head = nn.Sequential(nn.Linear(3 * h + ns, h), nn.GELU(), nn.Linear(h, 1))
 
-        def forward(self, input_ids: Any, token_type_ids: Any, attention_mask: Any, sent_ids: Any) -> tuple:
+        def forward(self, input_ids: Any, token_type_ids: Any, attention_mask: Any, sent_ids: Any,
+                    gfeat: Any = None, sfeat: Any = None) -> tuple:
             kw = {"input_ids": input_ids, "attention_mask": attention_mask}
             if getattr(self.encoder.config, "type_vocab_size", 0) >= 2:
                 kw["token_type_ids"] = token_type_ids
@@ -175,6 +262,14 @@ def _build_net(encoder: Any, n_labels: int) -> Any:
             counts = onehot.sum(1)                                          # B S
             svec = torch.einsum("bts,bth->bsh", onehot, hs) / counts.clamp(min=1).unsqueeze(-1)
             both = torch.cat([svec, feat.unsqueeze(1).expand(-1, n_s, -1)], -1)
+            if self.aux:
+                sf = sfeat[:, :n_s].to(hs.dtype)
+                if sf.shape[1] < n_s:
+                    sf = torch.nn.functional.pad(sf, (0, 0, 0, n_s - sf.shape[1]))
+                gf = gfeat.to(hs.dtype)
+                sg = torch.cat([sf, gf.unsqueeze(1).expand(-1, n_s, -1)], -1)
+                both = torch.cat([both, self.s_proj(sg)], -1)
+                feat = torch.cat([feat, self.g_proj(gf)], -1)
             flaw = self.flaw_head(self.dropout(both)).squeeze(-1)
             flaw = flaw.float().masked_fill(counts == 0, float("-inf"))
             return self.dim_head(feat).float(), self.score_head(feat).float(), flaw
@@ -200,7 +295,7 @@ def new_net(config: CriticConfig) -> tuple[Any, Any]:
         enc = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load the critic base encoder {config.base!r} ({path}): {e}") from e
-    return _build_net(enc, len(config.labels)), tok
+    return _build_net(enc, len(config.labels), config.aux_features), tok
 
 
 def stored_state(net: Any, config: CriticConfig) -> dict[str, Any]:

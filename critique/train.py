@@ -70,7 +70,7 @@ def train(out: str | Path, base: str | None = None, seed: int = 0, epochs: float
           max_examples: int | None = None, max_minutes: float | None = None, train_file: str | Path | None = None,
           dev_file: str | Path | None = None, data_dir: str | Path | None = None, dev_limit: int | None = None,
           checkpoint_every: int = 200, device: str | None = None, threads: int | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, aux_features: bool = True, init: str | Path | None = None) -> TrainResult:
     """Fine-tune a critic and write it to `out` (manifest.json, weights.safetensors, log.jsonl, metrics.json)."""
     import numpy as np
     import torch
@@ -93,12 +93,22 @@ def train(out: str | Path, base: str | None = None, seed: int = 0, epochs: float
         log_f.write(json.dumps(kw) + "\n")
         log_f.flush()
 
-    config = CriticConfig(base=base or PACKAGED_BASE, max_length=max_length, train_layers=train_layers)
+    config = CriticConfig(base=base or PACKAGED_BASE, max_length=max_length, train_layers=train_layers,
+                          aux_features=aux_features)
     examples = _examples("train", train_file, seed, data_dir)
     rng = random.Random(seed)
     if max_examples and len(examples) > max_examples:
         examples = rng.sample(examples, max_examples)
     net, tok = new_net(config)
+    if init:
+        # Warm start from an earlier critic: every stored tensor whose name and shape fit is taken over
+        # (e.g. the fine-tuned encoder layers when the heads changed).
+        from safetensors.torch import load_file
+
+        own = net.state_dict()
+        got = {k: v.float() for k, v in load_file(str(Path(init) / "weights.safetensors")).items()
+               if k in own and own[k].shape == v.shape}
+        net.load_state_dict(got, strict=False)
     prefixes = trainable_prefixes(net.encoder, train_layers)
     for name, p in net.encoder.named_parameters():
         p.requires_grad = any(name.startswith(px) for px in prefixes)
@@ -119,7 +129,7 @@ def train(out: str | Path, base: str | None = None, seed: int = 0, epochs: float
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
     use_amp = dev_name.startswith("cuda")
     log(event="start", examples=len(examples), steps=total, batch_size=batch_size, device=dev_name,
-        config=config.to_json(), seed=seed, lr=lr, head_lr=head_lr, epochs=epochs,
+        config=config.to_json(), seed=seed, lr=lr, init=str(init) if init else None, head_lr=head_lr, epochs=epochs,
         trainable=int(sum(p.numel() for p in enc_params + head_params)))
     ce = torch.nn.CrossEntropyLoss()
     ce_flaw = torch.nn.CrossEntropyLoss(ignore_index=-100)
@@ -173,6 +183,7 @@ def train(out: str | Path, base: str | None = None, seed: int = 0, epochs: float
     extra = {"training": {"seed": seed, "steps": step, "examples_seen": seen, "train_examples": len(examples),
                           "epochs_planned": epochs, "stopped": stopped, "seconds": round(seconds, 1),
                           "device": dev_name, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
+                          "init": str(init) if init else None,
                           "data": "synthetic flaw injection over EntailmentBank task_1 train trees (1,313)"
                           if not train_file else str(train_file)}}
     save_critic(net, tok, config, out, extra=extra)

@@ -168,3 +168,16 @@ def test_cli_data_command(data_dir, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["n"] > 1400 and len(summary["per_dimension"]) == 9
+
+
+def test_aux_features_reflect_the_record():
+    from critique.model import N_GLOBAL, N_SENT, aux_features
+
+    r = RECORDS[0]
+    g, per = aux_features(r, ["Iron is a kind of metal.", "Metals are attracted to magnets.",
+                              "So the answer is (B) an iron nail."])
+    assert len(g) == N_GLOBAL and len(per) == 3 and all(len(p) == N_SENT for p in per)
+    assert g[0] == 1.0 and g[6] == 1.0  # predicted = key; the key option's words all appear
+    assert per[2][0] == 1.0 and per[2][4] == 1.0 and per[0][0] == 0.0  # last sentence names an option
+    g2, _ = aux_features(RECORDS[1], ["Winter is cold.", "The answer is A."])
+    assert g2[0] == 0.0 and g2[7] == 1.0  # a wrong option predicted, and talked about
