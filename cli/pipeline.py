@@ -25,10 +25,11 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from retrieval.errors import InputError, MicrotheoryError
 
@@ -62,10 +63,12 @@ class RunConfig:
     generations: str | None = None
     generator: str = "replay"
     trees: str | None = None
+    heldout_trees: str | None = None  # gold trees of held-out questions (p-relevance); None: from `trees`
     trees_fallback: bool = True  # populate unusable -> build the knowledge store from `trees`, said so
     model_outputs: str | None = None
     strategy: str = "qc-greedy"
     budget: int = 40
+    canonicalise: bool = True  # merge mutually entailing facts first (needs the scorer)
     scorer: str | None = None
     threshold: float | None = None
     encoder: str | None = None
@@ -103,14 +106,14 @@ class RunConfig:
                              source)
         d = dict(d)
         if base is not None:
-            for key in ("corpus", "questions", "train_questions", "generations", "trees", "model_outputs",
-                        "data_dir"):
+            for key in ("corpus", "questions", "train_questions", "generations", "trees", "heldout_trees",
+                        "model_outputs", "data_dir"):
                 v = d.get(key)
                 if isinstance(v, str) and v and not v.startswith("eb:") and not Path(v).is_absolute():
                     d[key] = str((Path(base) / v).resolve())
             for key in ("scorer", "encoder", "critic"):
                 v = d.get(key)
-                if isinstance(v, str) and (v.startswith("./") or v.startswith("../")):
+                if isinstance(v, str) and v.startswith(("./", "../")):
                     d[key] = str((Path(base) / v).resolve())
         try:
             return cls(**d)
@@ -368,73 +371,63 @@ def _stage_knowledge(config: RunConfig, out: Path, ctx: dict[str, Any], progress
     raise Skip(why_not or "populate not usable")
 
 
-def _distill_fn() -> Callable[..., Any] | None:
-    """The distillation stage's own directory writer, once it has landed."""
-    try:
-        import microtheory.distill as d
-    except ImportError:
-        return None
-    for name in ("distill_store", "distill"):
-        fn = getattr(d, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
+def _heldout_trees(config: RunConfig, ctx: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """Gold trees of held-out questions for the p-relevance study: `heldout_trees`, else the trees of
+    the held-out questions found in `trees`."""
+    spec = config.heldout_trees
+    test_ids = {q.id for q in ctx["test_questions"]}
+    if spec:
+        trees = read_trees(spec, config)
+        return ([t for t in trees if t.question_id in test_ids] or trees), spec
+    if config.trees and not config.trees.startswith("eb:"):
+        trees = [t for t in read_trees(config.trees, config) if t.question_id in test_ids]
+        return trees, (config.trees if trees else None)
+    return [], None
 
 
 def _stage_distill(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool) -> dict[str, Any]:
     _need(ctx.get("knowledge_rec"), "knowledge_store")
     try:
-        from microtheory.distill.graph import DistillGraph
-        from microtheory.distill.strategies import select
-        from microtheory.trees_to_store import corpus_fact_ids
+        from microtheory.distill import compare, distill
     except ImportError as e:
         raise Skip(f"distillation is not importable ({e})") from None
     ks = ctx["knowledge_store"]
-    facts = {f.id: f for f in ks}
-    proofs = ks.proofs()
-    if not proofs:
+    if not ks.proofs():
         raise Skip("the knowledge store holds no proofs to distil from (no question was proved)")
+    notes = []
+    canonical = config.canonicalise and ctx.get("scorer") is not None
+    if config.canonicalise and not canonical:
+        notes.append("no entailment scorer: facts not canonicalised")
+    heldout, heldout_src = _heldout_trees(config, ctx)
+    if not heldout:
+        notes.append("no held-out trees: no p-relevance study")
     # Facts the general corpus already has are free: they never count against the budget.
-    free = corpus_fact_ids(facts.values(), ctx["corpus_texts"])
-    graph = DistillGraph.from_proofs(proofs, facts, free=free)
-    sel = select(graph, config.strategy, budget=config.budget, seed=config.seed)
-    mt_dir = out / "microtheory"
-    uses_p = graph.fact_proof_counts()
-    uses_q = graph.fact_question_counts()
-    index = {fid: i for i, fid in enumerate(graph.fact_ids)}
-    records = []
-    for fid in sel.fact_ids:
-        f = facts[fid]
-        i = index[fid]
-        records.append({"id": fid, "text": f.text, "source": "microtheory", "provenance": f.provenance,
-                        "usage": {"proofs": int(uses_p[i]), "questions": int(uses_q[i])},
-                        "origin": f.source})
-    # Coverage as the budget grows (same strategy): the curve the report plots.
-    curve = []
-    for b in sorted({*_curve_budgets(config.budget, graph.n_facts)}):
-        s = sel if b == config.budget else select(graph, config.strategy, budget=b, seed=config.seed)
-        curve.append({"budget": b, **s.report})
-    report = {"strategy": config.strategy, "budget": config.budget, "selection": sel.report,
-              "graph": graph.summary(), "free_facts": len(graph.free_ids), "coverage_curve": curve,
-              "note": "selected with microtheory.distill.strategies.select on the knowledge store's proofs"}
-    _write_jsonl(mt_dir / "facts.jsonl", records)
-    _write_json(mt_dir / "report.json", report)
-    _write_json(mt_dir / "manifest.json", {"kind": "microtheory", "format_version": 1, "strategy": config.strategy,
-                                           "budget": config.budget, "size": len(records),
-                                           "knowledge_store": "../knowledge_store", "created": _now()})
-    ctx["microtheory_facts"] = records
-    cov = sel.report
-    return {"strategy": config.strategy, "budget": config.budget, "size": len(records),
-            "questions_covered": cov.get("questions_covered"), "questions_total": cov.get("questions_total"),
-            "question_coverage": cov.get("question_coverage"), "proofs_complete": cov.get("proofs_complete"),
-            "proofs_total": cov.get("proofs_total"), "candidate_facts": graph.n_facts,
-            "free_facts": len(graph.free_ids), "select_seconds": cov.get("time_s"), "path": "microtheory"}
+    res = distill(ks, budget=config.budget, strategy=config.strategy, out=out / "microtheory", seed=config.seed,
+                  canonical=canonical, scorer=ctx.get("scorer") if canonical else None,
+                  encoder=ks.encoder if canonical else None, corpus_texts=ctx["corpus_texts"],
+                  heldout=heldout or None)
+    # Coverage as the budget grows (same strategy, same graph): the curve the report plots.
+    n_cand = int((res.report.get("graph") or {}).get("facts", config.budget * 2) or 1)
+    curve = compare(ks, _curve_budgets(config.budget, n_cand), strategies=[config.strategy], seed=config.seed,
+                    corpus_texts=ctx["corpus_texts"])
+    _write_json(out / "microtheory_coverage.json", {"strategy": config.strategy, "coverage_curve": curve})
+    ctx["microtheory_facts"] = [{"id": f.id, "text": f.text, "provenance": f.provenance}
+                                for f in res.microtheory.facts]
+    cov = res.selection.report
+    rec = {"strategy": config.strategy, "budget": config.budget, "size": len(res.microtheory),
+           "questions_covered": cov.get("questions_covered"), "questions_total": cov.get("questions_total"),
+           "question_coverage": cov.get("question_coverage"), "proofs_complete": cov.get("proofs_complete"),
+           "proofs_total": cov.get("proofs_total"), "graph": res.report.get("graph"),
+           "canonicalised": canonical, "merged": len(res.microtheory.merge_map),
+           "heldout_trees": len(heldout), "heldout_source": heldout_src, "path": "microtheory"}
+    if notes:
+        rec["note"] = "; ".join(notes)
+    return rec
 
 
 def _curve_budgets(budget: int, n_facts: int) -> list[int]:
-    top = max(1, min(n_facts, max(budget, 1) * 2))
-    pts = {max(1, round(top * k / 8)) for k in range(1, 9)}
-    pts.add(min(budget, top) if budget <= top else budget)
+    top = max(1, min(n_facts, budget * 2))
+    pts = {max(1, round(top * k / 8)) for k in range(1, 9)} | {budget}
     return sorted(pts)
 
 
@@ -463,7 +456,7 @@ def _stage_qa(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool)
     runs["corpus"] = summary.to_json()
     mt_facts = ctx.get("microtheory_facts")
     if mt_facts:
-        mt = KnowledgeStore.create(out / "microtheory" / "store", encoder=corpus.encoder)
+        mt = KnowledgeStore.create(out / "microtheory_store", encoder=corpus.encoder)
         mt.add([Fact(r["id"], r["text"], "microtheory", list(r.get("provenance") or [])) for r in mt_facts])
         mt.save()
         rec2, summary2 = run_qa(qs, Prover(corpus, scorer, microtheory=mt, config=pcfg), progress=progress)
@@ -659,5 +652,12 @@ def _pct(x: Any) -> str:
     return "-" if x is None else f"{100 * float(x):.1f}%"
 
 
-__all__ = ["RunConfig", "load_config", "demo_config", "run_pipeline", "summary_lines", "prepare_out_dir",
-           "critique_counts"]
+__all__ = [
+    "RunConfig",
+    "critique_counts",
+    "demo_config",
+    "load_config",
+    "prepare_out_dir",
+    "run_pipeline",
+    "summary_lines",
+]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,9 +32,9 @@ def _finish(summary: dict, out: Path, json_out: bool, report: bool) -> None:
 
 def demo(
     out: Path = typer.Option(DEMO_OUT, "--out", "-o", help="Run directory (replaced when it is one)."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or path, or 'hashing'."),
-    generator: Optional[str] = typer.Option(None, "--generator",
+    scorer: str | None = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
+    encoder: str | None = typer.Option(None, "--encoder", help="Encoder name or path, or 'hashing'."),
+    generator: str | None = typer.Option(None, "--generator",
                                             help="Generator spec: replay (default), auto, smollm2, openai:URL#MODEL."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
@@ -52,7 +51,7 @@ def demo(
     from cli.pipeline import demo_config, run_pipeline
 
     cfg = demo_config()
-    changes = {k: v for k, v in (("scorer", scorer), ("encoder", encoder), ("generator", generator)) if v}
+    changes: dict[str, Any] = {k: v for k, v in (("scorer", scorer), ("encoder", encoder), ("generator", generator)) if v}
     if changes:
         cfg = replace(cfg, **changes)
     summary = run_pipeline(cfg, out, progress=not no_progress and not json_out)
@@ -61,7 +60,7 @@ def demo(
 
 def run(
     config: Path = typer.Argument(..., help="Run config, TOML or JSON (see corpora/demo.toml)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
+    out: Path | None = typer.Option(None, "--out", "-o",
                                        help="Run directory (default: runs/<name>; replaced when it is one)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),

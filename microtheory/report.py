@@ -61,7 +61,7 @@ def coverage_plot(report: dict[str, Any]) -> bytes | None:
     curve = report.get("coverage_curve") if isinstance(report, dict) else None
     if not curve:
         return None
-    pts = sorted((int(c.get("size", c.get("budget", 0))), float(c.get("question_coverage", 0.0))) for c in curve)
+    pts = sorted({(int(c.get("size", c.get("budget", 0))), float(c.get("question_coverage", 0.0))) for c in curve})
     if not pts:
         return None
     import matplotlib
@@ -84,14 +84,20 @@ def coverage_plot(report: dict[str, Any]) -> bytes | None:
 
 
 def _plots(run: Path, report: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """(caption, data URI) for every plot: the PNGs the distill stage wrote, else one drawn here."""
+    """(caption, data URI) for every plot: the PNGs the distill stage wrote (microtheory/*.png,
+    microtheory/plots/*.png), and a coverage curve drawn here when none of them is one."""
     mt = run / "microtheory"
-    out = [(p.stem.replace("_", " "), _png_data_uri(p.read_bytes())) for p in sorted(mt.glob("*.png"))] \
-        if mt.is_dir() else []
-    if not any("coverage" in c for c, _ in out) and report:
-        data = coverage_plot(report)
-        if data is not None:
-            out.insert(0, ("coverage (drawn from report.json)", _png_data_uri(data)))
+    pngs = sorted([*mt.glob("*.png"), *mt.glob("plots/*.png")]) if mt.is_dir() else []
+    out = [(p.stem.replace("_", " ").replace("prelevance", "p-relevance"), _png_data_uri(p.read_bytes()))
+           for p in pngs]
+    if not any("coverage" in c for c, _ in out):
+        for src, name in ((run / "microtheory_coverage.json", "microtheory_coverage.json"),
+                          (None, "microtheory/report.json")):
+            doc = _read_json(src) if src is not None else report
+            data = coverage_plot(doc) if isinstance(doc, dict) else None
+            if data is not None:
+                out.insert(0, (f"coverage (drawn from {name})", _png_data_uri(data)))
+                break
     return out
 
 
@@ -287,7 +293,7 @@ def _facts_section(facts: list[dict[str, Any]], qa_uses: Counter[str], plots: li
                     f'<td>{e(_prov_text(prov))}<details><summary class="muted">all {len(prov)} records</summary>'
                     f'<pre class="muted">{e(json.dumps(prov, indent=1)[:4000])}</pre></details></td></tr>')
     more = f'<p class="muted">{len(facts) - MAX_FACTS} more facts not shown.</p>' if len(facts) > MAX_FACTS else ""
-    strat = (mt_report or {}).get("strategy")
+    strat = (mt_report or {}).get("strategy") or ((mt_report or {}).get("selection") or {}).get("strategy")
     head = f'<p>{len(facts)} facts{", strategy " + e(strat) if strat else ""}.</p>'
     return (f'<section id="microtheory"><h2>Microtheory</h2>{plots_html}{head}<table id="facts"><tr><th>id</th>'
             '<th>fact</th><th class="num">proofs using it</th><th class="num">questions using it</th>'

@@ -60,6 +60,8 @@ def test_run_dir_contents(demo_run):
     out, summary = demo_run
     for rel in ("config.json", "summary.json", "corpus_store/manifest.json", "knowledge_store/manifest.json",
                 "microtheory/facts.jsonl", "microtheory/report.json", "microtheory/manifest.json",
+                "microtheory/merge_map.json", "microtheory/plots/prelevance.png", "microtheory_coverage.json",
+                "microtheory_store/manifest.json",
                 "qa/questions.jsonl", "qa/corpus.jsonl", "qa/microtheory.jsonl", "critiques.jsonl",
                 "model_outputs.jsonl"):
         assert (out / rel).is_file(), rel
@@ -90,6 +92,14 @@ def test_sizes_and_coverage_consistent(demo_run):
     assert 0 < cov["questions_covered"] <= cov["questions_total"] <= 24
     assert cov["question_coverage"] == pytest.approx(cov["questions_covered"] / cov["questions_total"], abs=1e-4)
     assert summary["sizes"]["knowledge_proofs"] == cov["proofs_total"]
+    d = summary["stages"]["distill"]
+    assert d["canonicalised"] is True and d["heldout_trees"] == 8  # the test questions' gold trees
+    curve = json.loads((out / "microtheory_coverage.json").read_text())["coverage_curve"]
+    sizes = [c["size"] for c in curve]
+    covs = [c["question_coverage"] for c in curve]
+    assert sizes == sorted(sizes) and covs == sorted(covs) and 12 in [c["budget"] for c in curve]
+    report = (out / "report.html").read_text() if (out / "report.html").exists() else None
+    assert report is None  # run_pipeline itself writes no report; the CLI does
 
 
 def test_no_held_out_question_in_knowledge(demo_run):
@@ -208,3 +218,22 @@ def test_cli_run_writes_report(tmp_path):
     assert Path(doc["report"]).is_file() and "<svg" in Path(doc["report"]).read_text()
     res = CliRunner().invoke(app, ["run", "--help"])
     assert res.exit_code == 0 and "Example" in res.output
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_entailmentbank_config_runs(tmp_path, data_dir, monkeypatch):
+    """docs/entailmentbank.toml on the real data (test doubles for the models, 3 dev questions)."""
+    monkeypatch.setenv("MICROTHEORY_DATA", str(data_dir))
+    root = Path(__file__).resolve().parent.parent
+    cfg = replace(load_config(root / "docs" / "entailmentbank.toml"), encoder="hashing", scorer="overlap",
+                  qa_limit=3, model_outputs=None, data_dir=str(data_dir),
+                  corpus=str(data_dir / "entailmentbank" / "worldtree_corpus_sentences_extended.json"))
+    summary = run_pipeline(cfg, tmp_path / "eb", progress=False)
+    st = summary["stages"]
+    assert all(st[k]["status"] == "ok" for k in ("corpus_store", "knowledge_store", "distill", "qa")), st
+    # WorldTree without the ET_addon rows; every train tree stored as one proof.
+    assert 8_900 < summary["sizes"]["corpus"] < 9_012
+    assert summary["sizes"]["knowledge_proofs"] == 1313
+    assert summary["sizes"]["microtheory"] <= 1000
+    assert summary["qa"]["corpus"]["questions"] == 3
