@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, cast, runtime_checkable
 
 import numpy as np
 
@@ -212,16 +212,18 @@ def get_encoder(name: str | None = None) -> Encoder:
     """
     key = resolve_name(name)
     with _CACHE_LOCK:
-        enc = _CACHE.get(key)
-        if enc is None:
-            if key.startswith("hashing-"):
-                enc = HashingEncoder(int(key.split("-", 1)[1]))
-            elif key == DEFAULT_NAME:
-                enc = SentenceTransformerEncoder(DEFAULT_NAME, path=_default_path_or_hub())
-            else:
-                enc = SentenceTransformerEncoder(key)
-            _CACHE[key] = enc
-    return enc
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        enc: Any
+        if key.startswith("hashing-"):
+            enc = HashingEncoder(int(key.split("-", 1)[1]))
+        elif key == DEFAULT_NAME:
+            enc = SentenceTransformerEncoder(DEFAULT_NAME, path=_default_path_or_hub())
+        else:
+            enc = SentenceTransformerEncoder(key)
+        _CACHE[key] = enc
+        return cast(Encoder, enc)
 
 
 def _default_path_or_hub() -> str:

@@ -275,31 +275,46 @@ class KnowledgeStore:
         try:
             if writable:
                 _recover(p)
-            src = _readable_dir(p)
-            manifest = cls._read_manifest(src)
-            stored = manifest["encoder"]
-            if encoder is None:
-                enc = as_encoder(stored["name"])
-            else:
-                enc = as_encoder(encoder)
-                asked = resolve_name(encoder) if isinstance(encoder, str) else enc.name
-                if asked != stored["name"]:
-                    raise EncoderMismatchError(
-                        f"store {p} was built with encoder {stored['name']!r} (dim {stored['dim']}), "
-                        f"not {asked!r}: open it without --encoder, or rebuild it with the encoder you want"
-                    )
-            known = _known_dim(enc)
-            if known is not None and stored["dim"] is not None and known != stored["dim"]:
-                raise EncoderMismatchError(
-                    f"store {p} holds {stored['dim']}-d vectors but encoder {enc.name!r} makes {known}-d ones"
-                )
-            ks = cls(p, enc, manifest, writable=writable, lock=lock)
-            ks._load(src)
-            return ks
+                return cls._open_from(p, _readable_dir(p), encoder, writable, lock)
+            # A reader takes no lock, so a writer may swap the folder away mid-read: retry then.
+            for attempt in range(5):
+                src = _readable_dir(p)
+                try:
+                    return cls._open_from(p, src, encoder, writable, lock)
+                except StoreError:
+                    if src.exists() or attempt == 4:
+                        raise
+                    time.sleep(0.05)
+            raise AssertionError("unreachable")
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
+
+    @classmethod
+    def _open_from(cls, p: Path, src: Path, encoder: Encoder | str | None, writable: bool,
+                   lock: Any) -> KnowledgeStore:
+        """Read one committed store folder `src` (which is `p`, or its `.old-` copy mid-swap)."""
+        manifest = cls._read_manifest(src)
+        stored = manifest["encoder"]
+        if encoder is None:
+            enc = as_encoder(stored["name"])
+        else:
+            enc = as_encoder(encoder)
+            asked = resolve_name(encoder) if isinstance(encoder, str) else enc.name
+            if asked != stored["name"]:
+                raise EncoderMismatchError(
+                    f"store {p} was built with encoder {stored['name']!r} (dim {stored['dim']}), "
+                    f"not {asked!r}: open it without --encoder, or rebuild it with the encoder you want"
+                )
+        known = _known_dim(enc)
+        if known is not None and stored["dim"] is not None and known != stored["dim"]:
+            raise EncoderMismatchError(
+                f"store {p} holds {stored['dim']}-d vectors but encoder {enc.name!r} makes {known}-d ones"
+            )
+        ks = cls(p, enc, manifest, writable=writable, lock=lock)
+        ks._load(src)
+        return ks
 
     @staticmethod
     def _acquire(path: Path) -> Any:
