@@ -237,3 +237,21 @@ def test_entailmentbank_config_runs(tmp_path, data_dir, monkeypatch):
     assert summary["sizes"]["knowledge_proofs"] == 1313
     assert summary["sizes"]["microtheory"] <= 1000
     assert summary["qa"]["corpus"]["questions"] == 3
+
+
+def test_generator_resolution(monkeypatch):
+    import importlib.util
+
+    from cli import pipeline
+
+    cfg = _config()
+    assert pipeline._resolve_generator(cfg) == (f"replay:{cfg.generations}", None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    spec, note = pipeline._resolve_generator(replace(cfg, generator="auto"))
+    assert spec == f"replay:{cfg.generations}" and "not installed" in note
+    with pytest.raises(pipeline.Skip, match="llm extra"):
+        pipeline._resolve_generator(replace(cfg, generator="auto", generations=None))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "llama_cpp" else None)
+    assert pipeline._resolve_generator(replace(cfg, generator="auto")) == ("llama-cpp:smollm2", None)
+    assert pipeline._resolve_generator(replace(cfg, generator="openai:http://x/v1#m"))[0] == "openai:http://x/v1#m"
