@@ -73,6 +73,7 @@ def eval_cmd(
     heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out TRAIN examples JSONL for baseline thresholds."),
     max_dev: Optional[int] = typer.Option(None, "--max-dev", help="Seeded subsample of the dev examples."),
     no_baselines: bool = typer.Option(False, "--no-baselines"),
+    int8: bool = typer.Option(False, "--int8", help="Also score with dynamic int8 linear layers (CPU speed)."),
     seed: int = typer.Option(13, help="The recipe seed (as used in training)."),
     neg_per_pos: int = typer.Option(2, "--neg-per-pos"),
     json_out: bool = typer.Option(False, "--json", help="Print the results JSON instead of the table."),
@@ -86,16 +87,16 @@ def eval_cmd(
 
     log = None if json_out else (lambda s: typer.echo(s, err=True))
     res = run_eval(scorer, data_dir, heldout, DataConfig(seed=seed, neg_per_pos=neg_per_pos), max_dev=max_dev,
-                   baselines=not no_baselines, log=log)
+                   baselines=not no_baselines, int8=int8, log=log)
     if out:
         atomic_write_json(out, res)
     if json_out:
         echo_json(res)
         return
     typer.echo(f"dev examples: {res['dev_examples']} ({res['dev_positives']} positive); {res['dev_source']}")
-    typer.echo(f"{'system':28} {'thr':>7} {'P':>6} {'R':>6} {'F1':>6} {'F0.5':>6} {'AUROC':>6} {'pairs/s':>8}")
+    typer.echo(f"{'system':30} {'thr':>7} {'P':>6} {'R':>6} {'F1':>6} {'F0.5':>6} {'AUROC':>6} {'pairs/s':>8}")
     for name, m in res["systems"].items():
-        typer.echo(f"{name:28} {m['threshold']:7.3f} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
+        typer.echo(f"{name:30} {m['threshold']:7.3f} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
                    f"{m['f0.5']:6.3f} {m['auroc']:6.3f} {m['dev_pairs_per_s']:8.1f}")
     if out:
         typer.echo(f"wrote {out}")

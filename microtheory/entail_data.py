@@ -441,9 +441,10 @@ def run_train(out_dir: str | Path, data_dir: str | Path | None = None, train_con
 def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None = None,
              heldout_path: str | Path | None = None, data_config: DataConfig | None = None,
              cache_dir: str | Path | None = None, max_dev: int | None = None,
-             baselines: bool = True, log: Any = None) -> dict[str, Any]:
+             baselines: bool = True, int8: bool = False, log: Any = None) -> dict[str, Any]:
     """The trained scorer vs embedding cosine vs the untrained cross-encoder on dev-tree examples.
 
+    `int8=True` adds the same scorer with dynamic int8 linear layers (CPU speed-up) at the same threshold.
     Baseline thresholds are chosen on held-out TRAIN examples (`heldout_path`, default: the ones
     written next to the scorer by training, else rebuilt from the train trees); dev is never tuned on.
     """
@@ -460,6 +461,8 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
     else:
         _, held = split_by_tree(load_split_examples("train", data_dir, dcfg, cache_dir=cache_dir), 0.1, dcfg.seed)
     systems: dict[str, Any] = {"cross-encoder (trained)": CrossEncoderScorer(path)}
+    if int8:
+        systems["cross-encoder (trained, int8)"] = CrossEncoderScorer(path, quantize=True)
     retune: list[str] = []
     if baselines:
         systems["embedding cosine (MiniLM)"] = CosineScorer()

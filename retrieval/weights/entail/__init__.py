@@ -1,0 +1,1 @@
+"""The entailment scorer adapter shipped with the package: adapter.safetensors + entail_config.json."""
