@@ -175,6 +175,15 @@ def _readable_dir(path: Path) -> Path:
     raise StoreError(f"no knowledge store at {path}; build one with `microtheory store build`")
 
 
+def _revision(src: Path) -> Any:
+    """The manifest's revision token (a new one per save), or None if it cannot be read now."""
+    try:
+        m = json.loads((src / MANIFEST).read_text(encoding="utf-8"))
+        return (m.get("revision"), m.get("updated")) if isinstance(m, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def _recover(path: Path) -> None:
     """Under the writer lock: undo what a killed writer left. Before the commit rename the old
     version is still the store, so it is moved back; unfinished temp folders are deleted."""
@@ -276,16 +285,22 @@ class KnowledgeStore:
             if writable:
                 _recover(p)
                 return cls._open_from(p, _readable_dir(p), encoder, writable, lock)
-            # A reader takes no lock, so a writer may swap the folder away mid-read: retry then.
-            for attempt in range(5):
+            # A reader takes no lock, so a writer may swap the folder mid-read (facts from one
+            # version, index from the next): the manifest's revision, read before and after,
+            # tells, and the read is retried.
+            for attempt in range(50):
                 src = _readable_dir(p)
+                rev = _revision(src)
                 try:
-                    return cls._open_from(p, src, encoder, writable, lock)
+                    ks = cls._open_from(p, src, encoder, writable, lock)
+                    mine = (ks._manifest.get("revision"), ks._manifest.get("updated"))
+                    if mine == rev and _revision(src) == rev:
+                        return ks
                 except StoreError:
-                    if src.exists() or attempt == 4:
-                        raise
-                    time.sleep(0.05)
-            raise AssertionError("unreachable")
+                    if attempt == 49 or (rev is not None and _revision(src) == rev):
+                        raise  # the store did not change under us: a real error
+                time.sleep(0.02)
+            raise StoreError(f"store {p} kept changing while being read; try again")
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -772,6 +787,7 @@ class KnowledgeStore:
         m["files"] = {"facts": FACTS, "index": INDEX, **({"proofs": PROOFS} if self._proofs else {})}
         m["library_versions"] = _library_versions()
         m["updated"] = _now()
+        m["revision"] = uuid.uuid4().hex  # lets lock-free readers notice a swap mid-read
 
     def _source_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

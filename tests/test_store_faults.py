@@ -311,3 +311,36 @@ def test_second_writer_fails_clearly_then_waits(store: Path, tmp_path: Path, mon
             kill(proc)
     ks = KnowledgeStore.open(store)
     assert len(ks) == len(BASE) + 4 and "b1" not in ks
+
+
+# ------------------------------------------------------------------ readers during writes
+
+
+def test_readers_never_fail_while_a_writer_swaps(store: Path) -> None:
+    """Readers take no lock: while a writer commits 15 times, every open sees a whole store."""
+    import threading
+
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for i in range(15):
+                with KnowledgeStore.open(store, writable=True) as ks:
+                    ks.add([Fact(f"w{i}", f"writer fact {i} on minerals")])
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    counts = []
+    while not done.is_set():
+        ks = KnowledgeStore.open(store)
+        assert ks._index.ntotal == len(ks)
+        counts.append(len(ks))
+    t.join()
+    assert not errors
+    assert counts == sorted(counts) and len(counts) > 1
+    assert len(KnowledgeStore.open(store)) == len(BASE) + 15
