@@ -269,3 +269,30 @@ def test_auto_index_switches_at_threshold(tmp_path: Path, monkeypatch: pytest.Mo
     with KnowledgeStore.open(p, writable=True) as ks:
         ks.reindex("hnsw")
     assert KnowledgeStore.open(p).index_type == "hnsw"
+
+
+@pytest.mark.data
+def test_reads_the_real_entailmentbank_corpus(data_dir: Path) -> None:
+    from retrieval.readers import read_facts
+
+    facts = read_facts(data_dir / "entailmentbank" / "worldtree_corpus_sentences_extended.json")
+    assert len(facts) == 11940  # 11,941 entries less the DUMMY placeholder
+    assert len({f.id for f in facts}) == len(facts)
+    assert all(f.provenance == [{"corpus": "worldtree", "uuid": f.id}] for f in facts[:100])
+    assert len({normalise_text(f.text) for f in facts}) == 11471  # what the store keeps after dedup
+
+
+@pytest.mark.slow
+def test_real_minilm_store_finds_paraphrases(tmp_path: Path) -> None:
+    facts = [Fact("evap", "evaporation means a liquid changes into a gas"),
+             Fact("sun", "the sun is the source of light for plants"),
+             Fact("mag", "a magnet attracts objects made of iron"),
+             Fact("therm", "a thermometer is used to measure temperature"),
+             Fact("grav", "gravity pulls objects toward the earth")]
+    with KnowledgeStore.create(tmp_path / "kb") as ks:
+        ks.add(facts)
+    ks = KnowledgeStore.open(tmp_path / "kb")
+    assert ks.info()["encoder"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dim": 384}
+    queries = ["why does a puddle dry up on a sunny day", "which tool tells how hot the air is",
+               "what makes a dropped ball fall down", "what sticks to a magnet"]
+    assert [hits[0].fact.id for hits in ks.search_batch(queries, k=1)] == ["evap", "therm", "grav", "mag"]
