@@ -45,7 +45,9 @@ def llama_server(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]
+           "--port", str(port), "--n_ctx", "2048",
+           # One thread each: on a small shared machine two spinning threads are ~8x slower, not faster.
+           "--n_threads", "1", "--n_threads_batch", "1"]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     base = f"http://127.0.0.1:{port}/v1"
@@ -119,7 +121,7 @@ def test_llama_cpp_in_process():
         pytest.skip("llama-cpp-python is not installed: run `make llm` or pip install -e '.[llm]'")
     from microtheory.generators import get_generator
 
-    g = get_generator("llama-cpp:smollm2", n_ctx=1024, n_threads=2)
+    g = get_generator("llama-cpp:smollm2", n_ctx=1024, n_threads=1)
     prompt = dict(build_prompts(HYP, ids=("fewshot",)))["fewshot"]
     [cands] = g.generate(prompt, n=2, temperature=0.7, max_tokens=48, seed=0)
     assert len(cands) == 2 and all(c.strip() for c in cands)

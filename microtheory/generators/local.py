@@ -38,7 +38,9 @@ def _load_llama(path: str, n_ctx: int, n_threads: int | None) -> Any:
         raise GeneratorError("the llama-cpp backend needs llama-cpp-python: pip install -e '.[llm]' "
                              f"(or `make llm`; it builds from source in about 5 minutes): {e}") from None
     try:
-        return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # n_threads_batch follows n_threads: llama.cpp's default (all cores) for prompt processing
+        # is several times slower than one thread on a machine whose cores are busy.
+        return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
     except Exception as e:  # llama_cpp raises ValueError / RuntimeError with its own text
         raise GeneratorError(f"llama.cpp cannot load {path}: {type(e).__name__}: {e}") from None
 
