@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--max-sets", type=int, default=10, help="cap on scored premise sets per option when tuning")
     ap.add_argument("--limit", type=int, default=None, help="dev questions (default: all 187)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--int8", action="store_true", help="cross-encoder with dynamic int8 linear layers (CPU speed)")
     ap.add_argument("--tag", default="", help="suffix for the result file names")
     args = ap.parse_args()
 
@@ -175,7 +176,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = DataPaths.default()
     ks = ensure_store(Path(args.store), data)
-    scorer = load_scorer(args.scorer)
+    if args.int8 and args.scorer not in ("overlap", "untrained"):
+        from retrieval.entail import SHIPPED_DIR, CrossEncoderScorer
+
+        scorer = CrossEncoderScorer(args.scorer or SHIPPED_DIR, quantize=True)
+    else:
+        scorer = load_scorer(args.scorer)
     thr = float(scorer.threshold)
     tuned_path = RESULTS / f"qa_tuned{args.tag}.json"
     tuning: dict[str, Any] = {}
@@ -228,7 +234,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch threads "
                    f"{args.threads}, load average at start {os.getloadavg()[0]:.1f}",
         "split": "EntailmentBank task_1 dev (187) joined with ARC options",
-        "scorer": args.scorer or "shipped (retrieval/weights/entail)", "threshold": thr,
+        "scorer": (args.scorer or "shipped (retrieval/weights/entail)") + (" int8" if args.int8 else ""),
+        "threshold": thr,
         "corpus_facts": len(ks), "config": {**pcfg.__dict__, **qcfg.__dict__},
         "summary": summary.to_json(), "wall_s": round(wall, 1),
         "strict_rule": {"accuracy": round(strict / keyed, 4)},
