@@ -151,6 +151,8 @@ def md_table(res: dict[str, Any]) -> str:
         f"| error records | {s['errors']} |",
         f"| hypothesis rewriter token-F1 vs gold (dev) | {res['hypothesis_token_f1']:.3f} "
         f"(concatenation: {res['hypothesis_concat_f1']:.3f}) |",
+        f"| hypothesis rewriter MiniLM cosine vs gold (dev) | {res['hypothesis_minilm_cosine']:.3f} "
+        f"(concatenation: {res['hypothesis_concat_minilm_cosine']:.3f}) |",
         "",
         f"Search: {json.dumps(c)}",
         "",
@@ -229,6 +231,10 @@ def main() -> None:
     answers = [q.options[q.answer_key] for q in dev]
     hyp_f1 = float(np.mean([token_f1(make_hypothesis(q.stem, a), g) for q, a, g in zip(dev, answers, gold)]))
     cat_f1 = float(np.mean([token_f1(split_stem(q.stem)[1] + " " + a, g) for q, a, g in zip(dev, answers, gold)]))
+    ours = [make_hypothesis(q.stem, a) for q, a in zip(dev, answers)]
+    cats = [split_stem(q.stem)[1] + " " + a for q, a in zip(dev, answers)]
+    vo, vc, vg = (ks.encoder.encode(x) for x in (ours, cats, gold))
+    hyp_cos, cat_cos = float(np.mean((vo * vg).sum(1))), float(np.mean((vc * vg).sum(1)))
     res = {
         "command": "python bench/qa_eval.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch threads "
@@ -240,6 +246,7 @@ def main() -> None:
         "summary": summary.to_json(), "wall_s": round(wall, 1),
         "strict_rule": {"accuracy": round(strict / keyed, 4)},
         "hypothesis_token_f1": hyp_f1, "hypothesis_concat_f1": cat_f1,
+        "hypothesis_minilm_cosine": hyp_cos, "hypothesis_concat_minilm_cosine": cat_cos,
         "tuning": {k: v for k, v in tuning.items() if k != "top"},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
