@@ -2,13 +2,14 @@
 
 A decomposition prompt asks a language model for two or three simpler sentences that together
 entail a statement. Three templates, as TreeWise samples several: `direct` (instruction only),
-`fewshot` (instruction + two worked examples) and `retrieval` (conditioned on corpus facts retrieved
-for the statement, so that the model reuses wording that can be grounded). The statement is always
+`fewshot` (instruction + two worked examples) and `retrieval` (the same examples, then corpus facts
+retrieved for the statement, so that the model reuses wording that can be grounded). The statement is always
 on the prompt's last `Statement:` line, which is how the replay backend finds it again.
 
 `parse_premises` is deliberately forgiving of format (numbering, bullets, "Premise 1:", one line of
 several sentences) and strict about content: restatements of the statement, conclusions
-("Therefore ..."), preambles ("Here are ...:") and fragments are dropped.
+("Therefore ..."), preambles ("Here are ...:"), talk about the task ("This statement is ...") and
+fragments are dropped.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class PromptTemplate:
         if not hypothesis:
             raise InputError("cannot build a decomposition prompt for an empty statement")
         parts = [_INSTRUCTION, ""]
-        if self.id == "fewshot":
+        if self.id in ("fewshot", "retrieval"):  # small models need the format shown, not only described
             for h, prem in _EXAMPLES:
                 parts += [f"{STATEMENT} {h}", *[f"{i}. {p}" for i, p in enumerate(prem, 1)], ""]
         if self.needs_facts:
@@ -101,6 +102,9 @@ _CONCLUSION = re.compile(r"^(?:therefore|thus|hence|so|in conclusion|this (?:mea
                          re.IGNORECASE)
 _PREAMBLE = re.compile(r"^(?:here (?:are|is)|sure|the (?:statement|facts?)|statement\s*:|facts? that)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+")
+# Talk about the task instead of facts ("This statement is incomplete.", "The sentence is clear.").
+_META = re.compile(r"\b(?:(?:this|the|your|that) (?:statement|sentence|question|fact)s?|statement is|sentence is)\b",
+                   re.IGNORECASE)
 
 
 def _norm(s: str) -> str:
@@ -143,7 +147,7 @@ def parse_premises(text: str, hypothesis: str | None = None, *, max_premises: in
     seen: set[str] = set()
     for item in items:
         s = clean_sentence(item)
-        if not s or s.endswith(":") or _PREAMBLE.match(s) or _CONCLUSION.match(s):
+        if not s or s.endswith(":") or _PREAMBLE.match(s) or _CONCLUSION.match(s) or _META.search(s):
             continue
         if s.lower().startswith(STATEMENT.lower()):
             continue

@@ -279,3 +279,8 @@ def test_replay_entailmentbank_files(data_dir: Path):
     h = "the sun rising and setting is the event that occurs once per day"
     [cands] = dev.generate(build_prompts(h, ids=("direct",))[0][1], n=3)
     assert cands and len(parse_premises(cands[0])) >= 2
+
+
+def test_parse_premises_drops_talk_about_the_task():
+    text = "1. This statement is incomplete.\n2. The sentence is clear and well written.\n3. Iron is a metal."
+    assert parse_premises(text) == ["Iron is a metal."]
