@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from critique.evaluate import eval_human, eval_t5, t5_items  # noqa: E402
+from critique.evaluate import eval_human, eval_t5, t5_items
 
 
 def machine(threads: int) -> dict[str, Any]:
@@ -95,9 +95,9 @@ def speed(critic: Any, n_speed: int, n_gen: int, max_new_tokens: int, skip_gener
 
 def markdown(res: dict[str, Any]) -> str:
     L = ["# Critique benchmark", "",
-         f"Command: `{res['command']}`  ", f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, "
+         f"Command: `{res['command']}`  ", (f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, "
          f"torch threads {res['machine']['torch_threads']}, load average at start "
-         f"{res['machine']['load_average_at_start']} (shared machine).  ",
+         f"{res['machine']['load_average_at_start']} (shared machine).  "),
          f"Critic: {res['critic']}", ""]
     h = res.get("human")
     if h:
@@ -124,8 +124,8 @@ def markdown(res: dict[str, Any]) -> str:
     s = res.get("speed")
     if s:
         c = s["critic"]
-        L += ["## (c) Speed on this machine", "", f"Inputs: {s['inputs']}; mean {c['mean_input_tokens']} critic "
-              f"input tokens (max {c['max_input_tokens']}).", "",
+        L += ["## (c) Speed on this machine", "", (f"Inputs: {s['inputs']}; mean {c['mean_input_tokens']} critic "
+              f"input tokens (max {c['max_input_tokens']})."), "",
               "| backend | n | critiques/s | notes |", "|---|---:|---:|---|",
               f"| critic | {c['n']} | {c['critiques_per_second']} | batch 32 |",
               f"| critic (same subset as generative) | {c['subset_n']} | {c['subset_critiques_per_second']} | |"]
@@ -133,8 +133,8 @@ def markdown(res: dict[str, Any]) -> str:
         if g:
             L.append(f"| generative SmolLM2-135M | {g['n']} | {g['critiques_per_second']} | greedy, max_new_tokens "
                      f"{g['max_new_tokens']}, load {g['load_seconds']}s not counted; parsed {g['parsed']}/{g['n']} |")
-            L += ["", f"Critic speed-up over the generative backend on the same {g['n']} inputs: "
-                  f"**{s['speedup_critic_over_generative']}x**."]
+            L += ["", (f"Critic speed-up over the generative backend on the same {g['n']} inputs: "
+                  f"**{s['speedup_critic_over_generative']}x**.")]
         L.append("")
     return "\n".join(L) + "\n"
 

@@ -17,7 +17,6 @@ text is fixed template wording, quotes of the question / options / explanation, 
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -118,7 +117,7 @@ def default_hypothesis(stem: str, option: str) -> str:
         from retrieval.hypothesis import make_hypothesis
 
         return make_hypothesis(stem, option)
-    except Exception:  # the rewriter is a convenience: retrieval still works on the plain join
+    except Exception:  # noqa: BLE001 - the rewriter is a convenience: retrieval works on the plain join
         return f"{stem.strip()} {option.strip()}"
 
 

@@ -63,17 +63,17 @@ def critic_signals(critic: Any, records: Sequence[ModelOutput], batch_size: int 
     return Signals(np.array([float(c.score) for c in preds]), exp, p_none)
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
     """Spearman's rho (ties averaged); None when either side is constant."""
     from scipy.stats import spearmanr
 
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
         return None
-    return float(spearmanr(x, y).statistic)
+    return float(spearmanr(a, b).statistic)
 
 
-def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
+def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float | None:
     """Area under the ROC curve of `scores` for positives `labels == 1` (Mann-Whitney, ties = 1/2)."""
     from scipy.stats import rankdata
 

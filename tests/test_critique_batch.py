@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 from typer.testing import CliRunner
 
-import critique.batch as batch
+from critique import batch
 from critique.advice import Advisor, FactIndex
 from critique.batch import critique_file, read_done
 from critique.format import Critique, parse_ds

@@ -6,8 +6,20 @@ import csv
 import numpy as np
 import pytest
 
-from critique.evaluate import (Signals, auroc, critic_signals, eval_human, human_correlations, lenient_steps,
-                               proof_matches, read_acceptability, render_proof, spearman, split_choices, t5_items)
+from critique.evaluate import (
+    Signals,
+    auroc,
+    critic_signals,
+    eval_human,
+    human_correlations,
+    lenient_steps,
+    proof_matches,
+    read_acceptability,
+    render_proof,
+    spearman,
+    split_choices,
+    t5_items,
+)
 from critique.format import Critique
 from microtheory.trees import build_tree
 

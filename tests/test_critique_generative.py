@@ -6,8 +6,16 @@ from collections.abc import Sequence
 import pytest
 
 from critique.format import Critique
-from critique.generative import (DS_PROMPT, PLACEHOLDERS, CritiqueResult, GenerativeCritic, fill_prompt,
-                                 load_generative, locate_flaw, parse_generation)
+from critique.generative import (
+    DS_PROMPT,
+    PLACEHOLDERS,
+    CritiqueResult,
+    GenerativeCritic,
+    fill_prompt,
+    load_generative,
+    locate_flaw,
+    parse_generation,
+)
 from critique.inputs import ModelOutput
 from retrieval.errors import ModelError
 
