@@ -18,6 +18,7 @@ def qa(
                                                help="Microtheory: a store folder, or a facts JSONL file."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
     k: int = typer.Option(20, "--k", help="Facts retrieved per option and store."),
+    singles: int = typer.Option(5, "--singles", help="One-premise sets (best retrieved facts) scored per option."),
     max_pairs: int = typer.Option(12, "--max-pairs", help="Two-premise sets scored per option."),
     max_triples: int = typer.Option(4, "--max-triples", help="Three-premise sets scored per option."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
@@ -34,7 +35,7 @@ def qa(
     from retrieval.prover import ProverConfig
     from retrieval.qa import QAConfig, qa_files
 
-    pcfg = ProverConfig(k=k, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
+    pcfg = ProverConfig(k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
     summary = qa_files(corpus, questions, out, microtheory=microtheory, scorer=scorer,
                        config=QAConfig(w_retrieval=w_retrieval), prover_config=pcfg,
                        progress=not no_progress and not json_out)
