@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from microtheory.distill.graph import DistillGraph  # noqa: E402
-from microtheory.distill.strategies import select  # noqa: E402
+from microtheory.distill.graph import DistillGraph
+from microtheory.distill.strategies import select
 
 
 def synthetic_graph(n_questions: int, n_proofs: int, n_incidences: int, seed: int = 0, topic_size: int = 50,

@@ -26,18 +26,19 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from retrieval.store import Hit  # noqa: E402
-from retrieval.types import Fact  # noqa: E402
+from retrieval.store import Hit
+from retrieval.types import Fact
 
 
 class VectorStore:

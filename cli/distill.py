@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -66,7 +66,7 @@ def read_corpus_texts(path: Path) -> list[str]:
     return [f.text for f in read_sources([path])]
 
 
-def build_store_from_trees(trees: List[Path], out: Path, fmt: str = "auto", encoder: str | None = None,
+def build_store_from_trees(trees: list[Path], out: Path, fmt: str = "auto", encoder: str | None = None,
                            force: bool = False, generator: str = "entailmentbank", progress: bool = True) -> dict:
     """Create a knowledge store holding every leaf and intermediate conclusion of the trees, with their proofs."""
     from microtheory.trees_to_store import add_trees
@@ -83,19 +83,19 @@ def build_store_from_trees(trees: List[Path], out: Path, fmt: str = "auto", enco
 @app.command("run")
 def run_cmd(
     store: Path = typer.Argument(..., help="Knowledge store folder (with proofs)."),
-    budget: Optional[int] = typer.Option(None, "--budget", "-n", help="Number of facts to keep."),
-    target: Optional[float] = typer.Option(None, "--target", help="Instead of a budget: question coverage to reach (0-1]."),
+    budget: int | None = typer.Option(None, "--budget", "-n", help="Number of facts to keep."),
+    target: float | None = typer.Option(None, "--target", help="Instead of a budget: question coverage to reach (0-1]."),
     strategy: Strategy = typer.Option(Strategy.qc_greedy, "--strategy", "-s", help="Selection strategy."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Microtheory directory to write."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Microtheory directory to write."),
     seed: int = typer.Option(0, "--seed", help="Seed (random strategy, p-relevance subsamples)."),
     time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds for qc-exact's solver."),
     fill: bool = typer.Option(False, "--fill", help="Spend budget a strategy leaves unused on the most-used facts."),
     canonicalise: bool = typer.Option(False, "--canonicalise", help="Merge mutually entailing facts first."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Entailment scorer folder or 'overlap' (default: shipped)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for canonicalisation candidates."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Entailment scorer folder or 'overlap' (default: shipped)."),
+    encoder: str | None = typer.Option(None, "--encoder", help="Encoder for canonicalisation candidates."),
     sim_threshold: float = typer.Option(0.9, "--sim-threshold", help="Cosine threshold for merge candidates."),
-    corpus: Optional[Path] = typer.Option(None, "--corpus", help="General corpus file: facts it holds are free."),
-    heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out trees for the p-relevance study."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="General corpus file: facts it holds are free."),
+    heldout: Path | None = typer.Option(None, "--heldout", help="Held-out trees for the p-relevance study."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out directory."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -138,7 +138,7 @@ def compare_cmd(
     strategies: str = typer.Option(",".join(s.value for s in Strategy), "--strategies", help="Comma-separated strategies."),
     seed: int = typer.Option(0, "--seed"),
     time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds for qc-exact's solver per budget."),
-    corpus: Optional[Path] = typer.Option(None, "--corpus", help="General corpus file: facts it holds are free."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="General corpus file: facts it holds are free."),
     json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
     """Run every strategy at several budgets and print a table.
@@ -168,10 +168,10 @@ def compare_cmd(
 
 @app.command("build-store")
 def build_store_cmd(
-    trees: List[Path] = typer.Argument(..., help="Tree files (EntailmentBank train/dev or project trees JSONL)."),
+    trees: list[Path] = typer.Argument(..., help="Tree files (EntailmentBank train/dev or project trees JSONL)."),
     out: Path = typer.Option(..., "--out", "-o", help="Store folder to create."),
     fmt: TreeFormat = typer.Option(TreeFormat.auto, "--format", "-f", help="Tree file format."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Encoder name or folder, or 'hashing'."),
+    encoder: str | None = typer.Option(None, "--encoder", "-e", help="Encoder name or folder, or 'hashing'."),
     generator: str = typer.Option("entailmentbank", "--generator", help="Generator name recorded in provenance."),
     force: bool = typer.Option(False, "--force", help="Replace an existing store."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),

@@ -144,7 +144,7 @@ class DistillGraph:
 
     @property
     def n_incidences(self) -> int:
-        return int(len(self.leaf_indices))
+        return len(self.leaf_indices)
 
     def proof_cost(self) -> np.ndarray:
         """Non-free leaves per proof."""
@@ -212,7 +212,7 @@ class DistillGraph:
         mask = self._mask(selected)
         complete = self.complete_proofs(mask)
         covered = np.unique(self.proof_question[complete])
-        return Coverage(size=int(mask.sum()), questions_covered=int(len(covered)), questions_total=self.n_questions,
+        return Coverage(size=int(mask.sum()), questions_covered=len(covered), questions_total=self.n_questions,
                         proofs_complete=int(complete.sum()), proofs_total=self.n_proofs)
 
     def _mask(self, selected: np.ndarray) -> np.ndarray:
@@ -253,4 +253,4 @@ class DistillGraph:
     def summary(self) -> dict[str, int]:
         return {"questions": self.n_questions, "proofs": self.n_proofs, "facts": self.n_facts,
                 "incidences": self.n_incidences, "free_facts_used": len(self.free_ids),
-                "free_questions": int(len(self.free_questions()))}
+                "free_questions": len(self.free_questions())}

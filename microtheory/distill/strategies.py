@@ -21,7 +21,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -199,7 +198,7 @@ def greedy_cover(graph: DistillGraph, budget: int | None = None, target: float |
 
 def _count_units(graph: DistillGraph, units: np.ndarray, chosen: list[int]) -> int:
     complete = graph.complete_proofs(np.asarray(chosen, dtype=np.int64))
-    return int(len(np.unique(units[complete])))
+    return len(np.unique(units[complete]))
 
 
 class _GreedyState:
