@@ -38,6 +38,9 @@ def populate_cmd(
     save_every: int = typer.Option(10, "--save-every", help="Questions between store saves."),
     max_failures: int = typer.Option(20, "--max-consecutive-failures",
                                      help="Stop after this many failed questions in a row (0: never)."),
+    record: Path | None = typer.Option(None, "--record",
+                                       help="Append every generator answer to this JSONL (replay it later with "
+                                            "--generator replay:FILE to re-score without the model)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -56,6 +59,10 @@ def populate_cmd(
                          max_consecutive_failures=max_failures)
     options = {"timeout": timeout, "retries": retries} if generator.split(":", 1)[0] == "openai" else {}
     gen = get_generator(generator, **options)
+    if record is not None:
+        from microtheory.generators.replay import RecordingGenerator
+
+        gen = RecordingGenerator(gen, record)
     qs = load_questions(questions, split=split)
     summary = populate(qs, store, gen, scorer=scorer, encoder=encoder, config=cfg, log_path=log, corpus=corpus,
                        retry_unproved=retry_unproved, limit=limit, progress=not no_progress and not json_out)

@@ -87,6 +87,15 @@ def extract_statement(prompt: str) -> str | None:
     return found or None
 
 
+def prompt_id_of(prompt: str) -> str | None:
+    """Which template made `prompt` (for recorded generations), None for a prompt of unknown shape."""
+    if _INSTRUCTION not in prompt:
+        return None
+    if "Facts that may help:" in prompt:
+        return "retrieval"
+    return "fewshot" if prompt.count(STATEMENT) > 1 else "direct"
+
+
 # ------------------------------------------------------------------------------------------ parsing
 
 _MARKER = re.compile(

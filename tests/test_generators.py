@@ -238,8 +238,14 @@ def test_replay_generations_jsonl(tmp_path: Path):
     f.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     g = get_generator(f"replay:{f}")
     assert isinstance(g, ReplayGenerator)
-    prompt = dict(build_prompts("a nail is attracted to a magnet", ids=("fewshot",)))["fewshot"]
-    [cands] = g.generate(prompt, n=5)
+    prompts = dict(build_prompts("a nail is attracted to a magnet", ids=("fewshot", "direct")))
+    # Records made by the same prompt template are replayed for that template only...
+    [cands] = g.generate(prompts["fewshot"], n=5)
+    assert [parse_premises(c) for c in cands] == [["a nail is made of iron", "magnets attract iron"]]
+    [cands] = g.generate(prompts["direct"], n=5)
+    assert [parse_premises(c) for c in cands] == [["iron is magnetic", "a nail is iron"]]
+    # ... and a prompt of another shape gets every recorded set.
+    [cands] = g.generate("Statement: a nail is attracted to a magnet", n=5)
     assert [parse_premises(c) for c in cands] == [["a nail is made of iron", "magnets attract iron"],
                                                  ["iron is magnetic", "a nail is iron"]]
     assert g.generate("Statement: something never recorded", n=2) == [[]]

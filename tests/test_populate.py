@@ -302,3 +302,16 @@ def test_load_questions_split_filter(tmp_path):
 
     with pytest.raises(InputError, match="no questions with split"):
         load_questions(f, split="dev")
+
+
+def test_recorded_live_run_replays_to_the_same_result(tmp_path):
+    from microtheory.generators.replay import RecordingGenerator, ReplayGenerator
+
+    rec = tmp_path / "rec.jsonl"
+    live = run(tmp_path / "a", RecordingGenerator(ScriptedGenerator(reply), rec))
+    lines = [json.loads(x) for x in rec.read_text().splitlines()]
+    assert len(lines) == 3 * 3 and {r["prompt_id"] for r in lines} == {"direct"}
+    assert lines[0]["raw"] and lines[0]["premises"] == ["A magnet attracts iron.", "An iron nail is made of iron."]
+    again = run(tmp_path / "b", ReplayGenerator(rec))
+    for key in ("proved", "unproved", "failed", "sentences_added", "sentences_rejected", "candidates"):
+        assert getattr(again, key) == getattr(live, key), key

@@ -15,6 +15,7 @@ An unknown statement gets no candidates.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from microtheory.generators.base import BaseGenerator, SamplingParams
-from microtheory.prompts import extract_statement
+from microtheory.prompts import extract_statement, prompt_id_of
 from retrieval.errors import InputError
 from retrieval.jsonl import iter_jsonl
 
@@ -59,7 +60,7 @@ def _from_generations(path: Path) -> Iterator[Recorded]:
         if not isinstance(prem, list) or not all(isinstance(p, str) for p in prem):
             raise InputError("'premises' must be a list of strings", str(path), n)
         yield Recorded(hyp, tuple(p for p in prem if p.strip()), obj.get("question_id"),
-                       obj.get("generator"), obj.get("prompt_id"))
+                       obj.get("generator"), obj.get("prompt_id"), {"raw": obj["raw"]} if "raw" in obj else {})
 
 
 def _from_trees(trees: Sequence[Any], source: str) -> Iterator[Recorded]:
@@ -111,7 +112,9 @@ class ReplayGenerator(BaseGenerator):
             for p in self.paths:
                 for r in read_recorded(p):
                     sets = index.setdefault(statement_key(r.statement), [])
-                    if all(statement_key(" ".join(r.premises)) != statement_key(" ".join(s.premises)) for s in sets):
+                    # Recorded raw answers replay one for one (junk included); premise sets once each.
+                    if "raw" in r.extra or all(statement_key(" ".join(r.premises)) != statement_key(" ".join(s.premises))
+                                               for s in sets):
                         sets.append(r)
             self._index = index
         return self._index
@@ -135,7 +138,13 @@ class ReplayGenerator(BaseGenerator):
     def _generate_one(self, prompt: str, n: int, params: SamplingParams) -> list[str]:
         self.stats.calls += 1
         statement = extract_statement(prompt) or prompt
-        return ["\n".join(f"{i}. {p}" for i, p in enumerate(r.premises, 1)) for r in self.lookup(statement)[:n]]
+        recs = self.lookup(statement)
+        pid = prompt_id_of(prompt)
+        if any(r.prompt_id == pid for r in recs):
+            # Answers recorded for this very prompt: replay those (a live run's record).
+            recs = [r for r in recs if r.prompt_id == pid]
+        return [r.extra["raw"] if "raw" in r.extra else "\n".join(f"{i}. {p}" for i, p in enumerate(r.premises, 1))
+                for r in recs[:n]]
 
 
 def write_generations(records: Sequence[Recorded], path: str | Path) -> int:
@@ -144,3 +153,36 @@ def write_generations(records: Sequence[Recorded], path: str | Path) -> int:
 
     return write_jsonl(path, ({"question_id": r.question_id, "hypothesis": r.statement, "generator": r.generator,
                                "prompt_id": r.prompt_id, "premises": list(r.premises)} for r in records))
+
+
+class RecordingGenerator(BaseGenerator):
+    """Wraps a generator and appends every answer to a generations JSONL that `replay:` reads back.
+
+    Lets an expensive live run be re-scored later (another scorer, threshold or store) without
+    sampling the model again. Each line: {"hypothesis" (the prompt's statement), "generator",
+    "prompt_id", "raw", "premises" (parsed; [] when nothing parsed)}; appended and flushed per prompt.
+    """
+
+    def __init__(self, inner: Any, path: str | Path, *, question_id: str | None = None):
+        super().__init__()
+        self.inner = inner
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.name = str(getattr(inner, "name", type(inner).__name__))
+        self.question_id = question_id
+        self.stats = getattr(inner, "stats", self.stats)
+
+    def generate(self, prompts: Sequence[str] | str, n: int = 1, **kw: Any) -> list[list[str]]:
+        from microtheory.prompts import parse_premises, prompt_id_of
+
+        plist = [prompts] if isinstance(prompts, str) else list(prompts)
+        out = self.inner.generate(plist, n, **kw)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for prompt, cands in zip(plist, out):
+                statement = extract_statement(prompt) or prompt
+                for text in cands:
+                    fh.write(json.dumps({"question_id": self.question_id, "hypothesis": statement,
+                                         "generator": self.name, "prompt_id": prompt_id_of(prompt), "raw": text,
+                                         "premises": parse_premises(text, statement)}, ensure_ascii=False) + "\n")
+            fh.flush()
+        return out
