@@ -95,6 +95,8 @@ class SentenceTransformerEncoder:
     `name` is what stores record; `path` is what is loaded (a local folder or a hub name).
     """
 
+    FAST_PATH_MAX = 16
+
     def __init__(self, name: str, path: str | None = None, device: str | None = None):
         self.name = name
         self.path = str(path if path is not None else name)  # SentenceTransformer rejects a PosixPath
@@ -102,6 +104,7 @@ class SentenceTransformerEncoder:
         self._model: Any = None
         self._dim: int | None = None
         self._lock = threading.Lock()
+        self._fast_ok = True
 
     def _load(self) -> Any:
         if self._model is not None:
@@ -137,6 +140,7 @@ class SentenceTransformerEncoder:
                 if not dim:
                     raise ModelError(f"encoder {self.name!r} does not report an embedding dimension")
                 self._dim = int(dim)
+                model.eval()
                 self._model = model
         return self._model
 
@@ -153,6 +157,11 @@ class SentenceTransformerEncoder:
         model = self._load()
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) <= min(batch_size, self.FAST_PATH_MAX) and not progress and self._fast_ok:
+            try:
+                return self._encode_one_batch(model, texts)
+            except Exception:
+                self._fast_ok = False  # an unusual model: use the general path from now on
         vecs = model.encode(
             list(texts),
             batch_size=batch_size,
@@ -161,6 +170,19 @@ class SentenceTransformerEncoder:
             normalize_embeddings=True,
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _encode_one_batch(self, model: Any, texts: Sequence[str]) -> np.ndarray:
+        # One small batch (a search query): the same modules as model.encode() but without its
+        # per-call bookkeeping (module walks, signature inspection), ~10% of a query's latency on CPU.
+        import torch
+
+        with torch.inference_mode():
+            feats = model.preprocess(list(texts))
+            device = model.device
+            feats = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in feats.items()}
+            emb = model(feats)["sentence_embedding"]
+            emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+        return np.ascontiguousarray(emb.cpu().numpy(), dtype=np.float32)
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEncoder(name={self.name!r}, path={self.path!r})"

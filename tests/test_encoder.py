@@ -119,3 +119,14 @@ def test_real_minilm_encodes_normalised_384d() -> None:
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
     assert e.encode([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_small_batch_fast_path_matches_sentence_transformers() -> None:
+    e = get_encoder(DEFAULT_NAME)
+    texts = ["Which of these is a source of light energy for plants?", "water", "a much longer sentence " * 20]
+    fast = e.encode(texts)
+    ref = e._load().encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert e._fast_ok and np.allclose(fast, ref, atol=1e-5)
+    big = e.encode(texts * 10, batch_size=64)  # above the fast-path size: model.encode itself
+    assert np.allclose(big[:3], ref, atol=1e-5)
