@@ -65,7 +65,7 @@ def populate_cmd(
         gen = RecordingGenerator(gen, record)
     qs = load_questions(questions, split=split)
     summary = populate(qs, store, gen, scorer=scorer, encoder=encoder, config=cfg, log_path=log, corpus=corpus,
-                       retry_unproved=retry_unproved, limit=limit, progress=not no_progress and not json_out)
+                       retry_unproved=retry_unproved, limit=limit, progress=not no_progress)
     if json_out:
         echo_json(summary.to_json())
     else:
