@@ -121,10 +121,22 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{_f(r['auroc_expected_score'])} | {_f(r['auroc_p_flawed'])} | "
                      f"{_f(r.get('auroc_p_flawed_leaves_label'))} |")
         L.append("")
-    s = res.get("speed")
+    for key, title in (("speed", "(c) Speed on this machine"),
+                       ("speed_comparison", "(c') Critic vs generative backend, measured in one earlier run")):
+        L += _speed_md(res.get(key), title)
+    return "\n".join(L) + "\n"
+
+
+def _speed_md(s: dict[str, Any] | None, title: str) -> list[str]:
+    L: list[str] = []
     if s:
         c = s["critic"]
-        L += ["## (c) Speed on this machine", "", (f"Inputs: {s['inputs']}; mean {c['mean_input_tokens']} critic "
+        if s.get("from_run"):
+            L += [f"## {title}", "", (f"Run: `{s['from_run']}` with critic {s.get('critic_model')}; load average at its start "
+                  f"{(s.get('machine') or {}).get('load_average_at_start')}."), ""]
+        else:
+            L += [f"## {title}", ""]
+        L += [(f"Inputs: {s['inputs']}; mean {c['mean_input_tokens']} critic "
               f"input tokens (max {c['max_input_tokens']})."), "",
               "| backend | n | critiques/s | notes |", "|---|---:|---:|---|",
               f"| critic | {c['n']} | {c['critiques_per_second']} | batch 32 |",
@@ -136,7 +148,7 @@ def markdown(res: dict[str, Any]) -> str:
             L += ["", (f"Critic speed-up over the generative backend on the same {g['n']} inputs: "
                   f"**{s['speedup_critic_over_generative']}x**.")]
         L.append("")
-    return "\n".join(L) + "\n"
+    return L
 
 
 def _f(x: float | None) -> str:
@@ -155,6 +167,9 @@ def main() -> None:
     ap.add_argument("--human-limit", type=int, default=None,
                     help="only the first N instances (5 explanations each) of each acceptability file")
     ap.add_argument("--only", choices=["human", "t5", "speed"], action="append", help="run only these parts")
+    ap.add_argument("--speed-from", default=None,
+                    help="a results JSON of an earlier run whose speed section (critic vs generative) is kept "
+                         "as 'speed_comparison' when this run skips the generative backend")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     args = ap.parse_args()
 
@@ -171,6 +186,10 @@ def main() -> None:
                            "critic_manifest": {k: v for k, v in getattr(critic, "manifest", {}).items()
                                                if isinstance(v, (str, int, float))}}
     parts = args.only or ["human", "t5", "speed"]
+    if args.speed_from:
+        prev = json.loads(Path(args.speed_from).read_text())
+        res["speed_comparison"] = {**prev["speed"], "from_run": prev.get("command"), "critic_model": prev.get("critic"),
+                                   "machine": prev.get("machine")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
