@@ -159,3 +159,31 @@ def test_t5_items_on_real_data(data_dir):
     assert 0 < n_flawed < 187  # real predictions: some match gold, many do not
     assert all(it.record.predicted_answer == it.record.answer_key for it in items)
     assert all(it.record.explanation.endswith(".") for it in items)
+
+
+def test_cli_eval_human(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    import critique.model
+    from cli.main import app
+
+    d = tmp_path / "explanation_acceptability"
+    d.mkdir()
+    _write_csv(d / "commonsenseqa_train.csv", _cqa_rows("i1", ["4|5", "3|4|5", "5"]))
+    rows = []
+    for v in ["1", "1|2", ""]:
+        r = {"Input.id": "s1", "Input.premise": "p", "Input.hypothesis": "h", "Input.gold_label": "FALSE",
+             "Answer.acceptable": v}
+        r.update({f"Input.explanation_{j}": " ".join(["w"] * (4 * j)) for j in range(1, 6)})
+        r.update({f"Input.nll_{j}": str(j) for j in range(1, 6)})
+        rows.append(r)
+    _write_csv(d / "snli_train.csv", rows, snli=True)
+    monkeypatch.setattr(critique.model, "load_critic", lambda *a, **k: LengthCritic())
+    out = tmp_path / "res.json"
+    r = CliRunner().invoke(app, ["critique", "eval-human", "--data-dir", str(tmp_path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "commonsenseqa: n=5 explanations" in r.output
+    res = json.loads(out.read_text())
+    assert res["datasets"]["snli"]["spearman_critic"] < 0  # longer explanations were accepted less here
