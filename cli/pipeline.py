@@ -464,8 +464,14 @@ def _stage_qa(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool)
         runs["corpus+microtheory"] = summary2.to_json()
         used = Counter(fid for r in rec2 if r.get("proof") for fid in r["proof"].get("fact_ids", ()))
         runs["microtheory_facts_used"] = sum(1 for r in mt_facts if used.get(r["id"]))
-    return {"questions": len(qs), "threshold": round(float(Prover(corpus, scorer, config=pcfg).threshold), 4),
-            "runs": runs, "path": "qa"}
+    rec_out = {"questions": len(qs), "threshold": round(float(Prover(corpus, scorer, config=pcfg).threshold), 4),
+               "runs": runs, "path": "qa"}
+    if mt_facts is None:
+        rec_out["note"] = "no microtheory: QA on the corpus only"
+    elif not mt_facts:
+        rec_out["note"] = ("the microtheory is empty (every fact the proofs need is already in the corpus): "
+                           "QA with it would be the corpus run")
+    return rec_out
 
 
 def _stage_critique(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool,
