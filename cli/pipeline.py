@@ -64,6 +64,7 @@ class RunConfig:
     generator: str = "replay"
     trees: str | None = None
     heldout_trees: str | None = None  # gold trees of held-out questions (p-relevance); None: from `trees`
+    populate_depth: int | None = None  # recursion depth of populate (None: its default)
     trees_fallback: bool = True  # populate unusable -> build the knowledge store from `trees`, said so
     model_outputs: str | None = None
     strategy: str = "qc-greedy"
@@ -351,7 +352,9 @@ def _stage_knowledge(config: RunConfig, out: Path, ctx: dict[str, Any], progress
         spec, note = _resolve_generator(config)
         train_qs = ctx["train_questions"]
         summary = populate(train_qs, out / "knowledge_store", spec, scorer=scorer, encoder=ctx["encoder"],
-                           config=PopulateConfig(seed=config.seed, threshold=config.threshold),
+                           config=PopulateConfig(seed=config.seed, threshold=config.threshold,
+                                                 **({"max_depth": config.populate_depth}
+                                                    if config.populate_depth is not None else {})),
                            corpus=ctx["corpus_store"], progress=progress)
         ks = KnowledgeStore.open(out / "knowledge_store")
         ctx["knowledge_store"] = ks
