@@ -351,10 +351,9 @@ def _stage_knowledge(config: RunConfig, out: Path, ctx: dict[str, Any], progress
     if why_not is None:
         spec, note = _resolve_generator(config)
         train_qs = ctx["train_questions"]
+        pop_kw: dict[str, Any] = {} if config.populate_depth is None else {"max_depth": config.populate_depth}
         summary = populate(train_qs, out / "knowledge_store", spec, scorer=scorer, encoder=ctx["encoder"],
-                           config=PopulateConfig(seed=config.seed, threshold=config.threshold,
-                                                 **({"max_depth": config.populate_depth}
-                                                    if config.populate_depth is not None else {})),
+                           config=PopulateConfig(seed=config.seed, threshold=config.threshold, **pop_kw),
                            corpus=ctx["corpus_store"], progress=progress)
         ks = KnowledgeStore.open(out / "knowledge_store")
         ctx["knowledge_store"] = ks
