@@ -60,7 +60,7 @@ def prelevance_study(train_proofs: Sequence[Proof], heldout: Sequence[Iterable[s
     by_q: dict[str, list[Proof]] = {}
     for p in train_proofs:
         by_q.setdefault(p.question_id, []).append(p)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for n in ns:
         if n <= 0:
             raise InputError(f"N must be positive, got {n}")
@@ -80,7 +80,7 @@ def prelevance_study(train_proofs: Sequence[Proof], heldout: Sequence[Iterable[s
                 size = len(sel)
             runs.append({"N": n_eff, "seed": seed, "size": size, "curve": coverage_curve(held, usage, ps)})
     mean = []
-    for n in sorted({r["N"] for r in runs}):
+    for n in sorted({int(r["N"]) for r in runs}):
         rs = [r for r in runs if r["N"] == n]
         row: dict[str, Any] = {"N": n, "size": float(np.mean([r["size"] for r in rs])), "coverage": [], "std": [],
                                "chance_seen": [1 - (1 - p) ** n for p in ps]}
