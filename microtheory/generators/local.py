@@ -110,7 +110,7 @@ def _load_hf(model: str, gguf_file: str | None, device: str, dtype: str | None) 
     except Exception as e:  # OSError offline / missing, ValueError unsupported GGUF quantisation, ...
         raise GeneratorError(f"transformers cannot load {model!r}{f' ({gguf_file})' if gguf_file else ''}: "
                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    lm.to(device)
+    lm = lm.to(device)  # type: ignore[arg-type]  # transformers stubs type .to oddly
     lm.eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
