@@ -128,5 +128,7 @@ def test_small_batch_fast_path_matches_sentence_transformers() -> None:
     fast = e.encode(texts)
     ref = e._load().encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     assert e._fast_ok and np.allclose(fast, ref, atol=1e-5)
+    assert e._direct and e._direct_checked  # MiniLM is Transformer -> mean pooling -> Normalize
+    assert np.allclose(e.encode(texts[:1]), ref[:1], atol=1e-5)
     big = e.encode(texts * 10, batch_size=64)  # above the fast-path size: model.encode itself
     assert np.allclose(big[:3], ref, atol=1e-5)
