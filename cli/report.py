@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory written by `microtheory run` or `demo`."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html)."),
 ) -> None:
     """Write a static HTML report (no network needed to view it): the microtheory's facts with usage and
     provenance, coverage plots, grounded QA with each proof drawn as a tree, and the critiques,

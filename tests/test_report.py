@@ -39,7 +39,7 @@ def test_facts_usage_and_provenance(run):
     assert "evaporation is when a liquid turns into a gas" in html
     # Text is escaped, never injected as markup.
     assert "a &lt;b&gt;bold&lt;/b&gt; claim &amp; an ampersand" in html and "<b>bold</b>" not in html
-    rows = re.findall(r'<tr class="fact">(.*?)</tr>', html, re.S)
+    rows = re.findall(r'<tr class="fact">(.*?)</tr>', html, re.DOTALL)
     assert len(rows) == len(FACTS)
     assert ">2</td>" in rows[0] and "q-001" in rows[0] and "replay:generations.jsonl" in rows[0]
     # mt-1 is a leaf of one QA proof with the microtheory.
@@ -49,7 +49,7 @@ def test_facts_usage_and_provenance(run):
 
 def test_one_tree_per_proof(run):
     html = build_html(run)
-    svgs = re.findall(r"<svg class=\"proof\".*?</svg>", html, re.S)
+    svgs = re.findall(r"<svg class=\"proof\".*?</svg>", html, re.DOTALL)
     assert len(svgs) == 2  # two answered questions, each with a proof
     two_step = next(s for s in svgs if "int1" in s)
     # 3 leaves + 1 intermediate + the hypothesis; 4 premise -> conclusion edges.
@@ -83,7 +83,7 @@ def test_dimension_filter_and_critiques(run):
     assert "getElementById('dimension-filter')" in html
     # The question and explanation come from the copied input; cited facts show their text.
     assert CRITIQUE_INPUTS[1]["explanation"] in html
-    crit_row = re.search(r'<tr class="critique" data-dimension="incorrect_information">(.*?)</tr>', html, re.S)
+    crit_row = re.search(r'<tr class="critique" data-dimension="incorrect_information">(.*?)</tr>', html, re.DOTALL)
     assert crit_row and "mt-1" in crit_row.group(1) and "evaporation is when a liquid" in crit_row.group(1)
     assert "missing field" in html
 
