@@ -160,7 +160,7 @@ def test_missing_stage_is_skipped_not_faked(tmp_path, monkeypatch):
 
 
 def test_failed_stage_is_reported(tmp_path):
-    cfg = _config(corpus=str(tmp_path / "missing.jsonl"))
+    cfg = _config(corpus=str(tmp_path / "missing.jsonl"), model_outputs=None)
     summary = run_pipeline(cfg, tmp_path / "r", progress=False)
     assert summary["status"] == "failed"
     assert summary["stages"]["corpus_store"]["status"] == "failed"
