@@ -1,0 +1,1 @@
+"""The shipped critic: manifest.json + weights.safetensors; see MODEL_CARD.md."""
