@@ -15,7 +15,8 @@
    questions/s, and in the same run the retrieval-only baseline (the option whose hypothesis
    retrieves the closest fact) and the strict proof-only rule (w_retrieval = 0).
 
-Writes bench/results/qa_eval.json and .md (and qa_tuned.json after tuning).
+Writes bench/results/qa_eval.json and .md (and qa_tuned.json after tuning); the per-question
+records go to .cache/qa_eval.records.jsonl.
 """
 from __future__ import annotations
 
@@ -252,7 +253,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"qa_eval{args.tag}.json").write_text(json.dumps(res, indent=2) + "\n")
     (RESULTS / f"qa_eval{args.tag}.md").write_text(md_table(res))
-    (RESULTS / f"qa_eval{args.tag}.records.jsonl").write_text(
+    # Per-question records (about 0.5 MB) stay out of the repository, beside the corpus store.
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (ROOT / ".cache" / f"qa_eval{args.tag}.records.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(md_table(res))
 
