@@ -261,6 +261,9 @@ def qa_files(corpus: str | Path, questions: str | Path, out: str | Path, microth
     ks = KnowledgeStore.open(corpus)
     mt = open_microtheory(microtheory, ks.encoder) if microtheory is not None else None
     prover = Prover(ks, load_scorer(scorer), microtheory=mt, config=prover_config)
+    # Load the models before the clock starts: questions/s measures answering, not loading.
+    prover.encode(["warm up"])
+    prover.scorer.score(["warm up"], "warm up")
     records, summary = run_qa(qs, prover, config, progress=progress)
     write_jsonl(out, records)
     return summary
