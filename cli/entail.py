@@ -74,6 +74,7 @@ def eval_cmd(
     max_dev: Optional[int] = typer.Option(None, "--max-dev", help="Seeded subsample of the dev examples."),
     no_baselines: bool = typer.Option(False, "--no-baselines"),
     int8: bool = typer.Option(False, "--int8", help="Also score with dynamic int8 linear layers (CPU speed)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)."),
     seed: int = typer.Option(13, help="The recipe seed (as used in training)."),
     neg_per_pos: int = typer.Option(2, "--neg-per-pos"),
     json_out: bool = typer.Option(False, "--json", help="Print the results JSON instead of the table."),
@@ -85,6 +86,10 @@ def eval_cmd(
     from microtheory.entail_data import DataConfig, run_eval
     from retrieval.jsonl import atomic_write_json
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     log = None if json_out else (lambda s: typer.echo(s, err=True))
     res = run_eval(scorer, data_dir, heldout, DataConfig(seed=seed, neg_per_pos=neg_per_pos), max_dev=max_dev,
                    baselines=not no_baselines, int8=int8, log=log)
