@@ -152,6 +152,11 @@ def parse_premises(text: str, hypothesis: str | None = None, *, max_premises: in
     else:
         items = [s for ln in lines for s in _SENT_SPLIT.split(ln)]
     hyp = _norm(hypothesis) if hypothesis else None
+    # Small models copy the worked examples into their answer: a copy is no premise of a statement on
+    # another topic (one sharing no content word with the example's statement).
+    hyp_words = {w for w in (hyp or "").split() if len(w) > 3}
+    copied = {_norm(x) for h, prem in _EXAMPLES for x in (h, *prem)
+              if not hyp_words & {w for w in _norm(h).split() if len(w) > 3}}
     out: list[str] = []
     seen: set[str] = set()
     for item in items:
@@ -164,7 +169,7 @@ def parse_premises(text: str, hypothesis: str | None = None, *, max_premises: in
         n_words = len(key.split())
         if n_words < min_words or n_words > max_words:
             continue
-        if hyp is not None and key == hyp:
+        if (hyp is not None and key == hyp) or key in copied:
             continue
         if key in seen:
             continue

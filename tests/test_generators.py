@@ -290,3 +290,8 @@ def test_replay_entailmentbank_files(data_dir: Path):
 def test_parse_premises_drops_talk_about_the_task():
     text = "1. This statement is incomplete.\n2. The sentence is clear and well written.\n3. Iron is a metal."
     assert parse_premises(text) == ["Iron is a metal."]
+
+
+def test_parse_premises_drops_copies_of_the_worked_examples():
+    text = "1. An iron nail is attracted to a magnet.\n2. Magnets attract magnetic materials.\n3. Rocks are hard."
+    assert parse_premises(text, "rocks can scratch glass") == ["Rocks are hard."]
