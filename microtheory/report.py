@@ -452,4 +452,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     text = build_html(run_dir)
     atomic_write_lines(path, [text.rstrip("\n")])
+    path.chmod(0o644)  # the temp file behind the atomic write is private; a report is for reading
     return path
