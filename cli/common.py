@@ -13,6 +13,7 @@ from retrieval.errors import MicrotheoryError
 
 
 class ErrorHandlingGroup(TyperGroup):
+    # typer bundles its own click: raise typer.Exit, which it recognises, not click's Exit.
     """Top-level group: a project error becomes one line on stderr and its exit code, no traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -20,10 +21,10 @@ class ErrorHandlingGroup(TyperGroup):
             return super().invoke(ctx)
         except MicrotheoryError as e:
             typer.echo(f"error: {e}", err=True)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
 
 
 class DefaultCommandGroup(TyperGroup):
