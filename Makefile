@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench llm clean-venv
+.PHONY: setup demo test bench llm browser clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,17 +25,28 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/microtheory demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
+
+# The report test drives headless Chromium (Debian's package). Installed when missing and we may
+# (root with apt-get); otherwise that one test skips with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium not installed: the browser test of the report will skip"; }
 
 # Benchmarks need txtai (the peer we compare against); not part of the test setup.
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	@echo "run e.g.: $(BIN)/python bench/store_bench.py"
 
-# Optional: the live llama.cpp generator (builds llama-cpp-python, about 5 minutes).
+# Optional: the live llama.cpp generator. Builds llama-cpp-python once (5 minutes on an idle 2-core
+# machine) into .cache/wheels, then installs from there.
+WHEELS := .cache/wheels
 llm: setup
-	$(BIN)/python -m pip install -q -e '.[llm]'
+	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+	  CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip wheel -q --no-deps 'llama-cpp-python>=0.3.7' -w $(WHEELS)
+	$(BIN)/python -m pip install -q --find-links $(WHEELS) -e '.[llm]'
 
 clean-venv:
 	rm -rf $(VENV)
