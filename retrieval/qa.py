@@ -14,6 +14,8 @@ the closest fact) is computed from the same retrieval and reported beside the pr
 """
 from __future__ import annotations
 
+import json
+
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -216,6 +218,14 @@ def read_questions(path: str | Path) -> list[Question]:
     return qs
 
 
+def _is_microtheory_dir(p: Path) -> bool:
+    """A distilled microtheory directory (manifest kind "microtheory"), read through its facts.jsonl."""
+    try:
+        return json.loads((p / "manifest.json").read_text(encoding="utf-8")).get("kind") == "microtheory"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def open_microtheory(path: str | Path, encoder: Any) -> Any:
     """A microtheory as a searchable store: a store folder, a folder holding one, or a facts JSONL file
     (loaded into a temporary in-memory store with the corpus's encoder)."""
@@ -224,7 +234,7 @@ def open_microtheory(path: str | Path, encoder: Any) -> Any:
 
     p = Path(path)
     if p.is_dir():
-        if (p / "manifest.json").is_file():
+        if (p / "manifest.json").is_file() and not _is_microtheory_dir(p):
             return KnowledgeStore.open(p)
         inner = sorted(m.parent for m in p.glob("*/manifest.json"))
         if inner:

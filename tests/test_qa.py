@@ -118,3 +118,17 @@ def test_bad_config_is_a_run_error() -> None:
 
     with pytest.raises(InputError, match="retrieval_feature"):
         QAConfig(retrieval_feature="best")
+
+
+def test_open_microtheory_reads_a_distilled_microtheory_directory(tmp_path: Path) -> None:
+    # A distill output folder has a manifest of kind "microtheory" (not a store): its facts.jsonl is used.
+    import json
+
+    from retrieval.qa import open_microtheory
+
+    mt = tmp_path / "mt"
+    mt.mkdir()
+    (mt / "manifest.json").write_text(json.dumps({"kind": "microtheory", "format_version": 1}))
+    (mt / "facts.jsonl").write_text(json.dumps({"id": "m1", "text": "iron nails are attracted by magnets"}) + "\n")
+    ks = open_microtheory(mt, HashingEncoder())
+    assert [f.id for f in ks] == ["m1"] and next(iter(ks)).source == "microtheory"
