@@ -18,30 +18,17 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so that `microtheory --help` stays cheap: command modules import heavy
     # libraries only inside their command functions.
-    from cli import store
+    from cli import critique, distill, entail, populate, qa, report, run, store
 
     app.add_typer(store.app, name="store")
-    from cli import distill
-
     app.add_typer(distill.app, name="distill")
-    from cli import critique
-
     app.add_typer(critique.app, name="critique")
-    from cli import entail
-
     app.add_typer(entail.app, name="entail")
-    from cli import populate
-
     app.command("populate")(populate.populate_cmd)
-    from cli import qa
-
     app.command("qa")(qa.qa)
-    from cli import report, run
-
     app.command("demo")(run.demo)
     app.command("run")(run.run)
     app.command("report")(report.report)
-
 
 _register()
 
