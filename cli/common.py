@@ -5,7 +5,6 @@ import json
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -16,7 +15,7 @@ class ErrorHandlingGroup(TyperGroup):
     # typer bundles its own click: raise typer.Exit, which it recognises, not click's Exit.
     """Top-level group: a project error becomes one line on stderr and its exit code, no traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except MicrotheoryError as e:
@@ -35,12 +34,12 @@ class DefaultCommandGroup(TyperGroup):
 
     default_command: str = ""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         if args and args[0] not in self.commands and self.default_command and args[0] not in ("--help", "-h"):
             args = [self.default_command, *args]
         return super().resolve_command(ctx, args)
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # A group whose only argument is an option (e.g. `critique --out x in.jsonl`) still goes to the default.
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h") and self.default_command:
             args = [self.default_command, *args]
