@@ -266,7 +266,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def plot(res: dict[str, Any]) -> bytes:
-    import io
+    from microtheory.plots import figure_png
 
     import matplotlib
 
@@ -289,11 +289,7 @@ def plot(res: dict[str, Any]) -> bytes:
                   else "dev questions with every gold leaf available (%)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def main() -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from microtheory.plots import figure_png
 from retrieval.errors import InputError
 
 REPORT_NAME = "report.html"
@@ -76,11 +76,7 @@ def coverage_plot(report: dict[str, Any]) -> bytes | None:
     ax.set_title(f"coverage, strategy {report.get('strategy', '?')}")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def _plots(run: Path, report: dict[str, Any] | None) -> list[tuple[str, str]]:

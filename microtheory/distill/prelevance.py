@@ -10,7 +10,6 @@ the caller maps both sides to the same keys.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from microtheory.distill.graph import DistillGraph
 from microtheory.distill.strategies import select
+from microtheory.plots import figure_png
 from retrieval.errors import InputError
 from retrieval.types import Proof
 
@@ -117,8 +117,4 @@ def plot_prelevance(study: dict[str, Any]) -> bytes:
     ax.set_title(f"p-relevance ({study['strategy']}" + (f", n={study['budget']}" if study["budget"] else "") + ")")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
