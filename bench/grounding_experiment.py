@@ -14,6 +14,7 @@ Retrieval uses one encoder for every row; vectors are computed once per text and
 are cached across rows (the same premise set and hypothesis recur in every row).
 
     .venv/bin/python bench/grounding_experiment.py [--scorer overlap|DIR] [--limit 50] [--strategies ...]
+    .venv/bin/python bench/grounding_experiment.py --store runs/ks_smollm2 --tag smollm2   # a populated store
 
 Writes bench/results/grounding.{json,md,png}.
 """
@@ -161,8 +162,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     full = read_worldtree_corpus(data.worldtree_corpus, include_addons=True)
     general = {k: v for k, v in full.items() if not k.startswith("ET_addon:")}
     addons = {k: v for k, v in full.items() if k.startswith("ET_addon:")}
-    train = read_eb_train(data.eb_train())
-    facts, proofs = trees_to_records(train)
+    if args.store is None:
+        facts, proofs = trees_to_records(read_eb_train(data.eb_train()))
+        store_desc = "the EntailmentBank train trees"
+    else:  # e.g. a store filled by `microtheory populate`: its generated sentences and accepted proofs
+        from microtheory.distill.api import load_store_contents
+
+        by_id, proofs, _ = load_store_contents(args.store)
+        facts = list(by_id.values())  # corpus facts a proof used were copied in: free, as below
+        store_desc = f"the knowledge store {args.store}"
     free = corpus_fact_ids(facts, general.values())
     graph = DistillGraph.from_proofs(proofs, facts, free=free)
     dev_trees, dev_qs = load_eb_questions("dev", data)
@@ -233,7 +241,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows.append(evaluate("corpus + whole store", "all", len(facts), whole, {}))
     rows.append(evaluate("corpus + all ET_addon (reference)", "addons", len(addon_facts),
                          VectorStore(addon_facts, avec, enc), {}))
-    return {"setup": {"general_corpus": len(general), "addons_left_out": len(addons), "store_facts": len(facts),
+    return {"setup": {"general_corpus": len(general), "addons_left_out": len(addons), "store": store_desc,
+                      "store_facts": len(facts),
                       "store_proofs": len(proofs), "free_store_facts": len(free), "graph": graph.summary(),
                       "dev_questions": len(qs), "scorer": args.scorer or "shipped", "encoder": enc.name,
                       "prover": cfg.__dict__, "fill": args.fill, "seed": args.seed,
@@ -246,7 +255,7 @@ def markdown(res: dict[str, Any]) -> str:
     s = res["setup"]
     lines = ["# Grounding experiment", "",
              f"General corpus: {s['general_corpus']} WorldTree sentences (the {s['addons_left_out']} ET_addon "
-             f"sentences left out). Knowledge store: {s['store_facts']} sentences of the EntailmentBank train trees, "
+             f"sentences left out). Knowledge store: {s['store_facts']} sentences of {s.get('store', 'the EntailmentBank train trees')}, "
              f"{s['store_proofs']} proofs ({s['free_store_facts']} store sentences are already in the corpus: free). "
              f"Test: {s['dev_questions']} EntailmentBank dev questions (task_1 dev, ARC options). "
              f"Scorer: {s['scorer']} (threshold {s['prover'].get('threshold') or 'its own'}); encoder: {s['encoder']}; fill={s['fill']}. Run took {res['seconds']} s.", "",
@@ -298,6 +307,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--scorer", default=None, help="scorer folder, or 'overlap' (default: the shipped scorer)")
     ap.add_argument("--encoder", default=None)
+    ap.add_argument("--store", type=Path, default=None,
+                    help="a knowledge store with proofs (e.g. from `microtheory populate`) instead of the train trees")
     ap.add_argument("--vectors-from", type=Path, default=ROOT / ".cache" / "worldtree_store",
                     help="an existing store built with the same encoder: its vectors are reused")
     ap.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[100, 250, 500, 1000, 2000])

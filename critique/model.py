@@ -286,6 +286,9 @@ def new_net(config: CriticConfig) -> tuple[Any, Any]:
     """A fresh (untrained heads) network and its tokenizer from the base encoder."""
     from transformers import AutoModel, AutoTokenizer
 
+    from retrieval.entail import quiet_transformers
+
+    quiet_transformers()  # no "Loading weights" bar on stderr for every critique run
     path = resolve_base(config.base)
     try:
         tok = AutoTokenizer.from_pretrained(path)

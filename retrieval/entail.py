@@ -239,7 +239,8 @@ def _classes() -> Any:
     return _torch_modules()
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Silence transformers' info logs and its "Loading weights" progress bar (cosmetic)."""
     try:
         from transformers.utils import logging as hf_logging
 
@@ -254,7 +255,7 @@ def build_model(config: EntailConfig, seed: int | None = None, lora_dropout: flo
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     LoRALinear, CrossEncoder = _classes()
     base = resolve_base_model(config.base_model)
     if seed is not None:
