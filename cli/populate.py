@@ -31,6 +31,8 @@ def populate_cmd(
     node_budget: int = typer.Option(6, "--node-budget", help="Statements sent to the generator per question."),
     max_proofs: int = typer.Option(3, "--max-proofs", help="Accepted proofs kept per question."),
     threshold: float | None = typer.Option(None, "--threshold", help="Acceptance threshold (default: the scorer's)."),
+    minimal: bool = typer.Option(True, "--minimal/--no-minimal",
+                                 help="Prune accepted sets to the premises the entailment needs; reject restatements."),
     limit: int | None = typer.Option(None, "--limit", help="Attempt at most this many questions in this run."),
     retry_unproved: bool = typer.Option(False, "--retry-unproved", help="Also redo questions logged as unproved."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds per HTTP request (openai backend)."),
@@ -55,7 +57,8 @@ def populate_cmd(
 
     cfg = PopulateConfig(prompts=tuple(p.strip() for p in prompts.split(",") if p.strip()), samples=samples,
                          temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_depth=max_depth,
-                         node_budget=node_budget, max_proofs=max_proofs, threshold=threshold, save_every=save_every,
+                         node_budget=node_budget, max_proofs=max_proofs, threshold=threshold, minimal=minimal,
+                         save_every=save_every,
                          max_consecutive_failures=max_failures)
     options = {"timeout": timeout, "retries": retries} if generator.split(":", 1)[0] == "openai" else {}
     gen = get_generator(generator, **options)

@@ -4,7 +4,9 @@ For each training question: form the hypothesis (the gold one when given, else q
 answer), ask the generator for premise sets that entail it (several prompts x several samples, as
 TreeWise does: a few-shot decomposition, and one conditioned on facts retrieved from the store),
 merge paraphrases (encoder cosine >= 0.9), drop circular candidates (a premise that restates the
-statement), keep only candidates the entailment scorer accepts, and recurse on premises that no
+statement), keep only candidates the entailment scorer accepts, prune each to a minimal set (a
+premise the others entail the statement without is dropped; a set that one premise alone entails
+is a restatement, rejected), and recurse on premises that no
 stored fact entails, within a depth limit and a per-question node budget. Every sentence of an
 accepted proof goes into the store with provenance (question, proof, generator, prompt id,
 scores), and the proof itself via `add_proofs`.
@@ -55,6 +57,7 @@ class PopulateConfig:
     max_proofs: int = 3              # accepted decompositions of the hypothesis kept per question
     threshold: float | None = None   # None: the scorer's own threshold
     paraphrase_threshold: float = 0.9
+    minimal: bool = True             # prune accepted sets to premises the entailment needs (see _minimise)
     retrieve_k: int = 5              # facts shown to the retrieval prompt
     ground_k: int = 3                # stored facts tried as single-fact proofs of a premise
     min_premises: int = 2
@@ -338,9 +341,40 @@ class ProofSearch:
                 accepted.append(c)
             else:
                 res.rejected_sentences.update(c.premises)
+        if self.cfg.minimal:
+            accepted = self._minimise(statement, accepted, res)
         res.accepted += len(accepted)
         accepted.sort(key=lambda c: -c.score)
         return accepted
+
+    def _minimise(self, statement: str, accepted: list[_Candidate], res: QuestionResult) -> list[_Candidate]:
+        """Prune accepted sets to what the entailment needs, and drop restatements.
+
+        A small model pads a sound premise with loosely related (often false) sentences, and
+        paraphrases the statement as one of its premises; the set still entails the statement, so
+        the threshold alone lets both into the store. Leave-one-out: while some premise can be
+        dropped with the rest still above the threshold, drop the one whose removal scores best. A set
+        pruned to a single premise is that premise restating the statement: rejected (the cosine cut
+        in _merge_paraphrases catches only close wordings)."""
+        out: list[_Candidate] = []
+        for c in accepted:
+            prem = list(c.premises)
+            while len(prem) > 1:
+                subsets = [prem[:i] + prem[i + 1:] for i in range(len(prem))]
+                sc = np.asarray(self.scorer.score_batch([(sub, statement) for sub in subsets]), dtype=np.float64)
+                best = int(sc.argmax())
+                if sc[best] < self.threshold:
+                    break
+                res.rejected_sentences.add(prem[best])
+                prem, c.score = subsets[best], float(sc[best])
+            if len(prem) < self.cfg.min_premises:
+                res.rejected_sentences.update(prem)
+                continue
+            c.premises = prem
+            out.append(c)
+        # Pruning can make two candidates the same set: keep the first (best-scored order comes later).
+        seen: set[frozenset[str]] = set()
+        return [c for c in out if not (frozenset(c.premises) in seen or seen.add(frozenset(c.premises)))]
 
     def _prove_premises(self, premises: list[str], res: QuestionResult, depth: int) -> list[Node]:
         grounded = self._ground(premises)

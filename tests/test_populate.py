@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -58,7 +59,9 @@ def questions(ids=("q1", "q2", "q3")) -> list[Question]:
 
 
 def cfg(**kw) -> PopulateConfig:
-    base = dict(prompts=("direct",), samples=3, max_depth=0, node_budget=4, save_every=1, seed=None)
+    # The overlap double scores a set by word coverage, so one premise alone often "entails" these
+    # short statements: minimal-set pruning is off here and tested with a set-aware double below.
+    base = dict(prompts=("direct",), samples=3, max_depth=0, node_budget=4, save_every=1, seed=None, minimal=False)
     base.update(kw)
     return PopulateConfig(**base)
 
@@ -129,6 +132,35 @@ def test_circular_candidates_are_rejected(tmp_path):
     gen = ScriptedGenerator(["1. A magnet attracts an iron nail!\n2. Magnets are objects made of metal."])
     s = run(tmp_path, gen, qs=questions(("q1",)))
     assert s.proved == 0 and s.unproved == 1
+
+
+class NeedsBoth:
+    """Entailment double: a set entails the statement iff it holds both premises of NEEDED."""
+
+    threshold = 0.5
+    NEEDED = {"A magnet attracts iron.", "An iron nail is made of iron."}
+
+    def score_batch(self, items, batch_size=64):
+        return np.asarray([0.9 if self.NEEDED <= set(p) else (0.8 if "restate" in " ".join(p) else 0.1)
+                           for p, _ in items])
+
+
+def test_minimal_pruning_drops_padding_and_rejects_restatements(tmp_path):
+    padded = "1. A magnet attracts iron.\n2. Cats are mammals.\n3. An iron nail is made of iron."
+    restated = "1. I restate that magnets pull iron nails.\n2. Dogs bark loudly at night."
+    qs = questions(("q1",))
+    s = populate(qs, tmp_path / "ks", ScriptedGenerator([padded, restated]), scorer=NeedsBoth(),
+                 encoder=HashingEncoder(), config=cfg(minimal=True, samples=2), progress=False)
+    assert s.proved == 1
+    ks = KnowledgeStore.open(tmp_path / "ks")
+    # The padding premise is dropped (the other two entail without it); the restatement set, which
+    # one premise alone "entails", is rejected whole.
+    assert {f.text for f in ks} == NeedsBoth.NEEDED
+    assert s.sentences_rejected == 3
+    # Without pruning the padded set is stored as generated, and so is the restatement.
+    s2 = populate(qs, tmp_path / "ks2", ScriptedGenerator([padded, restated]), scorer=NeedsBoth(),
+                  encoder=HashingEncoder(), config=cfg(minimal=False, samples=2), progress=False)
+    assert s2.sentences_kept == 5
 
 
 @pytest.mark.parametrize("responses,reason", [
@@ -260,7 +292,8 @@ def test_cli_populate_with_replay(tmp_path):
     ]) + "\n")
     runner = CliRunner()
     args = ["populate", "--questions", str(qfile), "--store", str(tmp_path / "ks"), "--generator", f"replay:{gfile}",
-            "--scorer", "overlap", "--encoder", "hashing", "--prompts", "direct", "--max-depth", "0", "--json"]
+            "--scorer", "overlap", "--encoder", "hashing", "--prompts", "direct", "--max-depth", "0", "--no-minimal",
+            "--json"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
