@@ -403,8 +403,8 @@ def build_one(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: st
             sentences.append(rng.choice(ANSWER_FORMS).format(L=pred, T=_clean(q.options[pred])))
         rng.shuffle(sentences)
         sentences = [_cap(s) for s in sentences]
-        idx = len(sentences) - 1
-        return _example(tree, q, label, split, sentences, pred, idx, None, "lack_justification/circular")
+        return _example(tree, q, label, split, sentences, pred, len(sentences) - 1, None,
+                        "lack_justification/circular")
     elif label == "incorrect_information":
         leaves = list(tree.leaves)
         rng.shuffle(leaves)
@@ -495,6 +495,7 @@ def build_one(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: st
         raise ValueError(f"unknown label {label!r}")
 
     sentences, where = render(tree, plan, rng, qa)
+    idx: int | None
     if flaw_item is None:
         idx = None
     elif flaw_item == "last":

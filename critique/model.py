@@ -216,7 +216,7 @@ def collate(feats: Sequence[Features], pad_id: int) -> dict[str, Any]:
         sf = torch.zeros((len(feats), n_s, N_SENT))
         for i, f in enumerate(feats):
             k = min(f.n_sent, len(f.sfeat or []))
-            if k:
+            if k and f.sfeat:
                 sf[i, :k] = torch.tensor(f.sfeat[:k])
         out["gfeat"] = torch.tensor([f.gfeat for f in feats], dtype=torch.float)
         out["sfeat"] = sf

@@ -321,14 +321,14 @@ def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encod
                                            concl, 0, "swap_neighbour", **base))
                 break
         # the nearest conclusion of another tree
-        if concl_texts:
+        if concl_mat is not None:
             sims = _dense(tvec.rows([concl]) @ concl_mat.T)[0]
             sims[concl_tree_arr == t.id] = -1.0
             for j in np.argsort(-sims)[:20]:
-                s = float(sims[j])
-                if s < cfg.min_sim:
+                sim = float(sims[j])
+                if sim < cfg.min_sim:
                     break
-                if s < cfg.max_sim and norm(concl_texts[j]) not in tree_norm:
+                if sim < cfg.max_sim and norm(concl_texts[j]) not in tree_norm:
                     cands.append(EntailExample(_shuffled(ptexts, rng), concl_texts[int(j)], 0, "other_conclusion",
                                                **base))
                     break

@@ -373,8 +373,10 @@ class ProofSearch:
             c.premises = prem
             out.append(c)
         # Pruning can make two candidates the same set: keep the first (best-scored order comes later).
-        seen: set[frozenset[str]] = set()
-        return [c for c in out if not (frozenset(c.premises) in seen or seen.add(frozenset(c.premises)))]
+        unique: dict[frozenset[str], _Candidate] = {}
+        for c in out:
+            unique.setdefault(frozenset(c.premises), c)
+        return list(unique.values())
 
     def _prove_premises(self, premises: list[str], res: QuestionResult, depth: int) -> list[Node]:
         grounded = self._ground(premises)

@@ -439,7 +439,8 @@ class CrossEncoderScorer:
         # Sort by length so each batch pads to similar lengths (dynamic padding wastes little).
         lengths = [len(join_premises(p)) + len(h) for p, h in items]
         order = np.argsort(lengths, kind="stable")[::-1]
-        model, tok, dev = self._model, self._tok, self._device
+        model, tok = self._model, self._tok
+        dev = self._device or "cpu"  # set by the loader before any model exists
         was_training = model.training
         model.eval()
         batches = range(0, n, batch_size)

@@ -433,7 +433,7 @@ def evaluate(systems: dict[str, Any], heldout: Sequence[EntailExample], dev: Seq
         t1 = time.time()
         ds = sc.score_batch([(e.premises, e.hypothesis) for e in dev], batch_size=batch_size)
         dt = time.time() - t1
-        m = decision_metrics(ds, dl, thr)
+        m: dict[str, Any] = dict(decision_metrics(ds, dl, thr))
         m["auroc"] = auroc(ds, dl)
         m["threshold_source"] = thr_source
         m["dev_pairs_per_s"] = len(dev) / dt if dt > 0 else float("inf")
