@@ -6,8 +6,8 @@ TreeWise does: a few-shot decomposition, and one conditioned on facts retrieved 
 merge paraphrases (encoder cosine >= 0.9), drop circular candidates (a premise that restates the
 statement), keep only candidates the entailment scorer accepts, prune each to a minimal set (a
 premise the others entail the statement without is dropped; a set that one premise alone entails
-is a restatement, rejected), and recurse on premises that no
-stored fact entails, within a depth limit and a per-question node budget. Every sentence of an
+is a restatement, rejected), and recurse on premises that no stored fact entails, within a depth
+limit and a per-question node budget. Every sentence of an
 accepted proof goes into the store with provenance (question, proof, generator, prompt id,
 scores), and the proof itself via `add_proofs`.
 

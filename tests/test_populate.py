@@ -135,7 +135,8 @@ def test_circular_candidates_are_rejected(tmp_path):
 
 
 class NeedsBoth:
-    """Entailment double: a set entails the statement iff it holds both premises of NEEDED."""
+    """Entailment double: a set entails the statement when it holds both premises of NEEDED, or
+    when any premise says "restate" (a stand-in for a paraphrase of the statement)."""
 
     threshold = 0.5
     NEEDED = {"A magnet attracts iron.", "An iron nail is made of iron."}
