@@ -187,3 +187,23 @@ def test_cli_eval_human(tmp_path, monkeypatch):
     assert "commonsenseqa: n=5 explanations" in r.output
     res = json.loads(out.read_text())
     assert res["datasets"]["snli"]["spearman_critic"] < 0  # longer explanations were accepted less here
+
+
+def test_acceptability_signal_correlations_respect_the_split():
+    """bench/acceptability_signals.py: each split is measured on its own rows, and the rank average
+    of several signals follows them (a signal that tracks the labels on one split and opposes them on
+    the other must show both)."""
+    from bench.acceptability_signals import COMBINATION, correlations, rank_average
+
+    acc = np.arange(20, dtype=float)
+    explore = np.arange(20) < 10
+    follows_then_opposes = np.where(explore, acc, -acc)
+    sig = {name: follows_then_opposes.copy() for name in COMBINATION}
+    sig["gpt3_neg_nll"] = np.where(np.arange(20) % 2 == 0, acc, np.nan)  # missing values are left out
+    ex, held = correlations(sig, acc, explore), correlations(sig, acc, ~explore)
+    assert ex["support"] == pytest.approx(1.0) and held["support"] == pytest.approx(-1.0)
+    combo = next(k for k in ex if k.startswith("rank_average"))
+    assert ex[combo] == pytest.approx(1.0) and held[combo] == pytest.approx(-1.0)
+    assert held["gpt3_neg_nll"] == pytest.approx(1.0)
+    r = rank_average(sig, COMBINATION, explore)
+    assert r.shape == (10,) and r.max() == pytest.approx(len(COMBINATION))
