@@ -39,7 +39,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 from retrieval.store import Hit
-from retrieval.types import Fact
+from core.types import Fact
 
 
 class VectorStore:

@@ -43,7 +43,7 @@ from retrieval.hypothesis import make_hypothesis, split_stem, token_f1  # noqa: 
 from retrieval.prover import Prover, ProverConfig  # noqa: E402
 from retrieval.qa import QAConfig, _context_candidates, run_qa  # noqa: E402
 from retrieval.store import KnowledgeStore  # noqa: E402
-from retrieval.types import Fact, Question  # noqa: E402
+from core.types import Fact, Question  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 # Scoring costs about a GFLOP per premise set on this CPU: the tuning search stays modest.

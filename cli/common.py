@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from retrieval.errors import MicrotheoryError
+from core.errors import MicrotheoryError
 
 
 class ErrorHandlingGroup(TyperGroup):

@@ -41,7 +41,7 @@ def read_trees(path: Path, fmt: str = "auto") -> list[Any]:
     """Trees from an EntailmentBank angles train file, a dev file with metadata, or the project's JSONL."""
     from microtheory.datasets import read_eb_dev, read_eb_train
     from microtheory.trees import read_trees_jsonl
-    from retrieval.errors import InputError
+    from core.errors import InputError
 
     if fmt == "auto":
         try:
@@ -146,7 +146,7 @@ def compare_cmd(
     Example: microtheory distill compare runs/eb_store --budgets 100,250,500
     """
     from microtheory.distill import compare
-    from retrieval.errors import InputError
+    from core.errors import InputError
 
     try:
         ns = [int(x) for x in budgets.split(",") if x.strip()]

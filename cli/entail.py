@@ -14,7 +14,7 @@ app = typer.Typer(help="Train, evaluate and run the cross-encoder entailment sco
 def _layers(spec: str | None) -> tuple[int, ...] | None:
     if spec is None or spec.strip().lower() in ("", "all"):
         return None
-    from retrieval.errors import InputError
+    from core.errors import InputError
 
     try:
         return tuple(int(x) for x in spec.split(","))
@@ -84,7 +84,7 @@ def eval_cmd(
     Example: microtheory entail eval --out runs/entail_eval.json
     """
     from microtheory.entail_data import DataConfig, run_eval
-    from retrieval.jsonl import atomic_write_json
+    from core.jsonl import atomic_write_json
 
     if threads:
         import torch

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import InputError, MicrotheoryError
+from core.errors import InputError, MicrotheoryError
 
 SUMMARY = "summary.json"
 CONFIG = "config.json"
@@ -201,9 +201,9 @@ def _data_paths(config: RunConfig) -> Any:
 
 def read_corpus(config: RunConfig) -> list[Any]:
     """The general corpus as Facts (source "corpus")."""
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
     from retrieval.store import fact_id_for
-    from retrieval.types import Fact
+    from core.types import Fact
 
     p = Path(config.corpus)
     if not p.exists():
@@ -250,14 +250,14 @@ def read_trees(spec: str, config: RunConfig) -> list[Any]:
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    from retrieval.jsonl import write_jsonl
+    from core.jsonl import write_jsonl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, records)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from retrieval.jsonl import atomic_write_json
+    from core.jsonl import atomic_write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, obj)
@@ -439,7 +439,7 @@ def _stage_qa(config: RunConfig, out: Path, ctx: dict[str, Any], progress: bool)
         from retrieval.prover import Prover, ProverConfig
         from retrieval.qa import run_qa
         from retrieval.store import KnowledgeStore
-        from retrieval.types import Fact
+        from core.types import Fact
     except ImportError as e:
         raise Skip(f"grounded QA is not importable ({e})") from None
     scorer = ctx.get("scorer")
@@ -502,7 +502,7 @@ def _stage_critique(config: RunConfig, out: Path, ctx: dict[str, Any], progress:
     mt_facts = ctx.get("microtheory_facts")
     knowledge = None
     if mt_facts:
-        from retrieval.types import Fact
+        from core.types import Fact
 
         knowledge = FactIndex([Fact(r["id"], r["text"], "microtheory", list(r.get("provenance") or []))
                                for r in mt_facts], ctx["encoder"])
@@ -510,7 +510,7 @@ def _stage_critique(config: RunConfig, out: Path, ctx: dict[str, Any], progress:
         else Advisor(knowledge=None)
     summary = critique_file(out / "model_outputs.jsonl", out / "critiques.jsonl", backend, advisor=advisor,
                             progress=progress)
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
 
     records = [obj for _, obj in iter_jsonl(out / "critiques.jsonl")]
     counts = critique_counts(records)

@@ -59,7 +59,7 @@ def facts_from_inputs(
 ) -> list[Any]:
     """Every input file turned into Facts, all parsed before any store is touched (a bad line stops
     the run with file:line and nothing is written). New input kinds (e.g. entailment trees) hook in here."""
-    from retrieval.errors import InputError
+    from core.errors import InputError
     from retrieval.readers import read_sources
 
     facts = read_sources(inputs, fmt=fmt, split=split, source=source, name=name)

@@ -28,8 +28,8 @@ from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput, split_sentences
 from critique.taxonomy import NONE, general_advice
 from retrieval.entail import EntailmentScorer, content_words
-from retrieval.errors import InputError
-from retrieval.types import Fact
+from core.errors import InputError
+from core.types import Fact
 
 MAX_QUOTE = 200  # characters of a quoted sentence in advice
 
@@ -79,7 +79,7 @@ class StoreKnowledge:
 
 def read_facts(path: str | Path) -> list[Fact]:
     """Facts of a microtheory directory (its facts.jsonl) or of a facts JSONL file."""
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
 
     p = Path(path)
     f = p / "facts.jsonl" if p.is_dir() else p

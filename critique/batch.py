@@ -28,7 +28,7 @@ from critique.format import Critique, parse_ds
 from critique.generative import CritiqueResult
 from critique.inputs import ModelOutput, Row, iter_rows
 from critique.taxonomy import LABELS, NONE
-from retrieval.errors import InputError, MicrotheoryError, ModelError
+from core.errors import InputError, MicrotheoryError, ModelError
 
 FORMATS = ("json", "ds")
 BACKENDS = ("critic", "generative")

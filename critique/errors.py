@@ -1,7 +1,7 @@
 """Errors of the critique stage (subclasses of the project's one base, via InputError)."""
 from __future__ import annotations
 
-from retrieval.errors import InputError
+from core.errors import InputError
 
 
 class CritiqueFormatError(InputError):

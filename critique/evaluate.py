@@ -24,7 +24,7 @@ import numpy as np
 
 from critique.inputs import ModelOutput
 from critique.taxonomy import NONE
-from retrieval.errors import InputError
+from core.errors import InputError
 
 LETTERS = "ABCDEFGHIJ"
 SNLI_OPTIONS = {"A": "entailment", "B": "neutral", "C": "contradiction"}

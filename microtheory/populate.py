@@ -35,8 +35,8 @@ import numpy as np
 
 from microtheory.generators.base import Generator, get_generator
 from microtheory.prompts import DEFAULT_PROMPTS, build_prompts, get_templates, parse_premises
-from retrieval.errors import GeneratorError, InputError, MicrotheoryError
-from retrieval.types import Fact, Proof, Question
+from core.errors import GeneratorError, InputError, MicrotheoryError
+from core.types import Fact, Proof, Question
 
 LOG_SUFFIX = ".populate.jsonl"
 DONE_STATUSES = ("proved", "unproved")
@@ -546,7 +546,7 @@ def load_questions(spec: str | Path, split: str | None = None) -> list[Question]
 
         return load_eb_questions(s.split(":", 1)[1])[1]
     from microtheory.datasets import read_questions_jsonl
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
 
     qs = read_questions_jsonl(s)
     if split is None:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrieval.errors import InputError
+from core.errors import InputError
 
 STATEMENT = "Statement:"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from microtheory.plots import figure_png
-from retrieval.errors import InputError
+from core.errors import InputError
 
 REPORT_NAME = "report.html"
 MAX_QA = 200        # questions drawn (a dev run can have thousands; the rest are counted, not drawn)
@@ -37,7 +37,7 @@ def _read_json(path: Path) -> Any:
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
 
     return [obj for _, obj in iter_jsonl(path)]
 
@@ -443,7 +443,7 @@ def build_html(run_dir: str | Path) -> str:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the report (default `run_dir/report.html`, atomically) and return its path."""
-    from retrieval.jsonl import atomic_write_lines
+    from core.jsonl import atomic_write_lines
 
     path = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     text = build_html(run_dir)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import InputError
-from retrieval.jsonl import iter_jsonl, write_jsonl
+from core.errors import InputError
+from core.jsonl import iter_jsonl, write_jsonl
 
 HYPOTHESIS = "hypothesis"
 _STEP_RE = re.compile(r"^\s*(?P<premises>[^>]+?)\s*->\s*(?P<conclusion>[A-Za-z]+\d*)\s*(?::\s*(?P<text>.*?))?\s*$")

@@ -12,9 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 from microtheory.trees import EntailmentTree
-from retrieval.errors import InputError
+from core.errors import InputError
 from retrieval.store import fact_id_for, normalise_text
-from retrieval.types import Fact, Proof
+from core.types import Fact, Proof
 
 
 def trees_to_records(trees: Iterable[EntailmentTree], generator: str = "entailmentbank",

@@ -5,7 +5,7 @@ cli -> critique, microtheory -> retrieval).
 """
 from __future__ import annotations
 
-from retrieval.errors import MicrotheoryError
-from retrieval.types import Fact, Proof, Question
+from core.errors import MicrotheoryError
+from core.types import Fact, Proof, Question
 
 __all__ = ["Fact", "MicrotheoryError", "Proof", "Question"]

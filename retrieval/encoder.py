@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence, cast, runtime_checkable
 
 import numpy as np
 
-from retrieval.errors import ModelError
+from core.errors import ModelError
 
 ENV_VAR = "MICROTHEORY_ENCODER"
 DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from retrieval.errors import InputError, ModelError
+from core.errors import InputError, ModelError
 
 if TYPE_CHECKING:  # torch is imported lazily: `import retrieval.entail` must stay cheap
     import torch
@@ -169,7 +169,7 @@ class EntailConfig:
                    format_version=v, extra=dict(d.get("extra") or {}))
 
     def save(self, directory: str | Path) -> None:
-        from retrieval.jsonl import atomic_write_json
+        from core.jsonl import atomic_write_json
 
         atomic_write_json(Path(directory) / CONFIG_NAME, self.to_json())
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from retrieval.entail import (ADAPTER_NAME, CONFIG_NAME, CrossEncoderScorer, EntailConfig, build_model,
                               encode_pairs, join_premises, save_adapter)
-from retrieval.errors import InputError, ModelError
-from retrieval.jsonl import atomic_write_json, iter_jsonl, write_jsonl
+from core.errors import InputError, ModelError
+from core.jsonl import atomic_write_json, iter_jsonl, write_jsonl
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ _BLANK = re.compile(r"_{2,}|\(\s*\)")
 def _nlp() -> Any:
     import spacy
 
-    from retrieval.errors import ModelError
+    from core.errors import ModelError
 
     try:
         # Only the tagger is needed: the parser is slow and, on these short questions, often wrong.

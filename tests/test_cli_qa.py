@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from retrieval.encoder import HashingEncoder
 from retrieval.store import KnowledgeStore
-from retrieval.types import Fact
+from core.types import Fact
 
 runner = CliRunner()
 

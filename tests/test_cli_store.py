@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from retrieval.errors import StoreError
+from core.errors import StoreError
 from retrieval.readers import detect_format, read_facts
 from retrieval.store import KnowledgeStore
 

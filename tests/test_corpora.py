@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from corpora import CORPORA_DIR
-from retrieval.types import Fact, Question
+from core.types import Fact, Question
 
 CORPUS = CORPORA_DIR / "science_corpus.jsonl"
 QUESTIONS = CORPORA_DIR / "science_questions.jsonl"

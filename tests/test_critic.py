@@ -101,7 +101,7 @@ def test_tiny_training_run_saves_loads_and_logs(tiny_base, tmp_path):
 
 
 def test_missing_critic_is_a_model_error(tmp_path):
-    from retrieval.errors import ModelError
+    from core.errors import ModelError
 
     with pytest.raises(ModelError, match="no critic at"):
         load_critic(tmp_path / "nothing")

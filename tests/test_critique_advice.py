@@ -12,8 +12,8 @@ from critique.inputs import ModelOutput
 from critique.taxonomy import FLAW_LABELS, general_advice
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
-from retrieval.errors import InputError
-from retrieval.types import Fact
+from core.errors import InputError
+from core.types import Fact
 
 FACTS = [
     Fact("mt:1", "copper is a metal"),

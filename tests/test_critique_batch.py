@@ -15,8 +15,8 @@ from critique.generative import CritiqueResult
 from critique.inputs import ModelOutput
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
-from retrieval.errors import InputError, ModelError
-from retrieval.types import Fact
+from core.errors import InputError, ModelError
+from core.types import Fact
 
 
 class FakeBackend:

@@ -10,7 +10,7 @@ from critique.flaws import (SCORES, FlawExample, build_examples, build_split, fl
 from critique.inputs import split_sentences
 from critique.taxonomy import LABELS
 from microtheory.trees import build_tree
-from retrieval.types import Question
+from core.types import Question
 
 import random
 

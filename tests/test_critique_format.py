@@ -7,7 +7,7 @@ import pytest
 from critique.errors import CritiqueFormatError
 from critique.format import Critique, parse_ds
 from critique.taxonomy import FLAW_LABELS, LABELS, general_advice
-from retrieval.errors import MicrotheoryError
+from core.errors import MicrotheoryError
 
 EXPECTED = (
     "The explanation states or suggests the following:\n"
@@ -104,7 +104,7 @@ def test_multiline_value_continues():
 # --- critique/inputs.py -------------------------------------------------------------------------
 
 from critique.inputs import iter_rows, parse_model_output, read_model_outputs, split_inline_options  # noqa: E402
-from retrieval.errors import InputError  # noqa: E402
+from core.errors import InputError  # noqa: E402
 
 
 def test_split_inline_options():

@@ -17,7 +17,7 @@ from critique.generative import (
     parse_generation,
 )
 from critique.inputs import ModelOutput
-from retrieval.errors import ModelError
+from core.errors import ModelError
 
 REC = ModelOutput(id="q1", question="Which material conducts electricity best?",
                   options={"A": "wood", "B": "copper", "C": "rubber"}, answer_key="B",

@@ -9,7 +9,7 @@ import pytest
 
 from microtheory.distill import DistillGraph, select
 from retrieval.entail import OverlapScorer
-from retrieval.types import Fact
+from core.types import Fact
 
 ROOT = Path(__file__).resolve().parent.parent
 

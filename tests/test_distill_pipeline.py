@@ -14,8 +14,8 @@ from microtheory.distill.prelevance import coverage_curve, heldout_usage, plot_p
 from microtheory.trees import EntailmentTree, read_trees_jsonl
 from microtheory.trees_to_store import corpus_fact_ids, trees_to_records
 from retrieval.entail import OverlapScorer
-from retrieval.errors import InputError
-from retrieval.types import Fact, Proof
+from core.errors import InputError
+from core.types import Fact, Proof
 
 TREES = [
     {"id": "t1", "question_id": "q1", "hypothesis": "an iron nail is attracted by a magnet",

@@ -8,8 +8,8 @@ import pytest
 
 from microtheory.distill import DistillGraph, select
 from microtheory.distill.strategies import STRATEGIES, usage_order
-from retrieval.errors import InputError
-from retrieval.types import Fact, Proof
+from core.errors import InputError
+from core.types import Fact, Proof
 
 
 def brute_force_qc(g: DistillGraph, n: int) -> int:

@@ -19,7 +19,7 @@ from retrieval.encoder import (
     get_encoder,
     resolve_name,
 )
-from retrieval.errors import ModelError
+from core.errors import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from retrieval.entail import (ADAPTER_NAME, CONFIG_NAME, CrossEncoderScorer, Ent
                               OverlapScorer, build_model, join_premises, load_scorer, merge_lora)
 from retrieval.entail_train import (EntailExample, TrainConfig, auroc, best_threshold, decision_metrics, f_beta,
                                     read_examples, train, write_examples)
-from retrieval.errors import InputError, ModelError
+from core.errors import InputError, ModelError
 
 EXAMPLES = [
     EntailExample(("a dog is a kind of mammal", "mammals are warm-blooded"), "a dog is warm-blooded", 1, "step", "t1"),

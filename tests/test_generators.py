@@ -19,7 +19,7 @@ from microtheory.generators.fake_server import FakeOpenAIServer
 from microtheory.generators.openai import OpenAIGenerator
 from microtheory.generators.replay import ReplayGenerator, read_recorded
 from microtheory.prompts import build_prompts, extract_statement, parse_premises
-from retrieval.errors import InputError
+from core.errors import InputError
 
 # ------------------------------------------------------------------------------------ prompts
 

@@ -99,7 +99,7 @@ def test_populate_through_llama_cpp_server(llama_server, tmp_path: Path):
     from retrieval.encoder import HashingEncoder
     from retrieval.entail import OverlapScorer
     from retrieval.store import KnowledgeStore
-    from retrieval.types import Question
+    from core.types import Question
 
     qs = [Question("q1", "What does a magnet attract?", {"A": "an iron nail"}, "A", hypothesis=HYP),
           Question("q2", "Why do plants need sunlight?", {"A": "to make food"}, "A",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from cli.pipeline import RunConfig, load_config, prepare_out_dir, run_pipeline, summary_lines
 from corpora import CORPORA_DIR
-from retrieval.errors import InputError
+from core.errors import InputError
 
 QA_LIMIT = 4
 

@@ -19,7 +19,7 @@ from microtheory.prompts import extract_statement
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
 from retrieval.store import KnowledgeStore
-from retrieval.types import Fact, Question
+from core.types import Fact, Question
 
 HYPS = {
     "q1": "a magnet attracts an iron nail",
@@ -332,7 +332,7 @@ def test_load_questions_split_filter(tmp_path):
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert [q.id for q in load_questions(f, split="train")] == ["q1", "q3"]
     assert len(load_questions(f)) == 3
-    from retrieval.errors import InputError
+    from core.errors import InputError
 
     with pytest.raises(InputError, match="no questions with split"):
         load_questions(f, split="dev")

@@ -9,10 +9,10 @@ import pytest
 
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
-from retrieval.errors import InputError, StoreError
+from core.errors import InputError, StoreError
 from retrieval.prover import Candidate, Prover, ProverConfig
 from retrieval.store import KnowledgeStore
-from retrieval.types import Fact
+from core.types import Fact
 
 FACTS = [
     ("f1", "the sun is a kind of star"),

@@ -10,7 +10,7 @@ from retrieval.entail import OverlapScorer
 from retrieval.prover import Prover
 from retrieval.qa import QAConfig, QASummary, answer_question, run_qa, validate_question
 from retrieval.store import KnowledgeStore
-from retrieval.types import Fact, Question
+from core.types import Fact, Question
 
 FACTS = [
     ("w1", "a magnet attracts iron"),
@@ -106,7 +106,7 @@ def test_context_sentences_serve_as_premises(prover: Prover) -> None:
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path: Path) -> None:
-    from retrieval.errors import StoreError
+    from core.errors import StoreError
 
     ks = KnowledgeStore.create(tmp_path / "e", encoder=HashingEncoder())
     with pytest.raises(StoreError, match="empty"):
@@ -114,7 +114,7 @@ def test_empty_corpus_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_bad_config_is_a_run_error() -> None:
-    from retrieval.errors import InputError
+    from core.errors import InputError
 
     with pytest.raises(InputError, match="retrieval_feature"):
         QAConfig(retrieval_feature="best")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from microtheory.report import build_html, proof_svg, write_report
-from retrieval.errors import InputError
+from core.errors import InputError
 
 
 class Collect(HTMLParser):

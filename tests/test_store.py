@@ -10,9 +10,9 @@ import pytest
 
 from retrieval import store as store_mod
 from retrieval.encoder import HashingEncoder
-from retrieval.errors import EncoderMismatchError, InputError, StoreError
+from core.errors import EncoderMismatchError, InputError, StoreError
 from retrieval.store import KnowledgeStore, fact_id_for, normalise_text
-from retrieval.types import Fact, Proof
+from core.types import Fact, Proof
 
 FACTS = [
     Fact("f1", "The sun is a star.", "corpus", [{"corpus": "test", "line": 1}]),

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from retrieval.errors import EncoderMismatchError, InputError, StoreError
+from core.errors import EncoderMismatchError, InputError, StoreError
 from retrieval.readers import read_facts
 from retrieval.store import KnowledgeStore
-from retrieval.types import Fact
+from core.types import Fact
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -170,7 +170,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from retrieval import store as S
     from retrieval.encoder import HashingEncoder
-    from retrieval.types import Fact
+    from core.types import Fact
 
     mode, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

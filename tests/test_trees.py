@@ -16,7 +16,7 @@ from microtheory.datasets import (
     split_context,
 )
 from microtheory.trees import EntailmentTree, TreeError, build_tree, read_trees_jsonl, write_trees_jsonl
-from retrieval.errors import InputError
+from core.errors import InputError
 
 SENTS = {"sent1": "leo is a kind of constellation", "sent2": "earth orbits the sun causes stars to move",
          "sent3": "a constellation contains stars"}

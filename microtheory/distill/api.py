@@ -10,8 +10,8 @@ from typing import Any
 from microtheory.distill.graph import DistillGraph
 from microtheory.distill.microtheory_dir import Microtheory, write_microtheory
 from microtheory.distill.strategies import STRATEGIES, Selection, select
-from retrieval.errors import InputError
-from retrieval.types import Fact, Proof
+from core.errors import InputError
+from core.types import Fact, Proof
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.types import Fact, Proof
+from core.types import Fact, Proof
 
 _PUNCT = re.compile(r"[^\w\s]")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.errors import InputError
-from retrieval.types import Fact, Proof
+from core.errors import InputError
+from core.types import Fact, Proof
 
 
 @dataclass(frozen=True)

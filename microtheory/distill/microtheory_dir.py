@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import InputError
-from retrieval.types import Fact
+from core.errors import InputError
+from core.types import Fact
 
 FORMAT_VERSION = 1
 KIND = "microtheory"

@@ -18,8 +18,8 @@ import numpy as np
 from microtheory.distill.graph import DistillGraph
 from microtheory.distill.strategies import select
 from microtheory.plots import figure_png
-from retrieval.errors import InputError
-from retrieval.types import Proof
+from core.errors import InputError
+from core.types import Proof
 
 DEFAULT_PS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
 

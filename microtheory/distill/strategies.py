@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from microtheory.distill.graph import DistillGraph
-from retrieval.errors import InputError, SolverError
+from core.errors import InputError, SolverError
 
 STRATEGIES = ("random", "usage", "qc-greedy", "qc-exact", "pc")
 

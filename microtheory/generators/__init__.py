@@ -17,7 +17,7 @@ from microtheory.generators.base import (
     get_generator,
     smollm2_gguf_path,
 )
-from retrieval.errors import GeneratorError
+from core.errors import GeneratorError
 
 __all__ = ["BaseGenerator", "Generator", "GeneratorError", "GeneratorStats", "SamplingParams", "ScriptedGenerator",
            "get_generator", "smollm2_gguf_path"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from microtheory.generators.base import BaseGenerator, SamplingParams
-from retrieval.errors import GeneratorError
+from core.errors import GeneratorError
 
 _LOCK = threading.Lock()
 

@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 
 from microtheory.generators.base import BaseGenerator, SamplingParams, env_default
-from retrieval.errors import GeneratorError, InputError
+from core.errors import GeneratorError, InputError
 
 ENV_BASE_URL = "MICROTHEORY_OPENAI_BASE_URL"
 ENV_MODEL = "MICROTHEORY_OPENAI_MODEL"

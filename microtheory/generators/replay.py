@@ -24,8 +24,8 @@ from typing import Any
 
 from microtheory.generators.base import BaseGenerator, SamplingParams
 from microtheory.prompts import extract_statement, prompt_id_of
-from retrieval.errors import InputError
-from retrieval.jsonl import iter_jsonl
+from core.errors import InputError
+from core.jsonl import iter_jsonl
 
 
 def statement_key(text: str) -> str:
@@ -149,7 +149,7 @@ class ReplayGenerator(BaseGenerator):
 
 def write_generations(records: Sequence[Recorded], path: str | Path) -> int:
     """Write recorded decompositions as the project's generations JSONL (atomically)."""
-    from retrieval.jsonl import write_jsonl
+    from core.jsonl import write_jsonl
 
     return write_jsonl(path, ({"question_id": r.question_id, "hypothesis": r.statement, "generator": r.generator,
                                "prompt_id": r.prompt_id, "premises": list(r.premises)} for r in records))
