@@ -1,6 +1,7 @@
 """Selection strategies: which n facts (or how few facts for a target coverage) to keep.
 
-Every strategy takes a `DistillGraph` and returns a `Selection` (chosen fact ids in the order they
+Every strategy is registered in `STRATEGIES` under a stable name and takes a `DistillGraph` and a
+`SelectionRequest`; `select` runs one and returns a `Selection` (chosen fact ids in the order they
 were chosen, and a report: size, questions with a complete proof, complete proofs, time, plus what
 the strategy adds, e.g. the optimality gap of `qc-exact`). Free (corpus) facts are not in the graph's
 fact arrays, so they never count against the budget.
@@ -14,7 +15,9 @@ fact arrays, so they never count against the budget.
   limit; the optimality gap is reported, and on a time-out the best solution found is returned flagged.
 - `pc`: proof coverage, the same greedy counting complete proofs instead of questions.
 
-Ties go to facts used by more questions (generality).
+Ties go to facts used by more questions (generality). A new strategy is a function
+`(graph, request) -> (chosen fact indices in order, report fragment)` plus `@STRATEGIES.register(name)`;
+an order-based one can leave the target mode to `take_in_order`.
 """
 from __future__ import annotations
 
@@ -23,14 +26,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from microtheory.distill.graph import DistillGraph
 from core.errors import InputError, SolverError
-
-STRATEGIES = ("random", "usage", "qc-greedy", "qc-exact", "pc")
+from core.registry import Registry
+from microtheory.distill.graph import DistillGraph
 
 # Weight of the "progress toward other proofs" term in the greedy's key (0: questions gained per fact only).
 SHARE_WEIGHT = 0.25  # chosen on the EB train graph and a synthetic graph (bench/distill_bench.py)
@@ -38,6 +40,28 @@ SHARE_WEIGHT = 0.25  # chosen on the EB train graph and a synthetic graph (bench
 # Full subset lookahead up to this many missing facts (2^8 - 1 bucket probes); larger proofs probe
 # subsets of size <= 2 and the whole missing set only.
 _FULL_LOOKAHEAD = 8
+
+
+@dataclass(frozen=True)
+class SelectionRequest:
+    """What a strategy is asked for: exactly one of `budget` (a number of facts) and `target` (a
+    question coverage in (0, 1]), already checked by `select`."""
+
+    budget: int | None = None
+    target: float | None = None
+    seed: int = 0
+    time_limit: float = 60.0
+
+
+class Strategy(Protocol):
+    """A selection strategy: the chosen fact indices of `graph` in the order chosen (at most
+    `request.budget` of them, or enough for `request.target`) and what it adds to the report."""
+
+    def __call__(self, graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+        ...
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 @dataclass(frozen=True)
@@ -61,8 +85,26 @@ def select(graph: DistillGraph, strategy: str, budget: int | None = None, target
     `fill=True` spends budget a strategy left unused (e.g. when every coverable question is covered)
     on the most-used remaining facts, so that strategies are compared at equal size.
     """
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    run = STRATEGIES.get(strategy)
+    request = check_request(budget, target, seed, time_limit)
+    if graph.n_proofs == 0:
+        raise InputError("the graph has no proofs")
+    t0 = time.perf_counter()
+    chosen, extra = run(graph, request)
+    chosen = _checked_choice(graph, strategy, chosen, request.budget)
+    if fill and request.budget is not None and len(chosen) < request.budget:
+        extra = {**extra, "filled": _fill(graph, chosen, request.budget)}
+    elapsed = time.perf_counter() - t0
+    idx = np.asarray(chosen, dtype=np.int64)
+    cov = graph.coverage(idx)
+    report: dict[str, Any] = {"strategy": strategy, "budget": request.budget, "target": target, **cov.to_json(),
+                              "time_s": round(elapsed, 4), **extra}
+    return Selection(strategy, tuple(graph.fact_ids[i] for i in chosen), idx, report)
+
+
+def check_request(budget: int | None, target: float | None, seed: int = 0,
+                  time_limit: float = 60.0) -> SelectionRequest:
+    """A SelectionRequest, or an InputError saying which argument is wrong."""
     if (budget is None) == (target is None):
         raise InputError("give exactly one of a budget (number of facts) or a target coverage")
     if budget is not None:
@@ -73,38 +115,30 @@ def select(graph: DistillGraph, strategy: str, budget: int | None = None, target
         raise InputError(f"target coverage must be in (0, 1], got {target!r}")
     if time_limit <= 0:
         raise InputError(f"time limit must be positive, got {time_limit!r}")
-    if graph.n_proofs == 0:
-        raise InputError("the graph has no proofs")
+    return SelectionRequest(budget, target, seed, time_limit)
 
-    t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if strategy == "random":
-        order = np.random.default_rng(seed).permutation(graph.n_facts)
-        chosen = _take_in_order(graph, order, budget, target)
-        extra["seed"] = seed
-    elif strategy == "usage":
-        chosen = _take_in_order(graph, usage_order(graph), budget, target)
-    elif strategy == "qc-greedy":
-        chosen, extra = greedy_cover(graph, budget=budget, target=target, unit="question")
-    elif strategy == "pc":
-        chosen, extra = greedy_cover(graph, budget=budget, target=target, unit="proof")
-    else:
-        chosen, extra = exact_cover(graph, budget=budget, target=target, time_limit=time_limit)
-    if fill and budget is not None and len(chosen) < budget:
-        have = set(chosen)
-        extra["filled"] = 0
-        for f in usage_order(graph):
-            if len(chosen) >= budget:
-                break
-            if int(f) not in have:
-                chosen.append(int(f))
-                extra["filled"] += 1
-    elapsed = time.perf_counter() - t0
-    idx = np.asarray(chosen, dtype=np.int64)
-    cov = graph.coverage(idx)
-    report: dict[str, Any] = {"strategy": strategy, "budget": budget, "target": target, **cov.to_json(),
-                              "time_s": round(elapsed, 4), **extra}
-    return Selection(strategy, tuple(graph.fact_ids[i] for i in chosen), idx, report)
+
+def _checked_choice(graph: DistillGraph, strategy: str, chosen: list[int], budget: int | None) -> list[int]:
+    """A strategy's answer as plain ints, after checking it (a registered strategy may be anyone's code)."""
+    out = [int(f) for f in chosen]
+    if any(not 0 <= f < graph.n_facts for f in out) or len(set(out)) != len(out):
+        raise SolverError(f"strategy {strategy!r} returned fact indices that are out of range or repeated")
+    if budget is not None and len(out) > budget:
+        raise SolverError(f"strategy {strategy!r} chose {len(out)} facts, over the budget of {budget}")
+    return out
+
+
+def _fill(graph: DistillGraph, chosen: list[int], budget: int) -> int:
+    """Append the most-used facts not chosen until `chosen` has `budget` of them; how many were added."""
+    have = set(chosen)
+    added = 0
+    for f in usage_order(graph):
+        if len(chosen) >= budget:
+            break
+        if int(f) not in have:
+            chosen.append(int(f))
+            added += 1
+    return added
 
 
 def usage_order(graph: DistillGraph) -> np.ndarray:
@@ -114,9 +148,11 @@ def usage_order(graph: DistillGraph) -> np.ndarray:
     return np.lexsort((np.arange(graph.n_facts), -gen, -uses))
 
 
-def _take_in_order(graph: DistillGraph, order: np.ndarray, budget: int | None, target: float | None) -> list[int]:
-    if budget is not None:
-        return [int(f) for f in order[:budget]]
+def take_in_order(graph: DistillGraph, order: np.ndarray, request: SelectionRequest) -> list[int]:
+    """The first `request.budget` facts of `order`, or the shortest prefix reaching `request.target`."""
+    if request.budget is not None:
+        return [int(f) for f in order[:request.budget]]
+    target = request.target
     assert target is not None
     need = math.ceil(target * graph.n_questions - 1e-9)
     tracker = _Tracker(graph)
@@ -130,6 +166,33 @@ def _take_in_order(graph: DistillGraph, order: np.ndarray, budget: int | None, t
         raise SolverError(f"target coverage {target} is not reachable: at most {tracker.covered} of "
                           f"{graph.n_questions} questions have a proof")
     return chosen
+
+
+# ------------------------------------------------------------------------------------------ registered strategies
+@STRATEGIES.register("random", help="a seeded random order of the facts proofs use (--seed)")
+def random_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+    order = np.random.default_rng(request.seed).permutation(graph.n_facts)
+    return take_in_order(graph, order, request), {"seed": request.seed}
+
+
+@STRATEGIES.register("usage", help="facts used by the most proofs first")
+def usage_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+    return take_in_order(graph, usage_order(graph), request), {}
+
+
+@STRATEGIES.register("qc-greedy", help="question coverage, greedily by whole proofs with lookahead")
+def qc_greedy_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+    return greedy_cover(graph, budget=request.budget, target=request.target, unit="question")
+
+
+@STRATEGIES.register("qc-exact", help="question coverage solved as an integer program (HiGHS, --time-limit)")
+def qc_exact_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+    return exact_cover(graph, budget=request.budget, target=request.target, time_limit=request.time_limit)
+
+
+@STRATEGIES.register("pc", help="proof coverage: the greedy counting complete proofs")
+def pc_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+    return greedy_cover(graph, budget=request.budget, target=request.target, unit="proof")
 
 
 class _Tracker:
@@ -469,13 +532,54 @@ def exact_cover(graph: DistillGraph, budget: int | None = None, target: float | 
     sum z >= target questions, minimise sum x. Only x needs to be integral: for integral x the optimal
     y and z are integral too, which keeps the branch-and-bound small.
     """
-    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.optimize import Bounds, milp
+
+    report: dict[str, Any] = {"solver": "highs-milp", "time_limit_s": time_limit}
+    program = _cover_program(graph, budget, target, report)
+    if program is None:
+        report.update(status="trivial", optimal=True, gap=0.0, timed_out=False)
+        return [], report
+    t0 = time.perf_counter()
+    res = milp(program.c, constraints=program.constraints, integrality=program.integrality, bounds=Bounds(0, 1),
+               options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False})
+    report["solve_s"] = round(time.perf_counter() - t0, 4)
+    if res.status not in (0, 1):
+        raise SolverError(f"HiGHS could not solve the coverage program: {res.message}")
+    chosen, obj = _solution(graph, program, res, budget, target, report)
+    dual = getattr(res, "mip_dual_bound", None)
+    if dual is not None and np.isfinite(dual):
+        bound = -dual if budget is not None else dual
+        report["bound"] = round(float(bound) + (program.n_free if budget is not None else 0), 4)
+        report["gap"] = round(float(abs(bound - obj) / max(abs(bound), 1e-9)), 6)
+    else:
+        report["gap"] = None if res.status == 1 else 0.0
+    return chosen, report
+
+
+@dataclass(frozen=True)
+class _CoverProgram:
+    """The coverage program over its active part: facts, proofs and questions not settled for free.
+    Variables are [x (one per `facts`), y (one per active proof), z (one per active question)]."""
+
+    facts: np.ndarray  # graph fact index of each x variable
+    n_free: int  # questions the free facts alone already cover
+    c: np.ndarray
+    constraints: Any  # scipy.optimize.LinearConstraint
+    integrality: np.ndarray
+
+
+def _cover_program(graph: DistillGraph, budget: int | None, target: float | None,
+                   report: dict[str, Any]) -> _CoverProgram | None:
+    """The program for `budget` or `target`; None when nothing is left to solve. Adds `free_questions`
+    to `report`; a SolverError when the target cannot be reached."""
+    from scipy.optimize import LinearConstraint
     from scipy.sparse import coo_matrix, vstack
 
     cost = graph.proof_cost()
     free_q = np.zeros(graph.n_questions, dtype=bool)
     free_q[graph.free_questions()] = True
     n_free = int(free_q.sum())
+    report["free_questions"] = n_free
     # Active part: proofs that need facts, of questions not already covered for free.
     act_p = np.flatnonzero((cost > 0) & ~free_q[graph.proof_question])
     rows = graph.proof_rows()
@@ -485,20 +589,17 @@ def exact_cover(graph: DistillGraph, budget: int | None = None, target: float | 
     p_local = np.searchsorted(act_p, inc_p)
     act_q, q_local = np.unique(graph.proof_question[act_p], return_inverse=True)
     nx_, ny, nz = len(act_f), len(act_p), len(act_q)
-    report: dict[str, Any] = {"solver": "highs-milp", "time_limit_s": time_limit, "free_questions": n_free}
     if ny == 0:
-        report.update(status="trivial", optimal=True, gap=0.0, timed_out=False)
-        return [], report
+        return None
+    need = 0
     if target is not None:
         need = max(0, math.ceil(target * graph.n_questions - 1e-9) - n_free)
         if need > nz:
             raise SolverError(f"target coverage {target} is not reachable: only {nz + n_free} of "
                               f"{graph.n_questions} questions have a proof")
         if need == 0:
-            report.update(status="trivial", optimal=True, gap=0.0, timed_out=False)
-            return [], report
-    nv = nx_ + ny + nz
-    m = len(inc_p)
+            return None
+    nv, m = nx_ + ny + nz, len(inc_p)
     # y_p - x_f <= 0 per incidence
     a1 = coo_matrix((np.concatenate([np.ones(m), -np.ones(m)]),
                      (np.concatenate([np.arange(m), np.arange(m)]), np.concatenate([nx_ + p_local, f_local]))),
@@ -508,59 +609,51 @@ def exact_cover(graph: DistillGraph, budget: int | None = None, target: float | 
                      (np.concatenate([np.arange(nz), q_local]),
                       np.concatenate([nx_ + ny + np.arange(nz), nx_ + np.arange(ny)]))), shape=(nz, nv))
     c = np.zeros(nv)
+    counted = np.arange(nx_) if budget is not None else nx_ + ny + np.arange(nz)  # sum x <= n, or sum z >= need
+    a3 = coo_matrix((np.ones(len(counted)), (np.zeros(len(counted), dtype=np.int64), counted)), shape=(1, nv))
     if budget is not None:
-        a3 = coo_matrix((np.ones(nx_), (np.zeros(nx_, dtype=np.int64), np.arange(nx_))), shape=(1, nv))
         lb3, ub3 = -np.inf, float(budget)
         c[nx_ + ny:] = -1.0
     else:
-        a3 = coo_matrix((np.ones(nz), (np.zeros(nz, dtype=np.int64), nx_ + ny + np.arange(nz))), shape=(1, nv))
         lb3, ub3 = float(need), np.inf
         c[:nx_] = 1.0
-    a = vstack([a1, a2, a3]).tocsr()
     lb = np.concatenate([np.full(m + nz, -np.inf), [lb3]])
     ub = np.concatenate([np.zeros(m + nz), [ub3]])
     integrality = np.zeros(nv)
     integrality[:nx_] = 1
     integrality[nx_ + ny:] = 1  # integral z lets HiGHS see the objective is integral and close the gap
-    t0 = time.perf_counter()
-    res = milp(c, constraints=LinearConstraint(a, lb, ub), integrality=integrality, bounds=Bounds(0, 1),
-               options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False})
-    report["solve_s"] = round(time.perf_counter() - t0, 4)
+    return _CoverProgram(act_f, n_free, c, LinearConstraint(vstack([a1, a2, a3]).tocsr(), lb, ub), integrality)
+
+
+def _solution(graph: DistillGraph, program: _CoverProgram, res: Any, budget: int | None, target: float | None,
+              report: dict[str, Any]) -> tuple[list[int], float]:
+    """The chosen facts and their objective value: the solver's incumbent, or the greedy answer when
+    the solver stopped at its time limit without an incumbent or with a worse one."""
+    def objective(chosen: list[int]) -> float:
+        if budget is None:
+            return len(chosen)
+        return _count_units(graph, graph.proof_question, chosen) - program.n_free
+
     timed_out = res.status == 1
-    if res.status not in (0, 1):
-        raise SolverError(f"HiGHS could not solve the coverage program: {res.message}")
-    dual = getattr(res, "mip_dual_bound", None)
     if res.x is None:
-        # Time-out before any incumbent: fall back to the greedy answer and say so.
         chosen, _ = greedy_cover(graph, budget=budget, target=target)
         report.update(status="time-out, no incumbent: greedy solution returned", timed_out=True, optimal=False,
                       fallback="qc-greedy")
-        obj = _count_units(graph, graph.proof_question, chosen) - n_free if budget is not None else len(chosen)
-    else:
-        x = res.x[:nx_] > 0.5
-        chosen = [int(f) for f in act_f[x]]
-        # Facts in no complete proof do not change the objective; drop them.
-        chosen = _prune_unneeded(graph, chosen)
-        obj = -res.fun if budget is not None else res.fun
-        report.update(status="optimal" if res.status == 0 else "time limit reached: best solution found",
-                      timed_out=timed_out, optimal=res.status == 0)
-        if timed_out:
-            # The solver's incumbent can be poor when stopped early: keep the greedy answer if it is better.
-            g_chosen, _ = greedy_cover(graph, budget=budget, target=target)
-            g_obj = _count_units(graph, graph.proof_question, g_chosen) - n_free if budget is not None \
-                else len(g_chosen)
-            if (budget is not None and g_obj > obj) or (budget is None and g_obj < obj):
-                chosen, obj = g_chosen, g_obj
-                report.update(status="time limit reached: greedy solution (better than the solver's incumbent)",
-                              fallback="qc-greedy")
-    if dual is not None and np.isfinite(dual):
-        bound = -dual if budget is not None else dual
-        report["bound"] = round(float(bound) + (n_free if budget is not None else 0), 4)
-        denom = max(abs(bound), 1e-9)
-        report["gap"] = round(float(abs(bound - obj) / denom), 6)
-    else:
-        report["gap"] = None if timed_out else 0.0
-    return chosen, report
+        return chosen, objective(chosen)
+    # Facts in no complete proof do not change the objective; drop them.
+    chosen = _prune_unneeded(graph, [int(f) for f in program.facts[res.x[:len(program.facts)] > 0.5]])
+    obj = -res.fun if budget is not None else res.fun
+    report.update(status="optimal" if res.status == 0 else "time limit reached: best solution found",
+                  timed_out=timed_out, optimal=res.status == 0)
+    if timed_out:
+        # The solver's incumbent can be poor when stopped early: keep the greedy answer if it is better.
+        g_chosen, _ = greedy_cover(graph, budget=budget, target=target)
+        g_obj = objective(g_chosen)
+        if (budget is not None and g_obj > obj) or (budget is None and g_obj < obj):
+            report.update(status="time limit reached: greedy solution (better than the solver's incumbent)",
+                          fallback="qc-greedy")
+            return g_chosen, g_obj
+    return chosen, obj
 
 
 def _prune_unneeded(graph: DistillGraph, chosen: list[int]) -> list[int]:

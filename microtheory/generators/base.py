@@ -1,7 +1,8 @@
 """The generator contract: prompt(s) in, n candidate texts per prompt out.
 
 Every backend (an OpenAI-compatible server, llama.cpp or transformers in-process, replayed files,
-the scripted test double) implements `Generator`. `get_generator(spec)` builds one from a string:
+the scripted test double) implements `Generator` and is registered in `GENERATORS` under a stable
+name. `get_generator(spec)` builds one from a string `NAME:ARG`:
 
     openai:http://127.0.0.1:8080/v1#model     any OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama)
     openai:                                   base URL and model from $MICROTHEORY_OPENAI_BASE_URL /
@@ -11,11 +12,14 @@ the scripted test double) implements `Generator`. `get_generator(spec)` builds o
     replay:path.jsonl[,more.jsonl]            recorded generations / trees (see `replay.py`)
     scripted:path.json                        the test double: canned answers from a JSON list
 
-Constructors are cheap: models load and servers are contacted on the first `generate`.
+Constructors are cheap: models load and servers are contacted on the first `generate`. A new
+backend is a `Generator` class plus a factory `(arg, **options) -> Generator` registered with
+`@GENERATORS.register("name", help=...)`; nothing else changes (the CLI's help reads the registry).
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import GeneratorError, InputError
+from core.registry import Registry
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -179,61 +184,87 @@ def _split_model(rest: str) -> tuple[str, str | None]:
     return rest, None
 
 
+class GeneratorFactory(Protocol):
+    """Builds a backend from the part of a spec after `NAME:` (may be empty) and the caller's options."""
+
+    def __call__(self, arg: str, **options: Any) -> Generator:
+        ...
+
+
+GENERATORS: Registry[GeneratorFactory] = Registry("generator backend")
+
+# Specs without a colon that mean more than `NAME:`.
+_SHORTHANDS = {"smollm2": "llama-cpp:smollm2"}
+
+
 def get_generator(spec: str | Generator, **options: Any) -> Generator:
-    """A generator from a spec string (see the module docstring); a Generator passes through.
+    """A generator from a spec string `NAME:ARG` (NAME registered in GENERATORS; see the module
+    docstring); a bare `NAME` is `NAME:`; a Generator passes through.
 
     `options` go to the backend's constructor (e.g. timeout=30, retries=2 for openai; n_ctx for
     llama-cpp; device for hf).
     """
     if not isinstance(spec, str):
         return spec
-    spec = spec.strip()
-    kind, sep, rest = spec.partition(":")
-    if not sep:
-        if spec in ("smollm2", "llama-cpp"):
-            kind, rest = "llama-cpp", "smollm2"
-        elif spec == "openai":
-            kind, rest = "openai", ""
-        else:
-            raise InputError(f"generator spec {spec!r} has no backend prefix; use one of openai:URL#MODEL, "
-                             "llama-cpp:PATH.gguf, hf:MODEL, replay:FILE.jsonl, scripted:FILE.json")
+    spec = _SHORTHANDS.get(spec.strip(), spec.strip())
+    kind, sep, arg = spec.partition(":")
     kind = kind.lower()
-    if kind == "openai":
-        from microtheory.generators.openai import OpenAIGenerator
+    if kind not in GENERATORS:
+        what = "unknown generator backend" if sep else "no backend prefix (NAME:ARG) in generator spec"
+        raise InputError(f"{what} {kind if sep else spec!r}; use one of: {GENERATORS.help()}")
+    return GENERATORS.get(kind)(arg, **options)
 
-        url, model = _split_model(rest)
-        return OpenAIGenerator(base_url=url or None, model=model, **options)
-    if kind in ("llama-cpp", "llamacpp", "gguf"):
-        from microtheory.generators.local import LlamaCppGenerator
 
-        path = str(smollm2_gguf_path()) if rest in ("", "smollm2") else rest
-        return LlamaCppGenerator(path, **options)
-    if kind in ("hf", "transformers"):
-        from microtheory.generators.local import HFGenerator
+# ------------------------------------------------------------------------------------------ the backends
+# Each imports its module on use, so that importing this package stays cheap.
+@GENERATORS.register("openai", help="an OpenAI-compatible server, openai:http://HOST:PORT/v1#MODEL "
+                     "(openai: takes $MICROTHEORY_OPENAI_BASE_URL and $MICROTHEORY_OPENAI_MODEL)")
+def _openai(arg: str, **options: Any) -> Generator:
+    from microtheory.generators.openai import OpenAIGenerator
 
-        if rest in ("", "smollm2"):
-            gguf = smollm2_gguf_path()
-            return HFGenerator(str(gguf.parent), gguf_file=gguf.name, name="hf:smollm2", **options)
-        model, gguf_file = _split_model(rest)
-        return HFGenerator(model, gguf_file=gguf_file, **options)
-    if kind == "replay":
-        from microtheory.generators.replay import ReplayGenerator
+    url, model = _split_model(arg)
+    return OpenAIGenerator(base_url=url or None, model=model, **options)
 
-        paths = [p for p in rest.split(",") if p]
-        if not paths:
-            raise InputError("replay: needs at least one file, e.g. replay:corpora/generations.jsonl")
-        return ReplayGenerator(paths, **options)
-    if kind == "scripted":
-        import json
 
-        try:
-            responses = json.loads(Path(rest).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InputError(f"scripted generator needs a JSON list of answers: {e}", rest) from None
-        if not isinstance(responses, list):
-            raise InputError("scripted generator needs a JSON list of answers", rest)
-        return ScriptedGenerator([str(r) for r in responses], name=f"scripted:{Path(rest).name}")
-    raise InputError(f"unknown generator backend {kind!r} in {spec!r}; use openai, llama-cpp, hf, replay or scripted")
+@GENERATORS.register("llama-cpp", aliases=("llamacpp", "gguf"),
+                     help="llama.cpp in this process, llama-cpp:PATH.gguf or llama-cpp:smollm2")
+def _llama_cpp(arg: str, **options: Any) -> Generator:
+    from microtheory.generators.local import LlamaCppGenerator
+
+    return LlamaCppGenerator(str(smollm2_gguf_path()) if arg in ("", "smollm2") else arg, **options)
+
+
+@GENERATORS.register("hf", aliases=("transformers",),
+                     help="a transformers causal LM, hf:MODEL, hf:REPO#FILE.gguf or hf:smollm2")
+def _hf(arg: str, **options: Any) -> Generator:
+    from microtheory.generators.local import HFGenerator
+
+    if arg in ("", "smollm2"):
+        gguf = smollm2_gguf_path()
+        return HFGenerator(str(gguf.parent), gguf_file=gguf.name, name="hf:smollm2", **options)
+    model, gguf_file = _split_model(arg)
+    return HFGenerator(model, gguf_file=gguf_file, **options)
+
+
+@GENERATORS.register("replay", help="recorded generations or trees, replay:FILE.jsonl[,FILE2.jsonl]")
+def _replay(arg: str, **options: Any) -> Generator:
+    from microtheory.generators.replay import ReplayGenerator
+
+    paths = [p for p in arg.split(",") if p]
+    if not paths:
+        raise InputError("replay: needs at least one file, e.g. replay:corpora/generations.jsonl")
+    return ReplayGenerator(paths, **options)
+
+
+@GENERATORS.register("scripted", help="the test double, scripted:FILE.json (a JSON list of canned answers)")
+def _scripted(arg: str, **options: Any) -> Generator:
+    try:
+        responses = json.loads(Path(arg).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"scripted generator needs a JSON list of answers: {e}", arg) from None
+    if not isinstance(responses, list):
+        raise InputError("scripted generator needs a JSON list of answers", arg)
+    return ScriptedGenerator([str(r) for r in responses], name=f"scripted:{Path(arg).name}")
 
 
 def env_default(name: str, fallback: str | None = None) -> str | None:
