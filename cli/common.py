@@ -1,4 +1,5 @@
-"""What every command shares: error handling, groups with a default command, JSON output."""
+"""What every command shares: error handling, groups with a default command, JSON output, and
+option help generated from the library's registries (so the CLI never copies a list of names)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from core.errors import MicrotheoryError
+from core.registry import Registry
 
 
 class ErrorHandlingGroup(TyperGroup):
@@ -54,3 +56,11 @@ def default_group(command: str) -> type[DefaultCommandGroup]:
 def echo_json(obj: Any) -> None:
     """Print one JSON document to stdout (for `--json`: scripts read this, so nothing else goes to stdout)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def registry_help(lead: str, registry: Registry[Any], extra: tuple[str, ...] = ()) -> str:
+    """Help for an option whose value is a name in `registry`: `lead`, then every registered name with
+    its one-line help (as registered when the command module loaded), then `extra` choices such as
+    "auto (guessed)". The library checks the name when the command runs, so an entry registered later
+    is accepted too."""
+    return f"{lead}: " + ", ".join((registry.help(), *extra)) + "."

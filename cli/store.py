@@ -12,7 +12,8 @@ from typing import Any, List, Optional, Sequence
 
 import typer
 
-from cli.common import echo_json
+from cli.common import echo_json, registry_help
+from retrieval.readers import READERS
 
 app = typer.Typer(
     help="Build, search and maintain knowledge stores (sentences + provenance in a FAISS index).\n\n"
@@ -20,14 +21,6 @@ app = typer.Typer(
     "microtheory store search runs/science 'what makes water evaporate'",
     no_args_is_help=True,
 )
-
-
-class InputFormat(str, Enum):
-    auto = "auto"
-    text = "text"
-    docs = "docs"
-    jsonl = "jsonl"
-    eb_corpus = "eb-corpus"
 
 
 class Source(str, Enum):
@@ -155,15 +148,14 @@ def export_store(store: Path, out: Path, fmt: str = "jsonl") -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- commands
 
-_FORMAT_HELP = ("Input format: text (a sentence a line), docs (raw text split with spaCy), jsonl "
-                "({id?, text, source?, provenance?}), eb-corpus (JSON {uuid: sentence}); auto guesses.")
+_FORMAT_HELP = registry_help("Input format", READERS, ("auto (guessed from the extension and content)",))
 
 
 @app.command("build")
 def build_cmd(
     inputs: List[Path] = typer.Argument(..., help="Input files (text, docs, facts JSONL, EB corpus JSON)."),
     out: Path = typer.Option(..., "--out", "-o", help="Store folder to create."),
-    fmt: InputFormat = typer.Option(InputFormat.auto, "--format", "-f", help=_FORMAT_HELP),
+    fmt: str = typer.Option("auto", "--format", "-f", metavar="NAME", help=_FORMAT_HELP),
     split: bool = typer.Option(False, "--split", help="Split texts into sentences with spaCy."),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e",
                                           help="Sentence-transformers model name or folder, or 'hashing' "
@@ -180,7 +172,7 @@ def build_cmd(
 
     Example: microtheory store build ../shared/data/entailmentbank/worldtree_corpus_sentences_extended.json --out runs/worldtree
     """
-    summary = build_store(inputs, out, fmt=fmt.value, split=split, encoder=encoder, source=source.value,
+    summary = build_store(inputs, out, fmt=fmt, split=split, encoder=encoder, source=source.value,
                           name=name, force=force, index=index.value, batch_size=batch_size, progress=not json_out)
     if json_out:
         echo_json(summary)
@@ -195,7 +187,7 @@ def build_cmd(
 def add_cmd(
     store: Path = typer.Argument(..., help="Existing store folder."),
     inputs: List[Path] = typer.Argument(..., help="Input files to add."),
-    fmt: InputFormat = typer.Option(InputFormat.auto, "--format", "-f", help=_FORMAT_HELP),
+    fmt: str = typer.Option("auto", "--format", "-f", metavar="NAME", help=_FORMAT_HELP),
     split: bool = typer.Option(False, "--split", help="Split texts into sentences with spaCy."),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Must be the store's encoder (default: it)."),
     source: Source = typer.Option(Source.corpus, "--source", help="Source of facts that name none."),
@@ -207,7 +199,7 @@ def add_cmd(
 
     Example: microtheory store add runs/science generated.jsonl --source generated
     """
-    s = add_to_store(store, inputs, fmt=fmt.value, split=split, encoder=encoder, source=source.value, name=name,
+    s = add_to_store(store, inputs, fmt=fmt, split=split, encoder=encoder, source=source.value, name=name,
                      batch_size=batch_size, progress=not json_out)
     if json_out:
         echo_json(s)

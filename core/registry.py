@@ -100,9 +100,9 @@ class Registry(Generic[T]):
         """Registered names (aliases excluded) in registration order."""
         return tuple(self._entries)
 
-    def help(self, sep: str = "; ") -> str:
-        """'name: help' for every entry, joined by `sep` (for option help texts and docs)."""
-        return sep.join(f"{e.name}: {e.help}" if e.help else e.name for e in self._entries.values())
+    def help(self, sep: str = ", ") -> str:
+        """'name (help)' for every entry, joined by `sep` (for option help texts and docs)."""
+        return sep.join(f"{e.name} ({e.help})" if e.help else e.name for e in self._entries.values())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and (name in self._entries or name in self._aliases)

