@@ -312,7 +312,10 @@ def main() -> None:
     ap.add_argument("--vectors-from", type=Path, default=ROOT / ".cache" / "worldtree_store",
                     help="an existing store built with the same encoder: its vectors are reused")
     ap.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[100, 250, 500, 1000, 2000])
-    ap.add_argument("--strategies", type=lambda s: s.split(","), default=["random", "usage", "qc-greedy", "qc-exact", "pc"])
+    from microtheory.distill import STRATEGIES
+
+    ap.add_argument("--strategies", type=lambda s: s.split(","), default=list(STRATEGIES),
+                    help=f"comma-separated; registered: {', '.join(STRATEGIES)}")
     ap.add_argument("--threshold", type=float, default=None, help="entailment threshold (default: the scorer's own)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N dev questions (0: all)")
     ap.add_argument("--seed", type=int, default=0)

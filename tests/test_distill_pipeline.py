@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from microtheory.distill import DistillGraph, distill, read_microtheory
+from microtheory.distill import DistillConfig, DistillGraph, distill, read_microtheory
 from microtheory.distill.canonicalise import canonicalise, simple_key
 from microtheory.distill.prelevance import coverage_curve, heldout_usage, plot_prelevance, prelevance_study
 from microtheory.trees import EntailmentTree, read_trees_jsonl
@@ -74,6 +74,39 @@ def test_distill_writes_a_readable_directory(store: Path, tmp_path: Path):
     shared = [f for f in mt.facts if f.text.lower().startswith("iron is attracted")]
     assert shared and mt.usage[shared[0].id] == {"proofs": 2, "questions": 2}
     assert mt.report["selection"]["optimal"] is True and mt.merge_map == {}
+
+
+def test_distill_config_and_keyword_options_agree(store: Path, tmp_path: Path):
+    cfg = DistillConfig(strategy="qc-exact", budget=3, overwrite=False)
+    a = distill(store, cfg, out=tmp_path / "mt")
+    b = distill(store, budget=3, strategy="qc-exact")  # keyword options: the same DistillConfig fields
+    assert a.selection.fact_ids == b.selection.fact_ids
+    assert read_microtheory(tmp_path / "mt").manifest["budget"] == 3
+    with pytest.raises(InputError, match="exists"):
+        distill(store, cfg, out=tmp_path / "mt")  # overwrite=False keeps what is there
+    c = distill(store, cfg, budget=1)  # an option overrides the config's field
+    assert c.selection.report["budget"] == 1 and c.microtheory.manifest["budget"] == 1 and cfg.budget == 3
+    with pytest.raises(TypeError):
+        distill(store, 3)  # the old positional budget is refused, not misread
+    with pytest.raises(TypeError):
+        distill(store, budgett=3)  # a misspelt option is not silently ignored
+    with pytest.raises(InputError, match="unknown strategy 'magic'; choose one of random"):
+        distill(store, budget=3, strategy="magic")
+
+
+def test_tree_files_detect_their_format(trees_file: Path, tmp_path: Path):
+    from microtheory.tree_files import TREE_FORMATS, read_trees, tree_formats
+
+    assert tree_formats() == ("auto", *TREE_FORMATS.names())
+    assert [t.id for t in read_trees(trees_file)] == [t.id for t in read_trees(trees_file, "jsonl")] == ["t1", "t2", "t3"]
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"foo": 1}\n')
+    with pytest.raises(InputError, match="unknown tree format"):
+        read_trees(odd)
+    with pytest.raises(InputError, match="unknown tree format 'xml'; choose one of eb-train, eb-dev, jsonl"):
+        read_trees(trees_file, "xml")
+    r = CliRunner().invoke(app, ["distill", "build-store", str(odd), "--out", str(tmp_path / "s"), "--format", "jsonl"])
+    assert r.exit_code == 2 and "odd.jsonl" in r.output and not (tmp_path / "s").exists()
 
 
 def test_corpus_facts_are_free(store: Path):
