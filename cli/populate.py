@@ -5,16 +5,16 @@ from pathlib import Path
 
 import typer
 
-from cli.common import echo_json
+from cli.common import echo_json, registry_help
+from microtheory.generators.base import GENERATORS
 
 
 def populate_cmd(
     questions: str = typer.Option(..., "--questions", "-q",
                                   help="Questions JSONL (with answer keys or hypotheses), or eb:train / eb:dev."),
     store: Path = typer.Option(..., "--store", "-s", help="Knowledge store folder (created when missing)."),
-    generator: str = typer.Option(..., "--generator", "-g",
-                                  help="openai:http://HOST:PORT/v1#MODEL, openai: (env), llama-cpp:PATH.gguf, "
-                                       "llama-cpp:smollm2, hf:MODEL, hf:smollm2, replay:FILE.jsonl"),
+    generator: str = typer.Option(..., "--generator", "-g", metavar="NAME:ARG",
+                                  help=registry_help("Generator backend and its argument", GENERATORS)),
     split: str | None = typer.Option(None, "--split", help="Only questions whose 'split' field is this (e.g. train)."),
     corpus: Path | None = typer.Option(None, "--corpus",
                                           help="A store to retrieve prompt and grounding facts from (default: --store)."),

@@ -23,7 +23,7 @@ from microtheory.trees import EntailmentTree
 class TreeReader(Protocol):
     """Parses one tree file; a malformed record is an InputError naming file and line."""
 
-    def __call__(self, path: str | Path) -> list[EntailmentTree]:
+    def __call__(self, path: str | Path, /) -> list[EntailmentTree]:
         ...
 
 

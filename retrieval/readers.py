@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from core.errors import InputError, ModelError
 from core.registry import Registry
@@ -45,7 +46,7 @@ class ReadOptions:
 class Reader(Protocol):
     """Parses one existing file into Facts; a malformed record is an InputError naming file and line."""
 
-    def __call__(self, path: Path, options: ReadOptions) -> list[Fact]:
+    def __call__(self, path: Path, options: ReadOptions, /) -> list[Fact]:
         ...
 
 

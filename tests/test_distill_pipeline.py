@@ -8,14 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from core.errors import InputError
+from core.types import Fact, Proof
 from microtheory.distill import DistillConfig, DistillGraph, distill, read_microtheory
 from microtheory.distill.canonicalise import canonicalise, simple_key
 from microtheory.distill.prelevance import coverage_curve, heldout_usage, plot_prelevance, prelevance_study
 from microtheory.trees import EntailmentTree, read_trees_jsonl
 from microtheory.trees_to_store import corpus_fact_ids, trees_to_records
 from retrieval.entail import OverlapScorer
-from core.errors import InputError
-from core.types import Fact, Proof
 
 TREES = [
     {"id": "t1", "question_id": "q1", "hypothesis": "an iron nail is attracted by a magnet",
@@ -87,7 +87,7 @@ def test_distill_config_and_keyword_options_agree(store: Path, tmp_path: Path):
     c = distill(store, cfg, budget=1)  # an option overrides the config's field
     assert c.selection.report["budget"] == 1 and c.microtheory.manifest["budget"] == 1 and cfg.budget == 3
     with pytest.raises(TypeError):
-        distill(store, 3)  # the old positional budget is refused, not misread
+        distill(store, 3)  # type: ignore[arg-type]  # the old positional budget is refused, not misread
     with pytest.raises(TypeError):
         distill(store, budgett=3)  # a misspelt option is not silently ignored
     with pytest.raises(InputError, match="unknown strategy 'magic'; choose one of random"):

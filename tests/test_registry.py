@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from core.errors import InputError, SolverError
 from core.registry import Registry
 from core.types import Fact, Question
 from microtheory.distill import STRATEGIES, DistillGraph, SelectionRequest, distill, select, take_in_order
-from microtheory.generators import GENERATORS, BaseGenerator, SamplingParams, get_generator
+from microtheory.generators import GENERATORS, BaseGenerator, Generator, SamplingParams, get_generator
 from retrieval.readers import READERS, ReadOptions, read_facts
 
 runner = CliRunner()
@@ -152,8 +153,8 @@ def test_an_unknown_strategy_on_the_cli_names_the_registered_ones(store: Path):
 
 @pytest.mark.parametrize("answer, match", [([0, 0], "repeated"), ([99], "out of range"), ([0, 1, 2], "over the budget")])
 def test_a_misbehaving_strategy_is_caught(answer: list[int], match: str):
-    from microtheory.distill.graph import DistillGraph
     from core.types import Proof
+    from microtheory.distill.graph import DistillGraph
 
     facts = {k: Fact(k, f"fact {k}", "generated") for k in "abc"}
     g = DistillGraph.from_proofs([Proof("q1", "p1", "h", ("a", "b")), Proof("q2", "p2", "h2", ("c",))], facts)
@@ -188,7 +189,7 @@ class CannedGenerator(BaseGenerator):
 @pytest.fixture()
 def canned_backend() -> Iterator[str]:
     @GENERATORS.register("canned-test", help="canned answers (a test plug-in)")
-    def make(arg: str, **options: object) -> CannedGenerator:
+    def make(arg: str, **options: Any) -> Generator:
         return CannedGenerator(arg or "default")
 
     yield "canned-test"

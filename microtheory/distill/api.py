@@ -52,9 +52,9 @@ class DistillResult:
         extra = ""
         if "gap" in r:
             extra = f", gap {r['gap']}" + (" (time limit reached)" if r.get("timed_out") else "")
-        lines = [f"{self.selection.strategy}: {r['size']} facts cover {r['questions_covered']}/{r['questions_total']} "
-                 f"questions ({100 * r['question_coverage']:.1f}%), {r['proofs_complete']}/{r['proofs_total']} "
-                 f"proofs complete, {r['time_s']:.2f} s{extra}"]
+        lines = [(f"{self.selection.strategy}: {r['size']} facts cover {r['questions_covered']}/"
+                  f"{r['questions_total']} questions ({100 * r['question_coverage']:.1f}%), "
+                  f"{r['proofs_complete']}/{r['proofs_total']} proofs complete, {r['time_s']:.2f} s{extra}")]
         if "canonicalisation" in self.report:
             c = self.report["canonicalisation"]
             lines.append(f"canonicalisation: {c['facts_merged']} facts merged into {c['groups_merged']} groups "

@@ -57,7 +57,7 @@ class Strategy(Protocol):
     """A selection strategy: the chosen fact indices of `graph` in the order chosen (at most
     `request.budget` of them, or enough for `request.target`) and what it adds to the report."""
 
-    def __call__(self, graph: DistillGraph, request: SelectionRequest) -> tuple[list[int], dict[str, Any]]:
+    def __call__(self, graph: DistillGraph, request: SelectionRequest, /) -> tuple[list[int], dict[str, Any]]:
         ...
 
 

@@ -217,8 +217,8 @@ def get_generator(spec: str | Generator, **options: Any) -> Generator:
 
 # ------------------------------------------------------------------------------------------ the backends
 # Each imports its module on use, so that importing this package stays cheap.
-@GENERATORS.register("openai", help="an OpenAI-compatible server, openai:http://HOST:PORT/v1#MODEL "
-                     "(openai: takes $MICROTHEORY_OPENAI_BASE_URL and $MICROTHEORY_OPENAI_MODEL)")
+@GENERATORS.register("openai", help="an OpenAI-compatible server, openai:http://HOST:PORT/v1#MODEL; "
+                     "openai: reads both from the environment")
 def _openai(arg: str, **options: Any) -> Generator:
     from microtheory.generators.openai import OpenAIGenerator
 

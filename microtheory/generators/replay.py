@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from microtheory.generators.base import BaseGenerator, SamplingParams
-from microtheory.tree_files import TREE_FORMATS, detect_tree_format, first_record
-from microtheory.prompts import extract_statement, prompt_id_of
 from core.errors import InputError
 from core.jsonl import iter_jsonl
+from microtheory.generators.base import BaseGenerator, SamplingParams
+from microtheory.prompts import extract_statement, prompt_id_of
+from microtheory.tree_files import TREE_FORMATS, detect_tree_format, first_record
 
 
 def statement_key(text: str) -> str:
