@@ -203,6 +203,15 @@ def test_questions_read_by_project_reader() -> None:
     assert len(qs) >= 36 and all(q.answer_key in q.options for q in qs)
 
 
+def test_corpus_read_by_the_registered_reader(facts: list[dict[str, Any]]) -> None:
+    """`store build corpora/science_corpus.jsonl` guesses the jsonl reader and keeps ids, texts and sources."""
+    from retrieval.readers import detect_format, read_facts
+
+    assert detect_format(CORPUS) == "jsonl"
+    read = read_facts(CORPUS)
+    assert [(f.id, f.text, f.source) for f in read] == [(d["id"], d["text"], d["source"]) for d in facts]
+
+
 # --- trees ---
 
 def test_trees_shape_and_links(trees: list[dict[str, Any]], qmap: dict[str, dict[str, Any]]) -> None:
@@ -226,6 +235,17 @@ def test_trees_parse_with_project_reader(trees: list[dict[str, Any]]) -> None:
         assert 2 <= len(t.leaves) <= 4
         for premises, conclusion in t.step_texts():
             assert conclusion and all(premises)
+
+
+def test_trees_and_their_replay_are_read_through_the_tree_format_registry(trees: list[dict[str, Any]]) -> None:
+    from microtheory.generators.replay import read_recorded
+    from microtheory.tree_files import detect_tree_format, read_trees
+
+    assert detect_tree_format(trees[0]) == "jsonl"
+    assert [t.id for t in read_trees(TREES)] == [d["id"] for d in trees]
+    recs = read_recorded(TREES)  # every step of every tree is a recorded decomposition
+    assert len(recs) == sum(len(d["proof"].strip().rstrip(";").split(";")) for d in trees)
+    assert {r.generator for r in recs} == {f"trees:{TREES.name}"}
 
 
 def test_every_train_question_has_a_tree_and_some_test_questions_do(

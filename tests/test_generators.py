@@ -93,6 +93,20 @@ def test_get_generator_specs(tmp_path, monkeypatch):
     assert isinstance(passthrough, Generator)
 
 
+def test_spec_aliases_shorthands_and_case_reach_the_same_backends():
+    from microtheory.generators import GENERATORS
+    from microtheory.generators.local import HFGenerator, LlamaCppGenerator
+
+    assert isinstance(get_generator("OpenAI:http://127.0.0.1:9/v1#m"), OpenAIGenerator)
+    assert isinstance(get_generator("transformers:some/model"), HFGenerator)
+    for spec in ("smollm2", "llama-cpp", "gguf:smollm2", "llamacpp:"):
+        g = get_generator(spec)
+        assert isinstance(g, LlamaCppGenerator) and g.name == "llama-cpp:SmolLM2-135M-Instruct.Q4_1.gguf", spec
+    assert GENERATORS.canonical("gguf") == "llama-cpp" and "transformers" not in GENERATORS.names()
+    with pytest.raises(InputError, match="replay: needs at least one file"):
+        get_generator("replay")  # a bare name is NAME: with an empty argument
+
+
 def test_smollm2_gguf_is_found_without_importing_the_package():
     p = smollm2_gguf_path()
     assert p.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and p.stat().st_size > 50_000_000
