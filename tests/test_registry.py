@@ -85,6 +85,9 @@ def test_cli_help_is_generated_from_the_registries():
     text = _help_text("store", "build")
     for name in (*READERS, "auto"):
         assert f"{name} (" in text, name
+    text = _help_text("populate")
+    for name in GENERATORS:
+        assert f"{name} (" in text, name
 
 
 # ------------------------------------------------------------------------------------ a new strategy
