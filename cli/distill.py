@@ -2,7 +2,8 @@
 
 Each command parses options and calls one library function (`microtheory.distill.distill`,
 `microtheory.distill.compare`, `microtheory.tree_files.build_store_from_trees`). Choices and their
-help come from the library's registries (`STRATEGIES`, `TREE_FORMATS`). Heavy imports happen inside.
+help come from the library's registries (`STRATEGIES`, `TREE_FORMATS`), imported when this module loads;
+other heavy imports happen inside the commands.
 """
 from __future__ import annotations
 
