@@ -8,7 +8,9 @@ from typing import Sequence
 import numpy as np
 import pytest
 
+from core.outputs import OWNER_FILE, read_owner
 from retrieval import store as store_mod
+from retrieval.store import index as index_mod
 from retrieval.encoder import HashingEncoder
 from core.errors import EncoderMismatchError, InputError, StoreError
 from retrieval.store import KnowledgeStore, fact_id_for, normalise_text
@@ -51,7 +53,9 @@ def test_normalise_text() -> None:
 
 
 def test_roundtrip_files_and_manifest(built: Path) -> None:
-    assert {p.name for p in built.iterdir()} == {"manifest.json", "facts.jsonl", "index.faiss"}
+    assert {p.name for p in built.iterdir()} == {"manifest.json", "facts.jsonl", "index.faiss", OWNER_FILE}
+    assert read_owner(built) == {"kind": "store", "version": 1, "config": {}}
+    assert not (built.parent / "kb.lock").exists()  # the writer removed its lock file
     m = json.loads((built / "manifest.json").read_text())
     assert m["format_version"] == store_mod.FORMAT_VERSION
     assert m["encoder"] == {"name": "hashing-384", "dim": 384}
@@ -170,7 +174,7 @@ def test_proofs_persist_validate_and_follow_removal(built: Path) -> None:
     with KnowledgeStore.open(built, writable=True) as ks:
         assert ks.add_proofs([Proof("q1", "p1", "h1", ("f1", "f2")), Proof("q2", "p1", "h2", ("f3",))]) == 2
         assert ks.add_proofs([Proof("q1", "p1", "h1", ("f1", "f2"))]) == 0  # same record: no change
-        with pytest.raises(StoreError, match="not facts in this store"):
+        with pytest.raises(StoreError, match="are not facts in store"):
             ks.add_proofs([Proof("q3", "p1", "h3", ("f1", "ghost"))])
     ks = KnowledgeStore.open(built)
     assert {(p.question_id, p.leaves) for p in ks.proofs()} == {("q1", ("f1", "f2")), ("q2", ("f3",))}
@@ -255,7 +259,7 @@ def test_forced_hnsw_index(tmp_path: Path) -> None:
 
 
 def test_auto_index_switches_at_threshold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_mod, "HNSW_THRESHOLD", 50)
+    monkeypatch.setattr(index_mod, "HNSW_THRESHOLD", 50)
     p = tmp_path / "kb"
     with KnowledgeStore.create(p, encoder="hashing") as ks:
         ks.add([Fact("", f"sentence {i} alpha") for i in range(40)])
