@@ -18,11 +18,9 @@ text is fixed template wording, quotes of the question / options / explanation, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput, split_sentences
@@ -30,84 +28,26 @@ from critique.taxonomy import NONE, general_advice
 from retrieval.entail import EntailmentScorer, content_words
 from core.errors import InputError
 from core.types import Fact
+from retrieval.knowledge import Knowledge, knowledge_from_facts, open_microtheory, open_store
 
 MAX_QUOTE = 200  # characters of a quoted sentence in advice
 
 
-class Knowledge(Protocol):
-    """What advice needs from knowledge: facts close to a query, best first, with a similarity."""
-
-    def search(self, query: str, k: int = 10) -> list[tuple[Fact, float]]:
-        ...
-
-
-@dataclass
-class FactIndex:
-    """Facts held in memory (a microtheory), searched by cosine with an encoder (encoded lazily)."""
-
-    facts: Sequence[Fact]
-    encoder: Any = None  # retrieval.encoder.Encoder | name | None (default encoder)
-    _vectors: np.ndarray | None = field(default=None, repr=False)
-
-    def _enc(self) -> Any:
-        from retrieval.encoder import as_encoder
-
-        self.encoder = as_encoder(self.encoder)
-        return self.encoder
-
-    def search(self, query: str, k: int = 10) -> list[tuple[Fact, float]]:
-        if not self.facts:
-            return []
-        enc = self._enc()
-        if self._vectors is None:
-            self._vectors = enc.encode([f.text for f in self.facts])
-        q = enc.encode([query])[0]
-        sims = self._vectors @ q
-        top = np.argsort(-sims, kind="stable")[:k]
-        return [(self.facts[i], float(sims[i])) for i in top]
-
-
-@dataclass
-class StoreKnowledge:
-    """A `retrieval.store.KnowledgeStore` as knowledge (its own encoder and index)."""
-
-    store: Any
-
-    def search(self, query: str, k: int = 10) -> list[tuple[Fact, float]]:
-        return [(h.fact, float(h.score)) for h in self.store.search(query, k=k)]
-
-
-def read_facts(path: str | Path) -> list[Fact]:
-    """Facts of a microtheory directory (its facts.jsonl) or of a facts JSONL file."""
-    from core.jsonl import iter_jsonl
-
-    p = Path(path)
-    f = p / "facts.jsonl" if p.is_dir() else p
-    if not f.is_file():
-        raise InputError("no facts.jsonl here: give a microtheory directory or a facts JSONL file", str(p))
-    facts = []
-    for n, obj in iter_jsonl(f):
-        text = obj.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("fact without 'text'", str(f), n)
-        fid = str(obj["id"]) if obj.get("id") is not None else f"{f.stem}:{n}"
-        facts.append(Fact(fid, text.strip(), str(obj.get("source", "microtheory")), list(obj.get("provenance") or [])))
-    if not facts:
-        raise InputError("no facts in file", str(f))
-    return facts
+# The old name of in-memory knowledge over a list of facts (cli/pipeline.py and tests use it).
+FactIndex = knowledge_from_facts
 
 
 def load_knowledge(microtheory: str | Path | None = None, store: str | Path | None = None,
                    encoder: Any = None) -> Knowledge | None:
-    """Knowledge from a microtheory directory or a store directory (not both); None when neither."""
+    """Knowledge from a microtheory (what QA's --microtheory takes: a microtheory directory, a facts
+    JSONL file, a store, or a folder holding one) or a store directory (not both); None when neither.
+    `encoder` embeds a microtheory's facts; a store given as `store` must have been built with it."""
     if microtheory is not None and store is not None:
         raise InputError("give either a microtheory or a store, not both")
     if microtheory is not None:
-        return FactIndex(read_facts(microtheory), encoder)
+        return open_microtheory(microtheory, encoder)
     if store is not None:
-        from retrieval.store import KnowledgeStore
-
-        return StoreKnowledge(KnowledgeStore.open(store, encoder=encoder))
+        return open_store(store, encoder=encoder)
     return None
 
 
@@ -209,7 +149,8 @@ class Advisor:
         assert self.knowledge is not None
         best: dict[str, tuple[Fact, float]] = {}
         for q in queries:
-            for f, s in self.knowledge.search(q, k=self.k):
+            for hit in self.knowledge.search(q, k=self.k):
+                f, s = hit.fact, float(hit.score)
                 if f.id not in best or s > best[f.id][1]:
                     best[f.id] = (f, s)
         return sorted(best.values(), key=lambda x: -x[1])

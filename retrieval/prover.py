@@ -23,24 +23,19 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from retrieval.entail import EntailmentScorer, content_words
+from retrieval.knowledge import Knowledge
 from core.errors import InputError, StoreError
 
 Decomposer = Callable[[str], Sequence[Sequence[str]]]
 
 
-class SearchableStore(Protocol):
-    """What the prover needs of a knowledge store (retrieval.store.KnowledgeStore has it)."""
-
-    def __len__(self) -> int: ...
-
-    def search_batch(self, queries: Sequence[str], k: int = 10, source: str | None = None) -> list[list[Any]]: ...
-
-    def search_vectors(self, vectors: np.ndarray, k: int = 10, source: str | None = None) -> list[list[Any]]: ...
+# What the prover needs of a store is the Knowledge protocol (a KnowledgeStore or in-memory knowledge).
+SearchableStore = Knowledge
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,6 @@ the closest fact) is computed from the same retrieval and reported beside the pr
 """
 from __future__ import annotations
 
-import json
-
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,45 +215,7 @@ def read_questions(path: str | Path) -> list[Question]:
     return qs
 
 
-def _is_microtheory_dir(p: Path) -> bool:
-    """A distilled microtheory directory (manifest kind "microtheory"), read through its facts.jsonl."""
-    try:
-        return json.loads((p / "manifest.json").read_text(encoding="utf-8")).get("kind") == "microtheory"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def open_microtheory(path: str | Path, encoder: Any) -> Any:
-    """A microtheory as a searchable store: a store folder, a folder holding one, or a facts JSONL file
-    (loaded into a temporary in-memory store with the corpus's encoder)."""
-    from retrieval.store import KnowledgeStore
-    from core.types import Fact
-
-    p = Path(path)
-    if p.is_dir():
-        if (p / "manifest.json").is_file() and not _is_microtheory_dir(p):
-            return KnowledgeStore.open(p)
-        inner = sorted(m.parent for m in p.glob("*/manifest.json"))
-        if inner:
-            return KnowledgeStore.open(inner[0])
-        facts_files = [f for f in (p / "microtheory.jsonl", p / "facts.jsonl") if f.is_file()]
-        if not facts_files:
-            raise InputError("not a knowledge store, and holds no microtheory.jsonl or facts.jsonl", str(p))
-        p = facts_files[0]
-    if not p.is_file():
-        raise InputError("no such microtheory store or facts file", str(p))
-    from core.jsonl import iter_jsonl
-
-    facts = []
-    for n, obj in iter_jsonl(p):
-        if not str(obj.get("text", "")).strip():
-            raise InputError("a fact needs a non-empty 'text'", str(p), n)
-        facts.append(Fact(str(obj.get("id") or f"mt{n}"), str(obj["text"]), "microtheory",
-                          list(obj.get("provenance") or [])))
-    tmp = tempfile.mkdtemp(prefix="microtheory-qa-")
-    ks = KnowledgeStore.create(Path(tmp) / "mt", encoder=encoder)
-    ks.add(facts)
-    return ks
+from retrieval.knowledge import open_microtheory  # noqa: E402 - moved there; qa_files uses it
 
 
 def qa_files(corpus: str | Path, questions: str | Path, out: str | Path, microtheory: str | Path | None = None,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from critique.advice import Advisor, FactIndex, load_knowledge, read_facts
+from critique.advice import Advisor, FactIndex, load_knowledge
 from critique.format import Critique
 from critique.inputs import ModelOutput
 from critique.taxonomy import FLAW_LABELS, general_advice
@@ -14,6 +14,8 @@ from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
 from core.errors import InputError
 from core.types import Fact
+from retrieval.knowledge import Knowledge
+from retrieval.store import KnowledgeStore
 
 FACTS = [
     Fact("mt:1", "copper is a metal"),
@@ -107,20 +109,24 @@ def test_keep_model_general_when_asked():
     assert c.general == "g"
 
 
-def test_read_facts_and_load_knowledge(tmp_path):
+def test_load_knowledge_from_a_folder_a_file_and_a_store(tmp_path):
     d = tmp_path / "mt"
     d.mkdir()
     (d / "facts.jsonl").write_text("\n".join(json.dumps(x) for x in [
         {"id": "f1", "text": "copper is a metal"}, {"text": "metals conduct electricity"}]) + "\n")
-    facts = read_facts(d)
-    assert [f.id for f in facts] == ["f1", "facts:2"]
-    k = load_knowledge(microtheory=d, encoder=HashingEncoder())
-    assert k is not None and k.search("copper metal", k=1)[0][0].id == "f1"
+    for where in (d, d / "facts.jsonl"):
+        k = load_knowledge(microtheory=where, encoder=HashingEncoder())
+        assert isinstance(k, Knowledge) and len(k) == 2
+        assert k.search("copper metal", k=1)[0].fact.id == "f1"
+    with KnowledgeStore.create(tmp_path / "kb", encoder="hashing") as ks:
+        ks.add([Fact("s1", "copper is a metal")])
+    k = load_knowledge(store=tmp_path / "kb")
+    assert isinstance(k, KnowledgeStore) and k.search("copper", k=1)[0].fact.id == "s1"
     assert load_knowledge() is None
     with pytest.raises(InputError, match="not both"):
         load_knowledge(microtheory=d, store=d)
-    with pytest.raises(InputError, match="no facts.jsonl"):
-        read_facts(tmp_path / "nothing")
+    with pytest.raises(InputError, match="no such"):
+        load_knowledge(microtheory=tmp_path / "nothing" / "facts.jsonl")
     (d / "facts.jsonl").write_text('{"id": "f1"}\n')
-    with pytest.raises(InputError, match=r"facts.jsonl:1: fact without 'text'"):
-        read_facts(d)
+    with pytest.raises(InputError, match=r"facts.jsonl:1: missing 'text'"):
+        load_knowledge(microtheory=d)
