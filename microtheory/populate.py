@@ -581,7 +581,7 @@ def populate(
     from; None: the store being populated. Corpus facts that ground a proof are copied into the store.
     """
     from retrieval.entail import load_scorer
-    from retrieval.store import MANIFEST, KnowledgeStore
+    from retrieval.store import KnowledgeStore
 
     cfg = config or PopulateConfig()
     gen = get_generator(generator) if isinstance(generator, str) else generator
@@ -601,9 +601,7 @@ def populate(
     if limit is not None:
         todo = todo[: max(limit, 0)]
 
-    exists = (store_path / MANIFEST).is_file() or any(store_path.parent.glob(store_path.name + ".old-*"))
-    store = KnowledgeStore.open(store_path, writable=True) if exists else \
-        KnowledgeStore.create(store_path, encoder=encoder)
+    store = KnowledgeStore.open_or_create(store_path, encoder=encoder)
     corpus_store = KnowledgeStore.open(corpus) if isinstance(corpus, (str, Path)) else corpus
     search = ProofSearch(gen, sc, store.encoder, store, cfg, corpus=corpus_store)
     gen_name = str(getattr(gen, "name", type(gen).__name__))

@@ -7,25 +7,28 @@
     DIR/merge_map.json    {merged fact id: canonical representative id}
     DIR/report.json       the selection report (+ canonicalisation, graph summary, p-relevance)
     DIR/plots/*.png       p-relevance / coverage plots, when made
+    DIR/.microtheory-owner.json  core.outputs' owner file (kind "microtheory")
 
-Written to a temporary sibling folder and renamed into place, so a reader never sees half a directory.
+Written through core.outputs.staged_dir: staged beside the target and swapped in, so a reader never
+sees half a directory and a failed write leaves the previous one whole.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from core.outputs import staged_dir
 from core.types import Fact
+from retrieval.knowledge import MICROTHEORY_KIND
 
 FORMAT_VERSION = 1
-KIND = "microtheory"
+KIND = MICROTHEORY_KIND  # manifest kind and core.outputs owner kind
+# A directory written before owner files existed is ours when it has all of these (a store has no merge map).
+_LEGACY_FILES = ("manifest.json", "facts.jsonl", "merge_map.json", "report.json")
 
 
 @dataclass(frozen=True)
@@ -45,48 +48,41 @@ class Microtheory:
         return [f.text for f in self.facts]
 
 
+def _write_files(tmp: Path, facts: list[Fact], usage: dict[str, dict[str, int]], manifest: dict[str, Any],
+                 report: dict[str, Any], merge_map: dict[str, str], plots: dict[str, bytes] | None) -> None:
+    man = {"kind": KIND, "format_version": FORMAT_VERSION, **manifest, "size": len(facts),
+           "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat()}
+    man.setdefault("library", _version())
+    (tmp / "manifest.json").write_text(json.dumps(man, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(tmp / "facts.jsonl", "w", encoding="utf-8") as fh:
+        for f in facts:
+            rec = {"id": f.id, "text": f.text, "source": "microtheory", "origin": f.source,
+                   "provenance": f.provenance, "usage": usage.get(f.id, {"proofs": 0, "questions": 0})}
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    (tmp / "merge_map.json").write_text(json.dumps(merge_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n",
+                                     encoding="utf-8")
+    if plots:
+        (tmp / "plots").mkdir()
+        for name, data in plots.items():
+            (tmp / "plots" / name).write_bytes(data)
+
+
 def write_microtheory(out: str | Path, facts: list[Fact], usage: dict[str, dict[str, int]],
                       manifest: dict[str, Any], report: dict[str, Any], merge_map: dict[str, str],
                       plots: dict[str, bytes] | None = None, overwrite: bool = True) -> Path:
-    """Write the directory atomically. `facts` keep their store source as "origin"; `plots` maps a
-    file name to PNG bytes."""
+    """Write the directory through `core.outputs.staged_dir` (staged beside, swapped in, owner file).
+    `facts` keep their store source as "origin"; `plots` maps a file name to PNG bytes.
+
+    Replaces only a microtheory directory (and only with `overwrite`); a folder of another kind, or
+    the input store named in `manifest["store"]`, is refused."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} exists; pass overwrite=True (CLI: --force) to replace it")
-    if out.exists() and not (out / "manifest.json").is_file() and any(out.iterdir()):
-        raise InputError(f"{out} exists and is not a microtheory directory; refusing to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        man = {"kind": KIND, "format_version": FORMAT_VERSION, **manifest, "size": len(facts),
-               "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat()}
-        man.setdefault("library", _version())
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        with open(tmp / "facts.jsonl", "w", encoding="utf-8") as fh:
-            for f in facts:
-                rec = {"id": f.id, "text": f.text, "source": "microtheory", "origin": f.source,
-                       "provenance": f.provenance, "usage": usage.get(f.id, {"proofs": 0, "questions": 0})}
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        (tmp / "merge_map.json").write_text(json.dumps(merge_map, indent=2, ensure_ascii=False) + "\n",
-                                            encoding="utf-8")
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n",
-                                         encoding="utf-8")
-        if plots:
-            (tmp / "plots").mkdir()
-            for name, data in plots.items():
-                (tmp / "plots" / name).write_bytes(data)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError("exists; give --force to replace it", str(out))
+    store = manifest.get("store")
+    with staged_dir(out, KIND, inputs=[store] if isinstance(store, (str, Path)) else [], version=FORMAT_VERSION,
+                    also_mine=_LEGACY_FILES) as tmp:
+        _write_files(tmp, facts, usage, manifest, report, merge_map, plots)
     return out
 
 
