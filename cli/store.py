@@ -1,4 +1,4 @@
-"""`microtheory store build|add|search|info|remove|export`: the FAISS knowledge store from the shell.
+"""`microtheory store build|add|search|info|remove|export|repair`: the FAISS knowledge store from the shell.
 
 Each command parses its options and calls one plain function below (`build_store`, `add_to_store`,
 ...), which scripts and tests may call directly. Heavy imports happen inside the functions.
@@ -140,10 +140,19 @@ def remove_from_store(store: Path, ids: Sequence[str]) -> dict[str, Any]:
 
 
 def export_store(store: Path, out: Path, fmt: str = "jsonl") -> dict[str, Any]:
-    from retrieval.store import KnowledgeStore
+    """Facts from facts.jsonl (works on a store whose index is damaged); `problems` says what is wrong."""
+    from retrieval.store import export_facts
 
-    n = KnowledgeStore.open(store).export(out, fmt=fmt)
-    return {"store": str(store), "out": str(out), "format": fmt, "facts": n}
+    n, problems = export_facts(store, out, fmt=fmt)
+    return {"store": str(store), "out": str(out), "format": fmt, "facts": n, "problems": problems}
+
+
+def repair(store: Path, encoder: str | None = None, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    from retrieval.store import repair_store
+
+    t0 = time.perf_counter()
+    res = repair_store(store, encoder=encoder, force=force, progress=progress).to_json()
+    return {**res, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 # --------------------------------------------------------------------------- commands
@@ -291,3 +300,33 @@ def export_cmd(
         echo_json(s)
     else:
         typer.echo(f"wrote {s['facts']} facts to {s['out']} ({s['format']})")
+    if s["problems"]:
+        typer.echo(f"warning: store {store} is damaged ({'; '.join(s['problems'])}); the facts were exported "
+                   f"from facts.jsonl. Rebuild the index with `microtheory store repair {store}`", err=True)
+
+
+@app.command("repair")
+def repair_cmd(
+    store: Path = typer.Argument(..., help="Store folder."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", "-e",
+                                          help="Only when manifest.json is lost: the encoder the store was built with."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the store looks healthy."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Rebuild a store's index and manifest from its facts.jsonl (re-encoding every fact).
+
+    Run it when info, search or export says the store is damaged (e.g. a truncated index.faiss).
+    Example: microtheory store repair runs/science
+    """
+    s = repair(store, encoder=encoder, force=force, progress=not json_out)
+    if json_out:
+        echo_json(s)
+    elif not s["repaired"]:
+        typer.echo(f"{store}: healthy, nothing to repair (--force rebuilds the index anyway)")
+    else:
+        found = "; ".join(s["problems"]) or "none (forced)"
+        typer.echo(f"repaired {store}: index rebuilt from {s['facts']} facts with {s['encoder']} in "
+                   f"{s['seconds']:.1f} s; problems found: {found}")
+        if s["proofs_dropped"]:
+            typer.echo(f"dropped {s['proofs_dropped']} proof records that were unreadable or cite missing facts",
+                       err=True)

@@ -22,7 +22,7 @@ from retrieval.store.lock import DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, WriterL
 from retrieval.store.memory import MemoryKnowledge
 from retrieval.store.persistence import (FACTS, FORMAT_VERSION, INDEX, KIND, MANIFEST, OWNER_KIND, PROOFS,
                                          StoreDamagedError, store_exists)
-from retrieval.store.repair import RepairResult, diagnose, repair_store
+from retrieval.store.repair import RepairResult, diagnose, export_facts, repair_store
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -48,6 +48,7 @@ __all__ = [
     "VectorIndex",
     "WriterLock",
     "diagnose",
+    "export_facts",
     "fact_id_for",
     "merge_provenance",
     "normalise_text",

@@ -135,3 +135,22 @@ def repair_store(path: str | os.PathLike[str], encoder: Encoder | str | None = N
         return result
     finally:
         lock.release()
+
+
+def export_facts(path: str | os.PathLike[str], out: str | os.PathLike[str],
+                 fmt: str = "jsonl") -> tuple[int, list[str]]:
+    """Write the store's facts from facts.jsonl alone (no index needed, so a damaged store still
+    exports); returns (count, what `diagnose` finds wrong with the store)."""
+    from core.outputs import refuse_input_as_output
+    from retrieval.store.knowledge_store import write_facts_export
+
+    p = Path(path)
+    refuse_input_as_output(out, [p])
+    src = disk.readable_dir(p)
+    disk.read_manifest(src)
+    n = write_facts_export(disk.read_facts(src), out, fmt)
+    try:
+        problems = diagnose(p)
+    except StoreError as e:  # the store changed or vanished after the export: report, do not fail
+        problems = [str(e)]
+    return n, problems
