@@ -345,3 +345,154 @@ def test_readers_never_fail_while_a_writer_swaps(store: Path) -> None:
     assert not errors
     assert counts == sorted(counts) and len(counts) > 1
     assert len(KnowledgeStore.open(store)) == len(BASE) + 15
+
+
+# ------------------------------------------------------------------ damaged stores and repair
+
+
+def _drop_recorded_size(p: Path) -> None:
+    """A store saved before the manifest recorded the index size."""
+    m = json.loads((p / "manifest.json").read_text())
+    del m["index"]["bytes"]
+    (p / "manifest.json").write_text(json.dumps(m))
+
+
+def _truncate(p: Path) -> None:
+    os.truncate(p / "index.faiss", 1000)
+
+
+def _truncate_old_store(p: Path) -> None:
+    _drop_recorded_size(p)
+    _truncate(p)
+
+
+def _garbage(p: Path) -> None:
+    _drop_recorded_size(p)
+    (p / "index.faiss").write_bytes(b"\x00not a faiss index" * 100)
+
+
+def _delete(p: Path) -> None:
+    (p / "index.faiss").unlink()
+
+
+def _one_fact_more(p: Path) -> None:
+    with open(p / "facts.jsonl", "a") as fh:
+        fh.write(json.dumps({"id": "extra", "text": "a fact added by hand"}) + "\n")
+
+
+DAMAGE = {"truncated": (_truncate, "truncated"), "truncated-old-store": (_truncate_old_store, "cannot be read"),
+          "garbage": (_garbage, "cannot be read"), "deleted": (_delete, "missing"),
+          "facts-edited": (_one_fact_more, "inconsistent")}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_index_says_repair_and_repair_fixes_it(store: Path, tmp_path: Path, damage: str) -> None:
+    hurt, phrase = DAMAGE[damage]
+    hurt(store)
+    def facts() -> list[Fact]:
+        return [Fact.from_json(json.loads(x)) for x in (store / "facts.jsonl").read_text().splitlines()]
+
+    facts_before = facts()
+    for args in (["info", str(store)], ["search", str(store), "rocks"]):
+        r = runner.invoke(app, ["store", *args])
+        assert r.exit_code == StoreError.exit_code, r.output
+        assert r.output.count("\n") == 1 and phrase in r.output  # one line
+        assert f"microtheory store repair {store}" in r.output
+        assert not any(m in r.output for m in ("Error in", ".cpp", "faiss/", "Traceback"))  # no raw FAISS message
+    r = runner.invoke(app, ["store", "export", str(store), "--out", str(tmp_path / "out.jsonl")])
+    n = len(BASE) + (damage == "facts-edited")
+    assert r.exit_code == 0 and f"wrote {n} facts" in r.output and "store repair" in r.output
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == n
+    r = runner.invoke(app, ["store", "repair", str(store)])
+    assert r.exit_code == 0 and "repaired" in r.output, r.output
+    assert facts() == facts_before  # the source of truth is kept as it was
+    assert_intact(store, n)
+    r = runner.invoke(app, ["store", "repair", str(store)])
+    assert r.exit_code == 0 and "healthy" in r.output
+    assert not Path(str(store) + ".lock").exists()
+
+
+def test_repair_leaves_a_healthy_store_alone_unless_forced(store: Path) -> None:
+    from retrieval.store import repair_store
+
+    before = snapshot(store)
+    res = repair_store(store)
+    assert not res.repaired and res.problems == [] and snapshot(store) == before
+    res = repair_store(store, force=True)
+    assert res.repaired and res.facts == len(BASE)
+    assert (store / "facts.jsonl").read_bytes() == before["facts.jsonl"]
+    assert_intact(store, len(BASE))
+
+
+def test_repair_keeps_proofs_and_drops_unreadable_ones(store: Path) -> None:
+    from core.types import Proof
+    from retrieval.store import repair_store
+
+    with KnowledgeStore.open(store, writable=True) as ks:
+        ks.add_proofs([Proof("q1", "p1", "h", ("b1", "b2")), Proof("q2", "p1", "h", ("b3",))])
+    with open(store / "proofs.jsonl", "a") as fh:
+        fh.write("{broken\n")
+    _truncate(store)
+    res = repair_store(store)
+    assert res.repaired and (res.proofs_kept, res.proofs_dropped) == (2, 1)
+    assert {p.question_id for p in KnowledgeStore.open(store).proofs()} == {"q1", "q2"}
+
+
+def test_repair_refuses_corrupt_facts_and_changes_nothing(store: Path) -> None:
+    with open(store / "facts.jsonl", "a") as fh:
+        fh.write("{not json\n")
+    before = snapshot(store)
+    r = runner.invoke(app, ["store", "repair", str(store)])
+    assert r.exit_code == StoreError.exit_code and f"facts.jsonl:{len(BASE) + 1}: corrupt" in r.output
+    assert snapshot(store) == before
+
+
+def test_repair_without_manifest_needs_the_encoder(store: Path) -> None:
+    (store / "manifest.json").unlink()
+    _delete(store)
+    r = runner.invoke(app, ["store", "repair", str(store)])
+    assert r.exit_code == StoreError.exit_code and "--encoder" in r.output
+    r = runner.invoke(app, ["store", "repair", str(store), "--encoder", "hashing"])
+    assert r.exit_code == 0, r.output
+    assert_intact(store, len(BASE))
+
+
+def test_export_refuses_to_write_into_the_store(store: Path) -> None:
+    before = snapshot(store)
+    r = runner.invoke(app, ["store", "export", str(store), "--out", str(store / "facts.jsonl")])
+    assert r.exit_code == InputError.exit_code and snapshot(store) == before
+
+
+# ------------------------------------------------------------------ lock files
+
+
+def test_lock_file_is_removed_when_a_writer_ends(store: Path) -> None:
+    lock = Path(str(store) + ".lock")
+    with KnowledgeStore.open(store, writable=True) as ks:
+        assert lock.exists()
+        ks.add([Fact("n1", "a new fact")])
+    assert not lock.exists()
+    with pytest.raises(RuntimeError):
+        with KnowledgeStore.open(store, writable=True):
+            raise RuntimeError("boom")
+    assert not lock.exists()
+    with pytest.raises(StoreError, match="already exists"):
+        KnowledgeStore.create(store, encoder="hashing")
+    assert not lock.exists()
+    from retrieval.store import wait_unlocked
+
+    assert wait_unlocked(store, timeout=1) and not lock.exists()
+    assert [p.name for p in store.parent.iterdir() if p.name.endswith(".lock")] == []
+
+
+def test_leftovers_of_earlier_versions_are_recovered(store: Path) -> None:
+    """Before the swap moved to core.outputs, a killed writer left `<name>.old-XXXX` (no dot)."""
+    before = snapshot(store)
+    legacy = store.with_name("kb.old-1a2b3c4d")
+    os.rename(store, legacy)
+    store.with_name("kb.tmp-deadbeef").mkdir()
+    assert_intact(store, len(BASE))  # a reader finds the old copy
+    with KnowledgeStore.open(store, writable=True) as ks:
+        assert len(ks) == len(BASE)
+    assert snapshot(store) == before
+    assert sorted(p.name for p in store.parent.iterdir()) == ["kb"]
