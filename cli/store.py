@@ -1,14 +1,14 @@
 """`microtheory store build|add|search|info|remove|export|repair`: the FAISS knowledge store from the shell.
 
-Each command parses its options and calls one plain function below (`build_store`, `add_to_store`,
-...), which scripts and tests may call directly. Heavy imports happen inside the functions.
+Each command parses its options and calls one plain function of `retrieval.store.operations`
+(`build_store`, `add_to_store`, ...), which scripts and tests may call directly. Heavy imports
+happen inside the commands.
 """
 from __future__ import annotations
 
-import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional
 
 import typer
 
@@ -40,121 +40,6 @@ class ExportFormat(str, Enum):
     text = "text"
 
 
-# --------------------------------------------------------------------------- plain functions
-
-
-def facts_from_inputs(
-    inputs: Sequence[Path],
-    fmt: str = "auto",
-    split: bool = False,
-    source: str = "corpus",
-    name: str | None = None,
-) -> list[Any]:
-    """Every input file turned into Facts, all parsed before any store is touched (a bad line stops
-    the run with file:line and nothing is written). New input kinds (e.g. entailment trees) hook in here."""
-    from core.errors import InputError
-    from retrieval.readers import read_sources
-
-    facts = read_sources(inputs, fmt=fmt, split=split, source=source, name=name)
-    if not facts:
-        raise InputError("the inputs hold no facts")
-    return facts
-
-
-def build_store(
-    inputs: Sequence[Path],
-    out: Path,
-    fmt: str = "auto",
-    split: bool = False,
-    encoder: str | None = None,
-    source: str = "corpus",
-    name: str | None = None,
-    force: bool = False,
-    index: str = "auto",
-    batch_size: int = 64,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Create a store at `out` from the inputs (replacing an existing store only with `force`)."""
-    from retrieval.store import KnowledgeStore
-
-    t0 = time.perf_counter()
-    facts = facts_from_inputs(inputs, fmt=fmt, split=split, source=source, name=name)
-    with KnowledgeStore.create(out, encoder=encoder, index=index, overwrite=force) as ks:
-        res = ks.add(facts, batch_size=batch_size, progress=progress)
-        info = ks.info()
-    return {"store": str(out), "inputs": [str(p) for p in inputs], "read": len(facts), "added": res.added,
-            "merged": res.merged, "count": info["count"], "encoder": info["encoder"],
-            "index": info["index"]["type"], "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def add_to_store(
-    store: Path,
-    inputs: Sequence[Path],
-    fmt: str = "auto",
-    split: bool = False,
-    encoder: str | None = None,
-    source: str = "corpus",
-    name: str | None = None,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Add the inputs' facts to an existing store (duplicates merge their provenance)."""
-    from retrieval.store import KnowledgeStore
-
-    t0 = time.perf_counter()
-    facts = facts_from_inputs(inputs, fmt=fmt, split=split, source=source, name=name)
-    with KnowledgeStore.open(store, encoder=encoder, writable=True) as ks:
-        before = len(ks)
-        res = ks.add(facts, batch_size=batch_size, progress=progress)
-        count = len(ks)
-    return {"store": str(store), "inputs": [str(p) for p in inputs], "read": len(facts), "added": res.added,
-            "merged": res.merged, "before": before, "count": count,
-            "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def search_store(
-    store: Path, queries: Sequence[str], k: int = 10, source: str | None = None, encoder: str | None = None
-) -> list[dict[str, Any]]:
-    """Top-k facts for each query: [{query, hits: [{score, id, text, source, provenance}]}]."""
-    from retrieval.store import KnowledgeStore
-
-    ks = KnowledgeStore.open(store, encoder=encoder)
-    results = ks.search_batch(list(queries), k=k, source=source)
-    return [{"query": q, "hits": [h.to_json() for h in hits]} for q, hits in zip(queries, results)]
-
-
-def store_info(store: Path) -> dict[str, Any]:
-    from retrieval.store import KnowledgeStore
-
-    return KnowledgeStore.open(store).info()
-
-
-def remove_from_store(store: Path, ids: Sequence[str]) -> dict[str, Any]:
-    from retrieval.store import KnowledgeStore
-
-    with KnowledgeStore.open(store, writable=True) as ks:
-        unknown = [i for i in ids if i not in ks]
-        removed = ks.remove(ids)
-        count = len(ks)
-    return {"store": str(store), "removed": removed, "unknown": unknown, "count": count}
-
-
-def export_store(store: Path, out: Path, fmt: str = "jsonl") -> dict[str, Any]:
-    """Facts from facts.jsonl (works on a store whose index is damaged); `problems` says what is wrong."""
-    from retrieval.store import export_facts
-
-    n, problems = export_facts(store, out, fmt=fmt)
-    return {"store": str(store), "out": str(out), "format": fmt, "facts": n, "problems": problems}
-
-
-def repair(store: Path, encoder: str | None = None, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    from retrieval.store import repair_store
-
-    t0 = time.perf_counter()
-    res = repair_store(store, encoder=encoder, force=force, progress=progress).to_json()
-    return {**res, "seconds": round(time.perf_counter() - t0, 3)}
-
-
 # --------------------------------------------------------------------------- commands
 
 _FORMAT_HELP = registry_help("Input format", READERS, ("auto (guessed from the extension and content)",))
@@ -181,8 +66,10 @@ def build_cmd(
 
     Example: microtheory store build ../shared/data/entailmentbank/worldtree_corpus_sentences_extended.json --out runs/worldtree
     """
-    summary = build_store(inputs, out, fmt=fmt, split=split, encoder=encoder, source=source.value,
-                          name=name, force=force, index=index.value, batch_size=batch_size, progress=not json_out)
+    from retrieval.store.operations import BuildOptions, InputSpec, build_store
+
+    summary = build_store(InputSpec(inputs, fmt, split, source.value, name), out,
+                          BuildOptions(encoder, index.value, force, batch_size, progress=not json_out))
     if json_out:
         echo_json(summary)
     else:
@@ -208,8 +95,10 @@ def add_cmd(
 
     Example: microtheory store add runs/science generated.jsonl --source generated
     """
-    s = add_to_store(store, inputs, fmt=fmt, split=split, encoder=encoder, source=source.value, name=name,
-                     batch_size=batch_size, progress=not json_out)
+    from retrieval.store.operations import BuildOptions, InputSpec, add_to_store
+
+    s = add_to_store(store, InputSpec(inputs, fmt, split, source.value, name),
+                     BuildOptions(encoder, batch_size=batch_size, progress=not json_out))
     if json_out:
         echo_json(s)
     else:
@@ -230,6 +119,8 @@ def search_cmd(
 
     Example: microtheory store search runs/science "why do puddles disappear" -k 5 --source corpus
     """
+    from retrieval.store.operations import search_store
+
     results = search_store(store, queries, k=k, source=source.value if source else None, encoder=encoder)
     if json_out:
         echo_json(results)
@@ -251,6 +142,8 @@ def info_cmd(
 
     Example: microtheory store info runs/science --json
     """
+    from retrieval.store.operations import store_info
+
     info = store_info(store)
     if json_out:
         echo_json(info)
@@ -274,6 +167,8 @@ def remove_cmd(
 
     Example: microtheory store remove runs/science sci-0001 sci-0002
     """
+    from retrieval.store.operations import remove_from_store
+
     s = remove_from_store(store, ids)
     if json_out:
         echo_json(s)
@@ -295,6 +190,8 @@ def export_cmd(
 
     Example: microtheory store export runs/science --out science_facts.jsonl
     """
+    from retrieval.store.operations import export_store
+
     s = export_store(store, out, fmt=fmt.value)
     if json_out:
         echo_json(s)
@@ -318,6 +215,8 @@ def repair_cmd(
     Run it when info, search or export says the store is damaged (e.g. a truncated index.faiss).
     Example: microtheory store repair runs/science
     """
+    from retrieval.store.operations import repair
+
     s = repair(store, encoder=encoder, force=force, progress=not json_out)
     if json_out:
         echo_json(s)

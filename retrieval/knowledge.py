@@ -22,7 +22,16 @@ import numpy as np
 from core.errors import InputError, StoreError
 from core.outputs import read_owner
 from core.types import Fact, Proof
-from retrieval.store import FACTS, KIND, MANIFEST, OWNER_KIND, Hit, KnowledgeStore, MemoryKnowledge, store_exists
+from retrieval.store import (
+    FACTS,
+    KIND,
+    MANIFEST,
+    OWNER_KIND,
+    Hit,
+    KnowledgeStore,
+    MemoryKnowledge,
+    store_exists,
+)
 
 MICROTHEORY_KIND = "microtheory"  # manifest and owner kind of a distilled microtheory directory
 KINDS = ("store", "microtheory", "facts")

@@ -20,8 +20,17 @@ from retrieval.store.index import HNSW_EF_SEARCH, HNSW_M, HNSW_THRESHOLD, INDEX_
 from retrieval.store.knowledge_store import KnowledgeStore, write_facts_export
 from retrieval.store.lock import DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, WriterLock, wait_unlocked
 from retrieval.store.memory import MemoryKnowledge
-from retrieval.store.persistence import (FACTS, FORMAT_VERSION, INDEX, KIND, MANIFEST, OWNER_KIND, PROOFS,
-                                         StoreDamagedError, store_exists)
+from retrieval.store.persistence import (
+                                         FACTS,
+                                         FORMAT_VERSION,
+                                         INDEX,
+                                         KIND,
+                                         MANIFEST,
+                                         OWNER_KIND,
+                                         PROOFS,
+                                         StoreDamagedError,
+                                         store_exists,
+)
 from retrieval.store.repair import RepairResult, diagnose, export_facts, repair_store
 
 __all__ = [
