@@ -151,7 +151,7 @@ def test_kind_of_and_open_knowledge(tmp_path: Path) -> None:
     with KnowledgeStore.create(tmp_path / "kb", encoder="hashing") as ks:
         ks.add(FACTS)
     mt = _microtheory_dir(tmp_path / "mt")
-    assert read_owner(mt)["kind"] == "microtheory" and read_owner(tmp_path / "kb")["kind"] == "store"
+    assert (read_owner(mt) or {})["kind"] == "microtheory" and (read_owner(tmp_path / "kb") or {})["kind"] == "store"
     facts_file = tmp_path / "facts.jsonl"
     facts_file.write_text(json.dumps({"id": "x1", "text": "a magnet attracts iron"}) + "\n")
     assert [kind_of(p) for p in (tmp_path / "kb", mt, facts_file, tmp_path / "none")] == \
@@ -176,6 +176,9 @@ def test_open_store_refuses_a_microtheory(tmp_path: Path) -> None:
     mt = _microtheory_dir(tmp_path / "mt")
     with pytest.raises(StoreError, match="microtheory directory, not a knowledge store"):
         open_store(mt)
+    with pytest.raises(StoreError, match="not a knowledge store"):
+        KnowledgeStore.create(mt, encoder="hashing", overwrite=True)  # --force replaces stores only
+    assert kind_of(mt) == "microtheory" and len(open_knowledge(mt, HashingEncoder())) == 2
     with KnowledgeStore.create(tmp_path / "kb", encoder="hashing") as ks:
         ks.add(FACTS)
     with pytest.raises(EncoderMismatchError):

@@ -60,7 +60,7 @@ def write_facts_export(facts: Iterable[Fact], out: str | os.PathLike[str], fmt: 
     """Facts as facts JSONL ("jsonl") or one sentence a line ("text"), replacing `out` atomically."""
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose jsonl or text")
-    return atomic_write_lines(out, (json.dumps(f.to_json(), ensure_ascii=False) if fmt == "jsonl" else f.text
+    return atomic_write_lines(Path(out), (json.dumps(f.to_json(), ensure_ascii=False) if fmt == "jsonl" else f.text
                                     for f in facts))
 
 
@@ -105,7 +105,7 @@ class KnowledgeStore(MemoryKnowledge):
             if not p.is_dir():
                 raise StoreError(f"{p} exists and is a file, not a knowledge store folder")
             if any(p.iterdir()):
-                if not (p / disk.MANIFEST).is_file():
+                if not disk.is_store_dir(p):
                     raise StoreError(f"refusing to overwrite {p}: it is not empty and not a knowledge store")
                 if not overwrite:
                     raise StoreError(f"a knowledge store already exists at {p}; use --force to replace it, "

@@ -88,6 +88,21 @@ def store_exists(path: str | os.PathLike[str]) -> bool:
     return (p / MANIFEST).is_file() or any((o / MANIFEST).is_file() for o in old_copies(p))
 
 
+def is_store_dir(path: Path) -> bool:
+    """A folder this project wrote as a store: its owner file says so, or (made before owner files)
+    it has a store manifest. A microtheory or run directory is not one, even with a manifest."""
+    from core.outputs import read_owner
+
+    owner = read_owner(path)
+    if owner is not None:
+        return owner.get("kind") == OWNER_KIND
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("kind", KIND) == KIND
+
+
 def readable_dir(path: Path) -> Path:
     """Where a reader finds the committed store: `path`, or during a writer's swap (or after a
     writer was killed mid-swap) the previous version beside it."""

@@ -145,7 +145,7 @@ def export_facts(path: str | os.PathLike[str], out: str | os.PathLike[str],
     from retrieval.store.knowledge_store import write_facts_export
 
     p = Path(path)
-    refuse_input_as_output(out, [p])
+    refuse_input_as_output(Path(out), [p])
     src = disk.readable_dir(p)
     disk.read_manifest(src)
     n = write_facts_export(disk.read_facts(src), out, fmt)
