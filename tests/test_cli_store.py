@@ -158,7 +158,27 @@ def test_format_detection(inputs: dict[str, Path], tmp_path: Path) -> None:
 def test_help_texts_have_examples() -> None:
     r = runner.invoke(app, ["store", "--help"])
     assert r.exit_code == 0
-    for cmd in ("build", "add", "search", "info", "remove", "export"):
+    for cmd in ("build", "add", "search", "info", "remove", "export", "repair"):
         assert cmd in r.output
         h = runner.invoke(app, ["store", cmd, "--help"])
         assert h.exit_code == 0 and "Example" in h.output, cmd
+
+
+def test_repair_json_and_the_issue_reproduction(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 15 item 4: `truncate -s 1000000 S/index.faiss; microtheory store export S --out f.jsonl`."""
+    out = tmp_path / "S"
+    run_json("build", str(inputs["text"]), str(inputs["eb"]), "--out", str(out))
+    s = run_json("repair", str(out))
+    assert s["repaired"] is False and s["problems"] == []
+    import os
+
+    os.truncate(out / "index.faiss", 1_000_000)  # grows this small index with zeros: still detected
+    r = run("info", str(out))
+    assert r.exit_code == StoreError.exit_code and "store repair" in r.output
+    r = run("export", str(out), "--out", str(tmp_path / "f.jsonl"))
+    assert r.exit_code == 0 and len((tmp_path / "f.jsonl").read_text().splitlines()) == 4
+    s = run_json("repair", str(out))
+    assert s["repaired"] is True and s["facts"] == 4 and s["encoder"] == "hashing-384"
+    assert "index.faiss has 1000000 bytes" in s["problems"][0]
+    assert run_json("info", str(out))["count"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("S", ".S"))) == ["S"]
