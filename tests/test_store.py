@@ -300,3 +300,28 @@ def test_real_minilm_store_finds_paraphrases(tmp_path: Path) -> None:
     queries = ["why does a puddle dry up on a sunny day", "which tool tells how hot the air is",
                "what makes a dropped ball fall down", "what sticks to a magnet"]
     assert [hits[0].fact.id for hits in ks.search_batch(queries, k=1)] == ["evap", "therm", "grav", "mag"]
+
+
+def test_open_or_create_and_exists(tmp_path: Path) -> None:
+    p = tmp_path / "kb"
+    assert not KnowledgeStore.exists(p)
+    with KnowledgeStore.open_or_create(p, encoder="hashing") as ks:
+        ks.add(FACTS[:2])
+    assert KnowledgeStore.exists(p)
+    with KnowledgeStore.open_or_create(p, encoder="hashing-64") as ks:  # an existing store keeps its encoder
+        assert ks.encoder.name == "hashing-384" and len(ks) == 2
+        ks.add(FACTS[2:])
+    assert len(KnowledgeStore.open(p)) == 5
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    with pytest.raises(StoreError, match="not a knowledge store"):
+        KnowledgeStore.open_or_create(tmp_path / "notes", encoder="hashing")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+
+
+def test_other_commands_recognise_a_store_by_its_owner_file(built: Path) -> None:
+    from core.outputs import check_dir_output
+
+    check_dir_output(built, "store")  # a command that makes stores may replace it
+    with pytest.raises(InputError, match="holds a store"):
+        check_dir_output(built, "run")
