@@ -130,11 +130,16 @@ def test_empty_knowledge_searches_to_nothing(tmp_path: Path) -> None:
 def test_memory_knowledge_needs_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
+    facts_file = tmp_path / "mt.jsonl"
+    facts_file.write_text(json.dumps({"id": "x1", "text": "friction produces heat"}) + "\n")
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: pytest.fail("no temp folder may be made"))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: pytest.fail("no temp folder may be made"))
     monkeypatch.chdir(tmp_path)
     k = knowledge_from_facts(FACTS, HashingEncoder())
     assert k.search("friction", k=1)[0].fact.id == "m1"
-    assert list(tmp_path.iterdir()) == []
+    qa_mt = open_microtheory(facts_file, HashingEncoder())  # what `qa --microtheory FILE` opens
+    assert isinstance(qa_mt, MemoryKnowledge) and qa_mt.search("friction", k=1)[0].fact.id == "x1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mt.jsonl"]
 
 
 # ------------------------------------------------------------------ what a path holds
