@@ -151,5 +151,5 @@ def open_microtheory(path: str | os.PathLike[str], encoder: Any = None) -> Knowl
     return open_knowledge(p, encoder)
 
 
-__all__ = ["KINDS", "MICROTHEORY_KIND", "Knowledge", "kind_of", "knowledge_from_facts", "open_knowledge",
-           "open_microtheory", "open_store", "read_fact_file"]
+__all__ = ["KINDS", "MICROTHEORY_KIND", "Hit", "Knowledge", "KnowledgeStore", "MemoryKnowledge", "kind_of",
+           "knowledge_from_facts", "open_knowledge", "open_microtheory", "open_store", "read_fact_file"]
