@@ -246,3 +246,28 @@ def test_advice_accepts_any_knowledge(knowledge: Knowledge) -> None:
                   hypothesis=lambda stem, option: f"a thermometer measures {option}")
     c = adv.advise(rec, crit)
     assert c.cited_facts == ("f3",) and '[f3] "A thermometer measures temperature."' in c.specific
+
+
+def test_microtheory_directory_is_written_through_core_outputs(tmp_path: Path) -> None:
+    from microtheory.distill.microtheory_dir import read_microtheory, write_microtheory
+
+    facts = [Fact("m1", "friction produces heat")]
+    mt = write_microtheory(tmp_path / "mt", facts, {}, {"budget": 1}, {}, {})
+    assert read_microtheory(mt).facts[0].text == "friction produces heat"
+    with pytest.raises(InputError, match="--force"):
+        write_microtheory(mt, facts, {}, {}, {}, {}, overwrite=False)
+    write_microtheory(mt, facts + [Fact("m2", "ice is cold")], {}, {}, {}, {})  # its own kind: replaced
+    assert len(read_microtheory(mt)) == 2
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not made by this command"):
+        write_microtheory(other, facts, {}, {}, {}, {})
+    with KnowledgeStore.create(tmp_path / "kb", encoder="hashing") as ks:
+        ks.add(facts)
+    with pytest.raises(InputError, match="holds a store"):
+        write_microtheory(tmp_path / "kb", facts, {}, {}, {}, {})
+    with pytest.raises(InputError, match="overwrite the input"):
+        write_microtheory(tmp_path / "kb" / "mt", facts, {}, {"store": str(tmp_path / "kb")}, {}, {})
+    assert (other / "notes.txt").read_text() == "mine" and len(KnowledgeStore.open(tmp_path / "kb")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "mt", "other"]  # no staging left behind
