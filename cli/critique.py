@@ -6,6 +6,7 @@ it is registered on this `app` by the batch-critique module (second engineer); t
 """
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -151,36 +152,55 @@ def eval_cmd(
 # (`eval-human`, `eval-t5`). Owned by the batch-critique engineer: critique/batch.py, critique/evaluate.py.
 
 
+def _backend_choices() -> type[Enum]:
+    """--backend's choices: the names in the critique backends table (critique.batch.BACKENDS)."""
+    from critique.batch import backend_names
+
+    return Enum("CritiqueBackend", {n: n for n in backend_names()}, type=str)  # type: ignore[return-value]
+
+
+def _backend_help() -> str:
+    from critique.batch import BACKEND_HELP
+
+    return "; ".join(f"{name}: {text}" if text else name for name, text in BACKEND_HELP.items()) + "."
+
+
+CritiqueBackend = _backend_choices()
+
+
+class CritiqueFormat(str, Enum):
+    json = "json"
+    ds = "ds"
+
+
 @app.command("run")
 def run_cmd(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="Model outputs JSONL (docs/formats.md)."),
     out: Path = typer.Option(..., "--out", help="Critiques JSONL: one record per input row; rerun to resume."),
     microtheory: Optional[Path] = typer.Option(None, "--microtheory", help="Microtheory folder (facts.jsonl) to ground specific advice in."),
     store: Optional[Path] = typer.Option(None, "--store", help="Knowledge store folder to ground specific advice in."),
-    fmt: str = typer.Option("json", "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
-    backend: str = typer.Option("critic", "--backend", help="critic (fine-tuned, fast) or generative (a causal LM)."),
+    fmt: CritiqueFormat = typer.Option(CritiqueFormat.json, "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
+    backend: CritiqueBackend = typer.Option("critic", "--backend", help=_backend_help()),  # type: ignore[valid-type]
     model: Optional[str] = typer.Option(None, "--model", help="Critic folder, or for generative a HF name / path / .gguf (default SmolLM2)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Entailment scorer for grounded advice (default: the shipped one)."),
+    force: bool = typer.Option(False, "--force", help="Start OUT afresh when it is not a critique output of this configuration (its content is lost)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Critique every explanation in INPUT, one output record per row (errors included); resumable.
 
+    OUT records the configuration it was made with (backend, model digest, format, advice); a rerun
+    with another one is refused unless --force. A file that is not a critique output is never touched.
+
     Example: microtheory critique outputs.jsonl --out critiques.jsonl --microtheory runs/mt_arc --format ds
     """
-    from critique.advice import Advisor, load_knowledge
-    from critique.batch import critique_file, make_backend
+    from critique.batch import CritiqueRunConfig, run_critique
 
-    knowledge = load_knowledge(microtheory=microtheory, store=store)
-    advisor = None
-    if knowledge is not None:
-        from retrieval.entail import load_scorer
-
-        advisor = Advisor(knowledge=knowledge, scorer=load_scorer(scorer))
-    be = make_backend(backend, model=model, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    s = critique_file(input_path, out, be, advisor=advisor, fmt=fmt,
-                      batch_size=batch_size if backend == "critic" else 4, progress=not json_out)
+    cfg = CritiqueRunConfig(backend=backend.value, model=model, fmt=fmt.value, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, microtheory=microtheory, store=store, scorer=scorer,
+                            force=force)
+    s = run_critique(input_path, out, cfg, progress=not json_out)
     if json_out:
         echo_json(s.to_json())
         return

@@ -1,37 +1,48 @@
 """Batch critique of model outputs: JSONL in, exactly one JSONL record per input row out, resumable.
 
 Input: the model-outputs JSONL of `critique.inputs` (docs/formats.md, "Model outputs and
-critiques"). Output (one JSON object a line, in input order):
+critiques"). Output (one JSON object a line, in input order, after a header line):
 
+    {"_header": {"kind": "critique", "version": 1, "config": {"backend": "critic", ...}}}
     {"id": "q1", "line": 1, "backend": "critic", "critique": {...Critique.to_json()...}}   # --format json
     {"id": "q1", "line": 1, "backend": "critic", "critique": "The explanation states ..."} # --format ds
     {"id": "q2", "line": 2, "backend": "critic", "error": "in.jsonl:2: missing field 'explanation'"}
 
-A row that cannot be critiqued (bad JSON, a missing field, an unknown answer key, an unparseable
-generation) gets an error record and the run goes on. Every record is appended and flushed as soon
-as it is made; a rerun with the same OUT reads the line numbers already there and skips them (a
-torn last line from a crash is dropped first), so an interrupted run resumes where it stopped.
+A row that cannot be critiqued (bad bytes or JSON, a missing field, an unknown answer key, an
+unparseable generation) gets an error record and the run goes on. The output is a
+`core.outputs.AppendOutput`: locked against a second writer, refused when it is not a critique
+output (a user's file) or is the input, and headed by the configuration that made it (backend,
+model digest, format, advice settings and thresholds); a rerun with another configuration is
+refused unless `force`. Every record is appended and flushed as soon as it is made; a rerun with
+the same OUT skips the line numbers already there (a torn last line from a crash is dropped
+first), so an interrupted run resumes where it stopped.
+
+Backends come from a name -> factory table (`BACKENDS`, `register_backend`); the CLI's
+`--backend` choices are its names.
 """
 from __future__ import annotations
 
-import json
+import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from critique.advice import Advisor
+from core.errors import InputError, MicrotheoryError, ModelError
 from critique.errors import CritiqueFormatError
 from critique.format import Critique, parse_ds
 from critique.generative import CritiqueResult
 from critique.inputs import ModelOutput, Row, iter_rows
 from critique.taxonomy import LABELS, NONE
-from core.errors import InputError, MicrotheoryError, ModelError
 
+if TYPE_CHECKING:
+    from critique.advice import Advisor
+
+KIND = "critique"
+FORMAT_VERSION = 1  # version 1: a header line first (files without one are from before versions)
 FORMATS = ("json", "ds")
-BACKENDS = ("critic", "generative")
 
 
 class Backend(Protocol):
@@ -62,16 +73,95 @@ class CriticBackend:
         return [CritiqueResult(r.id, critique=c) for r, c in zip(records, crits)]
 
 
+
+    def describe(self) -> dict[str, Any]:
+        """The header's model identity: the critic folder and the digest of its weights."""
+        from core.jsonl import path_digest
+        from critique.model import DEFAULT_WEIGHTS
+
+        path = Path(self.model or os.environ.get("MICROTHEORY_CRITIC") or DEFAULT_WEIGHTS)
+        return {"model": str(self.model or "shipped critic"), "model_digest": path_digest(path)}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What every backend factory is given; a backend ignores what it does not use."""
+
+    model: str | None = None
+    batch_size: int = 32
+    max_new_tokens: int | None = None
+    device: str | None = None
+
+
+def _critic(o: BackendOptions) -> Backend:
+    return CriticBackend(model=o.model, batch_size=o.batch_size, device=o.device)
+
+
+def _generative(o: BackendOptions) -> Backend:
+    from critique.generative import DEFAULT_MAX_NEW_TOKENS, load_generative
+
+    return load_generative(o.model, max_new_tokens=o.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, device=o.device)
+
+
+#: Backend name -> factory. Adding a backend: a class with `name` and `critique()` plus one entry here
+#: (or `register_backend` from outside the package); the CLI's --backend choices follow.
+BACKENDS: dict[str, Callable[[BackendOptions], Backend]] = {"critic": _critic, "generative": _generative}
+BACKEND_HELP = {"critic": "the fine-tuned critic (fast)", "generative": "a causal LM with the DS prompt (default SmolLM2)"}
+
+
+def register_backend(name: str, factory: Callable[[BackendOptions], Backend], help: str = "") -> None:
+    """Add (or replace) a critique backend under `name`."""
+    BACKENDS[name] = factory
+    BACKEND_HELP[name] = help
+
+
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
 def make_backend(kind: str = "critic", model: str | None = None, batch_size: int = 32,
                  max_new_tokens: int | None = None, device: str | None = None) -> Backend:
-    """`critic` (the shipped or given critic folder) or `generative` (a causal LM; default SmolLM2)."""
-    if kind == "critic":
-        return CriticBackend(model=model, batch_size=batch_size, device=device)
-    if kind == "generative":
-        from critique.generative import DEFAULT_MAX_NEW_TOKENS, load_generative
+    """The backend registered as `kind` (`critic`: the shipped or given critic folder; `generative`:
+    a causal LM, default SmolLM2)."""
+    factory = BACKENDS.get(kind)
+    if factory is None:
+        raise InputError(f"unknown backend {kind!r}: use one of {', '.join(BACKENDS)}")
+    return factory(BackendOptions(model, batch_size, max_new_tokens, device))
 
-        return load_generative(model, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, device=device)
-    raise InputError(f"unknown backend {kind!r}: use one of {', '.join(BACKENDS)}")
+
+def describe_backend(backend: Backend) -> dict[str, Any]:
+    """The backend's part of the output header: name, model and model digest (where known)."""
+    from core.jsonl import path_digest
+
+    out: dict[str, Any] = {"backend": str(getattr(backend, "name", type(backend).__name__))}
+    describe = getattr(backend, "describe", None)
+    if callable(describe):
+        out.update(describe())
+    lm = getattr(backend, "lm", None)  # the generative critic: its language model and token budget
+    if lm is not None and not callable(describe):
+        model, gguf = str(getattr(lm, "model", "?")), getattr(lm, "gguf_file", None)
+        out.update(model=model + (f"/{gguf}" if gguf else ""),
+                   model_digest=path_digest(Path(model) / gguf if gguf else model),
+                   max_new_tokens=getattr(backend, "max_new_tokens", None))
+    return out
+
+
+def advice_config(advisor: Advisor | None, knowledge: str | None = None) -> dict[str, Any] | None:
+    """The advice part of the header: knowledge source, scorer identity and thresholds."""
+    if advisor is None:
+        return None
+    from core.jsonl import model_identity
+
+    sc = advisor.scorer
+    scorer = model_identity(sc, "scorer") if sc is not None else {"scorer": "shipped", "scorer_digest": None}
+    return {"knowledge": knowledge or type(advisor.knowledge).__name__, **scorer,
+            "threshold": getattr(sc, "threshold", None), "k": advisor.k, "min_similarity": advisor.min_similarity}
+
+
+def header_config(backend: Backend, fmt: str, advisor: Advisor | None = None,
+                  knowledge: str | None = None) -> dict[str, Any]:
+    """Everything that changes what a critique record says: resuming with another one is refused."""
+    return {**describe_backend(backend), "format": fmt, "advice": advice_config(advisor, knowledge)}
 
 
 @dataclass(frozen=True)
@@ -95,33 +185,20 @@ class BatchSummary:
 
 
 def read_done(out: Path) -> dict[int, str]:
-    """line -> id of the records already in OUT; a torn (unparseable) last line is cut off."""
-    if not out.exists():
-        return {}
-    data = out.read_bytes()
+    """line -> id of the records already in OUT (its header skipped). A line that is not a critique
+    record means OUT is not a critique output: refused. (A torn last line from a crash has been cut
+    off by `AppendOutput` before this reads.)"""
+    from core.jsonl import iter_jsonl
+
     done: dict[int, str] = {}
-    good_end = 0
-    pos = 0
-    lines = data.split(b"\n")
-    for i, raw in enumerate(lines):
-        end = pos + len(raw) + (1 if i < len(lines) - 1 else 0)
-        if raw.strip():
-            try:
-                rec = json.loads(raw)
-                done[int(rec["line"])] = str(rec["id"])
-            except (ValueError, KeyError, TypeError):
-                if i >= len(lines) - 2 and not data[end:].strip():
-                    break  # the torn tail of an interrupted run: cut it off below
-                raise InputError("not a critique output record (no 'id' / 'line'); use another --out",
-                                 str(out), i + 1) from None
-        pos = end
-        good_end = end
-    if good_end < len(data):
-        with out.open("r+b") as f:
-            f.truncate(good_end)
-    if data[:good_end] and not data[:good_end].endswith(b"\n"):
-        with out.open("ab") as f:
-            f.write(b"\n")
+    if not Path(out).exists():
+        return done
+    for n, rec in iter_jsonl(out):
+        try:
+            done[int(rec["line"])] = str(rec["id"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError("not a critique output record (no 'id' / 'line'); use another --out",
+                             str(out), n) from None
     return done
 
 
@@ -138,23 +215,21 @@ def _record(row: Row, backend: str, fmt: str, res: CritiqueResult | None = None,
 
 
 def summarise(out: Path) -> tuple[Counter[str], list[int], int]:
-    """(count per dimension, scores, errors) over the records of OUT."""
+    """(count per dimension, scores, errors) over the records of OUT (its header skipped)."""
+    from core.jsonl import iter_jsonl
+
     dims: Counter[str] = Counter()
     scores: list[int] = []
     errors = 0
-    if not out.exists():
+    if not Path(out).exists():
         return dims, scores, errors
-    for raw in out.read_text(encoding="utf-8").splitlines():
-        if not raw.strip():
-            continue
-        rec = json.loads(raw)
+    for _, rec in iter_jsonl(out):
         c = rec.get("critique")
-        if c is None:
-            errors += 1
-            continue
         try:
-            crit = parse_ds(c) if isinstance(c, str) else Critique.from_json(c)
+            crit = None if c is None else parse_ds(c) if isinstance(c, str) else Critique.from_json(c)
         except CritiqueFormatError:
+            crit = None
+        if crit is None:
             errors += 1
             continue
         dims[crit.dimension] += 1
@@ -162,9 +237,46 @@ def summarise(out: Path) -> tuple[Counter[str], list[int], int]:
     return dims, scores, errors
 
 
+def _check_same_input(done: dict[int, str], rows: list[Row], out: Path, input_path: str | Path) -> None:
+    by_line = {r.line: r for r in rows}
+    for line, rid in done.items():
+        if line not in by_line or by_line[line].id != rid:
+            got = by_line[line].id if line in by_line else "no row"
+            raise InputError(f"{out} holds line {line} with id {rid!r} but the input has {got!r}: it was written "
+                             f"for another input; use another --out", str(input_path))
+
+
+def _critique_rows(pending: list[Row], backend: Backend, advisor: Advisor | None, fmt: str, batch_size: int,
+                   emit: Callable[[dict[str, Any]], None]) -> None:
+    """Critique `pending` in batches, emitting one record per row in input order."""
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start:start + batch_size]
+        good = [r for r in chunk if r.record is not None]
+        results = {r.line: res for r, res in zip(good, _run(backend, [r.record for r in good if r.record]))}
+        for row in chunk:
+            if row.error is not None:
+                emit(_record(row, backend.name, fmt, error=str(row.error)))
+                continue
+            res = results[row.line]
+            if res.critique is not None and advisor is not None and row.record is not None:
+                try:
+                    res = CritiqueResult(res.id, critique=advisor.advise(row.record, res.critique, general=False),
+                                         raw=res.raw)
+                except MicrotheoryError as e:
+                    res = CritiqueResult(res.id, error=f"advice failed: {e}", raw=res.raw)
+            emit(_record(row, backend.name, fmt, res))
+
+
 def critique_file(input_path: str | Path, out: str | Path, backend: Backend, advisor: Advisor | None = None,
-                  fmt: str = "json", batch_size: int = 32, progress: bool = True) -> BatchSummary:
-    """Critique every row of `input_path` into `out` (JSONL), skipping rows already there."""
+                  fmt: str = "json", batch_size: int = 32, progress: bool = True, *, force: bool = False,
+                  config: dict[str, Any] | None = None) -> BatchSummary:
+    """Critique every row of `input_path` into `out` (JSONL), skipping rows already there.
+
+    `config`: extra header entries (e.g. the knowledge path) over `header_config(backend, fmt, advisor)`.
+    `force`: start `out` afresh when it is not a critique output of this configuration.
+    """
+    from core.outputs import AppendOutput
+
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     t0 = time.perf_counter()
@@ -172,48 +284,30 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
     rows = list(iter_rows(input_path))
     if not rows:
         raise InputError("no rows in input file", str(input_path))
-    done = read_done(out_p)
-    by_line = {r.line: r for r in rows}
-    for line, rid in done.items():
-        if line not in by_line or by_line[line].id != rid:
-            got = by_line[line].id if line in by_line else "no row"
-            raise InputError(f"{out_p} holds line {line} with id {rid!r} but the input has {got!r}: it was written "
-                             f"for another input; use another --out", str(input_path))
-    pending = [r for r in rows if r.line not in done]
-    out_p.parent.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if progress and pending:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pending), desc=f"critique ({backend.name})", unit="row")
+    header = {**header_config(backend, fmt, advisor), **(config or {})}
     written = 0
-    with out_p.open("a", encoding="utf-8") as f:
+    with AppendOutput(out_p, KIND, header, version=FORMAT_VERSION, force=force, inputs=[input_path]) as sink:
+        done = read_done(out_p)
+        _check_same_input(done, rows, out_p, input_path)
+        pending = [r for r in rows if r.line not in done]
+        bar = None
+        if progress and pending:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(pending), desc=f"critique ({backend.name})", unit="row")
+
         def emit(rec: dict[str, Any]) -> None:
             nonlocal written
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.flush()
+            sink.write(rec)
             written += 1
             if bar is not None:
                 bar.update(1)
 
-        for start in range(0, len(pending), batch_size):
-            chunk = pending[start:start + batch_size]
-            good = [r for r in chunk if r.record is not None]
-            results = {r.line: res for r, res in zip(good, _run(backend, [r.record for r in good if r.record]))}
-            for row in chunk:  # input order
-                if row.error is not None:
-                    emit(_record(row, backend.name, fmt, error=str(row.error)))
-                    continue
-                res = results[row.line]
-                if res.critique is not None and advisor is not None and row.record is not None:
-                    try:
-                        res = CritiqueResult(res.id, critique=advisor.advise(row.record, res.critique, general=False),
-                                             raw=res.raw)
-                    except MicrotheoryError as e:
-                        res = CritiqueResult(res.id, error=f"advice failed: {e}", raw=res.raw)
-                emit(_record(row, backend.name, fmt, res))
-    if bar is not None:
-        bar.close()
+        try:
+            _critique_rows(pending, backend, advisor, fmt, batch_size, emit)
+        finally:
+            if bar is not None:
+                bar.close()
     dims, scores, errors = summarise(out_p)
     n_ok = sum(dims.values())
     return BatchSummary(
@@ -222,6 +316,41 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
         mean_score=round(sum(scores) / len(scores), 3) if scores else None,
         share_flawed=round(1 - dims.get(NONE, 0) / n_ok, 3) if n_ok else None,
         seconds=time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class CritiqueRunConfig:
+    """`microtheory critique run`: everything but the input and output paths."""
+
+    backend: str = "critic"
+    model: str | None = None
+    fmt: str = "json"
+    batch_size: int = 32
+    max_new_tokens: int = 512
+    microtheory: str | Path | None = None   # knowledge to ground specific advice in (one of the two)
+    store: str | Path | None = None
+    scorer: str | None = None
+    force: bool = False
+
+
+def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig,
+                 progress: bool = True) -> BatchSummary:
+    """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`."""
+    from critique.advice import Advisor, load_knowledge
+
+    be = make_backend(cfg.backend, model=cfg.model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+    knowledge = load_knowledge(microtheory=cfg.microtheory, store=cfg.store)
+    advisor = None
+    if knowledge is not None:
+        from retrieval.entail import load_scorer
+
+        advisor = Advisor(knowledge=knowledge, scorer=load_scorer(cfg.scorer))
+    source = cfg.microtheory or cfg.store
+    extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
+    # A generative backend decodes a few rows at a time; the critic batches as asked.
+    return critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt,
+                         batch_size=cfg.batch_size if cfg.backend == "critic" else 4, progress=progress,
+                         force=cfg.force, config=extra)
 
 
 def _run(backend: Backend, records: list[ModelOutput]) -> list[CritiqueResult]:

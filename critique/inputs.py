@@ -10,7 +10,6 @@ for that row (file:line: what is wrong); reading goes on.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -160,24 +159,25 @@ def parse_model_output(d: Any, path: str | None = None, line: int | None = None)
 
 
 def iter_rows(path: str | Path) -> Iterator[Row]:
-    """Every non-blank line of a JSONL file as a Row (record or per-row error), in file order."""
+    """Every non-blank line of a JSONL file as a Row (record or per-row error), in file order.
+
+    A line that is not UTF-8, not JSON or lacks a field is a Row with its `file:line` error;
+    reading goes on. Only a missing or unreadable file raises."""
+    from core.jsonl import iter_jsonl
+
     p = Path(path)
     if not p.exists():
         raise InputError("input file not found", str(p))
-    with p.open(encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                d = json.loads(raw)
-            except json.JSONDecodeError as e:
-                yield Row(n, f"line{n}", error=InputError(f"not valid JSON ({e.msg})", str(p), n))
-                continue
-            rid = str(d.get("id")) if isinstance(d, dict) and d.get("id") is not None else f"line{n}"
-            try:
-                yield Row(n, rid, record=parse_model_output(d, str(p), n))
-            except InputError as e:
-                yield Row(n, rid, error=e)
+    bad: list[InputError] = []  # filled by iter_jsonl before it yields the next good line
+    for n, d in iter_jsonl(p, on_error=bad.append):
+        yield from (Row(e.line or 0, f"line{e.line}", error=e) for e in bad)
+        bad.clear()
+        rid = str(d.get("id")) if d.get("id") is not None else f"line{n}"
+        try:
+            yield Row(n, rid, record=parse_model_output(d, str(p), n))
+        except InputError as e:
+            yield Row(n, rid, error=e)
+    yield from (Row(e.line or 0, f"line{e.line}", error=e) for e in bad)
 
 
 def read_model_outputs(path: str | Path) -> list[ModelOutput]:

@@ -16,6 +16,7 @@ from critique.inputs import ModelOutput
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
 from core.errors import InputError, ModelError
+from core.outputs import is_header, read_header
 from core.types import Fact
 
 
@@ -63,7 +64,8 @@ def inp(tmp_path):
 
 
 def _read(p):
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    """The data records of a critique output (its header line skipped)."""
+    return [r for r in (json.loads(x) for x in p.read_text().splitlines() if x.strip()) if not is_header(r)]
 
 
 def test_one_record_per_row_with_errors(inp, tmp_path):
@@ -89,7 +91,7 @@ def test_resume_skips_done_rows_and_drops_torn_line(inp, tmp_path):
     out = tmp_path / "out.jsonl"
     critique_file(inp, out, FakeBackend(), progress=False)
     lines = out.read_text().splitlines(keepends=True)
-    out.write_text("".join(lines[:2]) + lines[2][:15])  # crash while writing the third record
+    out.write_text("".join(lines[:3]) + lines[3][:15])  # header, two records, crash while writing the third
     be = FakeBackend()
     s = critique_file(inp, out, be, progress=False)
     assert s.skipped == 2 and s.written == 5
@@ -102,9 +104,75 @@ def test_resume_skips_done_rows_and_drops_torn_line(inp, tmp_path):
 
 def test_out_from_another_input_is_refused(inp, tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_text(json.dumps({"id": "other", "line": 1, "critique": None}) + "\n")
+    critique_file(inp, out, FakeBackend(), progress=False)
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps(_row(9)) + "\n")
     with pytest.raises(InputError, match="written for another input"):
-        critique_file(inp, out, FakeBackend(), progress=False)
+        critique_file(other, out, FakeBackend(), progress=False)
+
+
+def test_header_records_the_configuration(inp, tmp_path):
+    out = tmp_path / "out.jsonl"
+    critique_file(inp, out, FakeBackend(), fmt="ds", progress=False)
+    h = read_header(out)
+    assert h["kind"] == "critique" and h["version"] == 1
+    assert h["config"] == {"backend": "fake", "format": "ds", "advice": None}
+
+
+def test_rerun_with_another_configuration_is_refused_unless_force(inp, tmp_path):
+    out = tmp_path / "out.jsonl"
+    critique_file(inp, out, FakeBackend(), fmt="json", progress=False)
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="another configuration .*format"):
+        critique_file(inp, out, FakeBackend(), fmt="ds", progress=False)
+    assert out.read_bytes() == before
+    s = critique_file(inp, out, FakeBackend(), fmt="ds", progress=False, force=True)
+    assert s.written == 7 and read_header(out)["config"]["format"] == "ds" and len(_read(out)) == 7
+
+
+def test_user_file_and_input_as_out_are_refused(inp, tmp_path):
+    notes = tmp_path / "n.txt"
+    notes.write_text("notes\n")
+    with pytest.raises(InputError, match="not a critique output"):
+        critique_file(inp, notes, FakeBackend(), progress=False)
+    assert notes.read_text() == "notes\n"
+    before = inp.read_bytes()
+    with pytest.raises(InputError, match="overwrite the input"):
+        critique_file(inp, inp, FakeBackend(), progress=False)
+    assert inp.read_bytes() == before
+
+
+def test_second_writer_fails_at_once(inp, tmp_path):
+    from core.outputs import AppendOutput
+
+    out = tmp_path / "out.jsonl"
+    with AppendOutput(out, "critique", {"backend": "fake", "format": "json", "advice": None}):
+        with pytest.raises(InputError, match="another run is writing"):
+            critique_file(inp, out, FakeBackend(), progress=False)
+    assert critique_file(inp, out, FakeBackend(), progress=False).written == 7
+
+
+def test_bad_byte_is_an_error_record(tmp_path):
+    p = tmp_path / "in.jsonl"
+    p.write_bytes(json.dumps(_row(1)).encode() + b"\n" + b'{"id": "q2", "question": "caf\xe9"}\n'
+                  + json.dumps(_row(3)).encode() + b"\n")
+    out = tmp_path / "out.jsonl"
+    s = critique_file(p, out, FakeBackend(), progress=False)
+    recs = _read(out)
+    assert [r["line"] for r in recs] == [1, 2, 3] and s.errors == 1
+    assert "in.jsonl:2: not UTF-8" in recs[1]["error"] and "critique" in recs[2]
+
+
+def test_backend_registry_and_describe(tmp_path):
+    assert batch.backend_names()[:2] == ["critic", "generative"]
+    batch.register_backend("fake-test", lambda o: FakeBackend(), "a test double")
+    try:
+        assert isinstance(batch.make_backend("fake-test"), FakeBackend)
+    finally:
+        batch.BACKENDS.pop("fake-test")
+        batch.BACKEND_HELP.pop("fake-test")
+    d = batch.describe_backend(batch.make_backend("critic"))
+    assert d["backend"] == "critic" and len(d["model_digest"]) == 12
 
 
 def test_read_done_rejects_foreign_file(tmp_path):
@@ -130,7 +198,7 @@ def test_model_error_stops_the_run_and_rerun_resumes(inp, tmp_path):
     out = tmp_path / "out.jsonl"
     with pytest.raises(ModelError):
         critique_file(inp, out, Broken(), batch_size=100, progress=False)
-    assert not out.exists() or len(_read(out)) == 0  # nothing half-written for unreached rows
+    assert not out.exists() or len(_read(out)) == 0  # nothing half-written for unreached rows (a header at most)
     s = critique_file(inp, out, FakeBackend(), progress=False)
     assert s.written == 7
 
@@ -168,3 +236,11 @@ def test_cli_default_command(inp, tmp_path, monkeypatch):
     assert r.exit_code == 0 and "7 already done" in r.output and "share flawed 33.3%" in r.output
     r = CliRunner().invoke(app, ["critique", str(tmp_path / "missing.jsonl"), "--out", str(out)])
     assert r.exit_code != 0 and "input file not found" in r.output
+    notes = tmp_path / "n.txt"
+    notes.write_text("notes\n")
+    r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(notes)])
+    assert r.exit_code == 2 and "not a critique output" in r.output and notes.read_text() == "notes\n"
+    r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(out), "--format", "ds"])
+    assert r.exit_code == 2 and "another configuration" in r.output
+    r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(out), "--backend", "oracle"])
+    assert r.exit_code == 2 and "critic" in r.output
