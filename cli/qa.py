@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -11,9 +11,11 @@ from cli.common import echo_json
 
 def qa(
     corpus: Path = typer.Option(..., "--corpus", "-c", help="Knowledge store folder of the corpus."),
-    questions: Path = typer.Option(..., "--questions", "-q",
-                                   help="Questions JSONL: {id, stem, options: {A: ...}, answer_key?} (ARC lines too)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: one record per input question."),
+    questions: str = typer.Option(..., "--questions", "-q",
+                                  help="Questions JSONL: {id, stem, options: {A: ...}, answer_key?} (ARC lines "
+                                       "too), or eb:dev / eb:train."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: one record per input question, written as "
+                                                      "answered; rerun to resume."),
     microtheory: Optional[Path] = typer.Option(None, "--microtheory", "-m",
                                                help="Microtheory: a store folder, or a facts JSONL file."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
@@ -24,25 +26,34 @@ def qa(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
     w_retrieval: float = typer.Option(0.0, "--w-retrieval",
                                       help="Weight of the best retrieval cosine in an option's score."),
+    force: bool = typer.Option(False, "--force", help="Start OUT afresh when it is not a QA output of this "
+                                                      "configuration (its content is lost)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Turn each option into a hypothesis, search the corpus (and the microtheory) for a premise set that
     entails it, and answer with the best-proved option (flagged ungrounded when none has a proof).
 
+    A bad input line becomes an error record and the run goes on. OUT records the configuration it
+    was made with; a rerun with the same one skips the questions already answered.
+
     Example: microtheory qa --corpus runs/worldtree --questions questions.jsonl --out answers.jsonl
     """
+    from microtheory.populate import load_question_set
     from retrieval.prover import ProverConfig
     from retrieval.qa import QAConfig, qa_files
 
     pcfg = ProverConfig(k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
-    summary = qa_files(corpus, questions, out, microtheory=microtheory, scorer=scorer,
+    summary = qa_files(corpus, load_question_set(questions), out, microtheory=microtheory, scorer=scorer,
                        config=QAConfig(w_retrieval=w_retrieval), prover_config=pcfg,
-                       progress=not no_progress and not json_out)
-    s = summary.to_json()
+                       progress=not no_progress and not json_out, force=force)
     if json_out:
-        echo_json(s)
-        return
+        echo_json(summary.to_json())
+    else:
+        _print_table(summary.to_json(), out)
+
+
+def _print_table(s: dict[str, Any], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -57,5 +68,6 @@ def qa(
     t.add_row("accuracy of grounded answers", pct(s["grounded_accuracy"]))
     t.add_row("retrieval-only baseline accuracy", pct(s["retrieval_baseline_accuracy"]))
     t.add_row("error records", str(s["errors"]))
-    t.add_row("questions/s", str(s["questions_per_s"]))
+    t.add_row("answered now / already in OUT", f"{s['written']} / {s['skipped']}")
+    t.add_row("questions/s", "-" if s["questions_per_s"] is None else str(s["questions_per_s"]))
     Console().print(t)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from microtheory.generators.base import Generator, get_generator
 from microtheory.prompts import DEFAULT_PROMPTS, build_prompts, get_templates, parse_premises
 from core.errors import GeneratorError, InputError, MicrotheoryError
 from core.types import Fact, Proof, Question
+
+if TYPE_CHECKING:
+    from retrieval.qa import QuestionSet
 
 LOG_SUFFIX = ".populate.jsonl"
 DONE_STATUSES = ("proved", "unproved")
@@ -534,28 +537,43 @@ def _now() -> str:
 
 # ------------------------------------------------------------------------------------------ the run
 
-def load_questions(spec: str | Path, split: str | None = None) -> list[Question]:
-    """A questions JSONL file, or `eb:train` / `eb:dev` (EntailmentBank questions with gold hypotheses).
+EB_SPECS = ("eb:train", "eb:dev")
+
+
+def load_question_set(spec: str | Path, split: str | None = None) -> QuestionSet:
+    """Questions for `populate` and `qa`: a questions JSONL file (tolerant per row: a bad line stays as
+    its InputError, see `retrieval.qa.read_question_set`) or `eb:train` / `eb:dev` (EntailmentBank
+    questions with gold hypotheses).
 
     `split`: keep only records whose "split" field equals it (e.g. "train": population must not
-    see test questions).
+    see test questions); bad lines are kept, so that they are reported.
     """
+    from retrieval.qa import QuestionSet, read_question_set
+
     s = str(spec)
-    if s in ("eb:train", "eb:dev"):
+    if s in EB_SPECS:
         from microtheory.datasets import load_eb_questions
 
-        return load_eb_questions(s.split(":", 1)[1])[1]
-    from microtheory.datasets import read_questions_jsonl
+        return QuestionSet(s, list(load_eb_questions(s.split(":", 1)[1])[1]))
+    qset = read_question_set(s)
+    if split is None:
+        return qset
     from core.jsonl import iter_jsonl
 
-    qs = read_questions_jsonl(s)
-    if split is None:
-        return qs
-    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s) if obj.get("split") == split}
-    out = [q for q in qs if q.id in keep]
-    if not out:
+    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s, on_error=lambda e: None) if obj.get("split") == split}
+    rows = [q for q in qset.rows if isinstance(q, InputError) or q.id in keep]
+    if not any(isinstance(q, Question) for q in rows):
         raise InputError(f"no questions with split {split!r}", s)
-    return out
+    return QuestionSet(qset.source + f" (split {split})", rows)
+
+
+def load_questions(spec: str | Path, split: str | None = None) -> list[Question]:
+    """`load_question_set`, strict: the first bad line raises its InputError (file:line)."""
+    rows = load_question_set(spec, split).rows
+    for q in rows:
+        if isinstance(q, InputError):
+            raise q
+    return [q for q in rows if isinstance(q, Question)]
 
 
 def populate(

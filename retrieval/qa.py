@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from retrieval.entail import content_words
-from core.errors import InputError
+from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, Prover, ProverConfig
 from core.types import Question
@@ -126,6 +126,8 @@ class QASummary:
     retrieval_correct: int = 0
     elapsed_s: float = 0.0
     error_ids: list[str] = field(default_factory=list)
+    skipped: int = 0      # questions already answered in the output (a resumed run)
+    written: int = 0      # records this run wrote
 
     def add(self, rec: dict[str, Any]) -> None:
         self.questions += 1
@@ -154,31 +156,41 @@ class QASummary:
                 "retrieval_baseline_accuracy": rate(self.retrieval_correct, self.keyed),
                 "correct": self.correct, "keyed": self.keyed, "grounded": self.grounded,
                 "elapsed_s": round(self.elapsed_s, 2),
-                "questions_per_s": round(self.questions / self.elapsed_s, 3) if self.elapsed_s > 0 else None,
-                "error_ids": self.error_ids}
+                "questions_per_s": round((self.written or self.questions) / self.elapsed_s, 3)
+                if self.elapsed_s > 0 else None,
+                "error_ids": self.error_ids, "skipped": self.skipped, "written": self.written}
 
 
-def iter_answers(questions: Iterable[Question], prover: Prover, config: QAConfig | None = None,
+def _bad_line_record(err: InputError) -> dict[str, Any]:
+    """The record of an input line that is not a question at all (bad bytes, bad JSON)."""
+    return {**_error_record(Question(f"line{err.line}", "", {}, None), str(err)), "line": err.line}
+
+
+def iter_answers(questions: Iterable[Question | InputError], prover: Prover, config: QAConfig | None = None,
                  summary: QASummary | None = None) -> Iterator[dict[str, Any]]:
-    """Answer questions one by one, adding each record to `summary` (timing included)."""
+    """Answer questions one by one, adding each record to `summary` (timing included). An InputError
+    in `questions` (a bad input line, see `read_question_set`) yields its error record."""
     summary = summary if summary is not None else QASummary()
     for q in questions:
         t0 = time.perf_counter()
-        try:
-            rec = answer_question(q, prover, config)
-        except InputError as e:
-            # A question the rewriter or the scorer rejects is that question's error, not the run's.
-            rec = _error_record(q, str(e))
+        if isinstance(q, InputError):
+            rec = _bad_line_record(q)
+        else:
+            try:
+                rec = answer_question(q, prover, config)
+            except InputError as e:
+                # A question the rewriter or the scorer rejects is that question's error, not the run's.
+                rec = _error_record(q, str(e))
         summary.elapsed_s += time.perf_counter() - t0
         summary.add(rec)
         yield rec
 
 
-def run_qa(questions: Sequence[Question], prover: Prover, config: QAConfig | None = None,
+def run_qa(questions: Sequence[Question | InputError], prover: Prover, config: QAConfig | None = None,
            progress: bool = False) -> tuple[list[dict[str, Any]], QASummary]:
     """All records (one per question, in input order) and the summary."""
     summary = QASummary()
-    it: Iterable[Question] = questions
+    it: Iterable[Question | InputError] = questions
     if progress:
         from tqdm import tqdm
 
@@ -204,35 +216,129 @@ def _question_from_record(obj: dict[str, Any], n: int) -> Question:
                     None if key is None else str(key), obj.get("topic"), obj.get("hypothesis"))
 
 
-def read_questions(path: str | Path) -> list[Question]:
-    """Questions JSONL (docs/formats.md; ARC records too). A line that is not JSON is an InputError with
-    file:line; a record with missing or bad fields is kept, and answered with an error record."""
+@dataclass(frozen=True)
+class QuestionSet:
+    """Questions in input order, a bad input line standing as its InputError (naming file:line),
+    and where they came from (a path or a spec like `eb:dev`; recorded in the output header)."""
+
+    source: str
+    rows: list[Question | InputError]
+
+    @property
+    def questions(self) -> list[Question]:
+        return [q for q in self.rows if isinstance(q, Question)]
+
+
+def read_question_set(path: str | Path) -> QuestionSet:
+    """Questions JSONL (docs/formats.md; ARC records too), tolerant per row: a line that is not UTF-8
+    or not JSON stays as its InputError (an error record when answered); a record with missing or
+    bad fields becomes a question that `validate_question` explains. Only an empty or unreadable
+    file raises."""
     from core.jsonl import iter_jsonl
 
-    qs = [_question_from_record(obj, n) for n, obj in iter_jsonl(path)]
-    if not qs:
+    rows: list[Question | InputError] = []
+    for n, obj in iter_jsonl(path, on_error=rows.append):
+        rows.append(_question_from_record(obj, n))
+    if not rows:
         raise InputError("no questions in file", str(path))
-    return qs
+    return QuestionSet(str(path), rows)
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    """Questions JSONL, strict: the first bad line raises its InputError (file:line)."""
+    qs = read_question_set(path).rows
+    for q in qs:
+        if isinstance(q, InputError):
+            raise q
+    return [q for q in qs if isinstance(q, Question)]
 
 
 from retrieval.knowledge import open_microtheory  # noqa: E402 - moved there; qa_files uses it
 
 
-def qa_files(corpus: str | Path, questions: str | Path, out: str | Path, microtheory: str | Path | None = None,
-             scorer: str | None = None, config: QAConfig | None = None, prover_config: ProverConfig | None = None,
-             progress: bool = False) -> QASummary:
-    """`microtheory qa`: answer every question of a JSONL file, write one record per question to `out`."""
+QA_KIND = "qa"
+QA_FORMAT_VERSION = 1  # version 1: a header line first, records appended as answered
+
+
+def qa_header(questions: QuestionSet, corpus: str | Path, microtheory: str | Path | None, prover: Prover,
+              config: QAConfig) -> dict[str, Any]:
+    """Everything that changes an answer record; a rerun with another one is refused (or --force)."""
+    from dataclasses import asdict
+
+    from core.jsonl import model_identity
+
+    return {"questions": questions.source, "corpus": str(corpus),
+            "microtheory": None if microtheory is None else str(microtheory),
+            **model_identity(prover.scorer, "scorer"), "threshold": prover.threshold,
+            "prover": asdict(prover.config) if prover.config is not None else None, "qa": asdict(config)}
+
+
+def read_answered(out: str | Path) -> set[str]:
+    """Ids of the questions already answered in an existing QA output (header skipped)."""
+    from core.jsonl import iter_jsonl
+
+    if not Path(out).exists():
+        return set()
+    done: set[str] = set()
+    for n, rec in iter_jsonl(out):
+        if "id" not in rec:
+            raise InputError("not a QA output record (no 'id'); use another --out", str(out), n)
+        done.add(str(rec["id"]))
+    return done
+
+
+def _summarise_out(out: Path, ids: set[str], summary: QASummary) -> QASummary:
+    """Totals over the records of `out` for this input's ids (this run's and earlier runs')."""
+    from core.jsonl import iter_jsonl
+
+    total = QASummary(elapsed_s=summary.elapsed_s, skipped=summary.skipped, written=summary.written)
+    for _, rec in iter_jsonl(out):
+        if str(rec.get("id")) in ids:
+            total.add(rec)
+    return total
+
+
+def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str | Path,
+             microtheory: str | Path | None = None, scorer: str | None = None, config: QAConfig | None = None,
+             prover_config: ProverConfig | None = None, progress: bool = False,
+             force: bool = False) -> QASummary:
+    """`microtheory qa`: answer every question (a JSONL path or a QuestionSet), one record per question.
+
+    Records are appended to `out` (a `core.outputs.AppendOutput`: locked, headed by the configuration,
+    a user's file or an input refused) as each question is answered; a rerun skips the ids already
+    there, so a killed run resumes. A bad input line is an error record; the run goes on.
+    """
+    from core.outputs import AppendOutput
     from retrieval.entail import load_scorer
-    from core.jsonl import write_jsonl
     from retrieval.store import KnowledgeStore
 
-    qs = read_questions(questions)
+    qset = questions if isinstance(questions, QuestionSet) else read_question_set(questions)
+    config = config or QAConfig()
     ks = KnowledgeStore.open(corpus)
     mt = open_microtheory(microtheory, ks.encoder) if microtheory is not None else None
     prover = Prover(ks, load_scorer(scorer), microtheory=mt, config=prover_config)
     # Load the models before the clock starts: questions/s measures answering, not loading.
     prover.encode(["warm up"])
     prover.scorer.score(["warm up"], "warm up")
-    records, summary = run_qa(qs, prover, config, progress=progress)
-    write_jsonl(out, records)
-    return summary
+    if len(ks) == 0 and (mt is None or len(mt) == 0):  # before OUT is opened: nothing is written
+        raise StoreError("the corpus store is empty: add facts first (microtheory store add ...)", )
+    inputs = [qset.source, corpus, microtheory]
+    header = qa_header(qset, corpus, microtheory, prover, config)
+    with AppendOutput(out, QA_KIND, header, version=QA_FORMAT_VERSION, force=force, inputs=inputs) as sink:
+        done = read_answered(out)
+        ids = {_row_id(q) for q in qset.rows}
+        todo = [q for q in qset.rows if _row_id(q) not in done]
+        summary = QASummary(skipped=len(qset.rows) - len(todo))
+        it: Iterable[Question | InputError] = todo
+        if progress and todo:
+            from tqdm import tqdm
+
+            it = tqdm(todo, desc="qa", unit="q")
+        for rec in iter_answers(it, prover, config, summary):
+            sink.write(rec)
+            summary.written += 1
+    return _summarise_out(Path(out), ids, summary)
+
+
+def _row_id(q: Question | InputError) -> str:
+    return f"line{q.line}" if isinstance(q, InputError) else q.id

@@ -19,7 +19,9 @@ QA_LIMIT = 4
 
 
 def _lines(p: Path) -> list[dict]:
-    return [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    """Data records (the header line of an append-only output skipped)."""
+    return [r for r in (json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip())
+            if "_header" not in r]
 
 
 class RuleCritic:
