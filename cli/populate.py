@@ -17,7 +17,7 @@ def populate_cmd(
                                   help=registry_help("Generator backend and its argument", GENERATORS)),
     split: str | None = typer.Option(None, "--split", help="Only questions whose 'split' field is this (e.g. train)."),
     corpus: Path | None = typer.Option(None, "--corpus",
-                                          help="A store to retrieve prompt and grounding facts from (default: --store)."),
+                                       help="A store to retrieve prompt and grounding facts from (default: --store)."),
     scorer: str | None = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
     encoder: str | None = typer.Option(None, "--encoder", help="Encoder of a new store (default: MiniLM)."),
     log: Path | None = typer.Option(None, "--log", help="Status log JSONL (default: STORE.populate.jsonl)."),
@@ -35,40 +35,43 @@ def populate_cmd(
                                  help="Prune accepted sets to the premises the entailment needs; reject restatements."),
     limit: int | None = typer.Option(None, "--limit", help="Attempt at most this many questions in this run."),
     retry_unproved: bool = typer.Option(False, "--retry-unproved", help="Also redo questions logged as unproved."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per HTTP request (openai backend)."),
-    retries: int = typer.Option(3, "--retries", help="Retries per HTTP request, with exponential backoff."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds one HTTP request may take (openai backend)."),
+    retries: int = typer.Option(3, "--retries", help="Retries per HTTP request, exponential backoff with jitter."),
+    request_budget: float = typer.Option(60.0, "--request-budget",
+                                         help="Seconds one request may take with all its retries (openai backend)."),
+    breaker: int = typer.Option(4, "--breaker", help="Stop the run after this many failed HTTP attempts in a row "
+                                                     "(openai backend; 0: never)."),
+    breaker_seconds: float = typer.Option(45.0, "--breaker-seconds",
+                                          help="...or when the server has not answered for this many seconds."),
     save_every: int = typer.Option(10, "--save-every", help="Questions between store saves."),
-    max_failures: int = typer.Option(20, "--max-consecutive-failures",
+    max_failures: int = typer.Option(20, "--max-failures",
                                      help="Stop after this many failed questions in a row (0: never)."),
     record: Path | None = typer.Option(None, "--record",
                                        help="Append every generator answer to this JSONL (replay it later with "
                                             "--generator replay:FILE to re-score without the model)."),
+    force: bool = typer.Option(False, "--force", help="Restart a log made with another configuration (the store's "
+                                                      "facts stay; questions are redone)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Generate premise sets for each question's hypothesis, keep the ones the entailment scorer
     accepts, and add their sentences and proofs to the store. Rerunning skips questions already
-    done and retries failed ones.
+    done and retries failed ones; the log records the configuration, and a rerun with another one
+    is refused unless --force. A dead generator server stops the run within a minute (--breaker).
 
     Example: microtheory populate --questions eb:dev --store runs/ks --generator openai:http://127.0.0.1:8080/v1
     """
-    from microtheory.generators import get_generator
-    from microtheory.populate import PopulateConfig, load_questions, populate
+    from microtheory.populate import GeneratorSettings, PopulateConfig, PopulateOptions, load_question_set, populate
 
     cfg = PopulateConfig(prompts=tuple(p.strip() for p in prompts.split(",") if p.strip()), samples=samples,
                          temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_depth=max_depth,
                          node_budget=node_budget, max_proofs=max_proofs, threshold=threshold, minimal=minimal,
-                         save_every=save_every,
-                         max_consecutive_failures=max_failures)
-    options = {"timeout": timeout, "retries": retries} if generator.split(":", 1)[0] == "openai" else {}
-    gen = get_generator(generator, **options)
-    if record is not None:
-        from microtheory.generators.replay import RecordingGenerator
-
-        gen = RecordingGenerator(gen, record)
-    qs = load_questions(questions, split=split)
-    summary = populate(qs, store, gen, scorer=scorer, encoder=encoder, config=cfg, log_path=log, corpus=corpus,
-                       retry_unproved=retry_unproved, limit=limit, progress=not no_progress)
+                         save_every=save_every, max_consecutive_failures=max_failures)
+    http = GeneratorSettings(timeout=timeout, retries=retries, request_budget=request_budget, breaker=breaker,
+                             breaker_seconds=breaker_seconds, record=record)
+    opts = PopulateOptions(log_path=log, retry_unproved=retry_unproved, limit=limit, force=force)
+    summary = populate(load_question_set(questions, split=split), store, http.make(generator), scorer=scorer,
+                       encoder=encoder, config=cfg, corpus=corpus, options=opts, progress=not no_progress)
     if json_out:
         echo_json(summary.to_json())
     else:

@@ -104,6 +104,12 @@ def path_digest(path: str | Path | None, length: int = 12) -> str | None:
     return (_DIGESTS[key] if len(files) == 1 else h.hexdigest())[:length]
 
 
+def jsonable(obj: Any) -> Any:
+    """`obj` as it reads back from JSON (tuples become lists, paths strings): an output header is
+    compared with the one read from the file, so it must be built in this form."""
+    return json.loads(json.dumps(obj, ensure_ascii=False, default=str))
+
+
 def model_identity(model: Any, role: str) -> dict[str, Any]:
     """What a resumable output's header says about a model object (scorer, encoder, critic):
     `{role}` its name, `{role}_digest` the digest of its weights when it names a local path."""

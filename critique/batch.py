@@ -275,6 +275,7 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
     `config`: extra header entries (e.g. the knowledge path) over `header_config(backend, fmt, advisor)`.
     `force`: start `out` afresh when it is not a critique output of this configuration.
     """
+    from core.jsonl import jsonable
     from core.outputs import AppendOutput
 
     if fmt not in FORMATS:
@@ -284,7 +285,7 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
     rows = list(iter_rows(input_path))
     if not rows:
         raise InputError("no rows in input file", str(input_path))
-    header = {**header_config(backend, fmt, advisor), **(config or {})}
+    header = jsonable({**header_config(backend, fmt, advisor), **(config or {})})
     written = 0
     with AppendOutput(out_p, KIND, header, version=FORMAT_VERSION, force=force, inputs=[input_path]) as sink:
         done = read_done(out_p)

@@ -20,8 +20,6 @@ a rerun skips questions already proved or unproved and retries the failed ones. 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sys
 import time
 import zlib
@@ -42,7 +40,7 @@ if TYPE_CHECKING:
     from retrieval.qa import QuestionSet
 
 LOG_SUFFIX = ".populate.jsonl"
-DONE_STATUSES = ("proved", "unproved")
+DONE_STATUSES = ("proved", "unproved", "invalid")  # "invalid": a bad input line, logged once
 
 
 @dataclass(frozen=True)
@@ -152,6 +150,7 @@ class PopulateSummary:
     proved: int = 0
     unproved: int = 0
     failed: int = 0
+    invalid: int = 0                 # input lines that are not questions (bad bytes, bad JSON)
     proofs: int = 0
     sentences_added: int = 0         # new facts in the store
     sentences_merged: int = 0        # proof sentences already in the store (provenance merged)
@@ -185,7 +184,7 @@ class PopulateSummary:
     def lines(self) -> list[str]:
         out = [f"questions: {self.questions} ({self.skipped} already done, {self.attempted} attempted)",
                f"proved: {self.proved} ({100 * self.proved_share:.1f}% of attempted), unproved: {self.unproved}, "
-               f"failed: {self.failed}",
+               f"failed: {self.failed}" + (f", invalid input lines: {self.invalid}" if self.invalid else ""),
                f"proofs stored: {self.proofs}; sentences kept: {self.sentences_kept} "
                f"({self.sentences_added} new in the store, {self.sentences_merged} already there); "
                f"rejected by the scorer: {self.sentences_rejected}; leaves grounded in corpus facts: "
@@ -412,6 +411,8 @@ class ProofSearch:
                 res.proofs.append(Node(hypothesis, cand.score, cand.prompt_id,
                                        self._prove_premises(cand.premises, res, 1)))
         except GeneratorError as e:
+            if getattr(e, "stop_run", False):  # the generator is gone (circuit breaker): stop the run
+                raise
             return _failed(res, _short_reason(e))
         kept = {n.text for proof in res.proofs for n, d in proof.walk() if d > 0}
         res.rejected_sentences -= kept
@@ -503,32 +504,17 @@ def default_log_path(store_path: str | Path) -> Path:
 
 
 def read_log(path: str | Path) -> dict[str, dict[str, Any]]:
-    """question id -> its latest log record (a torn last line from a crash is ignored)."""
-    p = Path(path)
+    """question id -> its latest log record (header skipped; a torn or unreadable line from a crash
+    is ignored: that question is simply redone)."""
+    from core.jsonl import iter_jsonl
+
     latest: dict[str, dict[str, Any]] = {}
-    if not p.is_file():
+    if not Path(path).is_file():
         return latest
-    with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a crash mid-write: that question is simply redone
-            if isinstance(rec, dict) and "question_id" in rec:
-                latest[str(rec["question_id"])] = rec
+    for _, rec in iter_jsonl(path, on_error=lambda e: None):
+        if "question_id" in rec:
+            latest[str(rec["question_id"])] = rec
     return latest
-
-
-def _append_log(path: Path, records: list[dict[str, Any]]) -> None:
-    if not records:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _now() -> str:
@@ -576,134 +562,248 @@ def load_questions(spec: str | Path, split: str | None = None) -> list[Question]
     return [q for q in rows if isinstance(q, Question)]
 
 
+LOG_KIND = "populate"
+LOG_VERSION = 1  # version 1: a header line with the configuration first; status "invalid" for bad lines
+
+
+@dataclass(frozen=True)
+class PopulateOptions:
+    """How one run goes, beyond the search settings (`PopulateConfig`): none changes a proof."""
+
+    log_path: str | Path | None = None    # None: `<store>.populate.jsonl`
+    retry_unproved: bool = False          # also redo questions logged as unproved
+    limit: int | None = None              # attempt at most this many questions in this run
+    force: bool = False                   # restart a log made with another configuration
+    on_question: Callable[[dict[str, Any]], None] | None = None  # called with each log record
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """How the CLI builds a generator: fault settings for the openai backend, and recording."""
+
+    timeout: float = 30.0            # seconds one HTTP request may take
+    retries: int = 3                 # retries per request (exponential backoff with jitter)
+    request_budget: float = 60.0     # seconds one request may take with all its retries
+    breaker: int = 4                 # failed attempts in a row that stop the run (0: never)
+    breaker_seconds: float = 45.0    # ...or seconds without an answer
+    record: str | Path | None = None  # append every answer to this JSONL (replay:FILE later)
+
+    def make(self, spec: str) -> Generator:
+        options: dict[str, Any] = {}
+        if spec.split(":", 1)[0] == "openai":
+            options = {"timeout": self.timeout, "retries": self.retries, "request_budget": self.request_budget,
+                       "breaker": self.breaker, "breaker_seconds": self.breaker_seconds}
+        gen = get_generator(spec, **options)
+        if self.record is not None:
+            from microtheory.generators.replay import RecordingGenerator
+
+            gen = RecordingGenerator(gen, self.record)
+        return gen
+
+
+def log_config(gen: Generator, scorer: Any, cfg: PopulateConfig, corpus: Any) -> dict[str, Any]:
+    """The log header: everything that changes which proofs a question gets. A rerun with another
+    generator, model, scorer, threshold or search setting is refused (resume would mix them)."""
+    from dataclasses import asdict
+
+    from core.jsonl import jsonable, model_identity
+
+    search = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "max_consecutive_failures")}
+    threshold = cfg.threshold if cfg.threshold is not None else getattr(scorer, "threshold", None)
+    corpus_id = None if corpus is None else str(corpus if isinstance(corpus, (str, Path)) else
+                                                getattr(corpus, "path", type(corpus).__name__))
+    return jsonable({"generator": str(getattr(gen, "name", type(gen).__name__)), **model_identity(scorer, "scorer"),
+                     "threshold": threshold, "corpus": corpus_id, "search": search})
+
+
+def _open_store(store_path: Path, encoder: Any) -> Any:
+    from retrieval.store import KnowledgeStore
+
+    return KnowledgeStore.open_or_create(store_path, encoder=encoder)
+
+
+def _check_unique_ids(rows: Sequence[Question | InputError]) -> None:
+    seen: set[str] = set()
+    for q in rows:
+        if isinstance(q, Question):
+            if q.id in seen:
+                raise InputError(f"question id {q.id!r} appears more than once in the input")
+            seen.add(q.id)
+
+
+def _row_id(q: Question | InputError) -> str:
+    return q.id if isinstance(q, Question) else f"line{q.line}"
+
+
 def populate(
-    questions: Sequence[Question],
+    questions: Sequence[Question | InputError] | QuestionSet,
     store_path: str | Path,
     generator: Generator | str,
     *,
     scorer: Any | str | None = None,
     encoder: Any | str | None = None,
     config: PopulateConfig | None = None,
-    log_path: str | Path | None = None,
     corpus: str | Path | Any | None = None,
-    retry_unproved: bool = False,
-    limit: int | None = None,
+    options: PopulateOptions | None = None,
     progress: bool = True,
-    on_question: Callable[[dict[str, Any]], None] | None = None,
 ) -> PopulateSummary:
     """Populate the store at `store_path` (created when missing) from `questions`; see the module doc.
 
-    `scorer`: an EntailmentScorer, a path for `load_scorer`, "overlap", or None (the shipped one).
-    `encoder`: only used when the store is created (an existing store uses its own).
-    `corpus`: a store (or its path, opened read-only) to retrieve prompt facts and grounding facts
-    from; None: the store being populated. Corpus facts that ground a proof are copied into the store.
+    `questions`: Questions, or rows of `load_question_set` where a bad input line is its InputError
+    (logged with status `invalid`). `scorer`: an EntailmentScorer, a path for `load_scorer`,
+    "overlap", or None (the shipped one). `encoder`: only used when the store is created.
+    `corpus`: a store (or its path, opened read-only) to retrieve prompt and grounding facts from;
+    None: the store being populated. Corpus facts that ground a proof are copied into the store.
     """
+    from core.outputs import AppendOutput
     from retrieval.entail import load_scorer
     from retrieval.store import KnowledgeStore
 
-    cfg = config or PopulateConfig()
+    cfg, opts = config or PopulateConfig(), options or PopulateOptions()
+    rows = list(questions.rows if hasattr(questions, "rows") else questions)
     gen = get_generator(generator) if isinstance(generator, str) else generator
     sc = load_scorer(scorer) if scorer is None or isinstance(scorer, str) else scorer
     store_path = Path(store_path)
-    log = Path(log_path) if log_path is not None else default_log_path(store_path)
-    ids = [q.id for q in questions]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"question id {dup!r} appears more than once in the input")
-
-    done = read_log(log)
-    skip = set(DONE_STATUSES if not retry_unproved else ("proved",))
-    todo = [q for q in questions if done.get(q.id, {}).get("status") not in skip]
-    summary = PopulateSummary(questions=len(questions), skipped=len(questions) - len(todo), store=str(store_path),
-                              log=str(log))
-    if limit is not None:
-        todo = todo[: max(limit, 0)]
-
-    store = KnowledgeStore.open_or_create(store_path, encoder=encoder)
-    corpus_store = KnowledgeStore.open(corpus) if isinstance(corpus, (str, Path)) else corpus
-    search = ProofSearch(gen, sc, store.encoder, store, cfg, corpus=corpus_store)
-    gen_name = str(getattr(gen, "name", type(gen).__name__))
-    pending: list[dict[str, Any]] = []
-    kept: set[str] = set()
-    t0 = time.monotonic()
-    consecutive = 0
-
-    def flush() -> None:
-        store.save()
-        _append_log(log, pending)
-        pending.clear()
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="populate", unit="q", file=sys.stderr, dynamic_ncols=True)
-    try:
-        for i, q in enumerate(todo, 1):
-            tq = time.monotonic()
-            try:
-                hyp = hypothesis_for(q)
-            except MicrotheoryError as e:
-                res = QuestionResult(q.id, "", "failed", reason=_short_reason(e))
-            else:
-                res = search.prove(q.id, hyp)
-            rec: dict[str, Any] = {"question_id": q.id, "status": res.status, "reason": res.reason,
-                                   "hypothesis": res.hypothesis, "generator": gen_name}
-            if res.status == "proved":
-                stored = store_result(store, res, gen_name)
-                rec.update(proofs=len(res.proofs), proof_ids=stored["proof_ids"],
-                           proof_scores=[round(p.weakest(), 4) for p in res.proofs],
-                           sentences_added=stored["added"], sentences_merged=stored["merged"],
-                           corpus_facts_copied=stored["corpus_copied"])
-                summary.proofs += len(res.proofs)
-                summary.sentences_added += stored["added"]
-                summary.sentences_merged += stored["merged"]
-                summary.grounded_leaves += sum(1 for p in res.proofs for n in p.leaves() if n.fact_id is not None)
-                for proof in res.proofs:
-                    kept.update(n.text.lower() for n, d in proof.walk() if d > 0 and n.fact_id is None)
-            rec.update(candidates=res.candidates, accepted=res.accepted, rejected=len(res.rejected_sentences),
-                       outputs=res.outputs, empty_outputs=res.empty_outputs, unparsed_outputs=res.unparsed_outputs,
-                       nodes=res.nodes, generator_calls=res.generator_calls,
-                       seconds=round(time.monotonic() - tq, 3), time=_now())
-            if res.status == "proved":
-                rec["trees"] = [p.to_json() for p in res.proofs]
-            pending.append(rec)
-            summary.attempted += 1
-            summary.candidates += res.candidates
-            summary.accepted_candidates += res.accepted
-            summary.sentences_rejected += len(res.rejected_sentences)
-            summary.generator_calls += res.generator_calls
-            setattr(summary, res.status, getattr(summary, res.status) + 1)
-            if res.status == "failed":
-                key = (res.reason or "?").split(":")[0][:80]
-                summary.failures[key] = summary.failures.get(key, 0) + 1
-                consecutive += 1
-            else:
-                consecutive = 0
-            if on_question is not None:
-                on_question(rec)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(proved=summary.proved, failed=summary.failed, refresh=False)
-            if i % cfg.save_every == 0:
-                flush()
-            if cfg.max_consecutive_failures and consecutive >= cfg.max_consecutive_failures:
-                summary.aborted = (f"{consecutive} questions failed in a row (last: {res.reason}); the rest were "
-                                   "not attempted. Fix the generator and rerun: done questions are skipped.")
-                break
-        flush()
-    except BaseException:
-        # Interrupted (Ctrl-C) or a store error: keep what is complete. Questions whose records are
-        # pending were added in memory; saving them now loses nothing and the log stays truthful.
-        try:
-            flush()
-        finally:
-            store.close()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        summary.seconds = time.monotonic() - t0
-        summary.sentences_kept = len(kept)
-    store.close()
+    log = Path(opts.log_path) if opts.log_path is not None else default_log_path(store_path)
+    _check_unique_ids(rows)
+    header = log_config(gen, sc, cfg, corpus)
+    source = getattr(questions, "source", None)
+    with AppendOutput(log, LOG_KIND, header, version=LOG_VERSION, force=opts.force,
+                      inputs=[source if source and Path(source).exists() else None, store_path]) as sink:
+        done = read_log(log)
+        skip = set(DONE_STATUSES if not opts.retry_unproved else ("proved", "invalid"))
+        todo = [q for q in rows if done.get(_row_id(q), {}).get("status") not in skip]
+        summary = PopulateSummary(questions=len(rows), skipped=len(rows) - len(todo), store=str(store_path),
+                                  log=str(log))
+        if opts.limit is not None:
+            todo = todo[: max(opts.limit, 0)]
+        store = _open_store(store_path, encoder)
+        corpus_store = KnowledgeStore.open(corpus) if isinstance(corpus, (str, Path)) else corpus
+        run = _Run(ProofSearch(gen, sc, store.encoder, store, cfg, corpus=corpus_store), store, sink, summary,
+                   opts.on_question)
+        run.run(todo, progress)
     return summary
+
+
+class _Run:
+    """One populate run over its to-do list: prove, store, log (after the save that holds the facts)."""
+
+    def __init__(self, search: ProofSearch, store: Any, sink: Any, summary: PopulateSummary,
+                 on_question: Callable[[dict[str, Any]], None] | None):
+        self.search, self.store, self.sink, self.summary = search, store, sink, summary
+        self.cfg = search.cfg
+        self.on_question = on_question
+        self.gen_name = str(getattr(search.gen, "name", type(search.gen).__name__))
+        self.pending: list[dict[str, Any]] = []
+        self.kept: set[str] = set()
+        self.consecutive = 0
+
+    def flush(self) -> None:
+        self.store.save()
+        for rec in self.pending:
+            self.sink.write(rec)
+        self.pending.clear()
+
+    def run(self, todo: list[Question | InputError], progress: bool) -> None:
+        t0 = time.monotonic()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="populate", unit="q", file=sys.stderr, dynamic_ncols=True)
+        try:
+            for i, q in enumerate(todo, 1):
+                stop = self.attempt(q)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(proved=self.summary.proved, failed=self.summary.failed, refresh=False)
+                if i % self.cfg.save_every == 0:
+                    self.flush()
+                if stop:
+                    break
+            self.flush()
+        except BaseException:
+            # Interrupted (Ctrl-C) or a store error: keep what is complete. Questions whose records are
+            # pending were added in memory; saving them now loses nothing and the log stays truthful.
+            try:
+                self.flush()
+            finally:
+                self.store.close()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            self.summary.seconds = time.monotonic() - t0
+            self.summary.sentences_kept = len(self.kept)
+        self.store.close()
+
+    def attempt(self, q: Question | InputError) -> bool:
+        """Prove, store and log one question; True when the run must stop."""
+        tq = time.monotonic()
+        unavailable: MicrotheoryError | None = None
+        if isinstance(q, InputError):
+            res = QuestionResult(_row_id(q), "", "invalid", reason=str(q))
+        else:
+            try:
+                res = self.search.prove(q.id, hypothesis_for(q))
+            except MicrotheoryError as e:
+                if getattr(e, "stop_run", False):  # the generator gave up for good (circuit breaker open)
+                    unavailable = e
+                res = QuestionResult(q.id, "", "failed", reason=_short_reason(e))
+        rec = self.record(res, tq)
+        if unavailable is not None:  # not this question's fault: leave it to the rerun, log nothing
+            self.summary.aborted = f"{unavailable} Done questions are kept; rerun the same command to go on."
+            return True
+        self.pending.append(rec)
+        self.account(res)
+        if self.on_question is not None:
+            self.on_question(rec)
+        limit = self.cfg.max_consecutive_failures
+        if limit and self.consecutive >= limit:
+            self.summary.aborted = (f"{self.consecutive} questions failed in a row (last: {res.reason}); the rest "
+                                    "were not attempted. Fix the generator and rerun: done questions are skipped.")
+            return True
+        return False
+
+    def record(self, res: QuestionResult, tq: float) -> dict[str, Any]:
+        """The log record of one attempt (storing a proved question's facts and proofs first)."""
+        rec: dict[str, Any] = {"question_id": res.question_id, "status": res.status, "reason": res.reason,
+                               "hypothesis": res.hypothesis, "generator": self.gen_name}
+        if res.status == "proved":
+            stored = store_result(self.store, res, self.gen_name)
+            rec.update(proofs=len(res.proofs), proof_ids=stored["proof_ids"],
+                       proof_scores=[round(p.weakest(), 4) for p in res.proofs],
+                       sentences_added=stored["added"], sentences_merged=stored["merged"],
+                       corpus_facts_copied=stored["corpus_copied"])
+            self.summary.sentences_added += stored["added"]
+            self.summary.sentences_merged += stored["merged"]
+        rec.update(candidates=res.candidates, accepted=res.accepted, rejected=len(res.rejected_sentences),
+                   outputs=res.outputs, empty_outputs=res.empty_outputs, unparsed_outputs=res.unparsed_outputs,
+                   nodes=res.nodes, generator_calls=res.generator_calls,
+                   seconds=round(time.monotonic() - tq, 3), time=_now())
+        if res.status == "proved":
+            rec["trees"] = [p.to_json() for p in res.proofs]
+        return rec
+
+    def account(self, res: QuestionResult) -> None:
+        s = self.summary
+        if res.status == "invalid":  # a bad input line: reported, not a question attempted
+            s.invalid += 1
+            return
+        s.attempted += 1
+        s.candidates += res.candidates
+        s.accepted_candidates += res.accepted
+        s.sentences_rejected += len(res.rejected_sentences)
+        s.generator_calls += res.generator_calls
+        setattr(s, res.status, getattr(s, res.status) + 1)
+        if res.status == "proved":
+            s.proofs += len(res.proofs)
+            s.grounded_leaves += sum(1 for p in res.proofs for n in p.leaves() if n.fact_id is not None)
+            for proof in res.proofs:
+                self.kept.update(n.text.lower() for n, d in proof.walk() if d > 0 and n.fact_id is None)
+        if res.status == "failed":
+            key = (res.reason or "unknown reason").split(":")[0][:80]
+            s.failures[key] = s.failures.get(key, 0) + 1
+            self.consecutive += 1
+        else:
+            self.consecutive = 0

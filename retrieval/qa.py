@@ -265,12 +265,12 @@ def qa_header(questions: QuestionSet, corpus: str | Path, microtheory: str | Pat
     """Everything that changes an answer record; a rerun with another one is refused (or --force)."""
     from dataclasses import asdict
 
-    from core.jsonl import model_identity
+    from core.jsonl import jsonable, model_identity
 
-    return {"questions": questions.source, "corpus": str(corpus),
-            "microtheory": None if microtheory is None else str(microtheory),
-            **model_identity(prover.scorer, "scorer"), "threshold": prover.threshold,
-            "prover": asdict(prover.config) if prover.config is not None else None, "qa": asdict(config)}
+    return jsonable({"questions": questions.source, "corpus": str(corpus),
+                     "microtheory": None if microtheory is None else str(microtheory),
+                     **model_identity(prover.scorer, "scorer"), "threshold": prover.threshold,
+                     "prover": asdict(prover.config) if prover.config is not None else None, "qa": asdict(config)})
 
 
 def read_answered(out: str | Path) -> set[str]:

@@ -176,15 +176,20 @@ def test_openai_model_is_discovered_from_models_endpoint():
         assert srv.requests[0]["model"] == "served-model" and g.name.endswith("#served-model")
 
 
-def test_openai_retries_transient_errors_with_backoff():
+def test_openai_retries_transient_errors_with_backoff(monkeypatch):
+    import microtheory.generators.openai as oa
+
+    waits: list[float] = []
+    monkeypatch.setattr(oa.time, "sleep", waits.append)
     with FakeOpenAIServer() as srv:
         srv.faults = ["503", "429", "drop"]
-        g = _gen(srv, retries=3, backoff=0.05)
-        t0 = time.monotonic()
+        g = _gen(srv, retries=3, backoff=0.05, breaker=0)
         out = g.generate("p", n=1)
         assert len(out[0]) == 1 and out[0][0].startswith("1.")
         assert g.stats.retries == 3
-        assert time.monotonic() - t0 >= 0.05 + 0.1 + 0.2 - 0.02  # 0.05 * (1 + 2 + 4)
+    # exponential backoff with full jitter: wait i is random in [0, 0.05 * 2**i]
+    assert len(waits) == 3 and all(0 <= w <= 0.05 * 2 ** i for i, w in enumerate(waits))
+    assert len(set(waits)) == 3
 
 
 def test_openai_gives_up_with_a_clear_error_after_retries():

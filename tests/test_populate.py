@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from microtheory.generators import GeneratorError, ScriptedGenerator
 from microtheory.generators.fake_server import FakeOpenAIServer
 from microtheory.generators.openai import OpenAIGenerator
-from microtheory.populate import PopulateConfig, ProofSearch, default_log_path, populate, read_log
+from microtheory.populate import (PopulateConfig, PopulateOptions, ProofSearch, default_log_path, populate,
+                                  read_log)
 from microtheory.prompts import extract_statement
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
@@ -68,8 +69,9 @@ def cfg(**kw) -> PopulateConfig:
 
 def run(tmp_path: Path, gen, qs=None, **kw):
     c = kw.pop("config", None) or cfg()
+    opts = PopulateOptions(**kw)
     return populate(qs or questions(), tmp_path / "ks", gen, scorer=OverlapScorer(), encoder=HashingEncoder(),
-                    config=c, progress=False, **kw)
+                    config=c, options=opts, progress=False)
 
 
 def test_populate_keeps_only_accepted_sentences_with_provenance(tmp_path):
@@ -222,9 +224,10 @@ def test_server_stopping_mid_run_fails_remaining_questions_then_rerun_completes(
             srv.stop()
 
     s1 = run(tmp_path, gen, on_question=stop_after_first)
-    assert (s1.proved, s1.failed) == (1, 2)
+    # q2 fails (two attempts); q3's attempts open the circuit breaker (4 failures in a row): the run stops
+    assert (s1.proved, s1.failed) == (1, 1) and "stopping the run" in s1.aborted
     log = read_log(default_log_path(tmp_path / "ks"))
-    assert "Is it running" in log["q2"]["reason"]
+    assert "Is it running" in log["q2"]["reason"] and "q3" not in log
     assert len(KnowledgeStore.open(tmp_path / "ks").proofs()) == 1
     srv.start()
     try:

@@ -2,14 +2,24 @@
 
 Speaks `/v1/chat/completions` (default; the server applies the model's chat template) or
 `/v1/completions` (raw text). Standard library HTTP only (urllib), so the backend needs no extra
-package. Connection errors, time-outs, HTTP 429 and 5xx are retried with exponential backoff;
-anything else, and an answer that is not the documented JSON, is a GeneratorError saying what the
-server did.
+package. Anything but a transient fault, and an answer that is not the documented JSON, is a
+GeneratorError saying what the server did.
+
+Faults, and why the defaults end within a minute against a dead or hanging server:
+- every attempt has a time-out (`timeout`), and one request with all its retries a budget
+  (`request_budget`);
+- connection errors, time-outs, HTTP 429 and 5xx are retried with exponential backoff and full
+  jitter (a random wait up to backoff * 2**attempt, capped), so clients do not retry in lockstep;
+- a circuit breaker counts failed attempts across requests: after `breaker` in a row, or when
+  the server has not answered for `breaker_seconds`, it raises `ServerUnavailable`
+  (`stop_run = True`): the caller stops the whole run (populate saves what is done, and a rerun
+  goes on) instead of failing every remaining question one time-out at a time.
 """
 from __future__ import annotations
 
 import http.client
 import json
+import random
 import socket
 import time
 import urllib.error
@@ -29,6 +39,12 @@ class _Retryable(Exception):
     """A failure worth another try (the server may come back or was only busy)."""
 
 
+class ServerUnavailable(GeneratorError):
+    """The circuit breaker is open: the server failed so often in a row that the run should stop."""
+
+    stop_run = True
+
+
 class OpenAIGenerator(BaseGenerator):
     """Generate through an OpenAI-compatible HTTP endpoint.
 
@@ -38,8 +54,9 @@ class OpenAIGenerator(BaseGenerator):
     """
 
     def __init__(self, base_url: str | None = None, model: str | None = None, *, api_key: str | None = None,
-                 endpoint: str = "chat", system: str | None = None, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 0.5, max_backoff: float = 8.0, name: str | None = None):
+                 endpoint: str = "chat", system: str | None = None, timeout: float = 30.0, retries: int = 3,
+                 backoff: float = 0.5, max_backoff: float = 8.0, name: str | None = None,
+                 request_budget: float = 60.0, breaker: int = 4, breaker_seconds: float = 45.0):
         super().__init__()
         url = base_url or env_default(ENV_BASE_URL)
         if not url:
@@ -49,8 +66,9 @@ class OpenAIGenerator(BaseGenerator):
             raise InputError(f"server URL {url!r} must start with http:// or https://")
         if endpoint not in ENDPOINTS:
             raise InputError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
-        if timeout <= 0 or retries < 0 or backoff < 0:
-            raise InputError("timeout must be > 0, retries and backoff >= 0")
+        if timeout <= 0 or retries < 0 or backoff < 0 or request_budget <= 0 or breaker < 0 or breaker_seconds <= 0:
+            raise InputError("timeout, request budget and breaker seconds must be > 0; retries, backoff and "
+                             "breaker >= 0")
         self.base_url = url.rstrip("/")
         self._model = model or env_default(ENV_MODEL)
         self.api_key = api_key if api_key is not None else env_default(ENV_API_KEY)
@@ -60,6 +78,11 @@ class OpenAIGenerator(BaseGenerator):
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        self.request_budget = float(request_budget)
+        self.breaker = int(breaker)
+        self.breaker_seconds = float(breaker_seconds)
+        self._failed_in_row = 0                   # failed attempts since the last answer (any request)
+        self._failing_since: float | None = None  # when that run of failures began
         self._honours_n: bool | None = None
         self.name = name or f"openai:{self.base_url}#{self._model or '?'}"
 
@@ -71,12 +94,13 @@ class OpenAIGenerator(BaseGenerator):
             h["Authorization"] = f"Bearer {self.api_key}"
         return h
 
-    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _once(self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None = None) -> Any:
         url = self.base_url + path
         data = json.dumps(body).encode("utf-8") if body is not None else None
         req = urllib.request.Request(url, data=data, method=method, headers=self._headers())
+        timeout = self.timeout if timeout is None else timeout
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             detail = _snippet(e.read() if e.fp is not None else b"")
@@ -89,10 +113,10 @@ class OpenAIGenerator(BaseGenerator):
         except urllib.error.URLError as e:
             reason = e.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise _Retryable(f"no answer from {url} within {self.timeout:g} s") from None
+                raise _Retryable(f"no answer from {url} within {timeout:g} s") from None
             raise _Retryable(f"cannot connect to {url}: {reason}") from None
         except TimeoutError:
-            raise _Retryable(f"no answer from {url} within {self.timeout:g} s") from None
+            raise _Retryable(f"no answer from {url} within {timeout:g} s") from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
             # The server closed the connection mid-answer (e.g. it was stopped).
             raise _Retryable(f"connection to {url} broke: {type(e).__name__}: {e}") from None
@@ -102,28 +126,66 @@ class OpenAIGenerator(BaseGenerator):
             raise GeneratorError(f"malformed answer from {url}: not JSON: {_snippet(raw)}") from None
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One request with retries; each failed attempt waits backoff * 2**attempt (capped)."""
+        """One request: attempts with time-outs within `request_budget`, jittered exponential backoff
+        between them, and the circuit breaker (see the module doc) around all of it."""
         last = ""
         t0 = time.monotonic()
+        attempts = 0
         try:
             for attempt in range(self.retries + 1):
+                timeout = self._attempt_timeout(t0)
+                if timeout is None:
+                    break
+                attempts += 1
                 self.stats.calls += 1
+                started = time.monotonic()
                 try:
-                    return self._once(method, path, body)
+                    answer = self._once(method, path, body, timeout)
                 except _Retryable as e:
                     last = str(e)
+                    self._note_failure(last, started)
                     if attempt < self.retries:
                         self.stats.retries += 1
-                        time.sleep(min(self.backoff * (2 ** attempt), self.max_backoff))
+                        wait = random.uniform(0, min(self.backoff * (2 ** attempt), self.max_backoff))
+                        time.sleep(min(wait, max(0.0, self.request_budget - (time.monotonic() - t0))))
+                    continue
                 except GeneratorError:
                     self.stats.failures += 1
                     raise
+                self._failed_in_row, self._failing_since = 0, None
+                return answer
             self.stats.failures += 1
-            raise GeneratorError(f"generator server at {self.base_url} failed after {self.retries + 1} attempts: "
-                                 f"{last}. Is it running? (e.g. python -m llama_cpp.server --model FILE.gguf "
-                                 "--host 127.0.0.1 --port 8080)")
+            raise GeneratorError(f"generator server at {self.base_url} failed after {attempts} attempts: "
+                                 f"{last or 'request budget spent'} ({time.monotonic() - t0:.0f} s). Is it running? "
+                                 "(e.g. python -m llama_cpp.server --model FILE.gguf --host 127.0.0.1 --port 8080)")
         finally:
             self.stats.seconds += time.monotonic() - t0
+
+    def _attempt_timeout(self, t0: float) -> float | None:
+        """This attempt's time-out: the smallest of `timeout`, what is left of the request budget and
+        what is left before the breaker's time limit; None when nothing is left."""
+        left = [self.timeout, self.request_budget - (time.monotonic() - t0)]
+        if self.breaker and self._failing_since is not None:
+            left.append(self.breaker_seconds - (time.monotonic() - self._failing_since))
+        t = min(left)
+        return t if t > 0.05 else None
+
+    def _note_failure(self, why: str, started: float) -> None:
+        """Count a failed attempt (begun at `started`); open the breaker (ServerUnavailable) when the
+        server is clearly gone."""
+        now = time.monotonic()
+        self._failed_in_row += 1
+        if self._failing_since is None:
+            self._failing_since = started
+        if not self.breaker:
+            return
+        silent = now - self._failing_since
+        if self._failed_in_row >= self.breaker or silent >= self.breaker_seconds - 0.05:
+            self.stats.failures += 1
+            raise ServerUnavailable(
+                f"the generator server at {self.base_url} failed {self._failed_in_row} times in a row over "
+                f"{silent:.0f} s (last: {why}); stopping the run. Start or fix the server (e.g. python -m "
+                "llama_cpp.server --model FILE.gguf --host 127.0.0.1 --port 8080) and rerun.")
 
     @property
     def model(self) -> str:
@@ -212,4 +274,4 @@ def _snippet(x: Any, limit: int = 200) -> str:
     return x if len(x) <= limit else x[:limit] + "..."
 
 
-__all__ = ["ENV_API_KEY", "ENV_BASE_URL", "ENV_MODEL", "OpenAIGenerator"]
+__all__ = ["ENV_API_KEY", "ENV_BASE_URL", "ENV_MODEL", "OpenAIGenerator", "ServerUnavailable"]
