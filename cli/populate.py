@@ -42,7 +42,8 @@ def populate_cmd(
     breaker: int = typer.Option(4, "--breaker", help="Stop the run after this many failed HTTP attempts in a row "
                                                      "(openai backend; 0: never)."),
     breaker_seconds: float = typer.Option(45.0, "--breaker-seconds",
-                                          help="...or when the server has not answered for this many seconds."),
+                                          help="Stop the run when the server has not answered for this many "
+                                               "seconds (openai backend)."),
     save_every: int = typer.Option(10, "--save-every", help="Questions between store saves."),
     max_failures: int = typer.Option(20, "--max-failures",
                                      help="Stop after this many failed questions in a row (0: never)."),

@@ -591,8 +591,11 @@ class GeneratorSettings:
     def make(self, spec: str) -> Generator:
         options: dict[str, Any] = {}
         if spec.split(":", 1)[0] == "openai":
-            options = {"timeout": self.timeout, "retries": self.retries, "request_budget": self.request_budget,
-                       "breaker": self.breaker, "breaker_seconds": self.breaker_seconds}
+            from microtheory.generators.openai import FaultPolicy
+
+            options["policy"] = FaultPolicy(timeout=self.timeout, retries=self.retries,
+                                            request_budget=self.request_budget, breaker=self.breaker,
+                                            breaker_seconds=self.breaker_seconds)
         gen = get_generator(spec, **options)
         if self.record is not None:
             from microtheory.generators.replay import RecordingGenerator

@@ -309,8 +309,9 @@ def test_cli_populate_with_replay(tmp_path):
                             "--generator", f"replay:{gfile}", "--scorer", "overlap"])
     # An InputError: one line naming the file, non-zero exit (2 once cli.common raises typer's Exit).
     assert r.exit_code != 0 and "nope.jsonl" in r.output and "Traceback" not in r.output
-    r = runner.invoke(app, ["populate", "--help"])
+    r = runner.invoke(app, ["populate", "--help"], env={"COLUMNS": "80"})
     assert r.exit_code == 0 and "Example" in r.output
+    assert "…" not in r.output and "--max-failures" in r.output and "--breaker-seconds" in r.output  # nothing cut
 
 
 def test_grounding_in_a_separate_corpus_copies_the_fact(tmp_path):

@@ -24,6 +24,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from microtheory.generators.base import BaseGenerator, SamplingParams, env_default
@@ -45,18 +46,38 @@ class ServerUnavailable(GeneratorError):
     stop_run = True
 
 
+@dataclass(frozen=True)
+class FaultPolicy:
+    """Time-outs, retries and the circuit breaker (see the module doc). The defaults stop a run
+    against a dead server in seconds and against a silent one in about `breaker_seconds`."""
+
+    timeout: float = 30.0          # seconds one attempt may take
+    retries: int = 3               # further attempts per request
+    backoff: float = 0.5           # the first retry waits up to this (random), each later one up to twice as long
+    max_backoff: float = 8.0
+    request_budget: float = 60.0   # seconds one request may take, all attempts together
+    breaker: int = 4               # failed attempts in a row (any request) that stop the run; 0: never
+    breaker_seconds: float = 45.0  # ...or seconds without an answer
+
+    def __post_init__(self) -> None:
+        if min(self.timeout, self.request_budget, self.breaker_seconds) <= 0:
+            raise InputError("timeout, request budget and breaker seconds must be > 0")
+        if min(self.retries, self.backoff, self.max_backoff, self.breaker) < 0:
+            raise InputError("retries, backoff and breaker must be >= 0")
+
+
 class OpenAIGenerator(BaseGenerator):
     """Generate through an OpenAI-compatible HTTP endpoint.
 
     `base_url` ends in `/v1` (e.g. http://127.0.0.1:8080/v1); `model` None asks the server's
     `/models` for its first model (a llama.cpp or vLLM server serves one). A server that ignores
     `n` (llama.cpp returns one choice) is asked again, with seed + i, until n candidates are in.
+    Faults follow `policy`; its fields may also be given one by one (`timeout=5, retries=1`).
     """
 
     def __init__(self, base_url: str | None = None, model: str | None = None, *, api_key: str | None = None,
-                 endpoint: str = "chat", system: str | None = None, timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.5, max_backoff: float = 8.0, name: str | None = None,
-                 request_budget: float = 60.0, breaker: int = 4, breaker_seconds: float = 45.0):
+                 endpoint: str = "chat", system: str | None = None, name: str | None = None,
+                 policy: FaultPolicy | None = None, **faults: Any):
         super().__init__()
         url = base_url or env_default(ENV_BASE_URL)
         if not url:
@@ -66,21 +87,15 @@ class OpenAIGenerator(BaseGenerator):
             raise InputError(f"server URL {url!r} must start with http:// or https://")
         if endpoint not in ENDPOINTS:
             raise InputError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
-        if timeout <= 0 or retries < 0 or backoff < 0 or request_budget <= 0 or breaker < 0 or breaker_seconds <= 0:
-            raise InputError("timeout, request budget and breaker seconds must be > 0; retries, backoff and "
-                             "breaker >= 0")
+        unknown = set(faults) - {f.name for f in fields(FaultPolicy)}
+        if unknown:
+            raise InputError(f"unknown openai generator option(s) {', '.join(sorted(unknown))}")
+        self.policy = replace(policy or FaultPolicy(), **faults)
         self.base_url = url.rstrip("/")
         self._model = model or env_default(ENV_MODEL)
         self.api_key = api_key if api_key is not None else env_default(ENV_API_KEY)
         self.endpoint = endpoint
         self.system = system
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.request_budget = float(request_budget)
-        self.breaker = int(breaker)
-        self.breaker_seconds = float(breaker_seconds)
         self._failed_in_row = 0                   # failed attempts since the last answer (any request)
         self._failing_since: float | None = None  # when that run of failures began
         self._honours_n: bool | None = None
@@ -98,7 +113,7 @@ class OpenAIGenerator(BaseGenerator):
         url = self.base_url + path
         data = json.dumps(body).encode("utf-8") if body is not None else None
         req = urllib.request.Request(url, data=data, method=method, headers=self._headers())
-        timeout = self.timeout if timeout is None else timeout
+        timeout = self.policy.timeout if timeout is None else timeout
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
@@ -132,7 +147,7 @@ class OpenAIGenerator(BaseGenerator):
         t0 = time.monotonic()
         attempts = 0
         try:
-            for attempt in range(self.retries + 1):
+            for attempt in range(self.policy.retries + 1):
                 timeout = self._attempt_timeout(t0)
                 if timeout is None:
                     break
@@ -144,10 +159,10 @@ class OpenAIGenerator(BaseGenerator):
                 except _Retryable as e:
                     last = str(e)
                     self._note_failure(last, started)
-                    if attempt < self.retries:
+                    if attempt < self.policy.retries:
                         self.stats.retries += 1
-                        wait = random.uniform(0, min(self.backoff * (2 ** attempt), self.max_backoff))
-                        time.sleep(min(wait, max(0.0, self.request_budget - (time.monotonic() - t0))))
+                        wait = random.uniform(0, min(self.policy.backoff * (2 ** attempt), self.policy.max_backoff))
+                        time.sleep(min(wait, max(0.0, self.policy.request_budget - (time.monotonic() - t0))))
                     continue
                 except GeneratorError:
                     self.stats.failures += 1
@@ -164,9 +179,9 @@ class OpenAIGenerator(BaseGenerator):
     def _attempt_timeout(self, t0: float) -> float | None:
         """This attempt's time-out: the smallest of `timeout`, what is left of the request budget and
         what is left before the breaker's time limit; None when nothing is left."""
-        left = [self.timeout, self.request_budget - (time.monotonic() - t0)]
-        if self.breaker and self._failing_since is not None:
-            left.append(self.breaker_seconds - (time.monotonic() - self._failing_since))
+        left = [self.policy.timeout, self.policy.request_budget - (time.monotonic() - t0)]
+        if self.policy.breaker and self._failing_since is not None:
+            left.append(self.policy.breaker_seconds - (time.monotonic() - self._failing_since))
         t = min(left)
         return t if t > 0.05 else None
 
@@ -177,10 +192,10 @@ class OpenAIGenerator(BaseGenerator):
         self._failed_in_row += 1
         if self._failing_since is None:
             self._failing_since = started
-        if not self.breaker:
+        if not self.policy.breaker:
             return
         silent = now - self._failing_since
-        if self._failed_in_row >= self.breaker or silent >= self.breaker_seconds - 0.05:
+        if self._failed_in_row >= self.policy.breaker or silent >= self.policy.breaker_seconds - 0.05:
             self.stats.failures += 1
             raise ServerUnavailable(
                 f"the generator server at {self.base_url} failed {self._failed_in_row} times in a row over "
@@ -274,4 +289,4 @@ def _snippet(x: Any, limit: int = 200) -> str:
     return x if len(x) <= limit else x[:limit] + "..."
 
 
-__all__ = ["ENV_API_KEY", "ENV_BASE_URL", "ENV_MODEL", "OpenAIGenerator", "ServerUnavailable"]
+__all__ = ["ENV_API_KEY", "ENV_BASE_URL", "ENV_MODEL", "FaultPolicy", "OpenAIGenerator", "ServerUnavailable"]
