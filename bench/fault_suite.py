@@ -248,8 +248,14 @@ def kill(ws: Workspace, res: Result, rng: random.Random) -> None:
     done_before = sum(ws.records(out).values())
     res.notes.append(f"killed after {done_before} of {len(ws.rows)} records" if killed and started
                      else "the run ended before the kill")
-    code, text = _finish(ws.run(out))
-    res.check(code == 0, f"rerun exit {code}: {text[-300:]}")
+    p = ws.run(out)
+    stdout, stderr = p.communicate(timeout=180)
+    res.check(p.returncode == 0, f"rerun exit {p.returncode}: {(stdout + stderr)[-300:]}")
+    try:
+        skipped = int(json.loads(stdout).get("skipped", -1))
+    except ValueError:
+        skipped = -1
+    res.check(skipped >= done_before, f"the rerun skipped {skipped} rows, {done_before} were done: not resumed")
     _count(ws, out, res)
 
 

@@ -98,6 +98,7 @@ class OpenAIGenerator(BaseGenerator):
         self.system = system
         self._failed_in_row = 0                   # failed attempts since the last answer (any request)
         self._failing_since: float | None = None  # when that run of failures began
+        self._last_failure = 0.0
         self._honours_n: bool | None = None
         self.name = name or f"openai:{self.base_url}#{self._model or '?'}"
 
@@ -148,7 +149,7 @@ class OpenAIGenerator(BaseGenerator):
         attempts = 0
         try:
             for attempt in range(self.policy.retries + 1):
-                timeout = self._attempt_timeout(t0)
+                timeout = self._attempt_timeout(t0, last)
                 if timeout is None:
                     break
                 attempts += 1
@@ -176,31 +177,41 @@ class OpenAIGenerator(BaseGenerator):
         finally:
             self.stats.seconds += time.monotonic() - t0
 
-    def _attempt_timeout(self, t0: float) -> float | None:
+    def _attempt_timeout(self, t0: float, last: str) -> float | None:
         """This attempt's time-out: the smallest of `timeout`, what is left of the request budget and
-        what is left before the breaker's time limit; None when nothing is left."""
-        left = [self.policy.timeout, self.policy.request_budget - (time.monotonic() - t0)]
+        what is left before the breaker's time limit. None when the request budget is spent; the
+        breaker opens (ServerUnavailable) when its time is."""
+        now = time.monotonic()
+        left = [self.policy.timeout, self.policy.request_budget - (now - t0)]
+        if self._failing_since is not None and now - self._last_failure > self.policy.max_backoff + 1.0:
+            self._failing_since = now  # a pause without requests (the caller was busy) is not server silence
         if self.policy.breaker and self._failing_since is not None:
-            left.append(self.policy.breaker_seconds - (time.monotonic() - self._failing_since))
+            breaker_left = self.policy.breaker_seconds - (now - self._failing_since)
+            if breaker_left <= 0.05:
+                self._open_breaker(last)
+            left.append(breaker_left)
         t = min(left)
         return t if t > 0.05 else None
 
     def _note_failure(self, why: str, started: float) -> None:
-        """Count a failed attempt (begun at `started`); open the breaker (ServerUnavailable) when the
-        server is clearly gone."""
-        now = time.monotonic()
+        """Count a failed attempt (begun at `started`); open the breaker when the server is clearly gone."""
         self._failed_in_row += 1
+        self._last_failure = time.monotonic()
         if self._failing_since is None:
             self._failing_since = started
         if not self.policy.breaker:
             return
-        silent = now - self._failing_since
+        silent = time.monotonic() - self._failing_since
         if self._failed_in_row >= self.policy.breaker or silent >= self.policy.breaker_seconds - 0.05:
-            self.stats.failures += 1
-            raise ServerUnavailable(
-                f"the generator server at {self.base_url} failed {self._failed_in_row} times in a row over "
-                f"{silent:.0f} s (last: {why}); stopping the run. Start or fix the server (e.g. python -m "
-                "llama_cpp.server --model FILE.gguf --host 127.0.0.1 --port 8080) and rerun.")
+            self._open_breaker(why)
+
+    def _open_breaker(self, why: str) -> None:
+        silent = time.monotonic() - (self._failing_since or time.monotonic())
+        self.stats.failures += 1
+        raise ServerUnavailable(
+            f"the generator server at {self.base_url} failed {self._failed_in_row} times in a row over "
+            f"{silent:.0f} s (last: {why}); stopping the run. Start or fix the server (e.g. python -m "
+            "llama_cpp.server --model FILE.gguf --host 127.0.0.1 --port 8080) and rerun.")
 
     @property
     def model(self) -> str:
