@@ -353,3 +353,54 @@ def test_recorded_live_run_replays_to_the_same_result(tmp_path):
     again = run(tmp_path / "b", ReplayGenerator(rec))
     for key in ("proved", "unproved", "failed", "sentences_added", "sentences_rejected", "candidates"):
         assert getattr(again, key) == getattr(live, key), key
+
+
+def test_bad_input_lines_are_logged_invalid_once_and_the_run_goes_on(tmp_path):
+    from microtheory.populate import load_question_set
+
+    f = tmp_path / "q.jsonl"
+    good = [json.dumps(q.to_json()) for q in questions()]
+    f.write_bytes(("\n".join(good[:2]) + "\n{oops\n").encode() + b'{"id": "x", "stem": "\xff"}\n'
+                  + (good[2] + "\n").encode())
+    qset = load_question_set(f)
+    s = run(tmp_path, ScriptedGenerator(reply), qs=qset)
+    assert (s.proved, s.unproved, s.invalid, s.attempted) == (2, 1, 2, 3)
+    assert "invalid input lines: 2" in "\n".join(s.lines())
+    log = read_log(default_log_path(tmp_path / "ks"))
+    assert log["line3"]["status"] == "invalid" and "q.jsonl:3: not valid JSON" in log["line3"]["reason"]
+    assert "q.jsonl:4: not UTF-8" in log["line4"]["reason"]
+    s2 = run(tmp_path, ScriptedGenerator(reply), qs=qset)
+    assert s2.skipped == 5 and s2.attempted == 0 and s2.invalid == 0
+
+
+def test_log_header_keys_resume_by_configuration(tmp_path):
+    from core.errors import InputError
+    from core.outputs import read_header
+
+    run(tmp_path, ScriptedGenerator(reply))
+    log = default_log_path(tmp_path / "ks")
+    h = read_header(log)
+    assert h["kind"] == "populate" and h["config"]["generator"] == "scripted"
+    assert h["config"]["scorer"] == "overlap" and h["config"]["threshold"] == 0.75
+    assert h["config"]["search"]["prompts"] == ["direct"] and "save_every" not in h["config"]["search"]
+    before = log.read_bytes()
+    with pytest.raises(InputError, match=r"another configuration \(search differ\)"):
+        run(tmp_path, ScriptedGenerator(reply), config=cfg(samples=2))
+    assert log.read_bytes() == before
+    # operational settings (save_every, the failure limit) are not part of the configuration
+    assert run(tmp_path, ScriptedGenerator(reply), config=cfg(save_every=5)).skipped == 3
+    s = run(tmp_path, ScriptedGenerator(reply), config=cfg(samples=2), force=True)
+    assert s.skipped == 0 and s.attempted == 3 and read_header(log)["config"]["search"]["samples"] == 2
+    # the store's facts survived --force and were merged, not duplicated
+    ks = KnowledgeStore.open(tmp_path / "ks")
+    assert len([f for f in ks if f.text == "A magnet attracts iron."]) == 1
+
+
+def test_user_file_as_log_is_refused_and_kept(tmp_path):
+    from core.errors import InputError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(InputError, match="not a populate output"):
+        run(tmp_path, ScriptedGenerator(reply), log_path=notes)
+    assert notes.read_text() == "my notes\n"

@@ -132,3 +132,35 @@ def test_open_microtheory_reads_a_distilled_microtheory_directory(tmp_path: Path
     (mt / "facts.jsonl").write_text(json.dumps({"id": "m1", "text": "iron nails are attracted by magnets"}) + "\n")
     ks = open_microtheory(mt, HashingEncoder())
     assert [f.id for f in ks] == ["m1"] and next(iter(ks)).source == "microtheory"
+
+
+# ---------------------------------------------------------------- reading questions, streaming records
+
+
+def test_read_question_set_keeps_bad_lines_as_errors(tmp_path: Path) -> None:
+    import json
+
+    from core.errors import InputError
+    from retrieval.qa import read_question_set, read_questions
+
+    p = tmp_path / "q.jsonl"
+    p.write_bytes(json.dumps({"id": "a", "stem": "s?", "options": {"A": "x", "B": "y"}}).encode() + b"\n\n"
+                  + b"[1, 2]\n" + b'{"id": "b", "stem": "caf\xe9"}\n'
+                  + json.dumps({"question": {"stem": "arc?", "choices": [{"label": "A", "text": "x"}]},
+                                "answerKey": "A"}).encode() + b"\n")
+    qset = read_question_set(p)
+    kinds = [type(r).__name__ for r in qset.rows]
+    assert kinds == ["Question", "InputError", "InputError", "Question"] and qset.source == str(p)
+    assert str(qset.rows[1]).startswith(f"{p}:3: expected a JSON object") and qset.rows[2].line == 4
+    assert qset.rows[3].id == "line5" and qset.rows[3].options == {"A": "x"}
+    with pytest.raises(InputError, match=":3: expected a JSON object"):
+        read_questions(p)
+
+
+def test_bad_line_rows_become_error_records(prover: Prover) -> None:
+    from core.errors import InputError
+
+    records, summary = run_qa([Q_MAGNET, InputError("not valid JSON", "q.jsonl", 2)], prover)
+    assert [r["id"] for r in records] == ["q1", "line2"]
+    assert records[1]["error"] == "q.jsonl:2: not valid JSON" and records[1]["line"] == 2
+    assert summary.errors == 1 and summary.answered == 1
