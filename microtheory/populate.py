@@ -609,14 +609,25 @@ def log_config(gen: Generator, scorer: Any, cfg: PopulateConfig, corpus: Any) ->
     generator, model, scorer, threshold or search setting is refused (resume would mix them)."""
     from dataclasses import asdict
 
-    from core.jsonl import jsonable, model_identity
+    from core.jsonl import jsonable, model_identity, path_digest
 
     search = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "max_consecutive_failures")}
     threshold = cfg.threshold if cfg.threshold is not None else getattr(scorer, "threshold", None)
     corpus_id = None if corpus is None else str(corpus if isinstance(corpus, (str, Path)) else
                                                 getattr(corpus, "path", type(corpus).__name__))
-    return jsonable({"generator": str(getattr(gen, "name", type(gen).__name__)), **model_identity(scorer, "scorer"),
+    return jsonable({"generator": str(getattr(gen, "name", type(gen).__name__)),
+                     "generator_digest": path_digest(_generator_weights(gen)), **model_identity(scorer, "scorer"),
                      "threshold": threshold, "corpus": corpus_id, "search": search})
+
+
+def _generator_weights(gen: Any) -> str | Path | None:
+    """The local weights file of an in-process generator (llama-cpp, hf with a GGUF), else None
+    (a server's model is named in the generator spec)."""
+    gen = getattr(gen, "inner", gen)  # a RecordingGenerator records what its inner generator says
+    if getattr(gen, "model_path", None):
+        return gen.model_path
+    name, gguf = getattr(gen, "model_name", None), getattr(gen, "gguf_file", None)
+    return (Path(name) / gguf if gguf else name) if name else None
 
 
 def _open_store(store_path: Path, encoder: Any) -> Any:
