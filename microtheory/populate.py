@@ -23,7 +23,8 @@ import hashlib
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -649,6 +650,23 @@ def _row_id(q: Question | InputError) -> str:
     return q.id if isinstance(q, Question) else f"line{q.line}"
 
 
+@contextmanager
+def _open_log(log: Path, header: dict[str, Any], force: bool, inputs: list[Any]) -> Iterator[Any]:
+    """The log as a locked, headed AppendOutput; its refusals speak of the log, not of an --out."""
+    from core.outputs import AppendOutput
+
+    sink = AppendOutput(log, LOG_KIND, header, version=LOG_VERSION, force=force, inputs=inputs)
+    try:
+        sink.__enter__()
+    except InputError as e:
+        reason = e.reason.replace("another --out", "another --log").replace("a new --out", "a new --log")
+        raise InputError(reason.replace("--out", "the populate log"), e.path, e.line) from None
+    try:
+        yield sink
+    finally:
+        sink.__exit__(None, None, None)
+
+
 def populate(
     questions: Sequence[Question | InputError] | QuestionSet,
     store_path: str | Path,
@@ -669,7 +687,6 @@ def populate(
     `corpus`: a store (or its path, opened read-only) to retrieve prompt and grounding facts from;
     None: the store being populated. Corpus facts that ground a proof are copied into the store.
     """
-    from core.outputs import AppendOutput
     from retrieval.entail import load_scorer
     from retrieval.store import KnowledgeStore
 
@@ -682,8 +699,8 @@ def populate(
     _check_unique_ids(rows)
     header = log_config(gen, sc, cfg, corpus)
     source = getattr(questions, "source", None)
-    with AppendOutput(log, LOG_KIND, header, version=LOG_VERSION, force=opts.force,
-                      inputs=[source if source and Path(source).exists() else None, store_path]) as sink:
+    with _open_log(log, header, opts.force, [source if source and Path(source).exists() else None,
+                                             store_path]) as sink:
         done = read_log(log)
         skip = set(DONE_STATUSES if not opts.retry_unproved else ("proved", "invalid"))
         todo = [q for q in rows if done.get(_row_id(q), {}).get("status") not in skip]
