@@ -12,10 +12,15 @@ accepted proof goes into the store with provenance (question, proof, generator, 
 scores), and the proof itself via `add_proofs`.
 
 Runs are resumable: a JSONL log beside the store (`<store>.populate.jsonl`) has one status record
-per question attempt (`proved`, `unproved` or `failed` with its reason). Log records are written
-only after the store save that holds their facts, so the log never claims more than the store has;
-a rerun skips questions already proved or unproved and retries the failed ones. A generator fault
-(time-out, server gone, empty or malformed output) fails that question only; the run goes on.
+per question attempt (`proved`, `unproved`, `failed` with its reason, or `invalid` for an input line
+that is not a question). The log is a `core.outputs.AppendOutput`: locked against a second run,
+headed by the configuration (generator, scorer digest, threshold, search settings), and a rerun
+with another configuration is refused unless `force`. Log records are written only after the store
+save that holds their facts, so the log never claims more than the store has; a rerun skips
+questions already proved or unproved and retries the failed ones. A generator fault (time-out,
+empty or malformed output) fails that question only; the run goes on. A generator that gives up
+for good (`stop_run`, the openai circuit breaker) stops the run: what is done is saved, the
+question in hand is not logged, and the rerun goes on from there.
 """
 from __future__ import annotations
 
