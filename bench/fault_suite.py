@@ -5,6 +5,9 @@ For each command, four faults (issue 15):
   kill         kill -9 at a random point after the first record, then rerun: exactly one record per row
   concurrent   two writers started together on one output: one refused at once, no record twice
   bad_input    a non-UTF-8 byte and a malformed line in the input: error records naming file:line, run goes on
+and for `populate`, the command that talks to a generator server, with the default settings:
+  dead_server    connection refused: the circuit breaker stops the run (exit 6) within a minute
+  silent_server  a server that accepts and never answers: the same
 
 Every command runs as a real subprocess (`python bench/fault_suite.py child ARGS...` = the CLI with
 test doubles registered: a rule-based critique backend, the overlap scorer, a hashing encoder, a
@@ -293,8 +296,88 @@ def bad_input(ws: Workspace, res: Result, rng: random.Random) -> None:
         res.check(f"bad.jsonl:{n}:" in errors, f"no error record naming bad.jsonl:{n}")
 
 
+# ------------------------------------------------------------------- the generator's server faults
+
+def dead_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (connection refused)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers (bounded: closes everything on exit)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+            except OSError:
+                continue
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def server_fault(ws: Workspace, res: Result, kind: str) -> None:
+    """populate with the default time-outs and breaker against a dead or a silent server: it must stop
+    within a minute (exit 6, a message saying what to do) and mark no question failed (resumable)."""
+    log = ws.dir / f"log-{kind}.jsonl"
+
+    def args(url: str) -> list[str]:
+        return ["populate", "-q", str(ws.input), "-s", str(ws.dir / f"ks-{kind}"), "-g", f"openai:{url}#m",
+                "--scorer", "overlap", "--encoder", "hashing", "--prompts", "direct", "--max-depth", "0",
+                "--log", str(log), "--no-progress"]
+
+    t0 = time.monotonic()
+    if kind == "dead":
+        p = Workspace(ws.command, ws.dir, ws.input, ws.rows, lambda i, o: args(f"http://127.0.0.1:{dead_port()}/v1"),
+                      ws.key).run(log)
+        code, text = _finish(p)
+    else:
+        with SilentServer() as srv:
+            p = Workspace(ws.command, ws.dir, ws.input, ws.rows, lambda i, o: args(f"http://127.0.0.1:{srv.port}/v1"),
+                          ws.key).run(log)
+            code, text = _finish(p)
+    secs = time.monotonic() - t0
+    res.notes.append(f"stopped after {secs:.1f} s (process start included)")
+    res.check(code == 6 and "stopping the run" in text, f"exit {code}: {text[-300:]}")
+    res.check(secs < 60, f"took {secs:.0f} s")
+    res.check(sum(ws.records(log).values()) == 0, "questions were marked failed: the rerun would skip nothing, "
+                                                  "but the log claims attempts")
+
+
 SCENARIOS: dict[str, Callable[[Workspace, Result, random.Random], None]] = {
-    "user_file": user_file, "kill": kill, "concurrent": concurrent, "bad_input": bad_input}
+    "user_file": user_file, "kill": kill, "concurrent": concurrent, "bad_input": bad_input,
+    "dead_server": lambda ws, res, rng: server_fault(ws, res, "dead"),
+    "silent_server": lambda ws, res, rng: server_fault(ws, res, "silent")}
+SERVER_FAULTS = ("dead_server", "silent_server")  # populate only: the command that talks to a server
 
 
 def run_scenario(command: str, fault: str, trial: int = 0, seed: int = 0, base: Path | None = None) -> Result:
@@ -317,15 +400,16 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.monotonic()
     results = []
-    for command in COMMANDS:
-        for fault in FAULTS:
-            for trial in range(args.trials if fault == "kill" else 1):
-                r = run_scenario(command, fault, trial, args.seed)
-                print(f"{command:9s} {fault:11s} trial {trial}: {'ok' if r.ok else 'FAILED'}  {'; '.join(r.notes)}",
-                      flush=True)
-                results.append(r)
+    plan = [(c, f) for c in COMMANDS for f in FAULTS] + [("populate", f) for f in SERVER_FAULTS]
+    for command, fault in plan:
+        for trial in range(args.trials if fault == "kill" else 1):
+            r = run_scenario(command, fault, trial, args.seed)
+            print(f"{command:9s} {fault:11s} trial {trial}: {'ok' if r.ok else 'FAILED'}  {'; '.join(r.notes)}",
+                  flush=True)
+            results.append(r)
     summary = {
-        "commands": list(COMMANDS), "faults": list(FAULTS), "scenarios_tried": len(results),
+        "commands": list(COMMANDS), "faults": list(FAULTS), "server_faults": list(SERVER_FAULTS),
+        "scenarios_tried": len(results),
         "scenarios_passed": sum(r.ok for r in results),
         "records_lost": sum(r.records_lost for r in results),
         "records_duplicated": sum(r.records_duplicated for r in results),
