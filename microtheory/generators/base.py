@@ -217,8 +217,8 @@ def get_generator(spec: str | Generator, **options: Any) -> Generator:
 
 # ------------------------------------------------------------------------------------------ the backends
 # Each imports its module on use, so that importing this package stays cheap.
-@GENERATORS.register("openai", help="an OpenAI-compatible server, openai:http://HOST:PORT/v1#MODEL; "
-                     "openai: reads both from the environment")
+@GENERATORS.register("openai", help="an OpenAI-compatible server, openai:URL#MODEL with a URL like "
+                     "http://HOST:PORT/v1; openai: reads both from the environment")
 def _openai(arg: str, **options: Any) -> Generator:
     from microtheory.generators.openai import OpenAIGenerator
 
@@ -246,7 +246,7 @@ def _hf(arg: str, **options: Any) -> Generator:
     return HFGenerator(model, gguf_file=gguf_file, **options)
 
 
-@GENERATORS.register("replay", help="recorded generations or trees, replay:FILE.jsonl[,FILE2.jsonl]")
+@GENERATORS.register("replay", help="recorded generations or trees, replay:FILE.jsonl (several: comma-separated)")
 def _replay(arg: str, **options: Any) -> Generator:
     from microtheory.generators.replay import ReplayGenerator
 
