@@ -70,7 +70,7 @@ def child(argv: list[str]) -> None:
                     "g", "None" if ok else "s", 5 if ok else 1, flaw_sentence_index=None if ok else 0)))
             return out
 
-    batch.register_backend("rule", lambda o: RuleBackend(), "test double")
+    batch.BACKENDS.add("rule", lambda o: RuleBackend(), help="test double")
     if delay:
         import retrieval.qa as qa
         from microtheory.generators.base import ScriptedGenerator

@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from cli.common import default_group, echo_json
+from cli.common import default_group, echo_json, registry_help
+from critique.batch import BACKENDS
 
 app = typer.Typer(
     cls=default_group("run"),
@@ -152,22 +153,6 @@ def eval_cmd(
 # (`eval-human`, `eval-t5`). Owned by the batch-critique engineer: critique/batch.py, critique/evaluate.py.
 
 
-def _backend_choices() -> type[Enum]:
-    """--backend's choices: the names in the critique backends table (critique.batch.BACKENDS)."""
-    from critique.batch import backend_names
-
-    return Enum("CritiqueBackend", {n: n for n in backend_names()}, type=str)  # type: ignore[return-value]
-
-
-def _backend_help() -> str:
-    from critique.batch import BACKEND_HELP
-
-    return "; ".join(f"{name}: {text}" if text else name for name, text in BACKEND_HELP.items()) + "."
-
-
-CritiqueBackend = _backend_choices()
-
-
 class CritiqueFormat(str, Enum):
     json = "json"
     ds = "ds"
@@ -180,7 +165,7 @@ def run_cmd(
     microtheory: Optional[Path] = typer.Option(None, "--microtheory", help="Microtheory folder (facts.jsonl) to ground specific advice in."),
     store: Optional[Path] = typer.Option(None, "--store", help="Knowledge store folder to ground specific advice in."),
     fmt: CritiqueFormat = typer.Option(CritiqueFormat.json, "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
-    backend: CritiqueBackend = typer.Option("critic", "--backend", help=_backend_help()),  # type: ignore[valid-type]
+    backend: str = typer.Option("critic", "--backend", help=registry_help("Critique backend", BACKENDS)),
     model: Optional[str] = typer.Option(None, "--model", help="Critic folder, or for generative a HF name / path / .gguf (default SmolLM2)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),
@@ -197,7 +182,7 @@ def run_cmd(
     """
     from critique.batch import CritiqueRunConfig, run_critique
 
-    cfg = CritiqueRunConfig(backend=backend.value, model=model, fmt=fmt.value, batch_size=batch_size,
+    cfg = CritiqueRunConfig(backend=backend, model=model, fmt=fmt.value, batch_size=batch_size,
                             max_new_tokens=max_new_tokens, microtheory=microtheory, store=store, scorer=scorer,
                             force=force)
     s = run_critique(input_path, out, cfg, progress=not json_out)

@@ -17,8 +17,8 @@ refused unless `force`. Every record is appended and flushed as soon as it is ma
 the same OUT skips the line numbers already there (a torn last line from a crash is dropped
 first), so an interrupted run resumes where it stopped.
 
-Backends come from a name -> factory table (`BACKENDS`, `register_backend`); the CLI's
-`--backend` choices are its names.
+Backends come from a name -> factory registry (`BACKENDS`, a `core.registry.Registry`); the CLI's
+`--backend` help is generated from it.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import InputError, MicrotheoryError, ModelError
+from core.registry import Registry
 from critique.errors import CritiqueFormatError
 from critique.format import Critique, parse_ds
 from critique.generative import CritiqueResult
@@ -93,40 +94,31 @@ class BackendOptions:
     device: str | None = None
 
 
+BackendFactory = Callable[[BackendOptions], "Backend"]
+
+#: Critique backend name -> factory. Adding a backend: a class with `name` and `critique()` plus its
+#: registration here (or `BACKENDS.register(...)` from outside the package); the CLI's --backend help
+#: follows.
+BACKENDS: Registry[BackendFactory] = Registry("critique backend")
+
+
+@BACKENDS.register("critic", help="the fine-tuned critic, fast")
 def _critic(o: BackendOptions) -> Backend:
     return CriticBackend(model=o.model, batch_size=o.batch_size, device=o.device)
 
 
+@BACKENDS.register("generative", help="a causal LM with the DS prompt, default SmolLM2")
 def _generative(o: BackendOptions) -> Backend:
     from critique.generative import DEFAULT_MAX_NEW_TOKENS, load_generative
 
     return load_generative(o.model, max_new_tokens=o.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, device=o.device)
 
 
-#: Backend name -> factory. Adding a backend: a class with `name` and `critique()` plus one entry here
-#: (or `register_backend` from outside the package); the CLI's --backend choices follow.
-BACKENDS: dict[str, Callable[[BackendOptions], Backend]] = {"critic": _critic, "generative": _generative}
-BACKEND_HELP = {"critic": "the fine-tuned critic (fast)", "generative": "a causal LM with the DS prompt (default SmolLM2)"}
-
-
-def register_backend(name: str, factory: Callable[[BackendOptions], Backend], help: str = "") -> None:
-    """Add (or replace) a critique backend under `name`."""
-    BACKENDS[name] = factory
-    BACKEND_HELP[name] = help
-
-
-def backend_names() -> list[str]:
-    return list(BACKENDS)
-
-
 def make_backend(kind: str = "critic", model: str | None = None, batch_size: int = 32,
                  max_new_tokens: int | None = None, device: str | None = None) -> Backend:
     """The backend registered as `kind` (`critic`: the shipped or given critic folder; `generative`:
     a causal LM, default SmolLM2)."""
-    factory = BACKENDS.get(kind)
-    if factory is None:
-        raise InputError(f"unknown backend {kind!r}: use one of {', '.join(BACKENDS)}")
-    return factory(BackendOptions(model, batch_size, max_new_tokens, device))
+    return BACKENDS.get(kind)(BackendOptions(model, batch_size, max_new_tokens, device))
 
 
 def describe_backend(backend: Backend) -> dict[str, Any]:

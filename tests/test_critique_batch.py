@@ -164,13 +164,12 @@ def test_bad_byte_is_an_error_record(tmp_path):
 
 
 def test_backend_registry_and_describe(tmp_path):
-    assert batch.backend_names()[:2] == ["critic", "generative"]
-    batch.register_backend("fake-test", lambda o: FakeBackend(), "a test double")
+    assert batch.BACKENDS.names()[:2] == ("critic", "generative")
+    batch.BACKENDS.add("fake-test", lambda o: FakeBackend(), help="a test double")  # as from outside the package
     try:
         assert isinstance(batch.make_backend("fake-test"), FakeBackend)
     finally:
-        batch.BACKENDS.pop("fake-test")
-        batch.BACKEND_HELP.pop("fake-test")
+        batch.BACKENDS.unregister("fake-test")
     d = batch.describe_backend(batch.make_backend("critic"))
     assert d["backend"] == "critic" and len(d["model_digest"]) == 12
 
@@ -219,7 +218,7 @@ def test_grounded_advice_is_applied(inp, tmp_path):
 def test_unknown_format_and_backend(inp, tmp_path):
     with pytest.raises(InputError, match="unknown format"):
         critique_file(inp, tmp_path / "o.jsonl", FakeBackend(), fmt="xml", progress=False)
-    with pytest.raises(InputError, match="unknown backend"):
+    with pytest.raises(InputError, match="unknown critique backend .oracle.; choose one of critic, generative"):
         batch.make_backend("oracle")
 
 
