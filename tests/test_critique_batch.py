@@ -241,5 +241,6 @@ def test_cli_default_command(inp, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "not a critique output" in r.output and notes.read_text() == "notes\n"
     r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(out), "--format", "ds"])
     assert r.exit_code == 2 and "another configuration" in r.output
-    r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(out), "--backend", "oracle"])
+    monkeypatch.undo()  # the real backend registry from here
+    r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(tmp_path / "o2.jsonl"), "--backend", "oracle"])
     assert r.exit_code == 2 and "critic" in r.output
