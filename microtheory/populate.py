@@ -556,7 +556,7 @@ def load_question_set(spec: str | Path, split: str | None = None) -> QuestionSet
     rows = [q for q in qset.rows if isinstance(q, InputError) or q.id in keep]
     if not any(isinstance(q, Question) for q in rows):
         raise InputError(f"no questions with split {split!r}", s)
-    return QuestionSet(qset.source + f" (split {split})", rows)
+    return QuestionSet(qset.source, rows)
 
 
 def load_questions(spec: str | Path, split: str | None = None) -> list[Question]:
