@@ -8,8 +8,10 @@ its best retrieved fact (0 by default: the proof score alone, as the design says
 is tuned on train questions only).
 
 Every input question yields exactly one output record: a question that cannot be answered (no
-options, an empty option, an answer key that is not one of the options) gets a record with `error`
-set instead of being dropped. The retrieval-only baseline (the option whose hypothesis retrieves
+options, an empty option, an answer key that is not one of the options) or an input line that is
+not a question at all (bad bytes, bad JSON) gets a record with `error` set instead of being
+dropped. `qa_files` appends each record to OUT as it is answered (a locked, headed
+`core.outputs.AppendOutput`); a rerun with the same configuration skips the ids already there. The retrieval-only baseline (the option whose hypothesis retrieves
 the closest fact) is computed from the same retrieval and reported beside the prover's answers.
 """
 from __future__ import annotations
