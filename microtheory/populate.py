@@ -788,7 +788,7 @@ class _Run:
                 res = QuestionResult(q.id, "", "failed", reason=_short_reason(e))
         rec = self.record(res, tq)
         if unavailable is not None:  # not this question's fault: leave it to the rerun, log nothing
-            self.summary.aborted = f"{unavailable} Done questions are kept; rerun the same command to go on."
+            self.summary.aborted = f"{unavailable} Questions done so far are kept and skipped then."
             return True
         self.pending.append(rec)
         self.account(res)

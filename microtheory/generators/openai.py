@@ -130,7 +130,9 @@ class OpenAIGenerator(BaseGenerator):
             reason = e.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
                 raise _Retryable(f"no answer from {url} within {timeout:g} s") from None
-            raise _Retryable(f"cannot connect to {url}: {reason}") from None
+            # "connection refused", not "[Errno 111] Connection refused": the user's words, not Python's
+            why = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
+            raise _Retryable(f"cannot connect to {url}: {why.lower()}") from None
         except TimeoutError:
             raise _Retryable(f"no answer from {url} within {timeout:g} s") from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
