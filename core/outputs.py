@@ -14,8 +14,8 @@ Two kinds of output:
   exclusive lock (a second writer fails at once with a clear message), writes a header record
   `{"_header": {kind, version, config}}` as the first line of a new file, and on resume refuses a
   file whose header names another kind or configuration. Readers skip the header with
-  `is_header()`. Files written before headers existed (no header line) are resumed only with
-  `force=True`, which leaves their records as they are and adds nothing above them.
+  `is_header()`. A file without a header (written before headers existed, or not ours) is
+  refused; `force=True` starts it afresh.
 """
 from __future__ import annotations
 
@@ -192,7 +192,9 @@ class AppendOutput:
 
     def __init__(self, out: str | Path, kind: str, config: dict[str, Any], *, version: int = 1,
                  force: bool = False, inputs: Sequence[str | Path | None] = ()):
-        self.path, self.kind, self.config, self.version, self.force = Path(out), kind, config, version, force
+        self.path, self.kind, self.version, self.force = Path(out), kind, version, force
+        # compared with the header read back from JSON, so normalise it the same way (tuples -> lists)
+        self.config = json.loads(json.dumps(config, default=str))
         self.inputs = inputs
         self.resumed = False
         self._lock: Any = None
@@ -236,9 +238,10 @@ class AppendOutput:
             else:
                 diff = config_mismatch(header.get("config") or {}, self.config)
                 if diff and not self.force:
-                    raise InputError("--out was made with another configuration (" + ", ".join(diff) +
-                                     " differ); resume with the same settings, choose a new --out, or "
-                                     "--force to start it afresh", str(self.path))
+                    verb = "differ" if len(diff) > 1 else "differs"
+                    raise InputError(f"this output was made with another configuration ({', '.join(diff)} {verb}); "
+                                     "resume with the same settings, choose a new output, or --force to start it "
+                                     "afresh", str(self.path))
                 if diff:
                     nonempty = False
         self.resumed = nonempty

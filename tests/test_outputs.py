@@ -64,7 +64,7 @@ def test_append_output_header_resume_and_config(tmp_path: Path) -> None:
         w.write({"row": 2})
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r.get("row") for r in rows] == [None, 1, 2]
-    with pytest.raises(InputError, match="backend differ"):
+    with pytest.raises(InputError, match="backend differs"):
         AppendOutput(out, "critique", {"backend": "generative"}).__enter__()
     assert not out.with_name("c.jsonl.lock").exists()  # a refused run leaves no lock behind
 

@@ -384,7 +384,7 @@ def test_log_header_keys_resume_by_configuration(tmp_path):
     assert h["config"]["scorer"] == "overlap" and h["config"]["threshold"] == 0.75
     assert h["config"]["search"]["prompts"] == ["direct"] and "save_every" not in h["config"]["search"]
     before = log.read_bytes()
-    with pytest.raises(InputError, match=r"another configuration \(search differ\)"):
+    with pytest.raises(InputError, match=r"another configuration \(search differs\)"):
         run(tmp_path, ScriptedGenerator(reply), config=cfg(samples=2))
     assert log.read_bytes() == before
     # operational settings (save_every, the failure limit) are not part of the configuration
