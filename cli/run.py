@@ -1,4 +1,5 @@
-"""`microtheory demo` and `microtheory run CONFIG`: the main job end to end, then the HTML report."""
+"""`microtheory demo` and `microtheory run CONFIG`: the main job end to end, then the HTML report
+(`pipeline.run_pipeline` does the work)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,26 +10,34 @@ import typer
 from cli.common import echo_json
 
 DEMO_OUT = Path("runs") / "demo"
+FORCE_HELP = "Replace --out even when it is not a run directory (never one of the inputs)."
 
 
-def _finish(summary: dict, out: Path, json_out: bool, report: bool) -> None:
-    from cli.pipeline import summary_lines
+def _finish(result: Any, json_out: bool) -> None:
+    from pipeline import summary_lines
 
-    report_path = None
-    if report:
-        from microtheory.report import write_report
-
-        report_path = write_report(out)
+    summary, report = result.summary, result.report
     if json_out:
-        echo_json({**summary, "run_dir": str(out), "report": str(report_path) if report_path else None})
+        echo_json({**summary, "run_dir": str(result.out), "written": result.written,
+                   "report": str(report) if report else None})
     else:
         for line in summary_lines(summary):
             typer.echo(line)
-        typer.echo(f"run directory: {out}")
-        if report_path is not None:
-            typer.echo(f"report: {report_path.resolve()}  (open it in a browser)")
+        if result.written:
+            typer.echo(f"run directory: {result.out}")
+        else:
+            typer.echo(f"a stage failed: the earlier run in {result.out} was kept as it was (fix the cause and rerun)")
+        if report is not None:
+            typer.echo(f"report: {report.resolve()}  (open it in a browser)")
     if summary["status"] == "failed":
         raise typer.Exit(1)
+
+
+def _options(force: bool, json_out: bool, no_report: bool, no_progress: bool, config: Path | None = None) -> Any:
+    from pipeline import RunOptions
+
+    return RunOptions(force=force, progress=not no_progress and not json_out, report=not no_report,
+                      config_path=config)
 
 
 def demo(
@@ -37,6 +46,7 @@ def demo(
     encoder: str | None = typer.Option(None, "--encoder", help="Encoder name or path, or 'hashing'."),
     generator: str | None = typer.Option(None, "--generator",
                                             help="Generator spec: replay (default), auto, smollm2, openai:URL#MODEL."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress output."),
@@ -47,34 +57,29 @@ def demo(
 
     Example: microtheory demo
     """
-    from dataclasses import replace
+    from pipeline import demo_config, run_pipeline
 
-    from cli.pipeline import demo_config, run_pipeline
-
-    cfg = demo_config()
-    changes: dict[str, Any] = {k: v for k, v in (("scorer", scorer), ("encoder", encoder), ("generator", generator)) if v}
-    if changes:
-        cfg = replace(cfg, **changes)
-    summary = run_pipeline(cfg, out, progress=not no_progress and not json_out)
-    _finish(summary, out, json_out, not no_report)
+    cfg = demo_config(scorer=scorer, encoder=encoder, generator=generator)
+    _finish(run_pipeline(cfg, out, _options(force, json_out, no_report, no_progress)), json_out)
 
 
 def run(
     config: Path = typer.Argument(..., help="Run config, TOML or JSON (see corpora/demo.toml)."),
     out: Path | None = typer.Option(None, "--out", "-o",
                                        help="Run directory (default: runs/<name>; replaced when it is one)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress output."),
 ) -> None:
     """Run the whole pipeline on your own data, described by a small config file: corpus, questions,
-    trees or generations, model outputs, generator, strategy, budget, scorer threshold.
+    trees or generations, model outputs, generator, strategy, budget, scorer threshold. The run is
+    written beside --out and swapped in at the end: a failing run leaves an earlier one whole.
 
     Example: microtheory run docs/entailmentbank.toml --out runs/eb
     """
-    from cli.pipeline import load_config, run_pipeline
+    from pipeline import load_config, run_pipeline
 
     cfg = load_config(config)
     target = out if out is not None else Path("runs") / cfg.name
-    summary = run_pipeline(cfg, target, progress=not no_progress and not json_out)
-    _finish(summary, target, json_out, not no_report)
+    _finish(run_pipeline(cfg, target, _options(force, json_out, no_report, no_progress, config)), json_out)

@@ -18,7 +18,7 @@ from typing import Any
 from microtheory.trees import EntailmentTree, TreeError, build_tree
 from core.errors import InputError
 from core.jsonl import iter_jsonl, write_jsonl
-from core.types import Question
+from core.types import Fact, Question
 
 _CONTEXT_RE = re.compile(r"(sent\d+):\s*")
 _FIELD_RE = re.compile(r"\$(\w+)\$\s*=\s*")
@@ -247,3 +247,105 @@ def load_eb_questions(split: str = "dev", data: DataPaths | None = None) -> tupl
         raise InputError(f"unknown split {split!r}: use train or dev")
     arc = read_arc(data.require(p) for p in data.arc)
     return trees, join_questions(trees, arc)
+
+
+# --- input specs: a file or an EntailmentBank split by name -----------------------------------------
+# `run` configs, `populate` and `qa` name their inputs either as a file or as `eb:train` / `eb:dev`
+# (the EntailmentBank split under the data root). These readers turn such a spec into records.
+
+EB_SPECS = ("eb:train", "eb:dev")
+TREE_FORMATS = ("auto", "eb-train", "eb-dev", "jsonl")
+
+
+def is_eb_spec(spec: str | Path | None) -> bool:
+    return str(spec) in EB_SPECS
+
+
+def eb_spec_files(spec: str, data: DataPaths | None = None, *, questions: bool = False) -> list[Path]:
+    """The data files an `eb:` spec reads (its trees; with `questions`, the ARC files too)."""
+    data = data or DataPaths.default()
+    split = spec.split(":", 1)[1]
+    if split not in ("train", "dev"):
+        raise InputError(f"unknown EntailmentBank split {spec!r}: use eb:train or eb:dev")
+    files = [data.eb_train() if split == "train" else data.eb_dev()]
+    return files + (list(data.arc) if questions else [])
+
+
+def read_corpus_facts(path: str | Path, include_addons: bool = False) -> list[Fact]:
+    """A general corpus as Facts (source "corpus"): a WorldTree-style JSON object uuid -> sentence
+    (`include_addons` keeps the `ET_addon:*` rows; the uuid is the fact id), or facts JSONL
+    ({"id"?, "text", "provenance"?} per line)."""
+    from retrieval.store import fact_id_for
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("corpus file not found", str(p))
+    if p.suffix.lower() == ".json":
+        rows = read_worldtree_corpus(p, include_addons=include_addons)
+        return [Fact(uid, text, "corpus", [{"corpus": p.stem, "uuid": uid}]) for uid, text in rows.items()]
+    facts = []
+    for n, obj in iter_jsonl(p):
+        text = str(obj.get("text") or "").strip()
+        if not text:
+            raise InputError("a fact needs a non-empty 'text'", str(p), n)
+        facts.append(Fact(str(obj.get("id") or fact_id_for(text)), text, "corpus",
+                          list(obj.get("provenance") or [{"corpus": p.stem}])))
+    if not facts:
+        raise InputError("no facts in the corpus file", str(p))
+    return facts
+
+
+def read_questions_spec(spec: str | Path, split: str | None = None, data: DataPaths | None = None) -> list[Question]:
+    """Questions from a questions JSONL file (only records whose "split" field equals `split`; all
+    when None), or `eb:train` / `eb:dev` (EntailmentBank questions with gold hypotheses; `split` is
+    ignored: the spec names the split)."""
+    s = str(spec)
+    if is_eb_spec(s):
+        return load_eb_questions(s.split(":", 1)[1], data)[1]
+    qs = read_questions_jsonl(s)
+    if split is None:
+        return qs
+    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s) if obj.get("split") == split}
+    out = [q for q in qs if q.id in keep]
+    if not out:
+        raise InputError(f"no questions with split {split!r}", s)
+    return out
+
+
+def sniff_tree_format(path: str | Path) -> str:
+    """"eb-train", "eb-dev" or "jsonl" (the project's trees JSONL), from the keys of the first record."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = next((ln for ln in fh if ln.strip()), "")
+        keys = set(json.loads(first)) if first else set()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as e:
+        raise InputError(f"cannot read trees: {e}", str(path)) from None
+    fmt = "eb-train" if {"input", "output"} <= keys else "jsonl" if "sentences" in keys else \
+        "eb-dev" if {"context", "proof"} <= keys else ""
+    if not fmt:
+        raise InputError("unknown tree format (expected EntailmentBank train/dev or project trees JSONL); "
+                         "pass --format", str(path))
+    return fmt
+
+
+def read_tree_file(path: str | Path, fmt: str = "auto") -> list[EntailmentTree]:
+    """Trees from an EntailmentBank angles train file, a dev file with metadata, or the project's
+    trees JSONL; `fmt` "auto" tells them apart by the first record."""
+    from microtheory.trees import read_trees_jsonl
+
+    if fmt not in TREE_FORMATS:
+        raise InputError(f"unknown tree format {fmt!r}; choose one of {', '.join(TREE_FORMATS)}", str(path))
+    if fmt == "auto":
+        fmt = sniff_tree_format(path)
+    reader = {"eb-train": read_eb_train, "eb-dev": read_eb_dev, "jsonl": read_trees_jsonl}[fmt]
+    return reader(path)
+
+
+def read_trees_spec(spec: str | Path, data: DataPaths | None = None) -> list[EntailmentTree]:
+    """Entailment trees from a file (any format `read_tree_file` knows) or eb:train / eb:dev."""
+    s = str(spec)
+    if is_eb_spec(s):
+        data = data or DataPaths.default()
+        return read_eb_train(data.require(data.eb_train())) if s == "eb:train" else \
+            read_eb_dev(data.require(data.eb_dev()))
+    return read_tree_file(s)

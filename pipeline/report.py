@@ -1,11 +1,12 @@
-"""A self-contained static HTML report of a run directory (cli/pipeline.py writes the directory).
+"""A self-contained static HTML report of a run directory (`pipeline.runner` writes the directory;
+its layout and format version are in `pipeline.run_dir`).
 
 One file, no network: CSS and the small filter script are inline, plots are base64 PNGs, proofs are
 inline SVG trees (premises above, arrows down to what they entail). It reads only plain JSON/JSONL
 files of the run directory, so it imports nothing from the critique stage:
 
-    summary.json, microtheory/{facts.jsonl, report.json, *.png}, qa/{questions,corpus,microtheory}.jsonl,
-    critiques.jsonl
+    summary.json, microtheory/{facts.jsonl, report.json, *.png}, microtheory_coverage.json,
+    qa/{questions,corpus,microtheory}.jsonl, model_outputs.jsonl, critiques.jsonl
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from microtheory.plots import figure_png
 from core.errors import InputError
+from microtheory.plots import figure_png
+from pipeline import run_dir as rd
 
-REPORT_NAME = "report.html"
+REPORT_NAME = rd.REPORT
 MAX_QA = 200        # questions drawn (a dev run can have thousands; the rest are counted, not drawn)
 MAX_FACTS = 2000
 
@@ -38,8 +40,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     from core.jsonl import iter_jsonl
+    from core.outputs import is_header
 
-    return [obj for _, obj in iter_jsonl(path)]
+    return [obj for _, obj in iter_jsonl(path) if not is_header(obj)]
 
 
 def e(x: Any) -> str:
@@ -82,13 +85,13 @@ def coverage_plot(report: dict[str, Any]) -> bytes | None:
 def _plots(run: Path, report: dict[str, Any] | None) -> list[tuple[str, str]]:
     """(caption, data URI) for every plot: the PNGs the distill stage wrote (microtheory/*.png,
     microtheory/plots/*.png), and a coverage curve drawn here when none of them is one."""
-    mt = run / "microtheory"
+    mt = run / rd.MICROTHEORY
     pngs = sorted([*mt.glob("*.png"), *mt.glob("plots/*.png")]) if mt.is_dir() else []
     out = [(p.stem.replace("_", " ").replace("prelevance", "p-relevance"), _png_data_uri(p.read_bytes()))
            for p in pngs]
     if not any("coverage" in c for c, _ in out):
-        for src, name in ((run / "microtheory_coverage.json", "microtheory_coverage.json"),
-                          (None, "microtheory/report.json")):
+        for src, name in ((run / rd.MICROTHEORY_COVERAGE, rd.MICROTHEORY_COVERAGE),
+                          (None, f"{rd.MICROTHEORY}/report.json")):
             doc = _read_json(src) if src is not None else report
             data = coverage_plot(doc) if isinstance(doc, dict) else None
             if data is not None:
@@ -297,9 +300,9 @@ def _facts_section(facts: list[dict[str, Any]], qa_uses: Counter[str], plots: li
 
 
 def _qa_section(run: Path, mt_ids: set[str]) -> str:
-    questions = {str(q.get("id")): q for q in _read_jsonl(run / "qa" / "questions.jsonl")}
-    with_mt = _read_jsonl(run / "qa" / "microtheory.jsonl")
-    alone = {str(r.get("id")): r for r in _read_jsonl(run / "qa" / "corpus.jsonl")}
+    questions = {str(q.get("id")): q for q in _read_jsonl(run / rd.QA_QUESTIONS)}
+    with_mt = _read_jsonl(run / rd.QA_MICROTHEORY)
+    alone = {str(r.get("id")): r for r in _read_jsonl(run / rd.QA_CORPUS)}
     main = with_mt or list(alone.values())
     if not main:
         return '<section id="qa"><h2>Grounded QA</h2><p class="muted">QA did not run.</p></section>'
@@ -413,26 +416,27 @@ def _critiques_section(records: list[dict[str, Any]], facts_by_id: dict[str, str
 def build_html(run_dir: str | Path) -> str:
     """The report of `run_dir` as one HTML string."""
     run = Path(run_dir)
-    summary = _read_json(run / "summary.json")
+    rd.run_dir_version(run)  # refuses another kind of directory, or a newer format
+    summary = _read_json(run / rd.SUMMARY)
     if not isinstance(summary, dict):
         raise InputError("not a run directory (no summary.json): run `microtheory run` or `microtheory demo` first",
                          str(run))
-    facts = _read_jsonl(run / "microtheory" / "facts.jsonl")
-    mt_report = _read_json(run / "microtheory" / "report.json")
+    facts = _read_jsonl(run / rd.MICROTHEORY / "facts.jsonl")
+    mt_report = _read_json(run / rd.MICROTHEORY / "report.json")
     mt_ids = {str(f.get("id")) for f in facts}
     qa_uses: Counter[str] = Counter()
-    for r in _read_jsonl(run / "qa" / "microtheory.jsonl"):
+    for r in _read_jsonl(run / rd.QA_MICROTHEORY):
         for fid in (r.get("proof") or {}).get("fact_ids") or []:
             if fid in mt_ids:
                 qa_uses[fid] += 1
-    critiques = _read_jsonl(run / "critiques.jsonl")
+    critiques = _read_jsonl(run / rd.CRITIQUES)
     title = f"microtheory run: {summary.get('name', run.name)}"
     body = (_summary_section(summary)
             + _facts_section(facts, qa_uses, _plots(run, mt_report if isinstance(mt_report, dict) else None),
                              mt_report if isinstance(mt_report, dict) else None)
             + _qa_section(run, mt_ids)
             + _critiques_section(critiques, {str(f.get("id")): str(f.get("text")) for f in facts},
-                                 _inputs_by_line(run / "model_outputs.jsonl")))
+                                 _inputs_by_line(run / rd.MODEL_OUTPUTS)))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
@@ -441,11 +445,29 @@ def build_html(run_dir: str | Path) -> str:
             f"<script>{JS}</script></body></html>\n")
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report (default `run_dir/report.html`, atomically) and return its path."""
+def _is_our_report(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(2000)
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and "<title>microtheory run: " in head
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False) -> Path:
+    """Write the report (default `run_dir/report.html`, atomically) and return its path. An existing
+    `out` is replaced only when it is a report this function wrote, unless `force`; never a file
+    of the run directory itself."""
     from core.jsonl import atomic_write_lines
 
     path = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
+    if path.is_dir():
+        raise InputError("--out is a folder; give the HTML file to write", str(path))
+    if path.exists() and not _is_our_report(path):
+        # A file of the run itself is never replaced; anything else of the user's only with force.
+        if Path(run_dir).resolve() in path.resolve().parents or not force:
+            raise InputError("--out exists and is not a report written by this command; give a new file"
+                             + ("" if force else " (or --force to replace it)"), str(path))
     text = build_html(run_dir)
     atomic_write_lines(path, [text.rstrip("\n")])
     path.chmod(0o644)  # the temp file behind the atomic write is private; a report is for reading
