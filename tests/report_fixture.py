@@ -81,7 +81,7 @@ def make_run_dir(root: Path, with_png: bool = False) -> Path:
                                  for b, c in ((1, 0.1), (2, 0.2), (4, 0.35), (8, 0.5))]}
     (run / "microtheory" / "report.json").write_text(json.dumps(report))
     if with_png:
-        from microtheory.report import coverage_plot
+        from pipeline.report import coverage_plot
 
         png = coverage_plot({**report, "strategy": "p-relevance stand-in"})
         assert png is not None

@@ -1,5 +1,6 @@
 """The main job end to end on the embedded corpora with test doubles (hashing encoder, overlap scorer,
-a rule-based critic backend): run directory contents and the consistency of the summary numbers."""
+a rule-based critic backend): run directory contents, the consistency of the summary numbers, and
+the typed result of each stage. Output safety of the run directory: tests/test_run_dir.py."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.pipeline import RunConfig, load_config, prepare_out_dir, run_pipeline, summary_lines
-from corpora import CORPORA_DIR
 from core.errors import InputError
+from corpora import CORPORA_DIR
+from pipeline import RunConfig, RunOptions, load_config, run_pipeline, summary_lines
+from pipeline import results as res
+from pipeline.stages import StageEnv, stage_corpus, stage_critique, stage_distill, stage_inputs, stage_knowledge, stage_qa
 
 QA_LIMIT = 4
 
@@ -54,8 +57,9 @@ def _config(**kw) -> RunConfig:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "demo"
-    summary = run_pipeline(_config(), out, progress=False, critic_backend=RuleCritic())
-    return out, summary
+    result = run_pipeline(_config(), out, RunOptions(progress=False, critic_backend=RuleCritic()))
+    assert result.written and result.out == out and result.report is None
+    return out, result.summary
 
 
 def test_run_dir_contents(demo_run):
@@ -65,8 +69,12 @@ def test_run_dir_contents(demo_run):
                 "microtheory/merge_map.json", "microtheory/plots/prelevance.png", "microtheory_coverage.json",
                 "microtheory_store/manifest.json",
                 "qa/questions.jsonl", "qa/corpus.jsonl", "qa/microtheory.jsonl", "critiques.jsonl",
-                "model_outputs.jsonl"):
+                "model_outputs.jsonl", ".microtheory-owner.json"):
         assert (out / rel).is_file(), rel
+    # Nothing is left beside the run directory (the staging directory was swapped in).
+    assert sorted(p.name for p in out.parent.iterdir()) == ["demo"]
+    # Paths recorded while the run was written into its staging directory name the final one.
+    assert json.loads((out / "microtheory" / "manifest.json").read_text())["store"].endswith("demo/knowledge_store")
     assert json.loads((out / "summary.json").read_text()) == summary
     assert json.loads((out / "config.json").read_text())["scorer"] == "overlap"
     assert summary["status"] == "ok"
@@ -147,8 +155,8 @@ def test_missing_stage_is_skipped_not_faked(tmp_path, monkeypatch):
     from critique import model
 
     monkeypatch.setattr(model, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
-    cfg = _config(qa_limit=1, knowledge="trees")
-    summary = run_pipeline(cfg, tmp_path / "r", progress=False)
+    cfg = _config(qa_limit=1, knowledge="trees", canonicalise=False)
+    summary = run_pipeline(cfg, tmp_path / "r", RunOptions(progress=False)).summary
     crit = summary["stages"]["critique"]
     assert crit["status"] == "skipped" and "critic" in crit["reason"]
     assert summary["critique"] is None and not (tmp_path / "r" / "critiques.jsonl").exists()
@@ -162,26 +170,52 @@ def test_missing_stage_is_skipped_not_faked(tmp_path, monkeypatch):
 
 
 def test_failed_stage_is_reported(tmp_path):
-    cfg = _config(corpus=str(tmp_path / "missing.jsonl"), model_outputs=None)
-    summary = run_pipeline(cfg, tmp_path / "r", progress=False)
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"text": "a fact"}\n{"id": "x"}\n')
+    cfg = _config(corpus=str(bad), model_outputs=None, canonicalise=False)
+    result = run_pipeline(cfg, tmp_path / "r", RunOptions(progress=False))
+    summary = result.summary
+    assert result.written  # nothing was there before: the failed run is kept to be read
     assert summary["status"] == "failed"
     assert summary["stages"]["corpus_store"]["status"] == "failed"
-    assert "missing.jsonl" in summary["stages"]["corpus_store"]["reason"]
+    assert "corpus.jsonl:2" in summary["stages"]["corpus_store"]["reason"]
     assert summary["stages"]["qa"]["status"] == "skipped"
+    assert "needs the corpus_store stage" in summary["stages"]["qa"]["reason"]
+    assert "sizes: corpus -, knowledge store -" in "\n".join(summary_lines(summary))
 
 
-def test_out_dir_safety(tmp_path):
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not a run directory"):
-        prepare_out_dir(tmp_path / "mine")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "summary.json").write_text("{}")
-    (run / "old.jsonl").write_text("x")
-    prepare_out_dir(run)
-    assert run.is_dir() and not any(run.iterdir())
+def test_stages_return_typed_results(tmp_path):
+    """Each stage returns its own result type; `record()` is its entry in summary.json."""
+    cfg = _config(trees=None, canonicalise=False, qa_limit=2, budget=5)
+    env = StageEnv(cfg, tmp_path, progress=False)
+    inputs = stage_inputs(env)
+    assert isinstance(inputs, res.InputsResult) and isinstance(inputs.models, res.Models)
+    assert len(inputs.test_questions) == 16 and len(inputs.train_questions) == 24
+    assert inputs.record() == {"test_questions": 16, "train_questions": 24, "encoder": inputs.models.encoder.name,
+                               "scorer": type(inputs.models.scorer).__name__}
+    corpus = stage_corpus(env, inputs)
+    assert isinstance(corpus, res.CorpusResult) and corpus.facts == len(corpus.store) == 228
+    assert corpus.record()["path"] == "corpus_store" and len(corpus.texts) == corpus.facts_read
+    knowledge = stage_knowledge(env, inputs, corpus)
+    assert isinstance(knowledge, res.KnowledgeResult) and knowledge.source == "generations"
+    assert isinstance(knowledge.populated, res.PopulateCounts) and knowledge.trees is None
+    rec = knowledge.record()
+    assert rec["source"] == "generations" and rec["proofs"] == knowledge.proofs == len(knowledge.store.proofs()) > 0
+    mt = stage_distill(env, inputs, corpus, knowledge)
+    assert isinstance(mt, res.MicrotheoryResult) and 0 < len(mt.facts) <= 5
+    assert all(f.source == "microtheory" and f.provenance for f in mt.facts)
+    assert mt.record()["size"] == len(mt.facts) and "p-relevance" in (mt.note or "")
+    qa = stage_qa(env, inputs, corpus, mt)
+    assert isinstance(qa, res.QAResult) and qa.questions == 2 and qa.with_microtheory is not None
+    assert set(qa.record()["runs"]) == {"corpus", "corpus+microtheory", "microtheory_facts_used"}
+    crit = stage_critique(env, inputs, mt, RuleCritic())
+    assert isinstance(crit, res.CritiqueStageResult) and crit.grounded and crit.records == 20
+    assert crit.record()["per_dimension"] == crit.counts["per_dimension"]
+    for r in (corpus, knowledge):
+        r.store.close()
+    # Without a microtheory QA runs on the corpus alone and says so.
+    qa2 = stage_qa(StageEnv(cfg, tmp_path / "b", progress=False), inputs, corpus, None)
+    assert qa2.with_microtheory is None and "no microtheory" in qa2.record()["note"]
 
 
 def test_config_errors(tmp_path):
@@ -210,13 +244,14 @@ def test_cli_run_writes_report(tmp_path):
     cfg = {"name": "tiny", "corpus": str(CORPORA_DIR / "science_corpus.jsonl"),
            "questions": str(CORPORA_DIR / "science_questions.jsonl"), "knowledge": "trees",
            "trees": str(CORPORA_DIR / "science_trees.jsonl"), "encoder": "hashing", "scorer": "overlap",
-           "qa_limit": 1, "budget": 5}
+           "qa_limit": 1, "budget": 5, "canonicalise": False}
     p = tmp_path / "tiny.json"
     p.write_text(json.dumps(cfg))
     res = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "out"), "--json", "--no-progress"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["name"] == "tiny" and doc["sizes"]["microtheory"] <= 5
+    assert doc["written"] is True and doc["run_dir"] == str(tmp_path / "out")
     assert Path(doc["report"]).is_file() and "<svg" in Path(doc["report"]).read_text()
     res = CliRunner().invoke(app, ["run", "--help"])
     assert res.exit_code == 0 and "Example" in res.output
@@ -231,7 +266,7 @@ def test_entailmentbank_config_runs(tmp_path, data_dir, monkeypatch):
     cfg = replace(load_config(root / "docs" / "entailmentbank.toml"), encoder="hashing", scorer="overlap",
                   qa_limit=3, model_outputs=None, data_dir=str(data_dir),
                   corpus=str(data_dir / "entailmentbank" / "worldtree_corpus_sentences_extended.json"))
-    summary = run_pipeline(cfg, tmp_path / "eb", progress=False)
+    summary = run_pipeline(cfg, tmp_path / "eb", RunOptions(progress=False)).summary
     st = summary["stages"]
     assert all(st[k]["status"] == "ok" for k in ("corpus_store", "knowledge_store", "distill", "qa")), st
     # WorldTree without the ET_addon rows; every train tree stored as one proof.
@@ -244,16 +279,16 @@ def test_entailmentbank_config_runs(tmp_path, data_dir, monkeypatch):
 def test_generator_resolution(monkeypatch):
     import importlib.util
 
-    from cli import pipeline
+    from pipeline.stages import resolve_generator
 
     cfg = _config()
-    assert pipeline._resolve_generator(cfg) == (f"replay:{cfg.generations}", None)
+    assert resolve_generator(cfg) == (f"replay:{cfg.generations}", None)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
-    spec, note = pipeline._resolve_generator(replace(cfg, generator="auto"))
+    spec, note = resolve_generator(replace(cfg, generator="auto"))
     assert spec == f"replay:{cfg.generations}" and "not installed" in note
-    with pytest.raises(pipeline.Skip, match="llm extra"):
-        pipeline._resolve_generator(replace(cfg, generator="auto", generations=None))
+    with pytest.raises(res.Skip, match="llm extra"):
+        resolve_generator(replace(cfg, generator="auto", generations=None))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "llama_cpp" else None)
-    assert pipeline._resolve_generator(replace(cfg, generator="auto")) == ("llama-cpp:smollm2", None)
-    assert pipeline._resolve_generator(replace(cfg, generator="openai:http://x/v1#m"))[0] == "openai:http://x/v1#m"
+    assert resolve_generator(replace(cfg, generator="auto")) == ("llama-cpp:smollm2", None)
+    assert resolve_generator(replace(cfg, generator="openai:http://x/v1#m"))[0] == "openai:http://x/v1#m"

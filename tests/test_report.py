@@ -10,7 +10,7 @@ from report_fixture import CRITIQUE_INPUTS, FACTS, make_run_dir
 from typer.testing import CliRunner
 
 from cli.main import app
-from microtheory.report import build_html, proof_svg, write_report
+from pipeline.report import build_html, proof_svg, write_report
 from core.errors import InputError
 
 
@@ -127,3 +127,34 @@ def test_partial_run_still_renders(tmp_path):
     html = build_html(run)
     assert "Critique did not run" in html and "No microtheory in this run" in html
     assert "Grounded QA (corpus)" in html  # falls back to the corpus-only answers
+
+
+def test_report_out_never_replaces_a_users_file(run, tmp_path):
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>my notes</p>")
+    with pytest.raises(InputError, match="not a report written by this command"):
+        write_report(run, notes)
+    res = CliRunner().invoke(app, ["report", str(run), "--out", str(notes)])
+    assert res.exit_code == 2 and "--force" in res.output and notes.read_text() == "<p>my notes</p>"
+    res = CliRunner().invoke(app, ["report", str(run), "--out", str(notes), "--force"])
+    assert res.exit_code == 0 and notes.read_text().startswith("<!DOCTYPE html>")
+    # A report it wrote is replaced without --force; a file of the run itself never, even with it.
+    assert write_report(run, notes) == notes
+    with pytest.raises(InputError):
+        write_report(run, run / "summary.json", force=True)
+    assert (run / "summary.json").read_text().startswith("{")
+
+
+def test_report_reads_only_run_directories_it_knows(run):
+    import json
+
+    from core.outputs import OWNER_FILE
+
+    (run / OWNER_FILE).write_text(json.dumps({"kind": "run", "version": 1}))
+    assert "<svg" in build_html(run)
+    (run / OWNER_FILE).write_text(json.dumps({"kind": "run", "version": 2}))
+    with pytest.raises(InputError, match="newer than this code reads"):
+        build_html(run)
+    (run / OWNER_FILE).write_text(json.dumps({"kind": "microtheory", "version": 1}))
+    with pytest.raises(InputError, match="not a run directory"):
+        build_html(run)

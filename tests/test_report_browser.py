@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from report_fixture import make_run_dir
 
-from microtheory.report import write_report
+from pipeline.report import write_report
 
 pytestmark = pytest.mark.slow
 
