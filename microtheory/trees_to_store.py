@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from microtheory.trees import EntailmentTree
 from core.errors import InputError
-from retrieval.store import fact_id_for, normalise_text
 from core.types import Fact, Proof
+from microtheory.trees import EntailmentTree
+from retrieval.store import fact_id_for, normalise_text
 
 
 def trees_to_records(trees: Iterable[EntailmentTree], generator: str = "entailmentbank",

@@ -463,11 +463,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, force: b
     path = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     if path.is_dir():
         raise InputError("--out is a folder; give the HTML file to write", str(path))
-    if path.exists() and not _is_our_report(path):
-        # A file of the run itself is never replaced; anything else of the user's only with force.
-        if Path(run_dir).resolve() in path.resolve().parents or not force:
-            raise InputError("--out exists and is not a report written by this command; give a new file"
-                             + ("" if force else " (or --force to replace it)"), str(path))
+    # A file of the run itself is never replaced; anything else of the user's only with force.
+    inside_run = Path(run_dir).resolve() in path.resolve().parents
+    if path.exists() and not _is_our_report(path) and (inside_run or not force):
+        raise InputError("--out exists and is not a report written by this command; give a new file"
+                         + ("" if force else " (or --force to replace it)"), str(path))
     text = build_html(run_dir)
     atomic_write_lines(path, [text.rstrip("\n")])
     path.chmod(0o644)  # the temp file behind the atomic write is private; a report is for reading

@@ -21,8 +21,15 @@ from core.errors import MicrotheoryError
 from pipeline import run_dir as rd
 from pipeline.config import RunConfig, check_inputs
 from pipeline.results import Skip
-from pipeline.stages import (StageEnv, stage_corpus, stage_critique, stage_distill, stage_inputs, stage_knowledge,
-                             stage_qa)
+from pipeline.stages import (
+    StageEnv,
+    stage_corpus,
+    stage_critique,
+    stage_distill,
+    stage_inputs,
+    stage_knowledge,
+    stage_qa,
+)
 from pipeline.summary import build_summary
 
 STAGES = ("inputs", "corpus_store", "knowledge_store", "distill", "qa", "critique")

@@ -16,8 +16,18 @@ from core.errors import InputError, MicrotheoryError
 from core.types import Fact
 from pipeline import run_dir as rd
 from pipeline.config import RunConfig
-from pipeline.results import (CorpusResult, CritiqueStageResult, InputsResult, KnowledgeResult, MicrotheoryResult,
-                              Models, PopulateCounts, QAResult, Skip, TreeCounts)
+from pipeline.results import (
+    CorpusResult,
+    CritiqueStageResult,
+    InputsResult,
+    KnowledgeResult,
+    MicrotheoryResult,
+    Models,
+    PopulateCounts,
+    QAResult,
+    Skip,
+    TreeCounts,
+)
 
 
 @dataclass(frozen=True)

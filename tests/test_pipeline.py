@@ -16,7 +16,15 @@ from core.errors import InputError
 from corpora import CORPORA_DIR
 from pipeline import RunConfig, RunOptions, load_config, run_pipeline, summary_lines
 from pipeline import results as res
-from pipeline.stages import StageEnv, stage_corpus, stage_critique, stage_distill, stage_inputs, stage_knowledge, stage_qa
+from pipeline.stages import (
+    StageEnv,
+    stage_corpus,
+    stage_critique,
+    stage_distill,
+    stage_inputs,
+    stage_knowledge,
+    stage_qa,
+)
 
 QA_LIMIT = 4
 

@@ -10,8 +10,8 @@ from report_fixture import CRITIQUE_INPUTS, FACTS, make_run_dir
 from typer.testing import CliRunner
 
 from cli.main import app
-from pipeline.report import build_html, proof_svg, write_report
 from core.errors import InputError
+from pipeline.report import build_html, proof_svg, write_report
 
 
 class Collect(HTMLParser):
