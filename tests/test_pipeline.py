@@ -300,3 +300,37 @@ def test_generator_resolution(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "llama_cpp" else None)
     assert resolve_generator(replace(cfg, generator="auto")) == ("llama-cpp:smollm2", None)
     assert resolve_generator(replace(cfg, generator="openai:http://x/v1#m"))[0] == "openai:http://x/v1#m"
+
+
+def test_input_readers_and_check(tmp_path):
+    """The readers a run config names its inputs with (microtheory.datasets), and the input check."""
+    from microtheory.datasets import DataPaths, eb_spec_files, read_corpus_facts, read_questions_spec, \
+        read_tree_file, sniff_tree_format
+    from pipeline import check_inputs
+
+    assert sniff_tree_format(CORPORA_DIR / "science_trees.jsonl") == "jsonl"
+    assert len(read_tree_file(CORPORA_DIR / "science_trees.jsonl")) == 32
+    eb_train = tmp_path / "train.jsonl"
+    eb_train.write_text(json.dumps({"id": "q1", "input": "$hypothesis$ = h ; $context$ = sent1: a sent2: b",
+                                    "output": "$proof$ = sent1 & sent2 -> hypothesis;"}) + "\n")
+    assert sniff_tree_format(eb_train) == "eb-train"
+    (tree,) = read_tree_file(eb_train)
+    assert tree.hypothesis == "h" and set(tree.leaves) == {"sent1", "sent2"}
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"foo": 1}\n')
+    with pytest.raises(InputError, match="unknown tree format"):
+        read_tree_file(odd)
+    test = read_questions_spec(CORPORA_DIR / "science_questions.jsonl", "test")
+    assert len(test) == 16 and len(read_questions_spec(CORPORA_DIR / "science_questions.jsonl")) == 40
+    with pytest.raises(InputError, match="no questions with split 'dev'"):
+        read_questions_spec(CORPORA_DIR / "science_questions.jsonl", "dev")
+    facts = read_corpus_facts(CORPORA_DIR / "science_corpus.jsonl")
+    assert len(facts) == 228 and all(f.source == "corpus" for f in facts)
+    data = DataPaths(tmp_path / "nodata")
+    assert eb_spec_files("eb:dev", data, questions=True) == [data.eb_dev(), *data.arc]
+    # Every named input is checked before anything is written, eb: specs included.
+    with pytest.raises(InputError, match="input file not found.*MICROTHEORY_DATA"):
+        check_inputs(_config(questions="eb:dev", data_dir=str(tmp_path / "nodata")))
+    with pytest.raises(InputError, match="gone.jsonl"):
+        check_inputs(_config(trees=str(tmp_path / "gone.jsonl")))
+    assert Path(_config().corpus) in check_inputs(_config())
