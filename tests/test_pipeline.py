@@ -304,8 +304,14 @@ def test_generator_resolution(monkeypatch):
 
 def test_input_readers_and_check(tmp_path):
     """The readers a run config names its inputs with (microtheory.datasets), and the input check."""
-    from microtheory.datasets import DataPaths, eb_spec_files, read_corpus_facts, read_questions_spec, \
-        read_tree_file, sniff_tree_format
+    from microtheory.datasets import (
+        DataPaths,
+        eb_spec_files,
+        read_corpus_facts,
+        read_questions_spec,
+        read_tree_file,
+        sniff_tree_format,
+    )
     from pipeline import check_inputs
 
     assert sniff_tree_format(CORPORA_DIR / "science_trees.jsonl") == "jsonl"
