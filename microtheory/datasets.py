@@ -254,7 +254,6 @@ def load_eb_questions(split: str = "dev", data: DataPaths | None = None) -> tupl
 # (the EntailmentBank split under the data root). These readers turn such a spec into records.
 
 EB_SPECS = ("eb:train", "eb:dev")
-TREE_FORMATS = ("auto", "eb-train", "eb-dev", "jsonl")
 
 
 def is_eb_spec(spec: str | Path | None) -> bool:
@@ -312,40 +311,14 @@ def read_questions_spec(spec: str | Path, split: str | None = None, data: DataPa
     return out
 
 
-def sniff_tree_format(path: str | Path) -> str:
-    """"eb-train", "eb-dev" or "jsonl" (the project's trees JSONL), from the keys of the first record."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            first = next((ln for ln in fh if ln.strip()), "")
-        keys = set(json.loads(first)) if first else set()
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as e:
-        raise InputError(f"cannot read trees: {e}", str(path)) from None
-    fmt = "eb-train" if {"input", "output"} <= keys else "jsonl" if "sentences" in keys else \
-        "eb-dev" if {"context", "proof"} <= keys else ""
-    if not fmt:
-        raise InputError("unknown tree format (expected EntailmentBank train/dev or project trees JSONL); "
-                         "pass --format", str(path))
-    return fmt
-
-
-def read_tree_file(path: str | Path, fmt: str = "auto") -> list[EntailmentTree]:
-    """Trees from an EntailmentBank angles train file, a dev file with metadata, or the project's
-    trees JSONL; `fmt` "auto" tells them apart by the first record."""
-    from microtheory.trees import read_trees_jsonl
-
-    if fmt not in TREE_FORMATS:
-        raise InputError(f"unknown tree format {fmt!r}; choose one of {', '.join(TREE_FORMATS)}", str(path))
-    if fmt == "auto":
-        fmt = sniff_tree_format(path)
-    reader = {"eb-train": read_eb_train, "eb-dev": read_eb_dev, "jsonl": read_trees_jsonl}[fmt]
-    return reader(path)
-
-
 def read_trees_spec(spec: str | Path, data: DataPaths | None = None) -> list[EntailmentTree]:
-    """Entailment trees from a file (any format `read_tree_file` knows) or eb:train / eb:dev."""
+    """Entailment trees from a file (any format `microtheory.tree_files.read_trees` knows, told
+    apart by its first record) or eb:train / eb:dev."""
+    from microtheory.tree_files import read_trees
+
     s = str(spec)
     if is_eb_spec(s):
         data = data or DataPaths.default()
         return read_eb_train(data.require(data.eb_train())) if s == "eb:train" else \
             read_eb_dev(data.require(data.eb_dev()))
-    return read_tree_file(s)
+    return read_trees(s)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from core.errors import InputError
-from core.types import Fact, Proof
 from microtheory.trees import EntailmentTree
+from core.errors import InputError
 from retrieval.store import fact_id_for, normalise_text
+from core.types import Fact, Proof
 
 
 def trees_to_records(trees: Iterable[EntailmentTree], generator: str = "entailmentbank",
@@ -72,20 +71,3 @@ def corpus_fact_ids(facts: Iterable[Fact], corpus_texts: Iterable[str]) -> set[s
 def proofs_with_free_leaves(proofs: Iterable[Proof], free: Mapping[str, Any] | set[str]) -> list[Proof]:
     """The proofs every leaf of which is free (present in the corpus)."""
     return [p for p in proofs if all(leaf in free for leaf in p.leaves)]
-
-
-def build_store_from_trees(tree_files: Iterable[str | Path], out: str | Path, *, fmt: str = "auto",
-                           encoder: Any = None, force: bool = False, generator: str = "entailmentbank",
-                           progress: bool = True) -> dict[str, Any]:
-    """Create a knowledge store at `out` holding every leaf and intermediate conclusion of the trees
-    in `tree_files` (any format `read_tree_file` knows), with one proof per tree. Every file is read
-    before the store is created, so a bad line leaves `out` as it was."""
-    from microtheory.datasets import read_tree_file
-    from retrieval.store import KnowledgeStore
-
-    all_trees = [t for p in tree_files for t in read_tree_file(p, fmt)]
-    ks = KnowledgeStore.create(out, encoder=encoder, overwrite=force)
-    with ks:
-        counts = add_trees(ks, all_trees, generator=generator, progress=progress)
-        ks.save()
-    return {"store": str(out), **counts, "count": len(ks)}

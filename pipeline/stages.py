@@ -317,8 +317,9 @@ def stage_critique(env: StageEnv, inputs: InputsResult, mt: MicrotheoryResult | 
     if not env.config.model_outputs:
         raise Skip("no model_outputs file in the config")
     try:
-        from critique.advice import Advisor, FactIndex
+        from critique.advice import Advisor
         from critique.batch import critique_file
+        from retrieval.knowledge import knowledge_from_facts
     except ImportError as e:
         raise Skip(f"batch critique is not importable ({e})") from None
     backend = backend if backend is not None else _critic_backend(env.config)
@@ -328,7 +329,7 @@ def stage_critique(env: StageEnv, inputs: InputsResult, mt: MicrotheoryResult | 
         raise InputError("model outputs file not found", str(src))
     shutil.copyfile(src, env.out / rd.MODEL_OUTPUTS)
     scorer = inputs.models.scorer
-    knowledge = FactIndex(mt.facts, inputs.models.encoder) if mt is not None and mt.facts else None
+    knowledge = knowledge_from_facts(mt.facts, inputs.models.encoder) if mt is not None and mt.facts else None
     advisor = Advisor(knowledge=knowledge, scorer=scorer) if (knowledge is None or scorer) else Advisor(knowledge=None)
     summary = critique_file(env.out / rd.MODEL_OUTPUTS, env.out / rd.CRITIQUES, backend, advisor=advisor,
                             progress=env.progress)

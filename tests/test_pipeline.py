@@ -309,23 +309,18 @@ def test_input_readers_and_check(tmp_path):
         eb_spec_files,
         read_corpus_facts,
         read_questions_spec,
-        read_tree_file,
-        sniff_tree_format,
+        read_trees_spec,
     )
     from pipeline import check_inputs
 
-    assert sniff_tree_format(CORPORA_DIR / "science_trees.jsonl") == "jsonl"
-    assert len(read_tree_file(CORPORA_DIR / "science_trees.jsonl")) == 32
+    assert len(read_trees_spec(CORPORA_DIR / "science_trees.jsonl")) == 32
     eb_train = tmp_path / "train.jsonl"
     eb_train.write_text(json.dumps({"id": "q1", "input": "$hypothesis$ = h ; $context$ = sent1: a sent2: b",
                                     "output": "$proof$ = sent1 & sent2 -> hypothesis;"}) + "\n")
-    assert sniff_tree_format(eb_train) == "eb-train"
-    (tree,) = read_tree_file(eb_train)
+    (tree,) = read_trees_spec(eb_train)  # the format is told from the first record
     assert tree.hypothesis == "h" and set(tree.leaves) == {"sent1", "sent2"}
-    odd = tmp_path / "odd.jsonl"
-    odd.write_text('{"foo": 1}\n')
-    with pytest.raises(InputError, match="unknown tree format"):
-        read_tree_file(odd)
+    with pytest.raises(InputError, match="data file not found"):
+        read_trees_spec("eb:train", DataPaths(tmp_path / "nodata"))
     test = read_questions_spec(CORPORA_DIR / "science_questions.jsonl", "test")
     assert len(test) == 16 and len(read_questions_spec(CORPORA_DIR / "science_questions.jsonl")) == 40
     with pytest.raises(InputError, match="no questions with split 'dev'"):
