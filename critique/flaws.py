@@ -585,3 +585,318 @@ def read_examples(path: str | Path) -> list[FlawExample]:
                 except (json.JSONDecodeError, TypeError, KeyError) as e:
                     raise InputError(f"not a flaw example ({e})", str(path), n) from None
     return out
+
+
+# === Recipe registry ==================================================================================
+# A recipe: (tree, question, label, pools, seed, split) -> FlawExample | None. Recipes are written
+# independently of one another (different operations, different renderers) so that a critic can be
+# selected by leave-one-recipe-out: trained on all recipes but one, tested on the one left out.
+
+RecipeFn = Any  # Callable[[Any, Any, str, _Pools, int, str], FlawExample | None]
+RECIPES: dict[str, RecipeFn] = {}
+
+
+def recipe(name: str) -> Any:
+    """Decorator: register a flaw recipe under `name` (adding a recipe touches this file only)."""
+    def deco(fn: RecipeFn) -> RecipeFn:
+        RECIPES[name] = fn
+        return fn
+    return deco
+
+
+RECIPES["eb_v1"] = build_one  # the original recipe above: corrupt / drop / add to a rendered gold tree
+
+
+# --- renderings: how an explanation names its answer and lays out its steps ---------------------------
+
+def _answer_letter_paren(label: str, text: str, rng: random.Random) -> str:
+    return rng.choice(["The answer is ({L}).", "So the answer is ({L}).", "Answer: ({L})."]).format(L=label)
+
+
+def _answer_letter(label: str, text: str, rng: random.Random) -> str:
+    return rng.choice(["The answer is {L}.", "I pick option {L}.", "Answer: {L}.", "So {L} is correct."]).format(L=label)
+
+
+def _answer_text(label: str, text: str, rng: random.Random) -> str:
+    return rng.choice(["So the answer is {T}.", "Therefore, {T}.", "That makes {T} the right choice.",
+                       "Thus the best answer is {T}."]).format(T=_clean(text))
+
+
+def _answer_both(label: str, text: str, rng: random.Random) -> str:
+    return rng.choice(["The answer is ({L}) {T}.", "Therefore the correct option is {L}, {T}.",
+                       "So ({L}) {T} is correct."]).format(L=label, T=_clean(text))
+
+
+ANSWER_STYLES: dict[str, Any] = {"letter_paren": _answer_letter_paren, "letter": _answer_letter,
+                                 "text": _answer_text, "both": _answer_both}
+LAYOUTS = ("sentences", "numbered", "paragraph")
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One way to write an explanation: how the answer is named (None = no closing sentence) and the layout."""
+
+    answer: str | None = "both"
+    layout: str = "sentences"
+
+    @property
+    def name(self) -> str:
+        return f"{self.answer or 'no_answer'}/{self.layout}"
+
+
+# The five renderings of the robustness set: the same explanation must get the same dimension in each.
+ROBUSTNESS_RENDERINGS = (Rendering("both", "sentences"), Rendering("letter_paren", "numbered"),
+                         Rendering("text", "paragraph"), Rendering(None, "sentences"),
+                         Rendering("letter", "sentences"))
+
+
+def random_rendering(rng: random.Random) -> Rendering:
+    ans = rng.choice([*ANSWER_STYLES, None])
+    return Rendering(ans, rng.choices(LAYOUTS, weights=[5, 2, 2])[0])
+
+
+def _lower_first(s: str) -> str:
+    return s[:1].lower() + s[1:] if s and not (len(s) > 1 and s[1].isupper()) else s
+
+
+def lay_out(body: Sequence[str], answer: str | None, layout: str) -> tuple[list[str], int | None]:
+    """(units, index of the answer unit): the body sentences and answer sentence in one layout.
+
+    Units are what `critique.checks.split_units` gives back for the joined text: numbered steps
+    ("1. ...") are one unit each, a paragraph's "; "-joined clauses are one unit each."""
+    body = [_cap(_clean(s)) for s in body if _clean(s)]
+    if layout == "numbered":
+        units = [f"{i}. {s}." for i, s in enumerate(body, 1)]
+    elif layout == "paragraph":
+        clauses = [body[0]] + [_lower_first(s) for s in body[1:]] if body else []
+        units = [c + ";" for c in clauses]
+        if units and answer is None:
+            units[-1] = units[-1][:-1] + "."
+    else:
+        units = [s + "." for s in body]
+    if answer is None:
+        return units, None
+    units.append(answer if layout != "paragraph" else answer)
+    return units, len(units) - 1
+
+
+def render_draft(draft: Draft, rendering: Rendering, rng: random.Random) -> tuple[list[str], int | None]:
+    """(units, flaw unit index) of a draft in one rendering."""
+    ans = None
+    if rendering.answer is not None and draft.stated is not None:
+        ans = ANSWER_STYLES[rendering.answer](draft.stated[0], draft.stated[1], rng)
+    units, ans_i = lay_out(draft.body, ans, rendering.layout)
+    if draft.flaw is None:
+        return units, None
+    if draft.flaw == ANSWER:
+        return units, ans_i if ans_i is not None else len(units) - 1
+    return units, min(draft.flaw, len(units) - 1)
+
+
+ANSWER = -1  # Draft.flaw for "the answer sentence"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A recipe's output before rendering: body sentences, which one is flawed (ANSWER = the answer
+    sentence), the predicted label, the option the explanation states (None = it names none)."""
+
+    label: str
+    body: tuple[str, ...]
+    flaw: int | None
+    pred: str
+    stated: tuple[str, str] | None
+    recipe: str
+    reference: str | None = None
+
+
+def finish(draft: Draft, tree: Any, q: Any, split: str, rendering: Rendering, rng: random.Random) -> FlawExample:
+    units, idx = render_draft(draft, rendering, rng)
+    with_key, wrong = SCORES[draft.label]
+    return FlawExample(
+        id=f"{q.id}:{draft.label}:{draft.recipe.split('/')[0]}:{rendering.name}", source_id=q.id, split=split,
+        question=q.stem, options=dict(q.options), answer_key=q.answer_key, sentences=tuple(units),
+        predicted_answer=draft.pred, dimension=draft.label, flaw_index=idx,
+        flaw_text=units[idx] if idx is not None else "None",
+        score=with_key if draft.pred == q.answer_key else wrong, recipe=f"{draft.recipe} [{rendering.name}]",
+        reference=draft.reference)
+
+
+# --- an independent recipe: eb_alt ----------------------------------------------------------------------
+# Written apart from eb_v1: other operations (option-text swaps, wrong final conclusions, leaves
+# without conclusions, WorldTree-like distractors, question restatements) and the renderer above.
+
+def _key_words_swap(text: str, key_text: str, wrong_text: str) -> str | None:
+    """Put a wrong option's text where a fact mentions the keyed option."""
+    k = _clean(key_text).lower()
+    if k and k in text.lower():
+        i = text.lower().index(k)
+        return text[:i] + _clean(wrong_text) + text[i + len(k):]
+    return None
+
+
+def _swap_words(a: str, b: str, rng: random.Random) -> str | None:
+    """Replace one content word of `a` by a content word of `b` that `a` lacks (a plausible false fact)."""
+    wa = [w for w in re.findall(r"[a-z]+", a) if w not in STOP and len(w) > 3]
+    wb = sorted(_words(b) - _words(a))
+    wb = [w for w in wb if len(w) > 3]
+    if not wa or not wb:
+        return None
+    old, new = rng.choice(wa), rng.choice(wb)
+    return re.sub(rf"\b{re.escape(old)}\b", new, a, count=1)
+
+
+def _steps_body(tree: Any, replace: dict[str, str] | None = None, drop: set[str] | None = None,
+                conclusions: bool = True) -> tuple[list[str], dict[str, int]]:
+    """Each step's new leaves, then its conclusion, in proof order; item -> body index."""
+    replace, drop = replace or {}, drop or set()
+    body: list[str] = []
+    where: dict[str, int] = {}
+    seen: set[str] = set()
+    for st in tree.steps:
+        for p in st.premises:
+            if p.startswith("sent") and p not in seen and p not in drop:
+                seen.add(p)
+                where[p] = len(body)
+                body.append(replace.get(p, tree.sentences[p]))
+        c = st.conclusion
+        if conclusions and c not in drop:
+            where[c] = len(body)
+            text = replace.get(c, tree.text(c))
+            body.append(text if c != "hypothesis" or c in replace else text)
+    return body, where
+
+
+def _alt_draft(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Random) -> Draft | None:
+    key, key_text = q.answer_key, q.options[q.answer_key]
+    wrong = _wrong_option(q, rng)
+    show_key = (key, key_text)
+    if label == NONE:
+        body, _ = _steps_body(tree)
+        return Draft(label, tuple(body), None, key, show_key, "eb_alt/gold_steps")
+    if label == "incorrect_information":
+        leaves = list(tree.leaves)
+        rng.shuffle(leaves)
+        for sid in leaves:
+            old = tree.sentences[sid]
+            new = _key_words_swap(old, key_text, q.options[wrong])
+            how = "option_swap"
+            if new is None:
+                other = rng.choice(pools.leaves)[1]
+                new, how = _swap_words(old, other, rng), "word_swap"
+            if new and new != old:
+                body, where = _steps_body(tree, replace={sid: new})
+                return Draft(label, tuple(body), where[sid], key, show_key, f"eb_alt/{how}", old)
+        return None
+    if label == "missing_information":
+        leaves = [s for s in tree.leaves]
+        if len(leaves) < 2:
+            return None
+        sid = rng.choice(leaves)
+        body, where = _steps_body(tree, drop={sid})
+        step = next(s for s in tree.steps if sid in s.premises)
+        return Draft(label, tuple(body), where.get(step.conclusion, len(body) - 1), key, show_key,
+                     "eb_alt/random_leaf_removed", tree.sentences[sid])
+    if label == "incorrect_reasoning":
+        # Right facts, wrong conclusion: the final step concludes a wrong option.
+        hyp = _key_words_swap(tree.hypothesis, key_text, q.options[wrong])
+        if hyp is None:
+            ints = list(tree.intermediates)
+            if not ints:
+                return None
+            tid = rng.choice(ints)
+            other = rng.choice(pools.concls)[1]
+            new = _swap_words(tree.text(tid), other, rng)
+            if not new:
+                return None
+            body, where = _steps_body(tree, replace={tid: new})
+            return Draft(label, tuple(body), where[tid], key, show_key, "eb_alt/intermediate_word_swap",
+                         tree.text(tid))
+        body, where = _steps_body(tree, replace={"hypothesis": hyp})
+        return Draft(label, tuple(body), where["hypothesis"], wrong, (wrong, q.options[wrong]),
+                     "eb_alt/wrong_final_conclusion", tree.hypothesis)
+    if label == "incomplete_reasoning":
+        body, _ = _steps_body(tree, conclusions=False)
+        return Draft(label, tuple(body), len(body) - 1, key, show_key if rng.random() < 0.7 else None,
+                     "eb_alt/leaves_only")
+    if label == "inconsistent_answer":
+        body, _ = _steps_body(tree)
+        return Draft(label, tuple(body), ANSWER, wrong, (wrong, q.options[wrong]), "eb_alt/answer_flipped")
+    if label == "irrelevant":
+        body, _ = _steps_body(tree)
+        qw = _words(q.stem)
+        cands = [t for tid, t in (rng.choice(pools.leaves) for _ in range(60))
+                 if tid != tree.id and len(_words(t) & qw) >= 1]
+        if not cands:
+            return None
+        at = rng.randint(0, max(len(body) - 1, 0))
+        body.insert(at, cands[0])
+        return Draft(label, tuple(body), at, key, show_key, "eb_alt/one_off_topic_fact")
+    if label == "lack_justification":
+        pred = key if rng.random() < 0.6 else wrong
+        stem = _clean(re.split(r"(?<=[.?!])\s+", q.stem.strip())[-1]).rstrip("?")
+        body = [rng.choice([f"The question asks {stem.lower()}", f"We need to find {stem.lower()}",
+                            f"{_clean(q.options[pred])} is what fits here",
+                            f"This is about {stem.lower()}"])]
+        if rng.random() < 0.5:
+            body.append(rng.choice(["It is the most reasonable option", "The others do not fit",
+                                    "This is common knowledge"]))
+        return Draft(label, tuple(body), 0, pred, (pred, q.options[pred]), "eb_alt/restates_question")
+    if label == "misunderstanding":
+        anchor = set().union(*(_words(v) for v in q.options.values()))
+        cands = [t for t in (rng.choice(pools.trees) for _ in range(30)) if t.id != tree.id]
+        cands.sort(key=lambda t: -len(_words(" ".join(t.leaf_texts())) & anchor))
+        other = cands[0]
+        body, where = _steps_body(other)
+        pred = max(sorted(q.options), key=lambda k: len(_words(q.options[k]) & _words(other.hypothesis)))
+        return Draft(label, tuple(body), where["hypothesis"], pred, (pred, q.options[pred]),
+                     "eb_alt/reasons_about_other_question")
+    raise ValueError(f"unknown label {label!r}")
+
+
+@recipe("eb_alt")
+def build_alt(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: str,
+              rendering: Rendering | None = None) -> FlawExample | None:
+    """The eb_alt example of one label for one tree in a random (or the given) rendering."""
+    rng = random.Random(f"alt:{seed}:{tree.id}:{label}")
+    draft = _alt_draft(tree, q, label, pools, rng)
+    if draft is None:
+        return None
+    return finish(draft, tree, q, split, rendering or random_rendering(rng), rng)
+
+
+def build_recipe(recipe_name: str, trees: Sequence[Any], questions: Sequence[Any], seed: int = 0,
+                 split: str = "train", labels: Iterable[str] = LABELS) -> list[FlawExample]:
+    """One example per (tree, label) from the named recipe (see RECIPES)."""
+    if recipe_name not in RECIPES:
+        raise InputError(f"unknown flaw recipe {recipe_name!r}: use one of {', '.join(RECIPES)}")
+    if recipe_name == "eb_v1":
+        return build_examples(trees, questions, seed=seed, split=split, labels=labels)
+    pools = _pools(trees)
+    fn = RECIPES[recipe_name]
+    out = []
+    for t, q in zip(trees, questions):
+        if q.answer_key not in q.options or len(q.options) < 2:
+            continue
+        for label in labels:
+            ex = fn(t, q, label, pools, seed, split)
+            if ex is not None:
+                out.append(ex)
+    return out
+
+
+def robustness_set(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0,
+                   split: str = "dev") -> list[list[FlawExample]]:
+    """For each (tree, label) of eb_alt: the same draft in the five ROBUSTNESS_RENDERINGS."""
+    pools = _pools(trees)
+    groups = []
+    for t, q in zip(trees, questions):
+        if q.answer_key not in q.options or len(q.options) < 2:
+            continue
+        for label in LABELS:
+            rng = random.Random(f"robust:{seed}:{t.id}:{label}")
+            draft = _alt_draft(t, q, label, pools, rng)
+            if draft is not None:
+                groups.append([finish(draft, t, q, split, r, random.Random(f"{seed}:{t.id}:{r.name}"))
+                               for r in ROBUSTNESS_RENDERINGS])
+    return groups

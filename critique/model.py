@@ -22,7 +22,7 @@ from typing import Any
 
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput, split_sentences
-from critique.taxonomy import LABELS, NONE, general_advice
+from critique.taxonomy import DIMENSIONS, LABELS, NONE, general_advice
 from core.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -362,19 +362,7 @@ def load_net(path: str | Path) -> tuple[Any, Any, CriticConfig, dict[str, Any]]:
 
 # --- the Critic ---------------------------------------------------------------------------------------
 
-SPECIFIC = {
-    "misunderstanding": "The statement \"{s}\" does not address what this question asks; reread the question "
-                        "and the options, and reason about them instead.",
-    "lack_justification": "The explanation asserts \"{s}\" without facts that support it; state the facts "
-                          "about the question's subject that lead to an option.",
-    "incorrect_information": "Check \"{s}\": it is not true as stated, and the argument depends on it.",
-    "missing_information": "The step \"{s}\" relies on a fact the explanation never states; add that fact.",
-    "incorrect_reasoning": "\"{s}\" does not follow from the statements before it; redo that step.",
-    "incomplete_reasoning": "The reasoning stops at \"{s}\"; carry it through to the option it supports.",
-    "inconsistent_answer": "The explanation's reasoning does not lead to the chosen answer ({pred}); pick the "
-                           "option that the conclusion actually supports.",
-    "irrelevant": "\"{s}\" does not help answer this question; leave it out and keep to the relevant facts.",
-}
+SPECIFIC = {d.id: d.specific for d in DIMENSIONS if d.id != NONE}  # the taxonomy table's templates
 
 
 def _device(device: str | None) -> str:

@@ -1,0 +1,496 @@
+"""Verifier checks on an explanation: evidence a critic head combines (issue 12, part 1).
+
+Every check is computed from what the explanation says, not from how it is written, and per unit
+(sentence, numbered step or "; " clause) where it can be, so the main-flaw pointer comes from evidence:
+
+- answer consistency: which option the explanation names (by letter, "(C)", or by text), which option
+  its content supports (entailment of each option's hypothesis from the content units), against the
+  predicted answer and the key;
+- support: does the content entail the predicted answer's hypothesis, whole and without its last
+  unit; does each unit follow from the units before it (prefix entailment; the weakest is a suspect);
+- fact check (needs knowledge: a microtheory, store or corpus): each unit's nearest fact by cosine,
+  then P(fact entails unit) and P(fact entails the unit's negation); the strongest contradiction is
+  the `incorrect_information` candidate, its fact cited in the specific advice;
+- relevance and redundancy: cosine of each unit to the question + answer and to the question,
+  restating the question, repetition between units, length.
+
+Cost control: one encoder call and one entailment-scorer call per batch of records (items from all
+rows batched together), cheap lexical checks first (a unit is fact-checked only when its nearest
+fact is close enough), retrieval cached per unit text. `fast=True` skips the fact checks.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from critique.inputs import ModelOutput, split_sentences
+
+# --- units ----------------------------------------------------------------------------------------
+
+_NUM_ONLY = re.compile(r"^(?:\(?\d{1,2}[.):]|step\s*\d{1,2}\s*[:.)]?)$", re.I)
+_NUM_PREFIX = re.compile(r"^\s*(?:\(?\d{1,2}[.):]|step\s*\d{1,2}\s*[:.)]|[-*\u2022])\s*", re.I)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("""a an the of to in on at by for with from and or but if then than that this these those is are
+was were be been being it its as into so such which what when where who how why there their they them can will
+would should could may might must do does did has have had one some any each all also only about because not no
+most more very""".split())
+_CUES = frozenset("answer option choice correct right best pick choose therefore so thus hence".split())
+_LETTER_REFS = (r"\(\s*([A-J1-9])\s*\)", r"\b(?:answer|option|choice)\s*(?:is|:|would be|must be)?\s*\(?([A-J1-9])\)?(?![\w'])",
+                r"^\s*\(?([A-J1-9])\)?\s*(?:is|are)\s+(?:the\s+)?(?:correct|right|best)\b",
+                r"\b(?:pick|choose|select)\s+(?:option\s+)?\(?([A-J1-9])\)?(?![\w'])", r"\bso\s+\(?([A-J1-9])\)?\s+is\b")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One reasoning unit of an explanation: its text, the text without numbering, and the index of
+    the `split_sentences` sentence it lies in (what a critique's flaw index refers to)."""
+
+    text: str
+    clean: str
+    sentence: int
+
+
+def split_units(text: str) -> list[Unit]:
+    """Sentences, with numbered steps ("1. ...", "Step 2: ...") one unit each and "; " clauses split."""
+    out: list[Unit] = []
+    pending = ""
+    for si, sent in enumerate(split_sentences(text)):
+        if _NUM_ONLY.match(sent.strip()):
+            pending += sent + " "  # "1." split off by the sentence splitter: glue it to its step
+            continue
+        full = (pending + sent).strip()
+        pending = ""
+        parts = [p.strip() for p in re.split(r";\s+", full) if p.strip()]
+        for p in parts:
+            clean = _NUM_PREFIX.sub("", p).strip().rstrip(";").strip()
+            if clean:
+                out.append(Unit(p, clean, si))
+    if pending.strip():
+        out.append(Unit(pending.strip(), pending.strip(), max(len(split_sentences(text)) - 1, 0)))
+    return out
+
+
+def content_words(text: str) -> set[str]:
+    return {w[:7] for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def _norm(s: str) -> str:
+    return " ".join(_WORD.findall(s.lower()))
+
+
+def named_options(unit: str, options: dict[str, str]) -> set[str]:
+    """Option labels a unit names as the answer: by letter ("(C)", "answer is C") or by text (a short
+    unit that is mostly an option's text, or an answer cue plus the option's full text)."""
+    found: set[str] = set()
+    for pat in _LETTER_REFS:
+        for m in re.finditer(pat, unit, re.I):
+            lab = m.group(1).upper()
+            if lab in options:
+                found.add(lab)
+    low = _norm(unit)
+    words = set(low.split())
+    cue = bool(words & _CUES)
+    for k, v in options.items():
+        nv = _norm(v)
+        if not nv or f" {nv} " not in f" {low} ":
+            continue
+        rest = content_words(low) - content_words(nv) - _CUES
+        if cue or len(rest) <= 1:
+            found.add(k)
+    return found
+
+
+def is_answer_unit(unit: str, options: dict[str, str]) -> bool:
+    """A unit whose job is to name the answer (it names an option and is short or has an answer cue)."""
+    named = named_options(unit, options)
+    if not named:
+        return False
+    words = set(_norm(unit).split())
+    opt_words = set().union(*(content_words(options[k]) for k in named))
+    return bool(words & {"answer", "option", "choice", "correct", "pick", "choose"}) or \
+        len(content_words(unit) - opt_words - _CUES) <= 2
+
+
+def cheap_hypothesis(question: str, option: str) -> str:
+    """Question + option as one string for the entailment scorer (its last sentence: the actual ask)."""
+    parts = re.split(r"(?<=[.?!])\s+", " ".join(question.split()))
+    last = parts[-1] if parts else question
+    if re.search(r"_{2,}", last):
+        return re.sub(r"_{2,}", option.strip(), last)
+    return f"{last.rstrip()} {option.strip()}"
+
+
+# --- negation for contradiction checks -----------------------------------------------------------
+
+_AUX = re.compile(r"\b(is|are|was|were|can|will|should|does|do|has|have|could|would|may|must)\b( not\b)?", re.I)
+_VERB_S = re.compile(r"\b([a-z]{3,}s)\b")
+
+
+def negated(s: str) -> str:
+    """A statement's negation (for 'does a fact entail its opposite?'); crude but style-independent."""
+    m = _AUX.search(s)
+    if m:
+        if m.group(2):
+            return s[:m.start()] + m.group(1) + s[m.end():]
+        rep = "cannot" if m.group(1).lower() == "can" else m.group(1) + " not"
+        return s[:m.start()] + rep + s[m.end():]
+    return "it is not true that " + s[:1].lower() + s[1:]
+
+
+# --- knowledge for fact checks ---------------------------------------------------------------------
+
+@dataclass
+class FactTable:
+    """Facts with unit-normalised embeddings, searched in batch by cosine (a matrix product)."""
+
+    ids: list[str]
+    texts: list[str]
+    vectors: np.ndarray
+
+    @classmethod
+    def build(cls, ids: Sequence[str], texts: Sequence[str], encoder: Any) -> FactTable:
+        return cls(list(ids), list(texts), encoder.encode(list(texts)).astype(np.float32))
+
+    def top(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, cosines), each (n_queries, k), best first."""
+        if not len(self.texts) or not len(queries):
+            return np.zeros((len(queries), 0), int), np.zeros((len(queries), 0), np.float32)
+        sims = queries @ self.vectors.T
+        k = min(k, sims.shape[1])
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part = np.take_along_axis(sims, idx, 1)
+        order = np.argsort(-part, axis=1)
+        return np.take_along_axis(idx, order, 1), np.take_along_axis(part, order, 1)
+
+
+@dataclass
+class SearchKnowledge:
+    """Any `.search(query, k) -> [(Fact, score)]` knowledge (a store), with results cached per text."""
+
+    knowledge: Any
+    cache: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+
+    def top1(self, text: str) -> tuple[str, str, float] | None:
+        if text not in self.cache:
+            self.cache[text] = [(f.id, f.text, float(s)) for f, s in self.knowledge.search(text, k=1)]
+        hits = self.cache[text]
+        return hits[0] if hits else None
+
+
+def as_fact_source(knowledge: Any, encoder: Any) -> FactTable | SearchKnowledge | None:
+    """A FactTable for in-memory facts (a microtheory), a cached searcher for a store, None for none."""
+    if knowledge is None or isinstance(knowledge, (FactTable, SearchKnowledge)):
+        return knowledge
+    facts = getattr(knowledge, "facts", None)
+    if facts is not None:
+        return FactTable.build([f.id for f in facts], [f.text for f in facts], encoder)
+    return SearchKnowledge(knowledge)
+
+
+# --- the checks ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    """How much checking to do. `fast` skips the fact checks (no knowledge needed)."""
+
+    fast: bool = False
+    max_units: int = 10           # units beyond this are checked lexically only
+    max_prefix: int = 2           # prefix-entailment checks for the last this many content units (the conclusions)
+    # Entailment of each option's "question + option" string from the content. Off by default: the shipped
+    # scorer, trained on EntailmentBank step hypotheses, gives such strings ~0.01 even for gold explanations
+    # (measured), and they cost 2-3 cross-encoder calls a record; option support then comes from cosines.
+    entail_options: bool = False
+    min_fact_sim: float = 0.5     # prune: a unit whose nearest fact is further than this is not fact-checked
+    batch_size: int = 64
+
+
+GLOBAL_FEATURES = (
+    "pred_is_key", "names_option", "named_is_pred", "named_is_key", "named_other", "n_named",
+    "cos_pred_is_max", "cos_margin", "cos_expl_pred", "cos_expl_key", "cos_best_other_minus_pred",
+    "cover_pred", "cover_key", "cover_question", "novel_words", "restates_question",
+    "prefix_min", "prefix_mean", "prefix_last", "rel_min", "rel_mean", "redund_max",
+    "n_units", "n_content", "log_words", "has_answer_unit", "answer_unit_last",
+    "has_knowledge", "fact_entail", "fact_contra", "fact_exact_share", "fact_sim_min", "fact_suspect_sim",
+)
+UNIT_FEATURES = (
+    "position", "is_first", "is_last", "is_answer", "prefix_entail", "prefix_low", "rel_qa", "rel_q",
+    "rel_low", "redund", "overlap_q", "names_option", "fact_entail", "fact_contra", "fact_sim", "fact_diff",
+    "fact_exact", "log_words", "is_weakest_prefix", "is_least_relevant", "is_suspect",
+)
+
+
+@dataclass
+class RecordChecks:
+    """The checks of one record: global features, per-unit features, units, and the cited fact candidate."""
+
+    units: list[Unit]
+    g: np.ndarray                       # len(GLOBAL_FEATURES)
+    u: np.ndarray                       # (n_units, len(UNIT_FEATURES))
+    near_fact: list[tuple[str, str] | None] = field(default_factory=list)   # per unit: nearest (fact id, text)
+    supported_option: str | None = None
+
+    def named(self) -> dict[str, float]:
+        return dict(zip(GLOBAL_FEATURES, map(float, self.g)))
+
+
+@dataclass
+class _Prep:
+    """What one record needs before the expensive calls."""
+
+    rec: ModelOutput
+    units: list[Unit]
+    content: list[int]          # indices of non-answer units (all when every unit names the answer)
+    answer_units: list[int]
+    named: set[str]
+    hyps: dict[str, str]
+
+
+def _prepare(r: ModelOutput, cfg: ChecksConfig) -> _Prep:
+    units = split_units(r.explanation) or [Unit(r.explanation, r.explanation, 0)]
+    ans = [i for i, u in enumerate(units) if is_answer_unit(u.clean, r.options)]
+    content = [i for i in range(len(units)) if i not in ans] or list(range(len(units)))
+    named: set[str] = set()
+    for i in ans:
+        named |= named_options(units[i].clean, r.options)
+    hyps = {k: cheap_hypothesis(r.question, v) for k, v in r.options.items()}
+    return _Prep(r, units, content[: cfg.max_units], ans, named, hyps)
+
+
+class Checker:
+    """Runs the checks over batches of records. `scorer`/`encoder` default to the shipped ones."""
+
+    def __init__(self, scorer: Any = None, encoder: Any = None, knowledge: Any = None,
+                 config: ChecksConfig | None = None):
+        self.config = config or ChecksConfig()
+        self._scorer = scorer
+        self._encoder = encoder
+        self._knowledge = knowledge
+        self._facts: FactTable | SearchKnowledge | None = None
+        self._vec_cache: dict[str, np.ndarray] = {}
+
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from retrieval.entail import load_scorer
+
+            self._scorer = load_scorer()
+        return self._scorer
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from retrieval.encoder import get_encoder
+
+            self._encoder = get_encoder()
+        return self._encoder
+
+    @property
+    def facts(self) -> FactTable | SearchKnowledge | None:
+        if self._facts is None and self._knowledge is not None and not self.config.fast:
+            self._facts = as_fact_source(self._knowledge, self.encoder)
+        return self._facts
+
+    def run(self, records: Sequence[ModelOutput]) -> list[RecordChecks]:
+        """The checks of each record, in order (one encoder pass and one scorer pass for the batch)."""
+        preps = [_prepare(r, self.config) for r in records]
+        emb = self._embed(preps)
+        fact_hits = self._retrieve(preps, emb)
+        items, where = self._scorer_items(preps, emb, fact_hits)
+        probs = self.scorer.score_batch(items, batch_size=self.config.batch_size) if items else np.zeros(0)
+        got = {key: float(probs[i]) for key, i in where.items()}
+        return [_assemble(p, emb[n], fact_hits.get(n, {}), got, n, self.facts is not None)
+                for n, p in enumerate(preps)]
+
+    def _embed(self, preps: Sequence[_Prep]) -> list[dict[str, Any]]:
+        """Unit, question and option vectors (texts embedded once per batch, cached across batches);
+        the content vector is the normalised mean of the content units'."""
+        need = {t for p in preps for t in [u.clean for u in p.units] + [p.rec.question, *p.rec.options.values()]}
+        new = [t for t in need if t not in self._vec_cache]
+        if new:
+            for t, v in zip(new, self.encoder.encode(new, batch_size=self.config.batch_size)):
+                self._vec_cache[t] = v
+        if len(self._vec_cache) > 200_000:
+            self._vec_cache.clear()
+        out = []
+        for p in preps:
+            units = np.stack([self._vec_cache[u.clean] for u in p.units])
+            c = units[p.content].mean(0)
+            out.append({"units": units, "question": self._vec_cache[p.rec.question],
+                        "content": c / max(float(np.linalg.norm(c)), 1e-9),
+                        "options": {k: self._vec_cache[v] for k, v in p.rec.options.items()}})
+        return out
+
+    def _retrieve(self, preps: Sequence[_Prep], emb: Sequence[dict[str, Any]]) -> dict[int, dict[int, tuple]]:
+        """record -> unit -> (fact id, fact text, cosine) of the nearest fact, for content units."""
+        src = self.facts
+        if src is None:
+            return {}
+        out: dict[int, dict[int, tuple]] = {}
+        if isinstance(src, FactTable):
+            rows = [(n, i) for n, p in enumerate(preps) for i in p.content]
+            if not rows:
+                return {}
+            q = np.stack([emb[n]["units"][i] for n, i in rows])
+            idx, sims = src.top(q, 1)
+            for (n, i), ix, s in zip(rows, idx, sims):
+                if len(ix):
+                    out.setdefault(n, {})[i] = (src.ids[ix[0]], src.texts[ix[0]], float(s[0]))
+            return out
+        for n, p in enumerate(preps):
+            for i in p.content:
+                hit = src.top1(p.units[i].clean)
+                if hit is not None:
+                    out.setdefault(n, {})[i] = hit
+        return out
+
+    def _scorer_items(self, preps: Sequence[_Prep], emb: Sequence[dict[str, Any]],
+                      fact_hits: dict[int, dict[int, tuple]]) -> tuple[list[tuple[list[str], str]], dict[tuple, int]]:
+        items: list[tuple[list[str], str]] = []
+        where: dict[tuple, int] = {}
+
+        def add(key: tuple, premises: list[str], hyp: str) -> None:
+            if key not in where and premises and hyp.strip():
+                where[key] = len(items)
+                items.append((premises, hyp))
+
+        for n, p in enumerate(preps):
+            r, content = p.rec, [p.units[i].clean for i in p.content]
+            pred = r.predicted_answer if r.predicted_answer in r.options else None
+            sims = {k: float(emb[n]["content"] @ v) for k, v in emb[n]["options"].items()}
+            others = sorted((k for k in r.options if k != pred), key=lambda k: -sims[k])
+            if self.config.entail_options:
+                for k in sorted({pred, r.answer_key, *(others[:1])} - {None}):
+                    add((n, "opt", k), content, p.hyps[k])
+            for j in range(max(1, len(content) - self.config.max_prefix), len(content)):
+                add((n, "prefix", p.content[j]), content[:j], content[j])
+            sus = _suspect(p, fact_hits.get(n, {}), self.config.min_fact_sim)
+            if sus is not None:
+                ftext = fact_hits[n][sus][1]
+                add((n, "fent", sus), [ftext], p.units[sus].clean)
+                add((n, "fcon", sus), [ftext], negated(p.units[sus].clean))
+        return items, where
+
+
+def fact_diff(unit: str, fact: str) -> int:
+    """Content words in one but not the other: 0 for a fact restated, 1-3 for a fact altered."""
+    return len(content_words(_strip_lead(unit)) ^ content_words(fact))
+
+
+_LEAD = re.compile(r"^(?:so|thus|therefore|hence|then|also|and|because|since|as a result|this means that|"
+                   r"we know that|recall that|note that|it follows that|in addition|first|consequently),?\s+", re.I)
+
+
+def _strip_lead(s: str) -> str:
+    return _LEAD.sub("", s.strip())
+
+
+def _suspect(p: _Prep, hits: dict[int, tuple], min_sim: float) -> int | None:
+    """The content unit most like an altered fact: close to a known fact but not the same words."""
+    best, arg = 0.0, None
+    for i, (_, ftext, sim) in hits.items():
+        d = fact_diff(p.units[i].clean, ftext)
+        if sim >= min_sim and d > 0:
+            v = sim / (1 + 0.3 * max(d - 1, 0))
+            if v > best:
+                best, arg = v, i
+    return arg
+
+
+def _cover(part: set[str], whole: set[str]) -> float:
+    return len(part & whole) / len(part) if part else 0.0
+
+
+def _assemble(p: _Prep, e: dict[str, Any], hits: dict[int, tuple], got: dict[tuple, float], n: int,
+              has_knowledge: bool) -> RecordChecks:
+    r = p.rec
+    units, nu = p.units, len(p.units)
+    pred = r.predicted_answer if r.predicted_answer in r.options else None
+    sims = {k: float(e["content"] @ v) for k, v in e["options"].items()}
+    opt_sup = {k: got[(n, "opt", k)] for k in r.options if (n, "opt", k) in got}
+    supported = max(opt_sup or sims, key=lambda k: (opt_sup or sims)[k]) if (opt_sup or sims) else None
+    qa = e["options"].get(pred) if pred else e["question"]
+    rel_qa = e["units"] @ qa
+    rel_q = e["units"] @ e["question"]
+    uu = e["units"] @ e["units"].T if nu > 1 else np.zeros((1, 1))
+    np.fill_diagonal(uu, -1.0)
+    redund = uu.max(1) if nu > 1 else np.zeros(1)
+    prefix = np.array([got.get((n, "prefix", i), np.nan) for i in range(nu)])
+    fent = np.array([got.get((n, "fent", i), np.nan) for i in range(nu)])
+    fcon = np.array([got.get((n, "fcon", i), np.nan) for i in range(nu)])
+    fsim = np.array([hits[i][2] if i in hits else 0.0 for i in range(nu)], float)
+    qw = content_words(r.question)
+    ow = set().union(*(content_words(v) for v in r.options.values())) if r.options else set()
+    ew = set().union(*(content_words(units[i].clean) for i in p.content))
+    n_words = len(r.explanation.split())
+    content_mask = np.zeros(nu, bool)
+    content_mask[p.content] = True
+    pre_c = prefix[content_mask & ~np.isnan(prefix)]
+    rel_c = rel_qa[content_mask]
+    checked = ~np.isnan(fent)
+    diff = np.array([fact_diff(units[i].clean, hits[i][1]) if i in hits else 9 for i in range(nu)], float)
+    exact = (diff == 0) & (fsim >= 0.8)
+    sus = int(np.flatnonzero(checked)[0]) if checked.any() else -1
+    g = [
+        float(pred == r.answer_key), float(bool(p.named)), float(pred in p.named), float(r.answer_key in p.named),
+        float(bool(p.named - {pred})), float(len(p.named)),
+        float(bool(sims) and pred == max(sims, key=lambda k: sims[k])),
+        (sims.get(pred, 0.0) - max((v for k, v in sims.items() if k != pred), default=0.0)) if pred else 0.0,
+        sims.get(pred, 0.0) if pred else 0.0, sims.get(r.answer_key, 0.0),
+        max((v for k, v in sims.items() if k != pred), default=0.0) - (sims.get(pred, 0.0) if pred else 0.0),
+        _cover(content_words(r.options.get(pred, "")) if pred else set(), ew),
+        _cover(content_words(r.options.get(r.answer_key, "")), ew), _cover(qw, ew),
+        1.0 - _cover(ew, qw | ow) if ew else 0.0,
+        float(max(_jaccard(content_words(units[i].clean), qw) for i in p.content)),
+        float(pre_c.min()) if len(pre_c) else 1.0, float(pre_c.mean()) if len(pre_c) else 1.0,
+        float(pre_c[-1]) if len(pre_c) else 1.0,
+        float(rel_c.min()), float(rel_c.mean()), float(redund.max()),
+        min(nu, 15) / 5.0, min(len(p.content), 15) / 5.0, float(np.log1p(n_words)),
+        float(bool(p.answer_units)), float(bool(p.answer_units) and p.answer_units[-1] == nu - 1),
+        float(has_knowledge),
+        _nz(fent[sus], 1.0) if sus >= 0 else 1.0, _nz(fcon[sus], 0.0) if sus >= 0 else 0.0,
+        float(exact[content_mask].mean()) if has_knowledge else 0.0,
+        float(fsim[content_mask].min()) if has_knowledge else 0.0,
+        float(fsim[sus]) if sus >= 0 else 0.0,
+    ]
+    weakest = int(np.nanargmin(np.where(content_mask, prefix, np.nan))) if len(pre_c) else -1
+    least_rel = int(np.argmin(np.where(content_mask, rel_qa, 9.0)))
+    u = np.zeros((nu, len(UNIT_FEATURES)), np.float32)
+    for i in range(nu):
+        u[i] = [i / max(nu - 1, 1), float(i == 0), float(i == nu - 1), float(i in p.answer_units),
+                _nz(prefix[i], 1.0), float(_nz(prefix[i], 1.0) < 0.5), float(rel_qa[i]), float(rel_q[i]),
+                float(rel_qa[i] < rel_c.mean() - 0.1), float(redund[i]),
+                _jaccard(content_words(units[i].clean), qw), float(bool(named_options(units[i].clean, r.options))),
+                _nz(fent[i], 0.5), _nz(fcon[i], 0.0), float(fsim[i]), min(float(diff[i]), 9.0) / 3.0,
+                float(exact[i]), float(np.log1p(len(units[i].clean.split()))), float(i == weakest),
+                float(i == least_rel), float(i == sus)]
+    facts = [(hits[i][0], hits[i][1]) if i in hits else None for i in range(nu)]
+    return RecordChecks(units, np.array(g, np.float32), u, facts, supported)
+
+
+def _nz(x: float, default: float) -> float:
+    return default if np.isnan(x) else float(x)
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+KNOWLEDGE_DEFAULTS_G = {"has_knowledge": 0.0, "fact_entail": 1.0, "fact_contra": 0.0, "fact_exact_share": 0.0,
+                        "fact_sim_min": 0.0, "fact_suspect_sim": 0.0}
+KNOWLEDGE_DEFAULTS_U = {"fact_entail": 0.5, "fact_contra": 0.0, "fact_sim": 0.0, "fact_diff": 3.0, "fact_exact": 0.0,
+                        "is_suspect": 0.0}
+
+
+def without_knowledge(g: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The features a record would have had with no knowledge given (what `fast` mode computes);
+    used to train one head for both modes."""
+    g, u = g.copy(), u.copy()
+    for k, v in KNOWLEDGE_DEFAULTS_G.items():
+        g[..., GLOBAL_FEATURES.index(k)] = v
+    for k, v in KNOWLEDGE_DEFAULTS_U.items():
+        u[..., UNIT_FEATURES.index(k)] = v
+    return g, u

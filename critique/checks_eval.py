@@ -1,0 +1,210 @@
+"""Selecting and measuring the checks head on data it was not trained or selected on.
+
+- leave-one-recipe-out (LORO): train on every flaw recipe's **train-tree** examples but one, measure
+  dimension macro-F1 on the left-out recipe's **dev-tree** examples;
+- T5: AUROC of "flawed" on the T5 dev proofs, k-fold cross-validated by dev item (the item's four
+  proofs are always in the same fold);
+- acceptability: Spearman of the score with the acceptable share on a seeded instance-level dev split
+  of the acceptability train CSVs (the head never trains on it), next to GPT-3 -NLL on the same rows;
+- robustness: the same explanation in five renderings gets the same dimension.
+Every training run here also uses the real-label training rows (acceptability train part, T5 rows of
+the other folds) unless said otherwise.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from critique.checks import without_knowledge
+from critique.checks_data import Item
+from critique.evaluate import auroc, spearman
+from critique.head import CheckHead, HeadConfig, fit_head
+from critique.taxonomy import LABEL_INDEX, LABELS, NONE
+
+NONE_I = LABEL_INDEX[NONE]
+
+
+def macro_f1(y: Sequence[int], p: Sequence[int], n: int = len(LABELS)) -> float:
+    y_a, p_a = np.asarray(y), np.asarray(p)
+    f1s = []
+    for c in range(n):
+        if not (y_a == c).any():
+            continue
+        tp = float(((y_a == c) & (p_a == c)).sum())
+        prec = tp / max((p_a == c).sum(), 1)
+        rec = tp / (y_a == c).sum()
+        f1s.append(0.0 if tp == 0 else 2 * prec * rec / (prec + rec))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The fixed splits every experiment uses."""
+
+    acc_train: list[Item]
+    acc_dev: list[Item]
+    t5: list[Item]
+    t5_folds: dict[str, int]
+    syn_train: dict[str, list[Item]]     # recipe -> train-tree items
+    syn_dev: dict[str, list[Item]]       # recipe -> dev-tree items
+    robust: list[Item]
+
+
+def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float = 0.25, folds: int = 5) -> Splits:
+    acc_train, acc_dev = [], []
+    for name in ("acc_cqa", "acc_snli"):
+        inst = sorted({it.group for it in sets.get(name, [])})
+        random.Random(f"{seed}:dev:{name}").shuffle(inst)
+        dev = set(inst[: int(round(len(inst) * acc_dev_share))])
+        for it in sets.get(name, []):
+            (acc_dev if it.group in dev else acc_train).append(it)
+    t5 = sets.get("t5_dev", [])
+    groups = sorted({it.group for it in t5})
+    random.Random(f"{seed}:t5folds").shuffle(groups)
+    t5_folds = {g: i % folds for i, g in enumerate(groups)}
+    recipes = sorted({k[4:].rsplit("_", 1)[0] for k in sets if k.startswith("syn_")})
+    return Splits(acc_train, acc_dev, t5, t5_folds,
+                  {r: sets.get(f"syn_{r}_train", []) for r in recipes},
+                  {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []))
+
+
+def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(dimension probabilities, raw 0-5 score) per item; knowledge=False drops the fact features (fast mode)."""
+    if not items:
+        return np.zeros((0, len(LABELS))), np.zeros(0)
+    g = np.stack([it.checks.g for it in items])
+    if not knowledge:
+        g = np.stack([without_knowledge(it.checks.g, it.checks.u)[0] for it in items])
+    return head.dim_probs(g), head.score(g)
+
+
+def _fit(train: list[Item], cfg: HeadConfig) -> CheckHead:
+    return fit_head(train, cfg)
+
+
+def loro(sp: Splits, cfg: HeadConfig, use_real: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for held in sp.syn_dev:
+        train = [it for r, its in sp.syn_train.items() if r != held for it in its]
+        if use_real:
+            train += sp.acc_train + sp.t5
+        head = _fit(train, cfg)
+        dev = sp.syn_dev[held]
+        probs, _ = predict(head, dev)
+        out[held] = {"macro_f1": round(macro_f1([it.dim for it in dev], probs.argmax(1)), 4), "n": len(dev),
+                     "train_recipes": [r for r in sp.syn_train if r != held],
+                     "per_dimension_f1": _per_dim(dev, probs.argmax(1))}
+    out["mean_macro_f1"] = round(float(np.mean([v["macro_f1"] for v in out.values()])), 4) if out else None
+    return out
+
+
+def _per_dim(items: Sequence[Item], pred: np.ndarray) -> dict[str, float]:
+    y = np.array([it.dim for it in items])
+    return {lab: round(_f1_one(y, pred, c), 4) for c, lab in enumerate(LABELS) if (y == c).any()}
+
+
+def _f1_one(y: np.ndarray, p: np.ndarray, c: int) -> float:
+    tp = float(((y == c) & (p == c)).sum())
+    if tp == 0:
+        return 0.0
+    prec, rec = tp / (p == c).sum(), tp / (y == c).sum()
+    return 2 * prec * rec / (prec + rec)
+
+
+def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
+    """Out-of-fold predictions for every T5 row: trained on synthetic + acceptability train + other folds."""
+    n_folds = max(sp.t5_folds.values()) + 1 if sp.t5_folds else 0
+    base = [it for its in sp.syn_train.values() for it in its] + sp.acc_train
+    score = np.zeros(len(sp.t5))
+    p_none = np.zeros(len(sp.t5))
+    for k in range(n_folds):
+        test = [i for i, it in enumerate(sp.t5) if sp.t5_folds[it.group] == k]
+        head = _fit(base + [it for it in sp.t5 if sp.t5_folds[it.group] != k], cfg)
+        probs, s = predict(head, [sp.t5[i] for i in test])
+        score[test], p_none[test] = s, probs[:, NONE_I]
+    y = np.array([it.extra["flawed"] for it in sp.t5])
+    runs = sorted({it.extra["run"] for it in sp.t5})
+    per_run = {r: round(auroc(-score[m], y[m]) or 0, 4) for r in runs
+               for m in [np.array([it.extra["run"] == r for it in sp.t5])]}
+    return {"n": len(y), "n_flawed": int(y.sum()), "folds": n_folds,
+            "auroc_5_minus_score": round(auroc(-score, y) or 0, 4),
+            "auroc_1_minus_p_none": round(auroc(-p_none, y) or 0, 4), "auroc_by_run_5_minus_score": per_run}
+
+
+def t5_without_t5(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
+    """T5 AUROC of a head that never saw a T5 row (synthetic + acceptability train only)."""
+    head = _fit([it for its in sp.syn_train.values() for it in its] + sp.acc_train, cfg)
+    probs, s = predict(head, sp.t5)
+    y = np.array([it.extra["flawed"] for it in sp.t5])
+    return {"auroc_5_minus_score": round(auroc(-s, y) or 0, 4),
+            "auroc_1_minus_p_none": round(auroc(-probs[:, NONE_I], y) or 0, 4)}
+
+
+def acceptability(head: CheckHead, sp: Splits) -> dict[str, Any]:
+    out = {}
+    for name in ("acc_cqa", "acc_snli"):
+        dev = [it for it in sp.acc_dev if it.source == name]
+        if not dev:
+            continue
+        _, s = predict(head, dev)
+        acc = [it.extra["acceptable"] for it in dev]
+        nll = np.array([it.extra["neg_nll"] for it in dev])
+        ok = ~np.isnan(nll)
+        out[name] = {"n_explanations": len(dev), "n_instances": len({it.group for it in dev}),
+                     "spearman_checks_score": _r(spearman(s, acc)),
+                     "spearman_gpt3_neg_nll": _r(spearman(nll[ok], np.array(acc)[ok])), "n_with_nll": int(ok.sum())}
+    return out
+
+
+def robustness(head: CheckHead, items: Sequence[Item]) -> dict[str, Any]:
+    if not items:
+        return {}
+    probs, _ = predict(head, items)
+    pred = probs.argmax(1)
+    groups: dict[int, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.extra["robust_group"], []).append(int(pred[i]))
+    same = [len(set(v)) == 1 for v in groups.values()]
+    pair = [np.mean([x == v[0] for x in v[1:]]) for v in groups.values()]
+    return {"groups": len(groups), "all_five_same": round(float(np.mean(same)), 4),
+            "agree_with_first_rendering": round(float(np.mean(pair)), 4),
+            "macro_f1_over_renderings": round(macro_f1([it.dim for it in items], pred), 4)}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def final_train_set(sp: Splits) -> list[Item]:
+    """What the shipped head trains on: all recipes' train-tree items, the acceptability train part
+    and every T5 row (T5 numbers are therefore reported cross-validated)."""
+    return [it for its in sp.syn_train.values() for it in its] + sp.acc_train + sp.t5
+
+
+GRID = (HeadConfig(hidden=0, weight_decay=1e-3), HeadConfig(hidden=32, weight_decay=1e-3),
+        HeadConfig(hidden=32, weight_decay=1e-2), HeadConfig(hidden=64, weight_decay=1e-3, epochs=500))
+
+
+def select(sp: Splits, grid: Sequence[HeadConfig] = GRID) -> tuple[HeadConfig, list[dict[str, Any]]]:
+    """The grid point with the best mean of LORO macro-F1, T5 CV AUROC and acceptability dev Spearman."""
+    rows = []
+    for cfg in grid:
+        lo = loro(sp, cfg)
+        t5 = t5_cv(sp, cfg)
+        head = _fit([it for its in sp.syn_train.values() for it in its] + sp.acc_train + sp.t5, cfg)
+        acc = acceptability(head, sp)
+        sp_mean = np.mean([v["spearman_checks_score"] or 0 for v in acc.values()]) if acc else 0
+        sel = float(np.mean([lo["mean_macro_f1"] or 0, t5["auroc_5_minus_score"], sp_mean]))
+        rows.append({"config": {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs},
+                     "loro_mean_macro_f1": lo["mean_macro_f1"], "t5_cv_auroc": t5["auroc_5_minus_score"],
+                     "acc_dev_spearman_mean": round(float(sp_mean), 4), "selection_value": round(sel, 4)})
+    best = max(range(len(grid)), key=lambda i: rows[i]["selection_value"])
+    return grid[best], rows
+
+
+def with_seed(cfg: HeadConfig, seed: int) -> HeadConfig:
+    return replace(cfg, seed=seed)

@@ -1,0 +1,305 @@
+"""The checks critic: a small learned head over `critique.checks` features (issue 12, part 2).
+
+Three parts, all tiny and stored as one JSON file (`head.json`, a few kB):
+- dimension: a one-hidden-layer MLP (or logistic regression, `hidden=0`) on the standardised
+  global check features -> 9 classes in taxonomy order;
+- score: the same kind of network -> sigmoid x 5, trained on synthetic scores, 5 x the human
+  acceptable share and the T5 labels; decoded within the predicted dimension's score range;
+- flaw unit: per dimension, a linear scorer over the standardised unit features; softmax over the
+  explanation's units picks the main flaw.
+`ChecksCritic` runs the checks and the head and writes `critique.format.Critique`s;
+`ChecksBackend` is the batch-runner backend (`critique(records) -> list[CritiqueResult]`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from critique.checks import GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, RecordChecks, without_knowledge
+from critique.format import NO_FLAW, Critique
+from critique.inputs import ModelOutput
+from critique.taxonomy import LABELS, NONE, general_advice, score_range, specific_advice
+from core.errors import ModelError
+
+FORMAT = "microtheory-checks-head"
+FORMAT_VERSION = 1
+DEFAULT_HEAD = Path(__file__).resolve().parent / "weights" / "checks" / "head.json"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Training settings of the head (all small: it trains in seconds on a CPU)."""
+
+    hidden: int = 32
+    weight_decay: float = 1e-3
+    epochs: int = 300
+    lr: float = 0.01
+    seed: int = 0
+    score_weight: dict[str, float] = field(default_factory=lambda: {"syn": 1.0, "acc": 1.0, "t5": 1.0})
+    drop_knowledge_copies: bool = True   # train on each knowledge row also without its fact features (fast mode)
+
+
+# --- tiny numpy networks -------------------------------------------------------------------------------
+
+def _mlp(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    if "w1" in params:
+        x = np.tanh(x @ params["w1"] + params["b1"])
+    return x @ params["w2"] + params["b2"]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+@dataclass
+class CheckHead:
+    """The learned head: standardisation, dimension net, score net, per-dimension unit scorers."""
+
+    g_mean: np.ndarray
+    g_std: np.ndarray
+    u_mean: np.ndarray
+    u_std: np.ndarray
+    dim_net: dict[str, np.ndarray]
+    score_net: dict[str, np.ndarray]
+    unit_w: np.ndarray          # (n_labels, n_unit_features + 1)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def _g(self, g: np.ndarray) -> np.ndarray:
+        return (g - self.g_mean) / self.g_std
+
+    def dim_probs(self, g: np.ndarray) -> np.ndarray:
+        return _softmax(_mlp(self.dim_net, self._g(np.atleast_2d(g))))
+
+    def score(self, g: np.ndarray) -> np.ndarray:
+        z = _mlp(self.score_net, self._g(np.atleast_2d(g)))[:, 0]
+        return 5.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+    def unit_probs(self, u: np.ndarray, dim: int) -> np.ndarray:
+        x = (u - self.u_mean) / self.u_std
+        return _softmax(x @ self.unit_w[dim, :-1] + self.unit_w[dim, -1])
+
+    def to_json(self) -> dict[str, Any]:
+        arr = {k: v.tolist() for k, v in (("g_mean", self.g_mean), ("g_std", self.g_std), ("u_mean", self.u_mean),
+                                            ("u_std", self.u_std), ("unit_w", self.unit_w))}
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(LABELS),
+                "global_features": list(GLOBAL_FEATURES), "unit_features": list(UNIT_FEATURES), **arr,
+                "dim_net": {k: v.tolist() for k, v in self.dim_net.items()},
+                "score_net": {k: v.tolist() for k, v in self.score_net.items()}, "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], where: str = "head") -> CheckHead:
+        if d.get("format") != FORMAT or int(d.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelError(f"{where}: not a checks head this library reads (format {d.get('format')!r})")
+        if d.get("global_features") != list(GLOBAL_FEATURES) or d.get("unit_features") != list(UNIT_FEATURES):
+            raise ModelError(f"{where}: trained on other check features than critique.checks computes; retrain it")
+        a = {k: np.asarray(d[k], dtype=np.float64) for k in ("g_mean", "g_std", "u_mean", "u_std", "unit_w")}
+        return cls(dim_net={k: np.asarray(v) for k, v in d["dim_net"].items()},
+                   score_net={k: np.asarray(v) for k, v in d["score_net"].items()}, meta=d.get("meta", {}), **a)
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
+        tmp.replace(p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> CheckHead:
+        p = Path(path) if path else DEFAULT_HEAD
+        if p.is_dir():
+            p = p / "head.json"
+        if not p.is_file():
+            raise ModelError(f"no checks head at {p} (train one with `microtheory critique train --backend checks`)")
+        try:
+            return cls.from_json(json.loads(p.read_text(encoding="utf-8")), str(p))
+        except (ValueError, KeyError) as e:
+            raise ModelError(f"{p}: unreadable checks head ({e})") from None
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainRows:
+    """Arrays for the head: global features, dimension (-1 unknown), score target (nan unknown),
+    score weight, units per row, flaw unit (-1 none)."""
+
+    g: np.ndarray
+    dim: np.ndarray
+    score: np.ndarray
+    weight: np.ndarray
+    units: list[np.ndarray]
+    flaw: np.ndarray
+
+
+def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
+    g, dim, score, w, units, flaw = [], [], [], [], [], []
+    for it in items:
+        kind = "acc" if it.source.startswith("acc") else "t5" if it.source.startswith("t5") else "syn"
+        copies = [(it.checks.g, it.checks.u)]
+        if cfg.drop_knowledge_copies and it.checks.g[GLOBAL_FEATURES.index("has_knowledge")] > 0:
+            copies.append(without_knowledge(it.checks.g, it.checks.u))
+        for cg, cu in copies:
+            g.append(cg)
+            dim.append(it.dim)
+            score.append(it.score)
+            w.append(cfg.score_weight.get(kind, 1.0))
+            units.append(cu)
+            flaw.append(it.flaw)
+    return TrainRows(np.array(g, np.float64), np.array(dim), np.array(score, np.float64), np.array(w, np.float64),
+                     units, np.array(flaw))
+
+
+def _init(n_in: int, n_out: int, hidden: int, rng: np.random.Generator) -> dict[str, Any]:
+    import torch
+
+    p: dict[str, Any] = {}
+    if hidden:
+        p["w1"] = torch.tensor(rng.normal(0, 1 / math.sqrt(n_in), (n_in, hidden)), requires_grad=True)
+        p["b1"] = torch.zeros(hidden, dtype=torch.float64, requires_grad=True)
+        n_in = hidden
+    p["w2"] = torch.tensor(rng.normal(0, 1 / math.sqrt(n_in), (n_in, n_out)), requires_grad=True)
+    p["b2"] = torch.zeros(n_out, dtype=torch.float64, requires_grad=True)
+    return p
+
+
+def _fit_net(x: np.ndarray, loss_fn: Any, n_out: int, cfg: HeadConfig) -> dict[str, np.ndarray]:
+    """Full-batch Adam on a tiny net; `loss_fn(outputs) -> loss`."""
+    import torch
+
+    p = _init(x.shape[1], n_out, cfg.hidden, np.random.default_rng(cfg.seed))
+    xt = torch.tensor(x)
+    opt = torch.optim.Adam(list(p.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    for _ in range(cfg.epochs):
+        h = torch.tanh(xt @ p["w1"] + p["b1"]) if "w1" in p else xt
+        loss = loss_fn(h @ p["w2"] + p["b2"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.detach().numpy() for k, v in p.items()}
+
+
+def fit_head(items: Sequence[Any], cfg: HeadConfig | None = None) -> CheckHead:
+    """Train the head on labelled check items (`critique.checks_data.Item`)."""
+    import torch
+
+    cfg = cfg or HeadConfig()
+    torch.manual_seed(cfg.seed)
+    r = rows_from_items(items, cfg)
+    g_mean, g_std = r.g.mean(0), r.g.std(0) + 1e-6
+    all_u = np.concatenate(r.units)
+    u_mean, u_std = all_u.mean(0), all_u.std(0) + 1e-6
+    x = (r.g - g_mean) / g_std
+    lab = r.dim >= 0
+    counts = np.bincount(r.dim[lab], minlength=len(LABELS)).astype(float)
+    cw = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(LABELS), 0.0))
+    yd = torch.tensor(r.dim[lab])
+    dim_net = _fit_net(x[lab], lambda o: torch.nn.functional.cross_entropy(o, yd, weight=cw), len(LABELS), cfg)
+    sc = ~np.isnan(r.score)
+    ys, ws = torch.tensor(r.score[sc] / 5.0), torch.tensor(_balanced(r.weight[sc], r, sc))
+    score_net = _fit_net(x[sc], lambda o: (ws * (torch.sigmoid(o[:, 0]) - ys) ** 2).sum() / ws.sum(), 1, cfg)
+    unit_w = _fit_units(r, u_mean, u_std, cfg)
+    return CheckHead(g_mean, g_std, u_mean, u_std, dim_net, score_net, unit_w,
+                     {"config": asdict(cfg), "n_rows": int(len(r.g)), "n_dim_labelled": int(lab.sum()),
+                      "n_score_labelled": int(sc.sum())})
+
+
+def _balanced(w: np.ndarray, r: TrainRows, mask: np.ndarray) -> np.ndarray:
+    """Weights so each score source (by its configured weight value) counts as much as its weight says."""
+    out = w.copy()
+    for v in np.unique(w):
+        sel = w == v
+        out[sel] = v / sel.sum()
+    return out * len(out)
+
+
+def _fit_units(r: TrainRows, u_mean: np.ndarray, u_std: np.ndarray, cfg: HeadConfig) -> np.ndarray:
+    """Per dimension: a linear unit scorer trained by softmax over each flawed example's units."""
+    import torch
+
+    n_f = len(UNIT_FEATURES)
+    w = torch.zeros((len(LABELS), n_f + 1), dtype=torch.float64, requires_grad=True)
+    keep = [i for i, (u, d, f) in enumerate(zip(r.units, r.dim, r.flaw)) if d >= 0 and 0 <= f < len(u) and len(u) > 1]
+    if not keep:
+        return np.zeros((len(LABELS), n_f + 1))
+    n_max = max(len(r.units[i]) for i in keep)
+    x = np.zeros((len(keep), n_max, n_f))
+    mask = np.zeros((len(keep), n_max), bool)
+    for j, i in enumerate(keep):
+        x[j, :len(r.units[i])] = (r.units[i] - u_mean) / u_std
+        mask[j, :len(r.units[i])] = True
+    xt, mt = torch.tensor(x), torch.tensor(mask)
+    d, f = torch.tensor(r.dim[keep]), torch.tensor(r.flaw[keep])
+    opt = torch.optim.Adam([w], lr=0.05, weight_decay=cfg.weight_decay)
+    for _ in range(150):
+        wd = w[d]                                                     # B F+1
+        logits = torch.einsum("buf,bf->bu", xt, wd[:, :-1]) + wd[:, -1:]
+        loss = torch.nn.functional.cross_entropy(logits.masked_fill(~mt, -1e9), f)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach().numpy()
+
+
+# --- the critic ------------------------------------------------------------------------------------------
+
+def decode_score(dim: str, raw: float) -> int:
+    lo, hi = score_range(dim)
+    return int(min(max(round(raw), lo), hi))
+
+
+class ChecksCritic:
+    """Checks + head -> one Critique per record. `fast` skips the fact checks."""
+
+    def __init__(self, head: CheckHead | None = None, checker: Checker | None = None):
+        self.head = head or CheckHead.load()
+        self.checker = checker or Checker()
+
+    def predict(self, records: Sequence[ModelOutput]) -> list[Critique]:
+        return [self.critique_one(r, c) for r, c in zip(records, self.checker.run(list(records)))]
+
+    def critique_one(self, r: ModelOutput, c: RecordChecks) -> Critique:
+        probs = self.head.dim_probs(c.g)[0]
+        di = int(probs.argmax())
+        dim = LABELS[di]
+        score = decode_score(dim, float(self.head.score(c.g)[0]))
+        if dim == NONE:
+            return Critique(NO_FLAW, NONE, general_advice(NONE), NO_FLAW, score, None, float(probs[di]))
+        ui = int(self.head.unit_probs(c.u, di).argmax()) if len(c.units) else 0
+        unit = c.units[ui]
+        fact = c.near_fact[ui] if dim == "incorrect_information" and ui < len(c.near_fact) else None
+        cite = f'[{fact[0]}] "{fact[1]}"' if fact else None
+        specific = specific_advice(dim, unit.clean, r.predicted_answer, cite)
+        return Critique(unit.text, dim, general_advice(dim), specific, score, unit.sentence, float(probs[di]),
+                        (fact[0],) if fact else ())
+
+
+@dataclass
+class ChecksBackend:
+    """The batch-runner backend: `critique(records) -> list[CritiqueResult]`. Loads on first use.
+
+    `head`: a head.json (None = shipped); `knowledge`: what `critique.advice.load_knowledge` returns
+    (a microtheory or store) for the fact checks; `fast`: no fact checks."""
+
+    head: str | None = None
+    knowledge: Any = None
+    fast: bool = False
+    name: str = "checks"
+    _critic: ChecksCritic | None = field(default=None, repr=False)
+
+    def critique(self, records: Sequence[ModelOutput]) -> list[Any]:
+        from critique.generative import CritiqueResult
+
+        if self._critic is None:
+            self._critic = ChecksCritic(CheckHead.load(self.head),
+                                        Checker(knowledge=self.knowledge, config=ChecksConfig(fast=self.fast)))
+        crits = self._critic.predict(list(records))
+        return [CritiqueResult(r.id, critique=c) for r, c in zip(records, crits)]

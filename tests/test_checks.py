@@ -1,0 +1,129 @@
+"""The checks critic: units, answer detection, check features, the head, the backend (no real models:
+the hashing encoder and the overlap scorer stand in)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from critique.checks import (GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, FactTable, is_answer_unit,
+                             named_options, split_units, without_knowledge)
+from critique.checks_data import Item
+from critique.head import CheckHead, ChecksBackend, ChecksCritic, HeadConfig, decode_score, fit_head
+from critique.inputs import ModelOutput
+from critique.taxonomy import LABEL_INDEX, LABELS, score_range
+from retrieval.encoder import HashingEncoder
+from retrieval.entail import OverlapScorer
+
+OPTS = {"A": "fall", "B": "summer", "C": "winter"}
+
+
+def _rec(expl: str, pred: str = "B", rid: str = "r") -> ModelOutput:
+    return ModelOutput(rid, "In which season do garden plants get the most sunlight?", OPTS, "B", expl, pred)
+
+
+def _checker(knowledge=None, fast=False) -> Checker:
+    return Checker(OverlapScorer(), HashingEncoder(64), knowledge, ChecksConfig(fast=fast))
+
+
+def test_split_units_numbered_and_paragraph():
+    units = split_units("1. Plants need sunlight. 2. Summer has the most sunlight. The answer is (B).")
+    assert [u.clean for u in units] == ["Plants need sunlight.", "Summer has the most sunlight.", "The answer is (B)."]
+    para = split_units("Plants need sunlight; summer has the most sunlight; so the answer is summer.")
+    assert len(para) == 3 and {u.sentence for u in para} == {0}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("The answer is (B).", {"B"}), ("Answer: C.", {"C"}), ("So the answer is summer.", {"B"}),
+    ("Summer.", {"B"}), ("I pick option A.", {"A"}), ("Plants grow in summer when days are long and warm.", set()),
+])
+def test_named_options_by_letter_and_text(text, expected):
+    assert named_options(text, OPTS) == expected
+
+
+def test_answer_unit_needs_a_cue_or_short():
+    assert is_answer_unit("Therefore the answer is (B) summer.", OPTS)
+    assert not is_answer_unit("Plants in a garden grow best in summer because the days are long.", OPTS)
+
+
+def test_checks_shapes_and_knowledge_defaults():
+    facts = FactTable.build(["f1", "f2"], ["summer has the most sunlight", "a plant requires sunlight to grow"],
+                            HashingEncoder(64))
+    ck = _checker(knowledge=facts)
+    recs = [_rec("A plant requires sunlight to grow. Summer has the least sunlight. So the answer is (B)."),
+            _rec("Winter is cold. The answer is C.", pred="C")]
+    out = ck.run(recs)
+    assert len(out) == 2
+    for c, r in zip(out, recs):
+        assert c.g.shape == (len(GLOBAL_FEATURES),) and c.u.shape == (len(c.units), len(UNIT_FEATURES))
+        assert np.isfinite(c.g).all() and np.isfinite(c.u).all()
+    g = out[0].named()
+    assert g["has_knowledge"] == 1.0 and g["pred_is_key"] == 1.0 and g["named_is_pred"] == 1.0
+    # the altered fact ("least" for "most") is the fact-check suspect
+    assert out[0].u[1, UNIT_FEATURES.index("is_suspect")] == 1.0
+    assert out[1].named()["pred_is_key"] == 0.0
+    fast = _checker(knowledge=facts, fast=True).run(recs[:1])[0]
+    g2, u2 = without_knowledge(out[0].g, out[0].u)
+    # fast mode computes exactly the knowledge-free features the head is also trained on
+    assert np.allclose(fast.g, g2, atol=1e-5) and np.allclose(fast.u, u2, atol=1e-5)
+
+
+def _items(n: int = 60) -> list[Item]:
+    ck = _checker()
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(n):
+        lab = LABELS[i % 3]  # none / misunderstanding / lack_justification, made separable by length
+        expl = " ".join(["Summer has the most sunlight."] * (1 + 3 * (i % 3))) + " The answer is (B)."
+        c = ck.run([_rec(expl, rid=str(i))])[0]
+        items.append(Item(c, LABEL_INDEX[lab], float(5 - i % 3), len(c.units) - 1 if i % 3 else -1, str(i), "syn_x",
+                          {}))
+    rng.shuffle(items)
+    return items
+
+
+def test_head_learns_separable_toy_and_round_trips(tmp_path):
+    items = _items()
+    head = fit_head(items, HeadConfig(hidden=0, epochs=200))
+    g = np.stack([it.checks.g for it in items])
+    acc = (head.dim_probs(g).argmax(1) == np.array([it.dim for it in items])).mean()
+    assert acc > 0.9
+    p = head.save(tmp_path / "head.json")
+    again = CheckHead.load(p)
+    assert np.allclose(again.dim_probs(g), head.dim_probs(g)) and np.allclose(again.score(g), head.score(g))
+
+
+def test_decode_score_stays_in_dimension_range():
+    for lab in LABELS:
+        lo, hi = score_range(lab)
+        assert lo <= decode_score(lab, -3.0) <= hi and lo <= decode_score(lab, 9.0) <= hi
+
+
+def test_critic_and_backend_one_result_per_record(tmp_path):
+    head = fit_head(_items(), HeadConfig(hidden=0, epochs=100))
+    head.save(tmp_path / "head.json")
+    critic = ChecksCritic(head, _checker())
+    recs = [_rec("Summer has the most sunlight. The answer is (B).", rid="a"), _rec("Winter.", pred="C", rid="b")]
+    crits = critic.predict(recs)
+    assert len(crits) == 2
+    for c in crits:
+        lo, hi = score_range(c.dimension)
+        assert lo <= c.score <= hi
+        if c.flawed:
+            assert c.flaw_sentence_index is not None and c.main_flaw.strip()
+    be = ChecksBackend(head=str(tmp_path / "head.json"), fast=True)
+    be._critic = ChecksCritic(CheckHead.load(tmp_path / "head.json"), _checker(fast=True))
+    res = be.critique(recs)
+    assert [r.id for r in res] == ["a", "b"] and all(r.critique is not None for r in res)
+
+
+def test_head_rejects_other_features(tmp_path):
+    from core.errors import ModelError
+
+    head = fit_head(_items(30), HeadConfig(hidden=0, epochs=20))
+    d = head.to_json()
+    d["global_features"] = d["global_features"][:-1]
+    import json
+
+    (tmp_path / "h.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError):
+        CheckHead.load(tmp_path / "h.json")
