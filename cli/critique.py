@@ -70,19 +70,36 @@ def train_cmd(
     aux_features: bool = typer.Option(True, "--aux-features/--no-aux-features",
                                       help="Feed lexical side features (question/option overlap per sentence) to the heads."),
     init: Optional[Path] = typer.Option(None, "--init", help="Warm-start from an earlier critic folder (tensors that fit)."),
+    backend: str = typer.Option("classifier", "--backend",
+                                help="classifier (fine-tune the encoder critic) or checks (the head over verifier checks)."),
+    cache: Path = typer.Option(Path("runs/checks_feats"), "--cache", help="checks: cached check features."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Fine-tune the critic on flaw-injected EntailmentBank train trees (synthetic labels).
+    """Train a critic: the fine-tuned classifier on flaw-injected EntailmentBank train trees (synthetic
+    labels), or with `--backend checks` the checks head (synthetic recipes + human acceptability + T5 labels).
 
-    Example: microtheory critique train --out runs/critic --max-examples 4000 --threads 2 --max-minutes 30
+    Examples: microtheory critique train --out runs/critic --max-examples 4000 --threads 2 --max-minutes 30
+              microtheory critique train --backend checks --out runs/checks --threads 2
     """
-    from critique.train import train
+    if threads:
+        import torch
 
-    res = train(out, base=base, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
-                max_length=max_length, train_layers=train_layers, max_examples=max_examples,
-                max_minutes=max_minutes, train_file=train_file, dev_file=dev_file, data_dir=data_dir,
-                dev_limit=dev_limit, checkpoint_every=checkpoint_every, device=device, threads=threads,
-                progress=not json_out, aux_features=aux_features, init=init)
+        torch.set_num_threads(threads)
+    if backend == "checks":
+        from critique.train import ChecksTrainConfig, train_checks
+
+        summary = train_checks(ChecksTrainConfig(out=str(out), cache=str(cache), seed=seed,
+                                                 data_dir=str(data_dir) if data_dir else None))
+        echo_json(summary) if json_out else typer.echo(f"saved {summary['out']} (config {summary['chosen']})")
+        return
+    from critique.train import TrainConfig, train
+
+    res = train(TrainConfig(out=str(out), base=base, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                            head_lr=head_lr, max_length=max_length, train_layers=train_layers,
+                            max_examples=max_examples, max_minutes=max_minutes, train_file=train_file,
+                            dev_file=dev_file, data_dir=data_dir, dev_limit=dev_limit,
+                            checkpoint_every=checkpoint_every, device=device, threads=threads,
+                            progress=not json_out, aux_features=aux_features, init=init))
     summary = {"out": str(res.out), "steps": res.steps, "examples_seen": res.examples_seen,
                "seconds": round(res.seconds, 1), "device": res.device,
                "dev": {k: v for k, v in (res.dev or {}).items() if not isinstance(v, (dict, list))}}

@@ -11,7 +11,7 @@ Sets (`SETS`), each with its exact split:
 - `robust_dev`: eb_alt drafts of dev trees in the five robustness renderings;
 - `acc_<cqa|snli>`: human acceptability train CSVs (instances subset, seeded), split by instance
   into train / dev (`acc_dev_share`) inside the head trainer;
-- `t5_dev`: the T5-11B / T5-large proofs (tasks 1 and 2) on the 187 dev items, cross-validated by item.
+- `t5_dev`: the T5-11B proofs (tasks 1 and 2) on the 187 dev items, cross-validated by item.
 Knowledge for fact checks: the WorldTree corpus (EntailmentBank's fact source) for EB and T5 rows; none
 for acceptability rows (CommonsenseQA / SNLI have no corpus here).
 """
@@ -48,10 +48,11 @@ class DataConfig:
     data_dir: str | None = None
     cache: str = "runs/checks_feats"
     seed: int = 0
-    train_trees: int = 60
-    dev_trees: int = 30
-    robust_trees: int = 6
+    train_trees: int = 40
+    dev_trees: int = 25
+    robust_trees: int = 5
     acc_instances: int = 120
+    t5_runs: tuple[tuple[int, str], ...] = ((1, "T5_11B"), (2, "T5_11B"))
     batch: int = 32
 
 
@@ -142,7 +143,7 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
     from critique.evaluate import t5_items
 
     out: list[Item] = []
-    for task, model in ((1, "T5_11B"), (1, "T5_large"), (2, "T5_11B"), (2, "T5_large")):
+    for task, model in cfg.t5_runs:
         items = t5_items(task, model, cfg.data_dir)
         checks = run_checks(checker, [it.record for it in items], cfg.batch, f"t5 task{task} {model}")
         out += [Item(c, LABEL_INDEX[NONE] if not it.flawed else -1, 1.0 if it.flawed else 5.0, -1, it.item_id,

@@ -65,141 +65,189 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
     return batches
 
 
-def train(out: str | Path, base: str | None = None, seed: int = 0, epochs: float = 1.0, batch_size: int = 16,
-          lr: float = 8e-5, head_lr: float = 1e-3, max_length: int = 256, train_layers: int = 4,
-          max_examples: int | None = None, max_minutes: float | None = None, train_file: str | Path | None = None,
-          dev_file: str | Path | None = None, data_dir: str | Path | None = None, dev_limit: int | None = None,
-          checkpoint_every: int = 200, device: str | None = None, threads: int | None = None,
-          progress: bool = True, aux_features: bool = True, init: str | Path | None = None) -> TrainResult:
-    """Fine-tune a critic and write it to `out` (manifest.json, weights.safetensors, log.jsonl, metrics.json)."""
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a classifier-critic training run takes (the CLI's `critique train` options)."""
+
+    out: str | Path = "runs/critic"
+    base: str | None = None
+    seed: int = 0
+    epochs: float = 1.0
+    batch_size: int = 16
+    lr: float = 8e-5
+    head_lr: float = 1e-3
+    max_length: int = 256
+    train_layers: int = 4
+    max_examples: int | None = None
+    max_minutes: float | None = None
+    train_file: str | Path | None = None
+    dev_file: str | Path | None = None
+    data_dir: str | Path | None = None
+    dev_limit: int | None = None
+    checkpoint_every: int = 200
+    device: str | None = None
+    threads: int | None = None
+    progress: bool = True
+    aux_features: bool = True
+    init: str | Path | None = None
+
+
+@dataclass
+class _Run:
+    """The state of one training run (what the loop and the wrap-up share)."""
+
+    cfg: TrainConfig
+    config: CriticConfig
+    net: Any
+    tok: Any
+    examples: list[FlawExample]
+    feats: list[Features]
+    device: str
+    out: Path
+    log_f: Any
+    t_start: float
+
+    def log(self, **kw: Any) -> None:
+        kw["t"] = round(time.perf_counter() - self.t_start, 1)
+        self.log_f.write(json.dumps(kw) + "\n")
+        self.log_f.flush()
+
+
+def _setup(cfg: TrainConfig) -> _Run:
     import numpy as np
     import torch
 
-    from critique.model import PACKAGED_BASE
+    from critique.model import PACKAGED_BASE, Featurizer
 
     t_start = time.perf_counter()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
-    dev_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(out)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev_name = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    log_f = (out / "log.jsonl").open("a", encoding="utf-8")
-
-    def log(**kw: Any) -> None:
-        kw["t"] = round(time.perf_counter() - t_start, 1)
-        log_f.write(json.dumps(kw) + "\n")
-        log_f.flush()
-
-    config = CriticConfig(base=base or PACKAGED_BASE, max_length=max_length, train_layers=train_layers,
-                          aux_features=aux_features)
-    examples = _examples("train", train_file, seed, data_dir)
-    rng = random.Random(seed)
-    if max_examples and len(examples) > max_examples:
-        examples = rng.sample(examples, max_examples)
+    config = CriticConfig(base=cfg.base or PACKAGED_BASE, max_length=cfg.max_length, train_layers=cfg.train_layers,
+                          aux_features=cfg.aux_features)
+    examples = _examples("train", cfg.train_file, cfg.seed, cfg.data_dir)
+    if cfg.max_examples and len(examples) > cfg.max_examples:
+        examples = random.Random(cfg.seed).sample(examples, cfg.max_examples)
     net, tok = new_net(config)
-    if init:
+    if cfg.init:
         # Warm start from an earlier critic: every stored tensor whose name and shape fit is taken over
         # (e.g. the fine-tuned encoder layers when the heads changed).
         from safetensors.torch import load_file
 
         own = net.state_dict()
-        got = {k: v.float() for k, v in load_file(str(Path(init) / "weights.safetensors")).items()
+        got = {k: v.float() for k, v in load_file(str(Path(cfg.init) / "weights.safetensors")).items()
                if k in own and own[k].shape == v.shape}
         net.load_state_dict(got, strict=False)
-    prefixes = trainable_prefixes(net.encoder, train_layers)
+    prefixes = trainable_prefixes(net.encoder, cfg.train_layers)
     for name, p in net.encoder.named_parameters():
         p.requires_grad = any(name.startswith(px) for px in prefixes)
     net.to(dev_name)
-    from critique.model import Featurizer
-
     feats = Featurizer(tok, config)([e.model_output() for e in examples])
-    dim_t, score_t, flaw_t = _targets(examples, feats)
-    lengths = [len(f.input_ids) for f in feats]
-    steps_per_epoch = math.ceil(len(examples) / batch_size)
-    total = max(1, int(steps_per_epoch * epochs))
-    enc_params = [p for p in net.encoder.parameters() if p.requires_grad]
-    head_params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
-    opt = torch.optim.AdamW([{"params": enc_params, "lr": lr}, {"params": head_params, "lr": head_lr}],
+    return _Run(cfg, config, net, tok, examples, feats, dev_name, out, (out / "log.jsonl").open("a", encoding="utf-8"),
+                t_start)
+
+
+def _optimiser(run: _Run, total: int) -> tuple[Any, Any, int]:
+    import torch
+
+    enc_params = [p for p in run.net.encoder.parameters() if p.requires_grad]
+    head_params = [p for n, p in run.net.named_parameters() if not n.startswith("encoder.")]
+    opt = torch.optim.AdamW([{"params": enc_params, "lr": run.cfg.lr}, {"params": head_params, "lr": run.cfg.head_lr}],
                             weight_decay=0.01)
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
-    use_amp = dev_name.startswith("cuda")
-    log(event="start", examples=len(examples), steps=total, batch_size=batch_size, device=dev_name,
-        config=config.to_json(), seed=seed, lr=lr, init=str(init) if init else None, head_lr=head_lr, epochs=epochs,
-        trainable=int(sum(p.numel() for p in enc_params + head_params)))
-    ce = torch.nn.CrossEntropyLoss()
-    ce_flaw = torch.nn.CrossEntropyLoss(ignore_index=-100)
+    return opt, sched, int(sum(p.numel() for p in enc_params + head_params))
+
+
+def _loop(run: _Run, total: int) -> tuple[int, int, str]:
+    """The optimisation steps; (steps, examples seen, why it stopped)."""
+    import torch
+
+    cfg = run.cfg
+    dim_t, score_t, flaw_t = _targets(run.examples, run.feats)
+    lengths = [len(f.input_ids) for f in run.feats]
+    opt, sched, n_train = _optimiser(run, total)
+    use_amp = run.device.startswith("cuda")
+    run.log(event="start", examples=len(run.examples), steps=total, batch_size=cfg.batch_size, device=run.device,
+            config=run.config.to_json(), seed=cfg.seed, lr=cfg.lr, init=str(cfg.init) if cfg.init else None,
+            head_lr=cfg.head_lr, epochs=cfg.epochs, trainable=n_train)
+    ce, ce_flaw = torch.nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss(ignore_index=-100)
     bar = None
-    if progress:
+    if cfg.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="train critic", unit="step")
-    step, seen, stopped = 0, 0, "done"
-    net.train()
-    ema: float | None = None
-    while step < total:
-        for b in _batches(lengths, batch_size, rng):
+    rng = random.Random(cfg.seed)
+    step, seen, stopped, ema = 0, 0, "done", None
+    run.net.train()
+    while step < total and stopped == "done":
+        for b in _batches(lengths, cfg.batch_size, rng):
             if step >= total:
                 break
-            if max_minutes is not None and time.perf_counter() - t_start > max_minutes * 60:
+            if cfg.max_minutes is not None and time.perf_counter() - run.t_start > cfg.max_minutes * 60:
                 stopped = "time budget"
                 break
-            batch = {k: v.to(dev_name) for k, v in collate([feats[i] for i in b], tok.pad_token_id).items()}
+            batch = {k: v.to(run.device) for k, v in collate([run.feats[i] for i in b], run.tok.pad_token_id).items()}
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                d, s, f = net(**batch)
-            yd, ys, yf = dim_t[b].to(dev_name), score_t[b].to(dev_name), flaw_t[b].to(dev_name)
+                d, s, f = run.net(**batch)
+            yd, ys, yf = dim_t[b].to(run.device), score_t[b].to(run.device), flaw_t[b].to(run.device)
             loss = ce(d, yd) + 0.5 * ce(s, ys)
             if (yf >= 0).any():
-                f = f.masked_fill(torch.isinf(f), -1e4)
-                loss = loss + 0.5 * ce_flaw(f, yf)
+                loss = loss + 0.5 * ce_flaw(f.masked_fill(torch.isinf(f), -1e4), yf)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
             opt.step()
             sched.step()
-            step += 1
-            seen += len(b)
+            step, seen = step + 1, seen + len(b)
             lv = float(loss.detach())
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema:.3f}")
             if step % 20 == 0 or step == 1:
-                log(event="step", step=step, loss=round(lv, 4), loss_ema=round(ema, 4),
-                    lr=sched.get_last_lr()[0], seen=seen)
-            if checkpoint_every and step % checkpoint_every == 0:
-                save_critic(net, tok, config, out / "checkpoint", extra={"step": step, "partial": True})
-                log(event="checkpoint", step=step, path=str(out / "checkpoint"))
-        else:
-            continue
-        break
+                run.log(event="step", step=step, loss=round(lv, 4), loss_ema=round(ema, 4),
+                        lr=sched.get_last_lr()[0], seen=seen)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save_critic(run.net, run.tok, run.config, run.out / "checkpoint", extra={"step": step, "partial": True})
+                run.log(event="checkpoint", step=step, path=str(run.out / "checkpoint"))
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t_start
-    extra = {"training": {"seed": seed, "steps": step, "examples_seen": seen, "train_examples": len(examples),
-                          "epochs_planned": epochs, "stopped": stopped, "seconds": round(seconds, 1),
-                          "device": dev_name, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
-                          "init": str(init) if init else None,
+    return step, seen, stopped
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Fine-tune a critic and write it to `cfg.out` (manifest.json, weights.safetensors, log.jsonl, metrics.json)."""
+    run = _setup(cfg)
+    total = max(1, int(math.ceil(len(run.examples) / cfg.batch_size) * cfg.epochs))
+    step, seen, stopped = _loop(run, total)
+    seconds = time.perf_counter() - run.t_start
+    extra = {"training": {"seed": cfg.seed, "steps": step, "examples_seen": seen, "train_examples": len(run.examples),
+                          "epochs_planned": cfg.epochs, "stopped": stopped, "seconds": round(seconds, 1),
+                          "device": run.device, "batch_size": cfg.batch_size, "lr": cfg.lr, "head_lr": cfg.head_lr,
+                          "init": str(cfg.init) if cfg.init else None,
                           "data": "synthetic flaw injection over EntailmentBank task_1 train trees (1,313)"
-                          if not train_file else str(train_file)}}
-    save_critic(net, tok, config, out, extra=extra)
-    log(event="saved", step=step, seen=seen, stopped=stopped, path=str(out))
+                          if not cfg.train_file else str(cfg.train_file)}}
+    save_critic(run.net, run.tok, run.config, run.out, extra=extra)
+    run.log(event="saved", step=step, seen=seen, stopped=stopped, path=str(run.out))
     dev_metrics = None
-    if dev_limit != 0:
-        net.eval()
-        critic = Critic(net, tok, config, device=dev_name)
-        dev = _examples("dev", dev_file, seed, data_dir)
-        if dev_limit:
-            dev = dev[:dev_limit]
+    if cfg.dev_limit != 0:
+        run.net.eval()
+        critic = Critic(run.net, run.tok, run.config, device=run.device)
+        dev = _examples("dev", cfg.dev_file, cfg.seed, cfg.data_dir)
+        if cfg.dev_limit:
+            dev = dev[:cfg.dev_limit]
         dev_metrics = evaluate(critic, dev)
-        (out / "metrics.json").write_text(json.dumps(dev_metrics, indent=2) + "\n")
-        log(event="dev", **{k: v for k, v in dev_metrics.items() if not isinstance(v, (dict, list))})
-    log_f.close()
-    return TrainResult(out, step, seen, seconds, dev_name, dev_metrics)
+        (run.out / "metrics.json").write_text(json.dumps(dev_metrics, indent=2) + "\n")
+        run.log(event="dev", **{k: v for k, v in dev_metrics.items() if not isinstance(v, (dict, list))})
+    run.log_f.close()
+    return TrainResult(run.out, step, seen, seconds, run.device, dev_metrics)
 
 
 def evaluate(critic: Critic, examples: Sequence[FlawExample], batch_size: int = 32,
@@ -261,3 +309,38 @@ def evaluate_dev(model: str | Path | None = None, seed: int = 0, data_dir: str |
 
 
 __all__ = ["train", "evaluate", "evaluate_dev", "TrainResult", "LABELS"]
+
+
+# === The checks critic's head (critique/head.py) =======================================================
+
+@dataclass(frozen=True)
+class ChecksTrainConfig:
+    """Training the checks head: where the cached check features live, the data sizes, the seed."""
+
+    out: str = "critique/weights/checks"
+    cache: str = "runs/checks_feats"
+    seed: int = 0
+    data_dir: str | None = None
+    select: bool = True          # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
+
+
+def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
+    """Compute (or read cached) check features, select the head on held-out signals, train it on the
+    final training set and write OUT/head.json + OUT/selection.json. Returns the summary."""
+    from critique.checks_data import DataConfig, load_sets
+    from critique.checks_eval import GRID, final_train_set, make_splits, select
+    from critique.head import fit_head
+
+    sets = load_sets(cfg=DataConfig(data_dir=cfg.data_dir, cache=cfg.cache, seed=cfg.seed))
+    sp = make_splits(sets, seed=cfg.seed)
+    head_cfg, rows = select(sp) if cfg.select else (GRID[1], [])
+    head = fit_head(final_train_set(sp), head_cfg)
+    sizes = {k: len(v) for k, v in sets.items()}
+    head.meta.update({"selection": rows, "sets": sizes, "acc_train": len(sp.acc_train), "acc_dev": len(sp.acc_dev),
+                      "trained_on": "syn_*_train (all recipes, EntailmentBank train trees), acceptability train "
+                                    "part (dev part kept apart), all T5-11B dev rows (T5 numbers are CV)"})
+    out = Path(cfg.out)
+    head.save(out / "head.json")
+    (out / "selection.json").write_text(json.dumps({"grid": rows, "chosen": head.meta["config"], "sets": sizes},
+                                                   indent=2) + "\n")
+    return {"out": str(out / "head.json"), "chosen": head.meta["config"], "grid": rows, "sets": sizes}

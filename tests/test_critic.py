@@ -73,14 +73,14 @@ def test_predict_gives_valid_critiques(tiny_base):
 
 
 def test_tiny_training_run_saves_loads_and_logs(tiny_base, tmp_path):
-    from critique.train import train
+    from critique.train import TrainConfig, train
 
     trees, qs = _toy()
     ex = build_examples(trees, qs, seed=0)
     write_examples(tmp_path / "train.jsonl", ex)
-    res = train(tmp_path / "critic", base=str(tiny_base), seed=0, epochs=2, batch_size=8, train_layers=1,
-                train_file=tmp_path / "train.jsonl", dev_file=tmp_path / "train.jsonl", checkpoint_every=2,
-                progress=False, lr=1e-3)
+    res = train(TrainConfig(tmp_path / "critic", base=str(tiny_base), seed=0, epochs=2, batch_size=8, train_layers=1,
+                            train_file=tmp_path / "train.jsonl", dev_file=tmp_path / "train.jsonl", checkpoint_every=2,
+                            progress=False, lr=1e-3))
     assert res.steps == 2 * ((len(ex) + 7) // 8)
     log = [json.loads(x) for x in (tmp_path / "critic" / "log.jsonl").read_text().splitlines()]
     assert log[0]["event"] == "start" and any(r["event"] == "checkpoint" for r in log) and log[-1]["event"] == "dev"
