@@ -104,3 +104,40 @@ def test_dev_build_balanced_and_lengths_overlap(data_dir):
     # The answer sentence is phrased in many ways.
     last = Counter(e.sentences[-1].split(" ")[0] for e in ex if e.dimension == "none")
     assert len(last) >= 10
+
+
+# --- the recipe registry, eb_alt and the renderings -----------------------------------------------------
+
+def test_recipe_registry_and_eb_alt_labels():
+    from critique.checks import split_units
+    from critique.flaws import RECIPES, build_recipe
+
+    assert {"eb_v1", "eb_alt"} <= set(RECIPES)
+    trees, qs = _toy()
+    ex = build_recipe("eb_alt", trees, qs, seed=1)
+    assert {e.dimension for e in ex} >= {"none", "incomplete_reasoning", "inconsistent_answer", "lack_justification"}
+    for e in ex:
+        assert e.recipe.startswith("eb_alt/")
+        units = split_units(e.explanation)
+        assert len(units) == len(e.sentences)  # the flaw index means the same unit at training and prediction
+        if e.dimension == "none":
+            assert e.flaw_index is None and e.predicted_answer == e.answer_key
+        else:
+            assert 0 <= e.flaw_index < len(units)
+        if e.dimension == "inconsistent_answer":
+            assert e.predicted_answer != e.answer_key
+    with pytest.raises(Exception):
+        build_recipe("no_such_recipe", trees, qs)
+
+
+def test_robustness_set_five_renderings_of_one_draft():
+    from critique.flaws import ROBUSTNESS_RENDERINGS, robustness_set
+
+    trees, qs = _toy()
+    groups = robustness_set(trees, qs, seed=0)
+    assert groups and all(len(g) == len(ROBUSTNESS_RENDERINGS) for g in groups)
+    for g in groups:
+        assert len({e.dimension for e in g}) == 1 and len({e.predicted_answer for e in g}) == 1
+        assert len({e.explanation for e in g}) >= 4  # really rendered differently
+    texts = [e.explanation for e in groups[0]]
+    assert any(t.startswith("1. ") for t in texts) and any(";" in t for t in texts)
