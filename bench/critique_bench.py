@@ -77,6 +77,7 @@ def old_classifier(sp: Any, sets: dict[str, Any]) -> dict[str, Any]:
         for it, p in zip(sp.robust, pred):
             groups.setdefault(it.extra["robust_group"], set()).add(p)
         out["robust_all_five_same"] = round(float(np.mean([len(v) == 1 for v in groups.values()])), 4)
+        out["robust_majority"] = _robust_majority(sp.robust, pred)
     sig = critic_signals(critic, recs(sp.t5))
     y = [it.extra["flawed"] for it in sp.t5]
     out["t5_auroc_5_minus_score"] = round(auroc(5 - sig.score, y) or 0, 4)
@@ -195,10 +196,14 @@ def markdown(res: dict[str, Any]) -> str:
                  f"{v['spearman_gpt3_neg_nll']} | {res.get('old', {}).get(f'{name}_dev_spearman_expected_score', 'n/a')} |")
     rb = res["robustness"]
     L += ["", "## (d) Rendering robustness (eb_alt drafts of dev trees, five renderings each)", "",
-          f"Groups: {rb.get('groups')}; all five renderings the same dimension: **{rb.get('all_five_same')}** "
-          f"(fast mode: {res.get('robustness_fast', {}).get('all_five_same')}); agreement with the first rendering "
-          f"{rb.get('agree_with_first_rendering')}; old classifier all-five-same "
-          f"{res.get('old', {}).get('robust_all_five_same', 'n/a')}.", ""]
+          f"Groups: {rb.get('groups')}. Renderings that get their group's majority dimension: "
+          f"**{rb.get('renderings_with_group_majority')}** (fast mode "
+          f"{res.get('robustness_fast', {}).get('renderings_with_group_majority')}); groups whose five renderings "
+          f"all get one dimension: {rb.get('all_five_same')} (fast mode "
+          f"{res.get('robustness_fast', {}).get('all_five_same')}); agreement with the first rendering "
+          f"{rb.get('agree_with_first_rendering')}. Old classifier: all-five-same "
+          f"{res.get('old', {}).get('robust_all_five_same', 'n/a')}, majority "
+          f"{res.get('old', {}).get('robust_majority', 'n/a')}.", ""]
     sp = res.get("speed", {})
     L += ["## (e) Speed (critiques/s, same run, same inputs)", "",
           f"{sp.get('inputs')}, n = {sp.get('n')}: checks full (WorldTree corpus as knowledge) "
@@ -239,7 +244,8 @@ def main() -> None:
     res["acceptability"] = acceptability(head, sp)
     res["robustness"] = robustness(head, sp.robust)
     fast_probs, _ = predict(head, sp.robust, knowledge=False)
-    res["robustness_fast"] = _robust_from(sp.robust, fast_probs.argmax(1))
+    res["robustness_fast"] = {**_robust_from(sp.robust, fast_probs.argmax(1)),
+                              "renderings_with_group_majority": _robust_majority(sp.robust, fast_probs.argmax(1))}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not a.skip_old:
@@ -256,6 +262,13 @@ def _robust_from(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
     for it, p in zip(items, pred):
         groups.setdefault(it.extra["robust_group"], set()).add(int(p))
     return {"all_five_same": round(float(np.mean([len(v) == 1 for v in groups.values()])), 4) if groups else None}
+
+
+def _robust_majority(items: list[Any], pred: Any) -> float | None:
+    groups: dict[int, list[int]] = {}
+    for it, p in zip(items, pred):
+        groups.setdefault(it.extra["robust_group"], []).append(int(p))
+    return round(float(np.mean([max(v.count(x) for x in v) / len(v) for v in groups.values()])), 4) if groups else None
 
 
 if __name__ == "__main__":

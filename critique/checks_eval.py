@@ -170,7 +170,9 @@ def robustness(head: CheckHead, items: Sequence[Item]) -> dict[str, Any]:
         groups.setdefault(it.extra["robust_group"], []).append(int(pred[i]))
     same = [len(set(v)) == 1 for v in groups.values()]
     pair = [np.mean([x == v[0] for x in v[1:]]) for v in groups.values()]
+    major = [max(v.count(x) for x in v) / len(v) for v in groups.values()]
     return {"groups": len(groups), "all_five_same": round(float(np.mean(same)), 4),
+            "renderings_with_group_majority": round(float(np.mean(major)), 4),
             "agree_with_first_rendering": round(float(np.mean(pair)), 4),
             "macro_f1_over_renderings": round(macro_f1([it.dim for it in items], pred), 4)}
 

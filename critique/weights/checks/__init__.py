@@ -1,0 +1,1 @@
+"""The shipped checks head: head.json (+ selection.json); see MODEL_CARD.md."""
