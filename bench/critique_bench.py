@@ -174,18 +174,18 @@ def markdown(res: dict[str, Any]) -> str:
     for r, v in lo["with_real"].items():
         if r == "mean_macro_f1":
             continue
-        L.append(f"| {r} | {v['n']} | {v['macro_f1']} | {lo['synthetic_only'][r]['macro_f1']} | "
+        L.append(f"| {r} | {v['n']} | {v['macro_f1']} | {lo.get('synthetic_only', {}).get(r, {}).get('macro_f1', 'not run')} | "
                  f"{res.get('old', {}).get(f'macro_f1_{r}_dev', 'n/a')} |")
-    L += [f"| mean | | **{lo['with_real']['mean_macro_f1']}** | {lo['synthetic_only']['mean_macro_f1']} | |", "",
+    L += [f"| mean | | **{lo['with_real']['mean_macro_f1']}** | {lo.get('synthetic_only', {}).get('mean_macro_f1', 'not run')} | |", "",
           "Per dimension F1 (left-out recipe): " + "; ".join(
               f"{r}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
               for r, v in lo["with_real"].items() if r != "mean_macro_f1"), ""]
     t5 = res["t5"]
     L += ["## (b) T5-11B dev proofs (tasks 1+2): AUROC of flawed", "",
-          f"n = {t5['cv']['n']} ({t5['cv']['n_flawed']} flawed). 5-fold CV by dev item: 5 - score "
+          f"n = {t5['cv']['n']} ({t5['cv']['n_flawed']} flawed). {t5['cv']['folds']}-fold CV by dev item: 5 - score "
           f"**{t5['cv']['auroc_5_minus_score']}**, 1 - P(none) {t5['cv']['auroc_1_minus_p_none']}; by run "
           f"{t5['cv']['auroc_by_run_5_minus_score']}. Head never trained on T5: 5 - score "
-          f"{t5['no_t5']['auroc_5_minus_score']}. Old classifier on the same rows: 5 - score "
+          f"{t5.get('no_t5', {}).get('auroc_5_minus_score', 'not run')}. Old classifier on the same rows: 5 - score "
           f"{res.get('old', {}).get('t5_auroc_5_minus_score', 'n/a')}, 5 - expected score "
           f"{res.get('old', {}).get('t5_auroc_5_minus_expected_score', 'n/a')}.", ""]
     L += ["## (c) Acceptability dev split (seeded, by instance; never trained on)", "",
@@ -218,7 +218,10 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-speed", type=int, default=60)
-    ap.add_argument("--skip-old", action="store_true", help="do not run the old classifier")
+    ap.add_argument("--skip-old", action="store_true", help="do not run the old classifier on (a)-(d)")
+    ap.add_argument("--folds", type=int, default=5, help="T5 cross-validation folds")
+    ap.add_argument("--ablations", action="store_true", help="also: LORO without real rows, T5 without T5 rows")
+    ap.add_argument("--save-head", default=None, help="write the final head here (what ships)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     a = ap.parse_args()
 
@@ -233,14 +236,21 @@ def main() -> None:
     res: dict[str, Any] = {"command": "python bench/critique_bench.py " + " ".join(sys.argv[1:]),
                            "machine": machine(a.threads), "head": a.head or "critique/weights/checks/head.json"}
     sets = load_sets(cfg=DataConfig(data_dir=a.data))
-    sp = make_splits(sets)
-    shipped = CheckHead.load(a.head)
-    cfg = HeadConfig(**{k: v for k, v in shipped.meta["config"].items() if k in HeadConfig.__dataclass_fields__})
+    sp = make_splits(sets, folds=a.folds)
+    cfg = HeadConfig()
     res["head_config"] = {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs}
     res["sets"] = {k: len(v) for k, v in sets.items()}
-    res["loro"] = {"with_real": loro(sp, cfg), "synthetic_only": loro(sp, cfg, use_real=False)}
-    res["t5"] = {"cv": t5_cv(sp, cfg), "no_t5": t5_without_t5(sp, cfg)}
-    head = fit_head(final_train_set(sp), cfg)   # = the shipped head's training set and config
+    res["loro"] = {"with_real": loro(sp, cfg)}
+    if a.ablations:
+        res["loro"]["synthetic_only"] = loro(sp, cfg, use_real=False)
+    res["t5"] = {"cv": t5_cv(sp, cfg)}
+    if a.ablations:
+        res["t5"]["no_t5"] = t5_without_t5(sp, cfg)
+    head = fit_head(final_train_set(sp), cfg)   # the shipped head: this training set and config
+    if a.save_head:
+        head.meta.update({"sets": res["sets"], "acc_train": len(sp.acc_train), "acc_dev": len(sp.acc_dev),
+                          "trained_on": "syn_*_train (both recipes), acceptability train part, all T5-11B dev rows"})
+        head.save(a.save_head)
     res["acceptability"] = acceptability(head, sp)
     res["robustness"] = robustness(head, sp.robust)
     fast_probs, _ = predict(head, sp.robust, knowledge=False)
@@ -248,10 +258,11 @@ def main() -> None:
                               "renderings_with_group_majority": _robust_majority(sp.robust, fast_probs.argmax(1))}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     if not a.skip_old:
         attach_records(sets, a.data)
         res["old"] = old_classifier(sp, sets)
-    res["speed"] = speed(a.n_speed, a.head, a.data, a.skip_old)
+    res["speed"] = speed(a.n_speed, a.save_head or a.head, a.data, False)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(res) + "\n")
     print(markdown(res))

@@ -494,3 +494,27 @@ def without_knowledge(g: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndar
     for k, v in KNOWLEDGE_DEFAULTS_U.items():
         u[..., UNIT_FEATURES.index(k)] = v
     return g, u
+
+
+# Features the head derives from the per-unit checks (so they need no new check pass): the fact check's
+# "altered fact" signal is a unit very close to a known fact that differs from it in one or two content
+# words; conclusions are near facts too but differ in more words.
+DERIVED_FEATURES = ("altered_fact_sim", "altered_fact_count", "near_nonexact_max_sim", "prefix_first_conclusion")
+
+
+def unit_altered(u: np.ndarray) -> np.ndarray:
+    """Per unit: its nearest fact's cosine when it differs from that fact in 1-2 content words, else 0."""
+    sim = u[:, UNIT_FEATURES.index("fact_sim")]
+    diff = np.rint(u[:, UNIT_FEATURES.index("fact_diff")] * 3)
+    return np.where((diff >= 1) & (diff <= 2), sim, 0.0)
+
+
+def extend(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Global features + DERIVED_FEATURES for one record (what the head reads)."""
+    alt = unit_altered(u) if len(u) else np.zeros(1)
+    sim = u[:, UNIT_FEATURES.index("fact_sim")] if len(u) else np.zeros(1)
+    exact = u[:, UNIT_FEATURES.index("fact_exact")] if len(u) else np.zeros(1)
+    pre = u[1:, UNIT_FEATURES.index("prefix_entail")] if len(u) > 1 else np.ones(1)
+    d = [float(alt.max()), float((alt >= 0.85).sum()) / 3.0, float(np.where(exact > 0, 0.0, sim).max()),
+         float(pre[0])]
+    return np.concatenate([g, np.array(d, dtype=g.dtype)])

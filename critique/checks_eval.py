@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks import without_knowledge
+from critique.checks import extend, without_knowledge
 from critique.checks_data import Item
 from critique.evaluate import auroc, spearman
 from critique.head import CheckHead, HeadConfig, fit_head
@@ -76,9 +76,10 @@ def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True) -> t
     """(dimension probabilities, raw 0-5 score) per item; knowledge=False drops the fact features (fast mode)."""
     if not items:
         return np.zeros((0, len(LABELS))), np.zeros(0)
-    g = np.stack([it.checks.g for it in items])
-    if not knowledge:
-        g = np.stack([without_knowledge(it.checks.g, it.checks.u)[0] for it in items])
+    if knowledge:
+        g = np.stack([extend(it.checks.g, it.checks.u) for it in items])
+    else:
+        g = np.stack([extend(*without_knowledge(it.checks.g, it.checks.u)) for it in items])
     return head.dim_probs(g), head.score(g)
 
 
@@ -187,7 +188,7 @@ def final_train_set(sp: Splits) -> list[Item]:
     return [it for its in sp.syn_train.values() for it in its] + sp.acc_train + sp.t5
 
 
-GRID = (HeadConfig(hidden=0, weight_decay=1e-3), HeadConfig(hidden=32, weight_decay=1e-3),
+GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200), HeadConfig(hidden=32, weight_decay=1e-3),
         HeadConfig(hidden=32, weight_decay=1e-2), HeadConfig(hidden=64, weight_decay=1e-3, epochs=500))
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks import GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, RecordChecks, without_knowledge
+from critique.checks import (DERIVED_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, RecordChecks,
+                             extend, without_knowledge)
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput
 from critique.taxonomy import LABELS, NONE, general_advice, score_range, specific_advice
@@ -36,9 +37,9 @@ DEFAULT_HEAD = Path(__file__).resolve().parent / "weights" / "checks" / "head.js
 class HeadConfig:
     """Training settings of the head (all small: it trains in seconds on a CPU)."""
 
-    hidden: int = 32
+    hidden: int = 0
     weight_decay: float = 1e-3
-    epochs: int = 300
+    epochs: int = 200
     lr: float = 0.01
     seed: int = 0
     score_weight: dict[str, float] = field(default_factory=lambda: {"syn": 1.0, "acc": 1.0, "t5": 1.0})
@@ -90,7 +91,7 @@ class CheckHead:
         arr = {k: v.tolist() for k, v in (("g_mean", self.g_mean), ("g_std", self.g_std), ("u_mean", self.u_mean),
                                             ("u_std", self.u_std), ("unit_w", self.unit_w))}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(LABELS),
-                "global_features": list(GLOBAL_FEATURES), "unit_features": list(UNIT_FEATURES), **arr,
+                "global_features": list(GLOBAL_FEATURES) + list(DERIVED_FEATURES), "unit_features": list(UNIT_FEATURES), **arr,
                 "dim_net": {k: v.tolist() for k, v in self.dim_net.items()},
                 "score_net": {k: v.tolist() for k, v in self.score_net.items()}, "meta": self.meta}
 
@@ -98,7 +99,7 @@ class CheckHead:
     def from_json(cls, d: dict[str, Any], where: str = "head") -> CheckHead:
         if d.get("format") != FORMAT or int(d.get("format_version", 0)) > FORMAT_VERSION:
             raise ModelError(f"{where}: not a checks head this library reads (format {d.get('format')!r})")
-        if d.get("global_features") != list(GLOBAL_FEATURES) or d.get("unit_features") != list(UNIT_FEATURES):
+        if d.get("global_features") != list(GLOBAL_FEATURES) + list(DERIVED_FEATURES) or d.get("unit_features") != list(UNIT_FEATURES):
             raise ModelError(f"{where}: trained on other check features than critique.checks computes; retrain it")
         a = {k: np.asarray(d[k], dtype=np.float64) for k in ("g_mean", "g_std", "u_mean", "u_std", "unit_w")}
         return cls(dim_net={k: np.asarray(v) for k, v in d["dim_net"].items()},
@@ -148,7 +149,7 @@ def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
         if cfg.drop_knowledge_copies and it.checks.g[GLOBAL_FEATURES.index("has_knowledge")] > 0:
             copies.append(without_knowledge(it.checks.g, it.checks.u))
         for cg, cu in copies:
-            g.append(cg)
+            g.append(extend(cg, cu))
             dim.append(it.dim)
             score.append(it.score)
             w.append(cfg.score_weight.get(kind, 1.0))
@@ -239,7 +240,7 @@ def _fit_units(r: TrainRows, u_mean: np.ndarray, u_std: np.ndarray, cfg: HeadCon
     xt, mt = torch.tensor(x), torch.tensor(mask)
     d, f = torch.tensor(r.dim[keep]), torch.tensor(r.flaw[keep])
     opt = torch.optim.Adam([w], lr=0.05, weight_decay=cfg.weight_decay)
-    for _ in range(150):
+    for _ in range(60):
         wd = w[d]                                                     # B F+1
         logits = torch.einsum("buf,bf->bu", xt, wd[:, :-1]) + wd[:, -1:]
         loss = torch.nn.functional.cross_entropy(logits.masked_fill(~mt, -1e9), f)
@@ -267,10 +268,11 @@ class ChecksCritic:
         return [self.critique_one(r, c) for r, c in zip(records, self.checker.run(list(records)))]
 
     def critique_one(self, r: ModelOutput, c: RecordChecks) -> Critique:
-        probs = self.head.dim_probs(c.g)[0]
+        x = extend(c.g, c.u)
+        probs = self.head.dim_probs(x)[0]
         di = int(probs.argmax())
         dim = LABELS[di]
-        score = decode_score(dim, float(self.head.score(c.g)[0]))
+        score = decode_score(dim, float(self.head.score(x)[0]))
         if dim == NONE:
             return Critique(NO_FLAW, NONE, general_advice(NONE), NO_FLAW, score, None, float(probs[di]))
         ui = int(self.head.unit_probs(c.u, di).argmax()) if len(c.units) else 0

@@ -321,7 +321,7 @@ class ChecksTrainConfig:
     cache: str = "runs/checks_feats"
     seed: int = 0
     data_dir: str | None = None
-    select: bool = True          # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
+    select: bool = False         # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
 
 
 def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
@@ -333,7 +333,7 @@ def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
 
     sets = load_sets(cfg=DataConfig(data_dir=cfg.data_dir, cache=cfg.cache, seed=cfg.seed))
     sp = make_splits(sets, seed=cfg.seed)
-    head_cfg, rows = select(sp) if cfg.select else (GRID[1], [])
+    head_cfg, rows = select(sp) if cfg.select else (GRID[0], [])
     head = fit_head(final_train_set(sp), head_cfg)
     sizes = {k: len(v) for k, v in sets.items()}
     head.meta.update({"selection": rows, "sets": sizes, "acc_train": len(sp.acc_train), "acc_dev": len(sp.acc_dev),

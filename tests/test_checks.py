@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from critique.checks import (GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, FactTable, is_answer_unit,
+from critique.checks import (GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, FactTable, extend, is_answer_unit,
                              named_options, split_units, without_knowledge)
 from critique.checks_data import Item
 from critique.head import CheckHead, ChecksBackend, ChecksCritic, HeadConfig, decode_score, fit_head
@@ -84,7 +84,7 @@ def _items(n: int = 60) -> list[Item]:
 def test_head_learns_separable_toy_and_round_trips(tmp_path):
     items = _items()
     head = fit_head(items, HeadConfig(hidden=0, epochs=200))
-    g = np.stack([it.checks.g for it in items])
+    g = np.stack([extend(it.checks.g, it.checks.u) for it in items])
     acc = (head.dim_probs(g).argmax(1) == np.array([it.dim for it in items])).mean()
     assert acc > 0.9
     p = head.save(tmp_path / "head.json")
