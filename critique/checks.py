@@ -169,23 +169,37 @@ class FactTable:
 
 @dataclass
 class SearchKnowledge:
-    """Any `.search(query, k) -> [(Fact, score)]` knowledge (a store), with results cached per text."""
+    """Knowledge searched through its own index (a store): nearest fact per text, cached per text.
+    Takes `search_batch(texts, k)` / `search(text, k)` results as `Hit`s or (Fact, score) pairs."""
 
     knowledge: Any
-    cache: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+    cache: dict[str, tuple[str, str, float] | None] = field(default_factory=dict)
 
-    def top1(self, text: str) -> tuple[str, str, float] | None:
-        if text not in self.cache:
-            self.cache[text] = [(f.id, f.text, float(s)) for f, s in self.knowledge.search(text, k=1)]
-        hits = self.cache[text]
-        return hits[0] if hits else None
+    def top1_many(self, texts: Sequence[str]) -> list[tuple[str, str, float] | None]:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if todo:
+            if hasattr(self.knowledge, "search_batch"):
+                results = self.knowledge.search_batch(todo, k=1)
+            else:
+                results = [self.knowledge.search(t, k=1) for t in todo]
+            for t, hits in zip(todo, results):
+                self.cache[t] = _hit(hits[0]) if hits else None
+        return [self.cache[t] for t in texts]
+
+
+def _hit(h: Any) -> tuple[str, str, float]:
+    f, s = (h.fact, h.score) if hasattr(h, "fact") else h
+    return f.id, f.text, float(s)
 
 
 def as_fact_source(knowledge: Any, encoder: Any) -> FactTable | SearchKnowledge | None:
-    """A FactTable for in-memory facts (a microtheory), a cached searcher for a store, None for none."""
+    """In-memory facts (a microtheory, a facts file) -> a FactTable encoded with the checks' encoder;
+    a store (its own index) -> a cached searcher; None -> None."""
     if knowledge is None or isinstance(knowledge, (FactTable, SearchKnowledge)):
         return knowledge
     facts = getattr(knowledge, "facts", None)
+    if facts is None and type(knowledge).__name__ != "KnowledgeStore" and hasattr(knowledge, "__iter__"):
+        facts = list(knowledge)
     if facts is not None:
         return FactTable.build([f.id for f in facts], [f.text for f in facts], encoder)
     return SearchKnowledge(knowledge)
@@ -340,11 +354,10 @@ class Checker:
                 if len(ix):
                     out.setdefault(n, {})[i] = (src.ids[ix[0]], src.texts[ix[0]], float(s[0]))
             return out
-        for n, p in enumerate(preps):
-            for i in p.content:
-                hit = src.top1(p.units[i].clean)
-                if hit is not None:
-                    out.setdefault(n, {})[i] = hit
+        rows = [(n, i) for n, p in enumerate(preps) for i in p.content]
+        for (n, i), hit in zip(rows, src.top1_many([preps[n].units[i].clean for n, i in rows])):
+            if hit is not None:
+                out.setdefault(n, {})[i] = hit
         return out
 
     def _scorer_items(self, preps: Sequence[_Prep], emb: Sequence[dict[str, Any]],

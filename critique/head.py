@@ -297,6 +297,14 @@ class ChecksBackend:
     name: str = "checks"
     _critic: ChecksCritic | None = field(default=None, repr=False)
 
+    def describe(self) -> dict[str, Any]:
+        """The backend's part of an output header: the head file and its digest, the mode."""
+        from core.jsonl import path_digest
+
+        path = Path(self.head) if self.head else DEFAULT_HEAD
+        return {"model": str(self.head or "shipped checks head"), "model_digest": path_digest(path),
+                "mode": "fast (no fact checks)" if self.fast else "full"}
+
     def critique(self, records: Sequence[ModelOutput]) -> list[Any]:
         from critique.generative import CritiqueResult
 

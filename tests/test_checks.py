@@ -127,3 +127,23 @@ def test_head_rejects_other_features(tmp_path):
     (tmp_path / "h.json").write_text(json.dumps(d))
     with pytest.raises(ModelError):
         CheckHead.load(tmp_path / "h.json")
+
+
+def test_fact_checks_with_project_knowledge_and_a_store_like_searcher():
+    from core.types import Fact
+    from critique.checks import SearchKnowledge, as_fact_source
+    from retrieval.knowledge import knowledge_from_facts
+
+    facts = [Fact("f1", "summer has the most sunlight"), Fact("f2", "a plant requires sunlight to grow")]
+    enc = HashingEncoder(64)
+    src = as_fact_source(knowledge_from_facts(facts, enc), enc)
+    assert isinstance(src, FactTable) and src.ids == ["f1", "f2"]
+
+    class Store:  # returns (Fact, score) pairs one query at a time, as older knowledge did
+        def search(self, query, k=10):
+            return [(facts[0], 0.9)]
+
+    s = SearchKnowledge(Store())
+    assert s.top1_many(["x", "y", "x"]) == [("f1", facts[0].text, 0.9)] * 3
+    out = _checker(knowledge=s).run([_rec("Summer has the least sunlight. The answer is (B).")])[0]
+    assert out.near_fact[0] == ("f1", facts[0].text)
