@@ -822,6 +822,13 @@ def _alt_draft(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Random)
     if label == "inconsistent_answer":
         body, _ = _steps_body(tree)
         return Draft(label, tuple(body), ANSWER, wrong, (wrong, q.options[wrong]), "eb_alt/answer_flipped")
+    return _alt_draft_rest(tree, q, label, pools, rng, wrong)
+
+
+def _alt_draft_rest(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Random, wrong: str) -> Draft | None:
+    """eb_alt's irrelevant, lack_justification and misunderstanding drafts."""
+    key = q.answer_key
+    show_key = (key, q.options[key])
     if label == "irrelevant":
         body, _ = _steps_body(tree)
         qw = _words(q.stem)
