@@ -196,7 +196,7 @@ class Prover:
         self._encoder = encoder
         self._checked = False
         self._vectors: dict[str, np.ndarray] = {}  # text -> vector: options' hypotheses and context repeat
-        self._bm25: dict[int, Any] = {}  # id(store) -> BM25 index built here when the store keeps none
+        self._bm25: dict[Any, Any] = {}  # id(store) -> BM25 index built here; ("facts", id(store)) -> facts
         self._fact_vecs: dict[int, tuple[dict[str, int], np.ndarray] | None] = {}  # id(store) -> (row of id, vectors)
 
     def encoder(self) -> Any:
@@ -237,7 +237,8 @@ class Prover:
         return store.search_batch(list(texts), k=k)
 
     def _sparse_index(self, store: SearchableStore) -> Any:
-        """The store's BM25 index (kept beside its FAISS index), else one built here from its facts."""
+        """The store's BM25 index (kept beside its FAISS index), else one built here from its facts;
+        None for a store whose facts cannot be listed (then retrieval is dense only)."""
         own = getattr(store, "bm25", None)
         if own is not None and hasattr(own, "search_batch"):
             return own
@@ -245,19 +246,32 @@ class Prover:
         if key not in self._bm25:
             from retrieval.bm25 import BM25Index
 
-            self._bm25[key] = BM25Index.build((f.id, f.text) for f in store)  # type: ignore[attr-defined]
+            facts = self._facts_of(store)
+            self._bm25[key] = None if facts is None else BM25Index.build((f.id, f.text) for f in facts.values())
+        return self._bm25[key]
+
+    def _facts_of(self, store: SearchableStore) -> dict[str, Any] | None:
+        """id -> Fact of every fact in `store` (read once), or None when the store cannot list them."""
+        key = ("facts", id(store))
+        if key not in self._bm25:
+            listed = getattr(store, "facts", None)  # an in-memory store may list its facts instead
+            try:
+                facts = list(store) if hasattr(store, "__iter__") else list(listed) if listed is not None else None
+            except TypeError:
+                facts = None
+            self._bm25[key] = None if facts is None else {f.id: f for f in facts}
         return self._bm25[key]
 
     def _stored_vectors(self, store: SearchableStore) -> tuple[dict[str, int], np.ndarray] | None:
         """(row of each fact id, all stored vectors), read once; None for a store without `vectors()`."""
         key = id(store)
         if key not in self._fact_vecs:
-            try:
-                vecs = store.vectors()  # type: ignore[attr-defined]
-                rows = {f.id: i for i, f in enumerate(store)}  # type: ignore[attr-defined]
-                self._fact_vecs[key] = (rows, vecs) if len(rows) == len(vecs) else None
-            except (AttributeError, TypeError):
-                self._fact_vecs[key] = None
+            v = getattr(store, "vectors", None)
+            vecs = v() if callable(v) else v
+            facts = self._facts_of(store)
+            ok = vecs is not None and facts is not None and len(facts) == len(vecs)
+            # Row i of the vectors is the i-th listed fact (dicts keep the listing order).
+            self._fact_vecs[key] = ({fid: i for i, fid in enumerate(facts)}, np.asarray(vecs)) if ok else None
         return self._fact_vecs[key]
 
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray | None:
@@ -279,8 +293,8 @@ class Prover:
         """Dense top-k and BM25 top-k of one store, fused by reciprocal rank, per query: id -> Candidate."""
         cfg = self.config
         dense = self._search(store, texts, vectors if same_space else None)
-        sparse = (self._sparse_index(store).search_batch(list(texts), k=cfg.k_sparse)
-                  if cfg.k_sparse and len(store) else [[] for _ in texts])
+        index = self._sparse_index(store) if cfg.k_sparse and len(store) else None
+        sparse = index.search_batch(list(texts), k=cfg.k_sparse) if index is not None else [[] for _ in texts]
         stored = self._stored_vectors(store) if (same_space and vectors is not None) else None
         out = []
         for i in range(len(texts)):
@@ -291,7 +305,7 @@ class Prover:
             for r, (fid, bm) in enumerate(sparse[i]):
                 c = found.get(fid)
                 if c is None:
-                    f = store.get(fid)  # type: ignore[attr-defined]
+                    f = store.get(fid) if hasattr(store, "get") else self._facts_of(store)[fid]  # type: ignore
                     cos = float(vectors[i] @ stored[1][stored[0][fid]]) if stored and fid in stored[0] else 0.0
                     c = Candidate(fid, f.text, cos, f.source)
                 found[fid] = Candidate(c.id, c.text, c.score, c.source, bm,

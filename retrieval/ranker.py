@@ -202,17 +202,28 @@ class FitConfig:
     l2: float = 1.0  # penalty on the squared weights (standardised features), summed, per question
 
 
-def _nll(w: np.ndarray, groups: Sequence[tuple[np.ndarray, int]], penalty: float) -> tuple[float, np.ndarray]:
+def _stack(groups: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Questions padded to one array: (Q x options x F), the option mask, the correct indices."""
+    width = max(len(x) for x, _ in groups)
+    f = groups[0][0].shape[1]
+    xs = np.zeros((len(groups), width, f))
+    mask = np.zeros((len(groups), width), dtype=bool)
+    for n, (x, _) in enumerate(groups):
+        xs[n, :len(x)] = x
+        mask[n, :len(x)] = True
+    return xs, mask, np.asarray([y for _, y in groups])
+
+
+def _nll(w: np.ndarray, xs: np.ndarray, mask: np.ndarray, y: np.ndarray, penalty: float) -> tuple[float, np.ndarray]:
     """Mean negative log-likelihood of the correct options, plus penalty/2 * |w|^2; and its gradient."""
-    loss, grad = 0.0, np.zeros_like(w)
-    for x, y in groups:
-        s = x @ w
-        s = s - s.max()
-        e = np.exp(s)
-        loss -= float(s[y] - np.log(e.sum()))
-        grad += x.T @ (e / e.sum()) - x[y]
-    n = len(groups)
-    return loss / n + 0.5 * penalty * float(w @ w), grad / n + penalty * w
+    s = np.where(mask, xs @ w, -np.inf)
+    s = s - s.max(1, keepdims=True)
+    e = np.exp(s)
+    p = e / e.sum(1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = float(np.mean(np.log(e.sum(1)) - s[rows, y]))
+    grad = np.einsum("qo,qof->f", p, xs) / len(y) - xs[rows, y].mean(0)
+    return loss + 0.5 * penalty * float(w @ w), grad + penalty * w
 
 
 def fit_ranker(groups: Sequence[tuple[np.ndarray, int]], config: FitConfig = FitConfig()) -> OptionRanker:
@@ -225,9 +236,10 @@ def fit_ranker(groups: Sequence[tuple[np.ndarray, int]], config: FitConfig = Fit
     allx = np.concatenate([x[:, idx] for x, _ in groups])
     mean, std = allx.mean(0), allx.std(0)
     std[std < 1e-9] = 1.0
-    z = [((x[:, idx] - mean) / std, y) for x, y in groups]
+    xs, mask, y = _stack([((x[:, idx] - mean) / std, yy) for x, yy in groups])
     # l2 is the penalty of a summed likelihood: divided by the question count for the mean.
-    res = minimize(_nll, np.zeros(len(idx)), args=(z, config.l2 / len(groups)), jac=True, method="L-BFGS-B")
+    res = minimize(_nll, np.zeros(len(idx)), args=(xs, mask, y, config.l2 / len(groups)), jac=True,
+                   method="L-BFGS-B")
     return OptionRanker(list(config.features), mean, std, res.x,
                         {"l2": config.l2, "questions": len(groups), "converged": bool(res.success)})
 
