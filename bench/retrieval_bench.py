@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from microtheory.datasets import DataPaths, load_eb_questions  # noqa: E402
-from retrieval.entail import OverlapScorer  # noqa: E402
-from retrieval.hypothesis import make_hypothesis  # noqa: E402
-from retrieval.prover import Prover, ProverConfig  # noqa: E402
+from microtheory.datasets import DataPaths, load_eb_questions
+from retrieval.entail import OverlapScorer
+from retrieval.hypothesis import make_hypothesis
+from retrieval.prover import Prover, ProverConfig
 
 KS = (1, 5, 10, 20, 50)
 DEPTH = max(KS)

@@ -29,11 +29,18 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from microtheory.datasets import DataPaths, load_eb_questions  # noqa: E402
-from retrieval.ranker import (ALL_FEATURES, SHIPPED_DIR, FitConfig, SearchLimits, accuracy, fit_ranker,  # noqa: E402
-                              replay_features)
+from microtheory.datasets import DataPaths, load_eb_questions
+from retrieval.ranker import (
+    ALL_FEATURES,
+    SHIPPED_DIR,
+    FitConfig,
+    SearchLimits,
+    accuracy,
+    fit_ranker,
+    replay_features,
+)
 
 FEATURES_FILE = ROOT / "runs" / "qa_ranker_features.jsonl"
 # Candidate feature sets for model selection: proof evidence, retrieval evidence, and both.
@@ -149,6 +156,58 @@ def select(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
             "grid_top": grid[:15], "grid_size": len(grid)}
 
 
+def model_card(ranker: Any, sel: dict[str, Any], command: str) -> str:
+    """MODEL_CARD.md of the shipped ranker: data, command, selection, held-out numbers, weights."""
+    m, best, held, base = ranker.metrics, sel["best"], sel["heldout"], sel["heldout_baselines"]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    weights = "\n".join(f"| {f} | {w:+.3f} |" for f, w in sorted(zip(ranker.features, ranker.weights),
+                                                               key=lambda t: -abs(t[1])))
+    return f"""# QA option ranker (`retrieval/weights/qa_ranker/ranker.json`)
+
+What: a conditional logit (softmax over a question's options) over per-option features that the
+prover and the retrieval produce (`retrieval.ranker.ALL_FEATURES`); `microtheory qa` uses it by default.
+
+Data: EntailmentBank task-1 **train** ids ({m['selection']['fit_questions'] + m['selection']['heldout_questions']}
+questions collected, a seeded random sample of the 1,313 train trees) joined with the ARC train
+files for the options and keys; corpus: the WorldTree store (11,941 sentences incl. ET_addon, 11,471
+facts after merging duplicates). Dev and test questions were never used. Hypotheses: the rule rewriter
+(`retrieval.hypothesis`), not the gold hypotheses, as at answer time.
+
+Command: `{command}` (features collected once with the search in `bench/train_qa_ranker.py` COLLECT
+and cached in runs/qa_ranker_features.jsonl; smaller searches are replayed from it).
+
+Selection (seeded 80/20 split of those train questions; 5-fold cross-validation on the 80%, over
+search sizes x feature sets x L2; the cheapest setting within 0.5 points of the best CV accuracy):
+search {best['search']} ({best['sets_per_option']} scored sets per option at most), features
+`{best['features']}`, L2 {best['l2']}, CV accuracy {pct(best['cv_accuracy'])}.
+
+| on the held-out 20% of train ({m['selection']['heldout_questions']} questions) | accuracy |
+|---|---|
+| this ranker (fitted on the 80%) | **{pct(held['accuracy'])}** |
+| retrieval-only (best cosine of the option's hypothesis) | {pct(base['retrieval_only'])} |
+| proof-only rule (grounded first, then proof score) | {pct(base['proof_rule'])} |
+| answers grounded / accuracy of grounded answers | {pct(held['grounded_rate'])} / {pct(held['grounded_accuracy'])} |
+
+The shipped model is then refitted on all {m['train_all'] and (m['selection']['fit_questions'] + m['selection']['heldout_questions'])}
+collected train questions (train accuracy {pct(m['train_all']['accuracy'])}; retrieval-only on the same
+{pct(m['train_all_baselines']['retrieval_only'])}). Feature collection cost
+{m['collect_seconds_per_question']} s per question on the shared 2-core CPU (load 5-7, one torch thread).
+
+Weights (standardised features; positive favours the option):
+
+| feature | weight |
+|---|---|
+{weights}
+
+Limits: the features come from the shipped MiniLM scorer and encoder; a different scorer (`--scorer`)
+changes the proof features' distribution and should get its own ranker. Grounded means the chosen
+option has a proof at the scorer's threshold; the ranker may choose an ungrounded option.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default=str(ROOT / "runs" / "worldtree_store"))
@@ -177,6 +236,8 @@ def main() -> None:
                       "train_all_baselines": baselines(rows, lim),
                       "collect_seconds_per_question": round(float(np.mean([r.get("seconds", 0) for r in rows])), 3)}
     ranker.save(args.out)
+    Path(args.out, "MODEL_CARD.md").write_text(model_card(ranker, sel, "python bench/train_qa_ranker.py "
+                                                                       + " ".join(sys.argv[1:])))
     Path(args.out, "selection.json").write_text(json.dumps(sel, indent=2) + "\n")
     print(json.dumps({"best": best, "heldout": sel["heldout"], "baselines": sel["heldout_baselines"],
                       "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",

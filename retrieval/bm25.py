@@ -19,8 +19,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +31,7 @@ DIRNAME = "bm25"
 FORMAT_VERSION = 1
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an the of to in on at by for with from and or but is are was were be been being it its this that "
-    "these those as into than then so such can could may might will would should do does did has have had "
-    "not no if which who whom what where how why there their they them he she his her we our you your "
-    "i me my some any each every all also about following best most likely".split()
+    ["a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "and", "or", "but", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "as", "into", "than", "then", "so", "such", "can", "could", "may", "might", "will", "would", "should", "do", "does", "did", "has", "have", "had", "not", "no", "if", "which", "who", "whom", "what", "where", "how", "why", "there", "their", "they", "them", "he", "she", "his", "her", "we", "our", "you", "your", "i", "me", "my", "some", "any", "each", "every", "all", "also", "about", "following", "best", "most", "likely"]
 )
 
 
@@ -145,8 +143,7 @@ class BM25Index:
             if self._ids:
                 self._model.save(str(tmp / "model"), show_progress=False)
             with open(tmp / "docs.jsonl", "w", encoding="utf-8") as fh:
-                for i in self._ids:
-                    fh.write(json.dumps({"id": i, "text": self._docs[i]}, ensure_ascii=False) + "\n")
+                fh.writelines(json.dumps({"id": i, "text": self._docs[i]}, ensure_ascii=False) + "\n" for i in self._ids)
             meta = {"format": FORMAT_VERSION, "k1": self.k1, "b": self.b, "docs": len(self._ids),
                     "tokenizer": "retrieval.bm25.tokenize v1"}
             (tmp / "bm25.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -13,8 +13,18 @@ from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
 from retrieval.prover import Prover
 from retrieval.qa import QAConfig, answer_question, training_row
-from retrieval.ranker import (ALL_FEATURES, PROOF_FEATURES, SHIPPED_DIR, FitConfig, OptionRanker, SearchLimits,
-                              accuracy, fit_ranker, proof_features, replay_features)
+from retrieval.ranker import (
+    ALL_FEATURES,
+    PROOF_FEATURES,
+    SHIPPED_DIR,
+    FitConfig,
+    OptionRanker,
+    SearchLimits,
+    accuracy,
+    fit_ranker,
+    proof_features,
+    replay_features,
+)
 from retrieval.store import KnowledgeStore
 
 LINK = ALL_FEATURES.index("link")
