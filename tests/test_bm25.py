@@ -67,3 +67,31 @@ def test_missing_empty_and_bad(tmp_path: Path) -> None:
     (tmp_path / "bm25" / "docs.jsonl").write_text("")
     with pytest.raises(StoreError, match="rebuild"):
         BM25Index.load(tmp_path)
+
+
+def test_store_keeps_its_bm25_index_in_step(tmp_path: Path) -> None:
+    from core.types import Fact
+    from retrieval.encoder import HashingEncoder
+    from retrieval.store import KnowledgeStore
+
+    ks = KnowledgeStore.create(tmp_path / "s", encoder=HashingEncoder())
+    ks.add([Fact(i, t) for i, t in DOCS])
+    assert ks.bm25.search("magma")[0][0] == "d1"
+    ks.add([Fact("d5", "volcanoes erupt hot magma")])
+    assert "d5" in ks.bm25  # add updates the index already built
+    ks.remove(["d1"])
+    assert "d1" not in ks.bm25 and ks.bm25.search("igneous") == []
+    ks.save()
+    ks.close()
+    assert (tmp_path / "s" / "bm25" / "bm25.json").is_file()
+    back = KnowledgeStore.open(tmp_path / "s")
+    assert back._bm25 is not None and len(back.bm25) == 4  # loaded from bm25/, not rebuilt
+    assert back.bm25.search("volcanoes")[0][0] == "d5"
+    back.close()
+    # A store whose bm25/ does not match its facts (written by another version) rebuilds it on use.
+    w = KnowledgeStore.open(tmp_path / "s", writable=True)
+    w.add([Fact("d6", "the moon orbits the earth")])
+    w._bm25 = None
+    w.save()  # small stores build it on save
+    w.close()
+    assert len(BM25Index.load(tmp_path / "s")) == 5
