@@ -49,7 +49,9 @@ SearchableStore = Knowledge
 
 @dataclass(frozen=True)
 class ProverConfig:
-    """Search sizes. The defaults were tuned on EntailmentBank *train* questions (bench/qa_eval.py --tune)."""
+    """Search sizes. The defaults are the search the shipped QA option ranker was trained with
+    (retrieval/weights/qa_ranker, chosen on EntailmentBank *train* questions by bench/train_qa_ranker.py):
+    change them together with the ranker."""
 
     k: int = 20             # facts retrieved per hypothesis and store by dense cosine
     k_sparse: int = 20      # facts retrieved per hypothesis and store by BM25 (0: dense only)
@@ -57,17 +59,17 @@ class ProverConfig:
     # both chosen by gold-leaf recall@10 on 400 train trees (bench/retrieval_bench.py), never dev.
     rrf_k: float = 10.0
     w_sparse: float = 0.5
-    singles: int = 5        # best facts tried alone
-    pair_pool: int = 10     # best facts combined in pairs
-    max_pairs: int = 12     # pairs that reach the scorer, after pruning by the prior
-    triple_pool: int = 6    # best facts combined in triples
-    max_triples: int = 4    # triples that reach the scorer
+    singles: int = 2        # best facts tried alone
+    pair_pool: int = 8      # best facts combined in pairs
+    max_pairs: int = 4      # pairs that reach the scorer, after pruning by the prior
+    triple_pool: int = 5    # best facts combined in triples
+    max_triples: int = 1    # triples that reach the scorer
     max_depth: int = 2      # > 1: chain (extend failing sets by a second search); decomposer depth
     chain_seeds: int = 1    # failing premise sets extended per hypothesis
-    chain_k: int = 2        # new facts tried per seed set
+    chain_k: int = 0        # new facts tried per seed set (0: no chaining; train selection did not keep it)
     node_budget: int = 60   # candidates scored per hypothesis, all depths together
     threshold: float | None = None  # None: the scorer's own threshold
-    batch_size: int = 64
+    batch_size: int = 16    # premise sets per scorer batch (sorted by length: small batches pad less)
 
     def __post_init__(self) -> None:
         for name in ("k", "singles", "node_budget", "max_depth", "batch_size"):

@@ -119,3 +119,11 @@ def test_shipped_ranker_is_complete() -> None:
     assert m.features and len(m.weights) == len(m.features) and np.all(m.std > 0)
     assert m.config.get("split", "").startswith("EntailmentBank task-1 train") and "dev" in m.config["split"]
     assert (SHIPPED_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_shipped_search_is_the_one_the_ranker_was_trained_with() -> None:
+    from retrieval.prover import ProverConfig
+
+    search, cfg = OptionRanker.load().config["search"], ProverConfig()
+    assert (cfg.singles, cfg.max_pairs, cfg.max_triples, cfg.chain_k) == (
+        search["singles"], search["pairs"], search["triples"], search["chain_k"])
