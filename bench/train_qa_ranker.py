@@ -185,7 +185,7 @@ What: a conditional logit (softmax over a question's options) over per-option fe
 prover and the retrieval produce (`retrieval.ranker.ALL_FEATURES`); `microtheory qa` uses it by default.
 
 Data: EntailmentBank task-1 **train** ids ({m['selection']['fit_questions'] + m['selection']['heldout_questions']}
-questions collected, a seeded random sample of the 1,313 train trees) joined with the ARC train
+questions collected, in a seeded random order, of the 1,313 train trees) joined with the ARC train
 files for the options and keys; corpus: the WorldTree store (11,941 sentences incl. ET_addon, 11,471
 facts after merging duplicates). Dev and test questions were never used. Hypotheses: the rule rewriter
 (`retrieval.hypothesis`), not the gold hypotheses, as at answer time.
@@ -209,7 +209,7 @@ search {best['search']} ({best['sets_per_option']} scored sets per option at mos
 The shipped model is then refitted on all {m['train_all'] and (m['selection']['fit_questions'] + m['selection']['heldout_questions'])}
 collected train questions (train accuracy {pct(m['train_all']['accuracy'])}; retrieval-only on the same
 {pct(m['train_all_baselines']['retrieval_only'])}). Feature collection cost
-{m['collect_seconds_per_question']} s per question on the shared 2-core CPU (load 5-7, one torch thread).
+{m['collect_seconds_per_question']} s per question on the shared 2-core CPU (shared with other jobs, one torch thread).
 
 Weights (standardised features; positive favours the option):
 
