@@ -19,10 +19,10 @@ def qa(
     microtheory: Optional[Path] = typer.Option(None, "--microtheory", "-m",
                                                help="Microtheory: a store folder, or a facts JSONL file."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
-    k: int = typer.Option(20, "--k", help="Facts retrieved per option and store."),
-    singles: int = typer.Option(5, "--singles", help="One-premise sets (best retrieved facts) scored per option."),
-    max_pairs: int = typer.Option(12, "--max-pairs", help="Two-premise sets scored per option."),
-    max_triples: int = typer.Option(4, "--max-triples", help="Three-premise sets scored per option."),
+    k: Optional[int] = typer.Option(None, "--k", help="Facts retrieved per option and store (default: shipped search)."),
+    singles: Optional[int] = typer.Option(None, "--singles", help="One-premise sets scored per option."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Two-premise sets scored per option."),
+    max_triples: Optional[int] = typer.Option(None, "--max-triples", help="Three-premise sets scored per option."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
     w_retrieval: float = typer.Option(0.0, "--w-retrieval",
                                       help="Weight of the best retrieval cosine in an option's score."),
@@ -43,7 +43,9 @@ def qa(
     from retrieval.prover import ProverConfig
     from retrieval.qa import QAConfig, qa_files
 
-    pcfg = ProverConfig(k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
+    # Unset options keep the shipped search, the one the option ranker was trained with.
+    given = dict(k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
+    pcfg = ProverConfig(**{name: v for name, v in given.items() if v is not None})
     summary = qa_files(corpus, load_question_set(questions), out, microtheory=microtheory, scorer=scorer,
                        config=QAConfig(w_retrieval=w_retrieval), prover_config=pcfg,
                        progress=not no_progress and not json_out, force=force)

@@ -1,11 +1,13 @@
 """Grounded multiple-choice QA: prove each answer option from the corpus (and a microtheory).
 
 For a question, every option becomes a hypothesis (retrieval.hypothesis); the prover looks for a
-premise set that entails it. An option is *grounded* when it has a proof. The answer is the grounded
-option with the best score; when no option is grounded, the best-scoring option, flagged ungrounded.
-An option's score is its best premise set's entailment score plus `w_retrieval` times the cosine of
-its best retrieved fact (0 by default: the proof score alone, as the design says; a positive weight
-is tuned on train questions only).
+premise set that entails it (hybrid dense + BM25 retrieval, chained sets). An option is *grounded*
+when it has a proof. The answer is the option that the learned option ranker (retrieval.ranker,
+fitted on EntailmentBank train questions only) scores highest from the proof scores, the grounded
+flag and the retrieval evidence; the record says whether it is grounded and how confident the
+ranker is. The best proof score alone ranks options worse than retrieval does: the scorer's
+probabilities are not comparable across hypotheses, and each extra premise set tried is another
+chance of a false positive (the hand rule, `ranker="none"`, is kept for comparison).
 
 Every input question yields exactly one output record: a question that cannot be answered (no
 options, an empty option, an answer key that is not one of the options) or an input line that is
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -27,21 +30,35 @@ from retrieval.entail import content_words
 from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, Prover, ProverConfig
+from retrieval.ranker import ALL_FEATURES, OptionRanker, option_features
 from core.types import Question
 
 
 @dataclass(frozen=True)
 class QAConfig:
-    """How options are ranked. Tuned on EntailmentBank train questions, never on dev."""
+    """How options are ranked. Everything here was chosen on EntailmentBank train questions, never on dev.
 
-    w_retrieval: float = 0.0     # weight of retrieval evidence in an option's score
-    retrieval_feature: str = "top1"  # "top1": best fact's cosine; "mean3": mean of the best three
-    prefer_grounded: bool = True  # a grounded option beats every ungrounded one
+    `ranker` names the learned option ranker: "shipped" (retrieval/weights/qa_ranker, the default),
+    a folder holding a ranker.json, or "none" for the hand rule (grounded options first, then the
+    proof score plus `w_retrieval` times the retrieval evidence), kept for comparison.
+    """
+
+    ranker: str = "shipped"
+    w_retrieval: float = 0.0     # hand rule only: weight of retrieval evidence in an option's score
+    retrieval_feature: str = "top1"  # hand rule only: "top1" best fact's cosine; "mean3" of the best three
+    prefer_grounded: bool = True  # hand rule only: a grounded option beats every ungrounded one
     use_context: bool = True      # the stem's context sentences may serve as premises
 
     def __post_init__(self) -> None:
         if self.retrieval_feature not in ("top1", "mean3"):
             raise InputError(f"unknown retrieval_feature {self.retrieval_feature!r}: use top1 or mean3")
+        if not str(self.ranker).strip():
+            raise InputError("ranker must be 'shipped', 'none' or a folder holding ranker.json")
+
+
+@lru_cache(maxsize=4)
+def _load_ranker(spec: str) -> OptionRanker:
+    return OptionRanker.load(None if spec == "shipped" else spec)
 
 
 def validate_question(q: Question) -> str | None:
@@ -79,23 +96,72 @@ def _error_record(q: Question, error: str) -> dict[str, Any]:
             "grounded": False, "score": None, "proof": None, "retrieval_answer": None, "options": {}}
 
 
-def answer_question(q: Question, prover: Prover, config: QAConfig | None = None) -> dict[str, Any]:
-    """One JSONL record: the answer, whether it is grounded, its proof, and every option's scores."""
-    config = config or QAConfig()
-    err = validate_question(q)
-    if err is not None:
-        return _error_record(q, err)
+def _hand_rule_scores(evs: Sequence[Evidence], config: QAConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, pool): proof score + w_retrieval * retrieval evidence; grounded options first if preferred."""
+    ret = [e.retrieval_score if config.retrieval_feature == "top1" else e.retrieval_score3 for e in evs]
+    scores = np.asarray([e.entail_score + config.w_retrieval * r for e, r in zip(evs, ret)])
+    grounded = np.asarray([e.proof is not None for e in evs])
+    pool = np.flatnonzero(grounded) if (config.prefer_grounded and grounded.any()) else np.arange(len(evs))
+    return scores, pool
+
+
+def _option_record(text: str, hyp: str, ev: Evidence, score: float, prob: float | None,
+                   feats: np.ndarray | None) -> dict[str, Any]:
+    rec = {"text": text, "hypothesis": hyp, "grounded": ev.proof is not None, "score": round(float(score), 4),
+           "entail_score": round(ev.entail_score, 4), "retrieval_score": round(ev.retrieval_score, 4),
+           "bm25_score": round(ev.bm25_score, 4), "best": ev.best.to_json() if ev.best is not None else None}
+    if prob is not None:
+        rec["probability"] = round(float(prob), 4)
+    if feats is not None:
+        rec["features"] = {k: round(float(v), 4) for k, v in zip(ALL_FEATURES, feats)}
+    return rec
+
+
+def question_evidence(q: Question, prover: Prover, config: QAConfig) -> tuple[list[str], list[str], list[Evidence]]:
+    """(option labels, their hypotheses, the prover's evidence for each): what every ranking rule starts from."""
     labels = list(q.options)
     hyps = [make_hypothesis(q.stem, q.options[k]) for k in labels]
     if config.use_context:
         # One encoder call for the options' hypotheses and the stem's context sentences together.
         prover.encode([*hyps, *split_stem(q.stem)[0]])
     extra = _context_candidates(prover, q.stem, hyps) if config.use_context else None
-    evs: list[Evidence] = prover.prove_many(hyps, extra)
-    ret = [e.retrieval_score if config.retrieval_feature == "top1" else e.retrieval_score3 for e in evs]
-    scores = np.asarray([e.entail_score + config.w_retrieval * r for e, r in zip(evs, ret)])
-    grounded = np.asarray([e.proof is not None for e in evs])
-    pool = np.flatnonzero(grounded) if (config.prefer_grounded and grounded.any()) else np.arange(len(evs))
+    return labels, hyps, prover.prove_many(hyps, extra)
+
+
+def training_row(q: Question, prover: Prover, config: QAConfig | None = None) -> dict[str, Any]:
+    """What the option ranker learns from, for one keyed question: every option's ALL_FEATURES row, the
+    correct option's index, and the retrieval-only answer (for baselines)."""
+    config = config or QAConfig()
+    labels, _, evs = question_evidence(q, prover, config)
+    feats = option_features(q.stem, [q.options[k] for k in labels], evs, prover, prover.threshold)
+    return {"id": q.id, "labels": labels, "key": q.answer_key, "gold": labels.index(q.answer_key)
+            if q.answer_key in labels else None, "features": feats.round(5).tolist(),
+            "retrieval_answer": int(np.argmax([e.retrieval_score for e in evs])),
+            "scored": [e.scored for e in evs], "threshold": prover.threshold,
+            # The raw search, so that smaller searches can be replayed offline (retrieval.ranker.replay_features).
+            "search": [{"sizes": [len(x) for x in e.sets], "scores": [round(x, 5) for x in e.scores],
+                        "chained": [[j, round(x, 5)] for j, x in e.chained]} for e in evs]}
+
+
+def answer_question(q: Question, prover: Prover, config: QAConfig | None = None) -> dict[str, Any]:
+    """One JSONL record: the answer, whether it is grounded, its proof, and every option's scores.
+
+    The answer is the option the ranker scores highest; it is grounded when that option has a proof
+    (every step at or above the scorer's threshold). `confidence` is the ranker's probability of it."""
+    config = config or QAConfig()
+    err = validate_question(q)
+    if err is not None:
+        return _error_record(q, err)
+    labels, hyps, evs = question_evidence(q, prover, config)
+    probs: np.ndarray | None = None
+    feats: np.ndarray | None = None
+    if config.ranker != "none":
+        feats = option_features(q.stem, [q.options[k] for k in labels], evs, prover, prover.threshold)
+        ranker = _load_ranker(config.ranker)
+        scores, pool = ranker.scores(feats), np.arange(len(evs))
+        probs = ranker.probabilities(feats)
+    else:
+        scores, pool = _hand_rule_scores(evs, config)
     best = int(pool[np.argmax(scores[pool])])
     ret_best = int(np.argmax([e.retrieval_score for e in evs]))
     answer = labels[best]
@@ -103,13 +169,13 @@ def answer_question(q: Question, prover: Prover, config: QAConfig | None = None)
     return {
         "id": q.id, "error": None, "answer": answer, "answer_key": q.answer_key,
         "correct": (answer == q.answer_key) if q.answer_key is not None else None,
-        "grounded": bool(grounded[best]), "score": round(float(scores[best]), 4),
+        "grounded": proof is not None, "score": round(float(scores[best]), 4),
+        "confidence": round(float(probs[best]), 4) if probs is not None else None,
         "proof": proof.to_json() if proof is not None else None,
         "retrieval_answer": labels[ret_best],
-        "options": {k: {"text": q.options[k], "hypothesis": h, "grounded": bool(g), "score": round(float(s), 4),
-                        "entail_score": round(e.entail_score, 4), "retrieval_score": round(e.retrieval_score, 4),
-                        "best": e.best.to_json() if e.best is not None else None}
-                    for k, h, e, s, g in zip(labels, hyps, evs, scores, grounded)},
+        "options": {k: _option_record(q.options[k], h, e, s, probs[i] if probs is not None else None,
+                                      feats[i] if feats is not None else None)
+                    for i, (k, h, e, s) in enumerate(zip(labels, hyps, evs, scores))},
     }
 
 

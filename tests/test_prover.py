@@ -147,3 +147,54 @@ def test_proof_json_roundtrip_fields(store: KnowledgeStore) -> None:
     d = ev.proof.to_json()
     assert d["fact_ids"] == ["f4"] and d["texts"] == ["a magnet attracts iron nails"] and d["passed"] is True
     assert isinstance(np.float64(d["score"]), np.floating)
+
+
+def test_hybrid_retrieval_adds_bm25_hits_with_their_cosines(store: KnowledgeStore) -> None:
+    hyp = "a magnet attracts iron nails"
+    dense = Prover(store, OverlapScorer(), config=ProverConfig(k=1, k_sparse=0)).retrieve([hyp])[0]
+    assert [c.id for c in dense] == ["f4"] and dense[0].bm25 == 0.0
+    hybrid = Prover(store, OverlapScorer(), config=ProverConfig(k=1, k_sparse=3)).retrieve([hyp + " sunlight"])[0]
+    ids = [c.id for c in hybrid]
+    assert ids[0] == "f4" and "f5" in ids  # "sunlight" only BM25 brought in
+    f5 = next(c for c in hybrid if c.id == "f5")
+    assert f5.bm25 > 0 and f5.fused > 0
+    full = {h.fact.id: h.score for h in store.search(hyp + " sunlight", k=6)}
+    assert f5.score == pytest.approx(full["f5"], abs=1e-5)  # the cosine, read from the stored vector
+    assert hybrid[0].fused > f5.fused  # found by both lists, so ranked above a BM25-only hit
+
+
+def test_store_bm25_index_is_used_when_the_store_keeps_one(store: KnowledgeStore) -> None:
+    from retrieval.bm25 import BM25Index
+
+    class WithIndex:
+        def __init__(self, ks):
+            self.ks, self.bm25 = ks, BM25Index.build([("f3", "gravity causes objects to fall toward the ground")])
+
+        def __getattr__(self, name):
+            return getattr(self.ks, name)
+
+        def __len__(self):
+            return len(self.ks)
+
+        def __iter__(self):
+            return iter(self.ks)
+
+    p = Prover(WithIndex(store), OverlapScorer(), config=ProverConfig(k=1, k_sparse=5))
+    assert {c.id for c in p.retrieve(["magnet gravity"])[0]} <= {"f3", "f4"}
+    assert not [k for k in p._bm25 if isinstance(k, int)]  # no index built: the store's own answered
+
+
+def test_chaining_extends_a_failing_set_with_what_it_leaves_unexplained(store: KnowledgeStore) -> None:
+    hyp = "the sun produces light and heat as a star"
+    cfg = dict(k=2, k_sparse=0, singles=1, pair_pool=0, max_pairs=0, triple_pool=0, max_triples=0)
+    flat = Prover(store, OverlapScorer(threshold=0.99), config=ProverConfig(max_depth=1, **cfg)).prove(hyp)
+    assert flat.proof is None and flat.chain_score == 0.0
+    sc = CountingScorer(threshold=0.99)
+    ev = Prover(store, sc, config=ProverConfig(max_depth=2, chain_seeds=1, chain_k=1, **cfg)).prove(hyp)
+    assert len(sc.batches) == 2  # depth 1, then all chained sets in one more batch
+    assert ev.proof is not None and set(ev.proof.fact_ids) == {"f1", "f2"}
+    chain = ev.proof.chain
+    assert chain is not None and chain["added"] in {"f1", "f2"} and chain["seed"] != [chain["added"]]
+    assert set(chain["unexplained"]) <= {"produce", "light", "heat", "sun", "star"} and chain["unexplained"]
+    assert ev.proof.to_json()["chain"] == chain and ev.scored == flat.scored + 1
+    assert ev.chain_score == pytest.approx(ev.proof.score) and ev.chained[0][0] == 0

@@ -88,8 +88,8 @@ def test_summary_rates() -> None:
 
 def test_retrieval_weight_changes_ranking_only_among_pool(prover: Prover) -> None:
     q = Question("q4", "Which object orbits the earth?", {"A": "the moon", "B": "a magnet"}, "A")
-    a = answer_question(q, prover, QAConfig(w_retrieval=0.0))
-    b = answer_question(q, prover, QAConfig(w_retrieval=1.0))
+    a = answer_question(q, prover, QAConfig(ranker="none", w_retrieval=0.0))
+    b = answer_question(q, prover, QAConfig(ranker="none", w_retrieval=1.0))
     ob = b["options"]["A"]
     assert ob["score"] == pytest.approx(ob["entail_score"] + ob["retrieval_score"], abs=2e-4)
     assert a["options"]["A"]["score"] == a["options"]["A"]["entail_score"]

@@ -53,7 +53,7 @@ def test_normalise_text() -> None:
 
 
 def test_roundtrip_files_and_manifest(built: Path) -> None:
-    assert {p.name for p in built.iterdir()} == {"manifest.json", "facts.jsonl", "index.faiss", OWNER_FILE}
+    assert {p.name for p in built.iterdir()} == {"manifest.json", "facts.jsonl", "index.faiss", "bm25", OWNER_FILE}
     assert read_owner(built) == {"kind": "store", "version": 1, "config": {}}
     assert not (built.parent / "kb.lock").exists()  # the writer removed its lock file
     m = json.loads((built / "manifest.json").read_text())

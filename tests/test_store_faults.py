@@ -35,7 +35,7 @@ def store(tmp_path: Path) -> Path:
 
 
 def snapshot(p: Path) -> dict[str, bytes]:
-    return {f.name: f.read_bytes() for f in sorted(p.iterdir())}
+    return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
 
 
 def assert_intact(p: Path, count: int) -> None:

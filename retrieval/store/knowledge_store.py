@@ -56,6 +56,20 @@ def _resolve_encoder(p: Path, manifest: dict[str, Any], encoder: Encoder | str |
     return enc
 
 
+BM25_BUILD_ON_SAVE = 200_000  # facts; larger stores build their BM25 index on first search instead
+
+
+def _read_bm25(src: Path, n_facts: int) -> Any:
+    """The saved BM25 index when it matches the facts, else None (then it is rebuilt on first use)."""
+    from retrieval.bm25 import BM25Index
+
+    try:
+        ix = BM25Index.load(src)
+    except StoreError:
+        return None
+    return ix if ix is not None and len(ix) == n_facts else None
+
+
 def write_facts_export(facts: Iterable[Fact], out: str | os.PathLike[str], fmt: str = "jsonl") -> int:
     """Facts as facts JSONL ("jsonl") or one sentence a line ("text"), replacing `out` atomically."""
     if fmt not in EXPORT_FORMATS:
@@ -185,6 +199,7 @@ class KnowledgeStore(MemoryKnowledge):
         ks._dim_value = int(raw.d)
         ks._table.reset(facts)
         ks._proofs = {(pr.question_id, pr.proof_id): pr for pr in disk.read_proofs(src)}
+        ks._bm25 = _read_bm25(src, len(facts))
         return ks
 
     # ----------------------------------------------------------------- save / close
@@ -214,7 +229,9 @@ class KnowledgeStore(MemoryKnowledge):
             raise StoreError(f"store {self.path} was closed; open it again to write")
         raw = self._ensure_index().raw
         self._refresh_manifest()
-        disk.write_store(self.path, self._table.facts, self.proofs(), raw, self._manifest)
+        # The BM25 index goes along when it is in memory, or is cheap to build (it is derived data).
+        bm25 = self.bm25 if (self._bm25 is not None or len(self) <= BM25_BUILD_ON_SAVE) else None
+        disk.write_store(self.path, self._table.facts, self.proofs(), raw, self._manifest, bm25=bm25)
         self._dirty = False
 
     def close(self) -> None:

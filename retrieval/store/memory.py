@@ -36,6 +36,7 @@ class MemoryKnowledge:
         self._mode = check_mode(index)
         self._dim_value: int | None = None
         self._proofs: dict[tuple[str, str], Proof] = {}
+        self._bm25: Any = None  # retrieval.bm25.BM25Index, built on first use, then kept in step
         self._dirty = False
         self.label = "in-memory knowledge"  # how messages name it
         facts = list(facts)
@@ -84,6 +85,8 @@ class MemoryKnowledge:
             self._dirty = True
         if vectors is not None:
             self._ensure_index().add(vectors)
+        if self._bm25 is not None and plan.new:
+            self._bm25.add((f.id, f.text) for f in plan.new)
         return AddResult(added=len(plan.new), merged=plan.merged, ids=plan.ids)
 
     def remove(self, ids: Iterable[str]) -> int:
@@ -99,6 +102,8 @@ class MemoryKnowledge:
         self._table.keep_rows(keep)
         self._ensure_index().rebuild(np.ascontiguousarray(vectors))
         self._proofs = {k: p for k, p in self._proofs.items() if not removed_ids.intersection(p.leaves)}
+        if self._bm25 is not None:
+            self._bm25.remove(removed_ids)
         self._dirty = True
         return len(rows)
 
@@ -122,6 +127,16 @@ class MemoryKnowledge:
     @property
     def index_type(self) -> str:
         return self._vindex.type if self._vindex is not None else wanted_type(self._mode, len(self))
+
+    @property
+    def bm25(self) -> Any:
+        """The BM25 (lexical) index over the facts, beside the vector index: built on first use, then
+        updated by add/remove; a store saves it in `bm25/` (retrieval.bm25)."""
+        if self._bm25 is None:
+            from retrieval.bm25 import BM25Index
+
+            self._bm25 = BM25Index.build((f.id, f.text) for f in self._table.facts)
+        return self._bm25
 
     def vectors(self) -> np.ndarray:
         """All vectors, row i = fact i (read back from the index, never re-encoded)."""

@@ -6,6 +6,7 @@
     facts.jsonl     one Fact per line; line i is vector i of the index (the source of truth)
     index.faiss     the FAISS index (derived: `repair` rebuilds it from facts.jsonl)
     proofs.jsonl    optional Proof records whose leaves are stored fact ids
+    bm25/           optional BM25 (lexical) index over the facts (derived; retrieval.bm25)
     .microtheory-owner.json   the project's owner file (core.outputs), so that other commands
                     recognise the folder as a store
 
@@ -257,7 +258,7 @@ def _jsonl(records: Iterable[dict[str, Any]]) -> bytes:
 
 
 def write_store(path: Path, facts: list[Fact], proofs: list[Proof], raw_index: Any,
-                manifest: dict[str, Any]) -> None:
+                manifest: dict[str, Any], bm25: Any = None) -> None:
     """Write the whole store into a staging folder beside `path`, then swap it in (module docstring).
     Sets manifest["index"]["bytes"]. The caller holds the writer lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,6 +273,8 @@ def write_store(path: Path, facts: list[Fact], proofs: list[Proof], raw_index: A
         with open(staging / INDEX, "rb") as fh:
             os.fsync(fh.fileno())
         manifest["index"]["bytes"] = (staging / INDEX).stat().st_size
+        if bm25 is not None:
+            bm25.save(staging)
         write_owner(staging, OWNER_KIND, FORMAT_VERSION)
         # The manifest goes last: a folder with a manifest is a complete store.
         _write_file(staging / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
