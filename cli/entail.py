@@ -61,10 +61,13 @@ def train_cmd(
     """Fine-tune the scorer on examples built from the EntailmentBank train trees.
 
     Example: microtheory entail train --out runs/entail --max-examples 9000 --lora-layers 2,3,4,5 --threads 2
+
+    On MPNet with the harder negatives, in sessions: microtheory entail train --base mpnet --recipe 2
+    --neg-per-pos 3 --out runs/entail-mpnet --time-limit 50 (then the same command with --resume)
     """
     import time
 
-    from microtheory.entail_data import DataConfig, run_train
+    from microtheory.entail_data import run_train
     from retrieval.entail_train import TrainConfig, TrainStop, base_name
 
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, lora_rank=lora_rank,
@@ -128,6 +131,7 @@ def eval_cmd(
     for name, m in res["systems"].items():
         typer.echo(f"{name:30} {m['threshold']:7.3f} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
                    f"{m['f0.5']:6.3f} {m['auroc']:6.3f} {m['dev_pairs_per_s']:8.1f}")
+        typer.echo("    accuracy by kind: " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in m["by_kind"].items()))
     if out:
         typer.echo(f"wrote {out}")
 

@@ -279,6 +279,7 @@ def quiet_transformers() -> None:
 def load_sentence_transformer(name: str, device: str = "cpu") -> Any:
     """A SentenceTransformer in eval mode, once per process per (canonical name, device)."""
     path = model_path(name)
+    quiet_transformers()
     try:
         from sentence_transformers import SentenceTransformer
 
