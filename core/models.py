@@ -358,7 +358,10 @@ def load_causal_lm(name: str, gguf_file: str | None = None, device: str = "cpu",
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
-    path, gguf = resolve_gguf(name) if gguf_file is None else (model_path(name), gguf_file)
+    try:
+        path, gguf = resolve_gguf(name) if gguf_file is None else (model_path(name), gguf_file)
+    except ModelError as e:
+        raise ModelError(f"cannot load causal LM {name!r}: {e}") from None
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kw)
