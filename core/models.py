@@ -372,7 +372,7 @@ def load_causal_lm(name: str, gguf_file: str | None = None, device: str = "cpu",
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    lm = lm.to(device)
+    lm = lm.to(device)  # type: ignore[arg-type]  # transformers stubs type .to oddly
     lm.eval()
     return tok, lm
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.errors import InputError, ModelError
+from core.errors import InputError
 from core.registry import Registry
 from core.types import FACT_SOURCES, Fact
 from retrieval.store import fact_id_for
