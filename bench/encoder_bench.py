@@ -92,7 +92,7 @@ def markdown(res: dict[str, Any]) -> str:
     for r in res["models"]:
         c = r["cosine_bf16_vs_fp32"]
         lines.append(f"| {r['model']} ({r['dim']}d, {r['sentences']} sentences) | {r['sentences_per_s']['fp32']:.1f} | "
-                     f"{r['sentences_per_s']['bf16']:.1f} | {r['bf16_speedup']:.2f}x | {c['mean']:.4f} / {c['min']:.4f} |")
+                     f"{r['sentences_per_s']['bf16']:.1f} | {r['bf16_speedup']:.2f}x | {c['mean']:.6f} / {c['min']:.6f} |")
     lines += ["", "bf16 is on by default only where the CPU computes it natively (AVX512-BF16 or AMX: "
               "`core.models.cpu_has_bf16`) and on CUDA; `MICROTHEORY_BF16=0` turns it off, `=1` forces it.", ""]
     return "\n".join(lines)
@@ -107,7 +107,12 @@ def main() -> None:
     ap.add_argument("--models", default="minilm,mpnet", help="names, each optionally with :N sentences (mpnet:300)")
     ap.add_argument("--passes", type=int, default=2, choices=(1, 2), help="2: ABBA order; 1: fp32 then bf16")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encoder_bench")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from an existing .json")
     a = ap.parse_args()
+    if a.markdown_only:
+        a.out.with_suffix(".md").write_text(markdown(json.loads(a.out.with_suffix(".json").read_text())),
+                                            encoding="utf-8")
+        return
     import torch
 
     torch.set_num_threads(a.threads)
