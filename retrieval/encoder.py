@@ -266,7 +266,7 @@ def get_encoder(name: str | None = None) -> Encoder:
     "hashing" or "hashing-<dim>" gives a HashingEncoder. Anything else is a sentence-transformers
     model name or folder; it loads on first use and a failure raises ModelError.
     """
-    from core.models import model_path, spec_for
+    from core.models import model_path
 
     key = resolve_name(name)
     with _CACHE_LOCK:
@@ -276,7 +276,7 @@ def get_encoder(name: str | None = None) -> Encoder:
         enc: Any
         if key.startswith("hashing-"):
             enc = HashingEncoder(int(key.split("-", 1)[1]))
-        elif spec_for(key) is not None:
+        elif key == DEFAULT_NAME:  # its folder is a cheap look-up; other packaged models resolve on first use
             enc = SentenceTransformerEncoder(key, path=model_path(key))
         else:
             enc = SentenceTransformerEncoder(key)

