@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -457,9 +457,7 @@ def _finish(run: _Run, heldout: Sequence[EntailExample], out: Path, n_train: int
                        "steps": run.step, "total_steps": run.total, "complete": run.step >= run.total,
                        "seconds_this_run": round(seconds, 1), "device": run.device},
              "heldout_metrics": held, **(extra_meta or {})}
-    ec = run.econf
-    save_adapter(run.model, EntailConfig(ec.base_model, ec.max_length, ec.lora_rank, ec.lora_alpha, ec.lora_targets,
-                                         ec.lora_layers, ec.head_hidden, thr, extra=extra), out)
+    save_adapter(run.model, replace(run.econf, threshold=thr, extra=extra), out)
     atomic_write_json(out / "train_summary.json", extra)
     with open(out / "train_log.jsonl", "a", encoding="utf-8") as log:
         log.write(json.dumps({"event": "done", "step": run.step, "threshold": thr, "heldout": held}) + "\n")
