@@ -255,6 +255,14 @@ def test_scoring_under_forced_bf16_is_close_to_fp32(tiny_base: str) -> None:
     assert bf16.dtype == np.float32 and np.abs(fp32 - bf16).max() < 0.05
 
 
+@pytest.mark.gpu
+def test_training_on_cuda_with_mixed_precision(tiny_base: str, tmp_path: Path) -> None:
+    res = train(EXAMPLES * 2, EXAMPLES, tmp_path / "g", _tcfg(tiny_base, max_steps=3, device="cuda"), progress=False)
+    assert res.steps == 3 and np.isfinite(res.heldout["auroc"])
+    s = CrossEncoderScorer(tmp_path / "g", device="cuda").score_batch([(e.premises, e.hypothesis) for e in EXAMPLES])
+    assert s.dtype == np.float32 and np.all((s >= 0) & (s <= 1))
+
+
 @pytest.mark.slow
 def test_mpnet_cross_encoder_builds_with_its_own_lora_targets() -> None:
     from core.models import MPNET, lora_targets
