@@ -182,8 +182,9 @@ def run_cmd(
     microtheory: Optional[Path] = typer.Option(None, "--microtheory", help="Microtheory folder (facts.jsonl) to ground specific advice in."),
     store: Optional[Path] = typer.Option(None, "--store", help="Knowledge store folder to ground specific advice in."),
     fmt: CritiqueFormat = typer.Option(CritiqueFormat.json, "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
-    backend: str = typer.Option("critic", "--backend", help=registry_help("Critique backend", BACKENDS)),
-    model: Optional[str] = typer.Option(None, "--model", help="Critic folder, or for generative a HF name / path / .gguf (default SmolLM2)."),
+    backend: str = typer.Option("checks", "--backend", help=registry_help("Critique backend", BACKENDS)),
+    fast: bool = typer.Option(False, "--fast", help="checks backend: skip the fact checks against --microtheory/--store (faster)."),
+    model: Optional[str] = typer.Option(None, "--model", help="checks: a head.json; classifier: a critic folder; generative: a HF name / path / .gguf (default SmolLM2)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Entailment scorer for grounded advice (default: the shipped one)."),
@@ -199,7 +200,7 @@ def run_cmd(
     """
     from critique.batch import CritiqueRunConfig, run_critique
 
-    cfg = CritiqueRunConfig(backend=backend, model=model, fmt=fmt.value, batch_size=batch_size,
+    cfg = CritiqueRunConfig(backend=backend, model=model, fast=fast, fmt=fmt.value, batch_size=batch_size,
                             max_new_tokens=max_new_tokens, microtheory=microtheory, store=store, scorer=scorer,
                             force=force)
     s = run_critique(input_path, out, cfg, progress=not json_out)

@@ -92,6 +92,8 @@ class BackendOptions:
     batch_size: int = 32
     max_new_tokens: int | None = None
     device: str | None = None
+    knowledge: Any = None   # a `Knowledge` for the checks backend's fact checks (None: no fact checks)
+    fast: bool = False      # checks backend: skip the fact checks
 
 
 BackendFactory = Callable[[BackendOptions], "Backend"]
@@ -102,7 +104,16 @@ BackendFactory = Callable[[BackendOptions], "Backend"]
 BACKENDS: Registry[BackendFactory] = Registry("critique backend")
 
 
-@BACKENDS.register("critic", help="the fine-tuned critic, fast")
+@BACKENDS.register("checks", help="the default: verifier checks (support, answer consistency, fact check "
+                   "against --microtheory/--store, relevance) and a small learned head; --fast skips fact checks")
+def _checks(o: BackendOptions) -> Backend:
+    from critique.head import ChecksBackend
+
+    return ChecksBackend(head=o.model, knowledge=o.knowledge, fast=o.fast)
+
+
+@BACKENDS.register("classifier", aliases=("critic",),
+                   help="the end-to-end fine-tuned classifier (faster; transfers worse to real outputs)")
 def _critic(o: BackendOptions) -> Backend:
     return CriticBackend(model=o.model, batch_size=o.batch_size, device=o.device)
 
@@ -114,11 +125,11 @@ def _generative(o: BackendOptions) -> Backend:
     return load_generative(o.model, max_new_tokens=o.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, device=o.device)
 
 
-def make_backend(kind: str = "critic", model: str | None = None, batch_size: int = 32,
-                 max_new_tokens: int | None = None, device: str | None = None) -> Backend:
-    """The backend registered as `kind` (`critic`: the shipped or given critic folder; `generative`:
-    a causal LM, default SmolLM2)."""
-    return BACKENDS.get(kind)(BackendOptions(model, batch_size, max_new_tokens, device))
+def make_backend(kind: str = "checks", model: str | None = None, **options: Any) -> Backend:
+    """The backend registered as `kind` (`checks`: verifier checks + the shipped or given head;
+    `classifier`: the shipped or given critic folder; `generative`: a causal LM, default SmolLM2).
+    `options` are `BackendOptions` fields."""
+    return BACKENDS.get(kind)(BackendOptions(model=model, **options))
 
 
 def describe_backend(backend: Backend) -> dict[str, Any]:
@@ -315,8 +326,9 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
 class CritiqueRunConfig:
     """`microtheory critique run`: everything but the input and output paths."""
 
-    backend: str = "critic"
+    backend: str = "checks"
     model: str | None = None
+    fast: bool = False
     fmt: str = "json"
     batch_size: int = 32
     max_new_tokens: int = 512
@@ -331,8 +343,9 @@ def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig
     """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`."""
     from critique.advice import Advisor, load_knowledge
 
-    be = make_backend(cfg.backend, model=cfg.model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
     knowledge = load_knowledge(microtheory=cfg.microtheory, store=cfg.store)
+    be = make_backend(cfg.backend, model=cfg.model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                      knowledge=knowledge, fast=cfg.fast)
     advisor = None
     if knowledge is not None:
         from retrieval.entail import load_scorer
@@ -342,7 +355,7 @@ def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig
     extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
     # A generative backend decodes a few rows at a time; the critic batches as asked.
     return critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt,
-                         batch_size=cfg.batch_size if cfg.backend == "critic" else 4, progress=progress,
+                         batch_size=4 if BACKENDS.canonical(cfg.backend) == "generative" else cfg.batch_size, progress=progress,
                          force=cfg.force, config=extra)
 
 

@@ -296,16 +296,18 @@ def stage_qa(env: StageEnv, inputs: InputsResult, corpus: CorpusResult, mt: Micr
 
 # ------------------------------------------------------------------------------------ critique
 
-def _critic_backend(config: RunConfig) -> Any:
-    """The configured critic, or Skip when none is configured and no weights are shipped."""
+def _critic_backend(config: RunConfig, knowledge: Any) -> Any:
+    """The default checks critic (fact checks against `knowledge`), or the classifier critic folder
+    that `critic = 'DIR'` (or $MICROTHEORY_CRITIC) names."""
+    from critique import head
     from critique.batch import make_backend
-    from critique.model import DEFAULT_WEIGHTS
 
-    if config.critic is None and not os.environ.get("MICROTHEORY_CRITIC") \
-            and not (Path(DEFAULT_WEIGHTS) / "manifest.json").is_file():
-        raise Skip(f"no critic weights shipped yet ({DEFAULT_WEIGHTS} is empty); "
-                   "set critic = 'DIR' to a folder written by `microtheory critique train`")
-    return make_backend("critic", config.critic)
+    if config.critic is not None or os.environ.get("MICROTHEORY_CRITIC"):
+        return make_backend("classifier", config.critic)
+    if not Path(head.DEFAULT_HEAD).is_file():
+        raise Skip(f"no checks head shipped ({head.DEFAULT_HEAD} is missing); set critic = 'DIR' to a folder "
+                   "written by `microtheory critique train`")
+    return make_backend("checks", knowledge=knowledge)
 
 
 def stage_critique(env: StageEnv, inputs: InputsResult, mt: MicrotheoryResult | None,
@@ -322,7 +324,6 @@ def stage_critique(env: StageEnv, inputs: InputsResult, mt: MicrotheoryResult | 
         from retrieval.knowledge import knowledge_from_facts
     except ImportError as e:
         raise Skip(f"batch critique is not importable ({e})") from None
-    backend = backend if backend is not None else _critic_backend(env.config)
     # The input beside its critiques, so that the report can show each question and explanation.
     src = Path(env.config.model_outputs)
     if not src.is_file():
@@ -330,6 +331,7 @@ def stage_critique(env: StageEnv, inputs: InputsResult, mt: MicrotheoryResult | 
     shutil.copyfile(src, env.out / rd.MODEL_OUTPUTS)
     scorer = inputs.models.scorer
     knowledge = knowledge_from_facts(mt.facts, inputs.models.encoder) if mt is not None and mt.facts else None
+    backend = backend if backend is not None else _critic_backend(env.config, knowledge)
     advisor = Advisor(knowledge=knowledge, scorer=scorer) if (knowledge is None or scorer) else Advisor(knowledge=None)
     summary = critique_file(env.out / rd.MODEL_OUTPUTS, env.out / rd.CRITIQUES, backend, advisor=advisor,
                             progress=env.progress)

@@ -164,7 +164,8 @@ def test_bad_byte_is_an_error_record(tmp_path):
 
 
 def test_backend_registry_and_describe(tmp_path):
-    assert batch.BACKENDS.names()[:2] == ("critic", "generative")
+    assert batch.BACKENDS.names()[:3] == ("checks", "classifier", "generative")
+    assert batch.BACKENDS.canonical("critic") == "classifier"  # the old name still works
     batch.BACKENDS.add("fake-test", lambda o: FakeBackend(), help="a test double")  # as from outside the package
     try:
         assert isinstance(batch.make_backend("fake-test"), FakeBackend)
@@ -172,6 +173,8 @@ def test_backend_registry_and_describe(tmp_path):
         batch.BACKENDS.unregister("fake-test")
     d = batch.describe_backend(batch.make_backend("critic"))
     assert d["backend"] == "critic" and len(d["model_digest"]) == 12
+    d = batch.describe_backend(batch.make_backend("checks", fast=True))
+    assert d["backend"] == "checks" and d["mode"].startswith("fast") and len(d["model_digest"]) == 12
 
 
 def test_read_done_rejects_foreign_file(tmp_path):
@@ -218,7 +221,7 @@ def test_grounded_advice_is_applied(inp, tmp_path):
 def test_unknown_format_and_backend(inp, tmp_path):
     with pytest.raises(InputError, match="unknown format"):
         critique_file(inp, tmp_path / "o.jsonl", FakeBackend(), fmt="xml", progress=False)
-    with pytest.raises(InputError, match="unknown critique backend .oracle.; choose one of critic, generative"):
+    with pytest.raises(InputError, match="unknown critique backend .oracle.; choose one of checks, classifier, generative"):
         batch.make_backend("oracle")
 
 
@@ -243,4 +246,4 @@ def test_cli_default_command(inp, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "another configuration" in r.output
     monkeypatch.undo()  # the real backend registry from here
     r = CliRunner().invoke(app, ["critique", str(inp), "--out", str(tmp_path / "o2.jsonl"), "--backend", "oracle"])
-    assert r.exit_code == 2 and "critic" in r.output
+    assert r.exit_code == 2 and "checks, classifier" in r.output

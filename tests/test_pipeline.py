@@ -160,13 +160,13 @@ def test_critique_counts_match_records(demo_run):
 
 def test_missing_stage_is_skipped_not_faked(tmp_path, monkeypatch):
     monkeypatch.delenv("MICROTHEORY_CRITIC", raising=False)
-    from critique import model
+    from critique import head
 
-    monkeypatch.setattr(model, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
+    monkeypatch.setattr(head, "DEFAULT_HEAD", tmp_path / "no-head.json")
     cfg = _config(qa_limit=1, knowledge="trees", canonicalise=False)
     summary = run_pipeline(cfg, tmp_path / "r", RunOptions(progress=False)).summary
     crit = summary["stages"]["critique"]
-    assert crit["status"] == "skipped" and "critic" in crit["reason"]
+    assert crit["status"] == "skipped" and "no checks head" in crit["reason"]
     assert summary["critique"] is None and not (tmp_path / "r" / "critiques.jsonl").exists()
     ks = summary["stages"]["knowledge_store"]
     assert ks["status"] == "ok" and ks["source"] == "trees"
