@@ -15,7 +15,6 @@ Tokens: lower-cased alphanumeric words minus English stop words, with a light pl
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InputError, StoreError
+from core.outputs import swap_dir
 
 DIRNAME = "bm25"
 FORMAT_VERSION = 1
@@ -147,13 +147,7 @@ class BM25Index:
             meta = {"format": FORMAT_VERSION, "k1": self.k1, "b": self.b, "docs": len(self._ids),
                     "tokenizer": "retrieval.bm25.tokenize v1"}
             (tmp / "bm25.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{DIRNAME}.old-{uuid.uuid4().hex[:8]}")
-                os.rename(target, old)
-                os.rename(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, target)
+            swap_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
