@@ -1,7 +1,6 @@
 """Retrieval layer: encoder, FAISS knowledge store, entailment scorer, prover and grounded QA.
 
-Imports neither `microtheory` nor `critique` (dependencies point one way:
-cli -> critique, microtheory -> retrieval).
+Imports only `core` (layers: cli -> pipeline -> critique -> microtheory -> retrieval -> core).
 """
 from __future__ import annotations
 

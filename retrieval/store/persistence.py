@@ -181,29 +181,25 @@ def _read_records(path: Path, what: str) -> Iterable[tuple[int, dict[str, Any]]]
         raise StoreError(f"cannot read {path}: {e}") from e
 
 
-def read_facts(src: Path) -> list[Fact]:
-    """The facts of a store folder, in row order; a corrupt line is a StoreError naming file:line."""
-    fpath = src / FACTS
-    facts = []
-    for lineno, rec in _read_records(fpath, "fact"):
+def _read_typed(path: Path, kind: str, from_json: Any) -> list[Any]:
+    """Records of a store file as `from_json` objects; a corrupt line is a StoreError naming file:line."""
+    out = []
+    for lineno, rec in _read_records(path, kind):
         try:
-            facts.append(Fact.from_json(rec))
+            out.append(from_json(rec))
         except (KeyError, TypeError, AttributeError) as e:
-            raise StoreError(f"{fpath}:{lineno}: corrupt fact record ({e!r})") from e
-    return facts
+            raise StoreError(f"{path}:{lineno}: corrupt {kind} record ({e!r})") from e
+    return out
+
+
+def read_facts(src: Path) -> list[Fact]:
+    """The facts of a store folder, in row order."""
+    return _read_typed(src / FACTS, "fact", Fact.from_json)
 
 
 def read_proofs(src: Path) -> list[Proof]:
     ppath = src / PROOFS
-    if not ppath.is_file():
-        return []
-    proofs = []
-    for lineno, rec in _read_records(ppath, "proof"):
-        try:
-            proofs.append(Proof.from_json(rec))
-        except (KeyError, TypeError, AttributeError) as e:
-            raise StoreError(f"{ppath}:{lineno}: corrupt proof record ({e!r})") from e
-    return proofs
+    return _read_typed(ppath, "proof", Proof.from_json) if ppath.is_file() else []
 
 
 def read_index(src: Path, manifest: dict[str, Any], n_facts: int) -> Any:
