@@ -366,149 +366,216 @@ def _corrupt_fact(text: str, pools: _Pools, rng: random.Random) -> tuple[str, st
     return None
 
 
+@dataclass
+class _V1Draft:
+    """eb_v1's choices for one (tree, label) before rendering: the tree to render (another tree for
+    `misunderstanding`), the render plan, the predicted option, the flawed item, the gold reference."""
+
+    tree: Any
+    plan: _Plan
+    pred: str
+    recipe: str
+    flaw_item: str | None = None   # an item of `render`'s map, or "last" / "extra" / "answer"
+    reference: str | None = None
+
+
+# Each eb_v1 step edits the draft for its label; False = the recipe does not apply to this tree.
+# Every step draws from `rng` in a fixed order: the same seed gives the same data.
+
+def _v1_none(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    return True
+
+
+def _v1_misunderstanding(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """A reasoning chain for a different (but lexically close) question."""
+    anchor = _words(q.stem) | _words(q.options[q.answer_key])
+    cands = [t for t in (rng.choice(pools.trees) for _ in range(30)) if t.id != d.tree.id]
+    cands.sort(key=lambda t: -len(_words(t.hypothesis) & anchor))
+    other = cands[0]
+    d.pred = q.answer_key if rng.random() < 0.2 else _wrong_option(q, rng)
+    d.plan.answer = (d.pred, q.options[d.pred]) if rng.random() > 0.15 else None
+    d.tree = other
+    d.flaw_item, d.recipe = "hypothesis", "misunderstanding/other_tree_chain"
+    return True
+
+
+def _v1_incorrect_information(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """A corrupted leaf fact (antonym, negation, kind swap or number swap)."""
+    tree = d.tree
+    leaves = list(tree.leaves)
+    rng.shuffle(leaves)
+    for sid in leaves:
+        got = _corrupt_fact(tree.sentences[sid], pools, rng)
+        if got:
+            d.plan.replace[sid] = got[0]
+            d.flaw_item, d.reference, d.recipe = sid, tree.sentences[sid], f"incorrect_information/{got[1]}"
+            break
+    else:
+        return False
+    if rng.random() < 0.3:
+        d.pred = _wrong_option(q, rng)
+        d.plan.answer = (d.pred, q.options[d.pred])
+    return True
+
+
+def _v1_missing_information(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """The crucial leaf (sharing most words with the answer and hypothesis) is dropped."""
+    tree = d.tree
+    if len(tree.leaves) < 2:
+        return False
+    anchor = _words(q.options[q.answer_key]) | _words(tree.hypothesis)
+    leaves = sorted(tree.leaves, key=lambda s: (-len(_words(tree.sentences[s]) & anchor), rng.random()))
+    sid = leaves[0] if rng.random() < 0.7 else rng.choice(leaves)
+    d.plan.drop.add(sid)
+    d.reference = tree.sentences[sid]
+    # The flaw shows where the missing fact was needed: the conclusion of the step that used it.
+    d.flaw_item = next(s for s in tree.steps if sid in s.premises).conclusion
+    d.plan.compact_ok = False
+    d.recipe = "missing_information/leaf_removed"
+    return True
+
+
+def _bad_conclusion(text: str, tree: Any, pools: _Pools, rng: random.Random) -> tuple[str, str] | None:
+    """(a wrong version of a conclusion, how it was made), trying the methods in random order."""
+    methods = ["antonym", "negation", "converse", "non_sequitur"]
+    rng.shuffle(methods)
+    for m in methods:
+        if m == "antonym":
+            new = flip_antonym(text, rng)
+        elif m == "negation":
+            new = negate(text)
+        elif m == "converse":
+            new = converse(text)
+        else:
+            others = _related(pools.concls, tree, _words(text), rng)
+            new = others[0] if others else None
+        if new and new != text:
+            return new, m
+    return None
+
+
+def _v1_incorrect_reasoning(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """An intermediate conclusion (or the hypothesis) that does not follow."""
+    tree = d.tree
+    tid = rng.choice(list(tree.intermediates) or ["hypothesis"])
+    text = tree.text(tid)
+    got = _bad_conclusion(text, tree, pools, rng)
+    if got is None:
+        return False
+    d.plan.replace[tid] = got[0]
+    d.plan.compact_ok = tid == "hypothesis"
+    d.flaw_item, d.reference, d.recipe = tid, text, f"incorrect_reasoning/{got[1]}"
+    if tid == "hypothesis" and rng.random() < 0.4:
+        d.pred = _wrong_option(q, rng)
+        d.plan.answer = (d.pred, q.options[d.pred])
+    return True
+
+
+def _v1_incomplete_reasoning(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """The chain stops before the hypothesis (and sometimes before the step before it)."""
+    plan = d.plan
+    plan.drop.add("hypothesis")
+    if len(d.tree.steps) >= 2 and rng.random() < 0.5:
+        plan.drop.add(d.tree.steps[-2].conclusion)
+    plan.compact_ok = False
+    if rng.random() < 0.5:
+        plan.answer = None
+    d.flaw_item = "last"
+    d.recipe = "incomplete_reasoning/stops_early" + ("" if plan.answer else "_no_answer")
+    return True
+
+
+def _v1_inconsistent_answer(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """The chosen label is a wrong option while the chain supports the key."""
+    d.pred = _wrong_option(q, rng)
+    r = rng.random()
+    if r < 0.6:
+        d.plan.answer = (d.pred, q.options[d.pred])
+        d.recipe, d.flaw_item = "inconsistent_answer/wrong_option_stated", "answer"
+    elif r < 0.8:
+        d.plan.answer = (q.answer_key, q.options[q.answer_key])  # the text concludes the key, the label is another
+        d.recipe, d.flaw_item = "inconsistent_answer/label_differs", "answer"
+    else:
+        d.plan.answer = None
+        d.recipe, d.flaw_item = "inconsistent_answer/no_answer_sentence", "hypothesis"
+    return True
+
+
+def _v1_irrelevant(d: _V1Draft, q: Any, pools: _Pools, rng: random.Random) -> bool:
+    """One to three off-topic leaves of other trees inserted between steps."""
+    anchor = _words(q.stem) | _words(d.tree.hypothesis)
+    extras = _related(pools.leaves, d.tree, anchor, rng)[: rng.choice([1, 1, 2, 3])]
+    if not extras:
+        return False
+    d.plan.extras = extras
+    d.flaw_item = "extra"
+    d.recipe = f"irrelevant/{len(extras)}_distractors"
+    return True
+
+
+_V1_STEPS: dict[str, Any] = {  # label -> step (lack_justification is not rendered from a tree: _v1_circular)
+    NONE: _v1_none,
+    "misunderstanding": _v1_misunderstanding,
+    "incorrect_information": _v1_incorrect_information,
+    "missing_information": _v1_missing_information,
+    "incorrect_reasoning": _v1_incorrect_reasoning,
+    "incomplete_reasoning": _v1_incomplete_reasoning,
+    "inconsistent_answer": _v1_inconsistent_answer,
+    "irrelevant": _v1_irrelevant,
+}
+
+
+def _v1_circular(tree: Any, q: Any, split: str, rng: random.Random, qa: dict[str, str]) -> FlawExample | None:
+    """lack_justification: circular or empty sentences (no facts), sometimes with an answer sentence."""
+    key = q.answer_key
+    pred = key if rng.random() < 0.7 else _wrong_option(q, rng)
+    n = rng.choice([1, 1, 2, 2, 3, 4])
+    forms = rng.sample(CIRCULAR_FORMS, k=n)
+    if rng.random() < 0.5:  # restate the answer as a statement (the hypothesis), which is circular
+        forms[0] = _cap(_clean(tree.hypothesis)) + "." if pred == key else forms[0]
+    sentences = [f.format(L=pred, T=_clean(q.options[pred]), Q=qa["q"]) for f in forms]
+    if rng.random() < 0.6:
+        sentences.append(rng.choice(ANSWER_FORMS).format(L=pred, T=_clean(q.options[pred])))
+    rng.shuffle(sentences)
+    sentences = [_cap(s) for s in sentences]
+    return _example(tree, q, "lack_justification", split, sentences, pred, len(sentences) - 1, None,
+                    "lack_justification/circular")
+
+
+def _v1_flaw_index(flaw_item: str | None, sentences: list[str], where: dict[str, int]) -> int | None:
+    """The rendered sentence of the flawed item."""
+    if flaw_item is None:
+        return None
+    if flaw_item == "last":
+        return len(sentences) - 1
+    if flaw_item == "extra":
+        return min(v for k, v in where.items() if k.startswith("extra"))
+    if flaw_item == "answer" and "answer" not in where:
+        return len(sentences) - 1
+    idx = where.get(flaw_item)
+    if idx is None:  # the item was merged away or dropped: the conclusion that closes the chain
+        idx = where.get("hypothesis", len(sentences) - 1)
+    return idx
+
+
 def build_one(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: str) -> FlawExample | None:
     """The example of one label for one tree, or None when the recipe does not apply to this tree."""
     rng = random.Random(f"{seed}:{tree.id}:{label}")
     key = q.answer_key
-    key_text = q.options[key]
     last = re.split(r"(?<=[.?!])\s+", q.stem.strip())[-1]
     qa = {"q": re.sub(r"[.?!]", "", _clean(last)).lower()}
-    plan = _Plan(answer=(key, key_text) if rng.random() > 0.15 else None)
-    pred = key
-    flaw_item: str | None = None
-    reference: str | None = None
-    recipe = label
-
-    if label == NONE:
-        pass
-    elif label == "misunderstanding":
-        # A reasoning chain for a different (but lexically close) question.
-        anchor = _words(q.stem) | _words(key_text)
-        cands = [t for t in (rng.choice(pools.trees) for _ in range(30)) if t.id != tree.id]
-        cands.sort(key=lambda t: -len(_words(t.hypothesis) & anchor))
-        other = cands[0]
-        pred = key if rng.random() < 0.2 else _wrong_option(q, rng)
-        plan.answer = (pred, q.options[pred]) if rng.random() > 0.15 else None
-        tree = other
-        flaw_item = "hypothesis"
-        recipe = "misunderstanding/other_tree_chain"
-    elif label == "lack_justification":
-        pred = key if rng.random() < 0.7 else _wrong_option(q, rng)
-        n = rng.choice([1, 1, 2, 2, 3, 4])
-        forms = rng.sample(CIRCULAR_FORMS, k=n)
-        if rng.random() < 0.5:  # restate the answer as a statement (the hypothesis), which is circular
-            forms[0] = _cap(_clean(tree.hypothesis)) + "." if pred == key else forms[0]
-        sentences = [f.format(L=pred, T=_clean(q.options[pred]), Q=qa["q"]) for f in forms]
-        if rng.random() < 0.6:
-            sentences.append(rng.choice(ANSWER_FORMS).format(L=pred, T=_clean(q.options[pred])))
-        rng.shuffle(sentences)
-        sentences = [_cap(s) for s in sentences]
-        return _example(tree, q, label, split, sentences, pred, len(sentences) - 1, None,
-                        "lack_justification/circular")
-    elif label == "incorrect_information":
-        leaves = list(tree.leaves)
-        rng.shuffle(leaves)
-        for sid in leaves:
-            got = _corrupt_fact(tree.sentences[sid], pools, rng)
-            if got:
-                plan.replace[sid] = got[0]
-                flaw_item, reference, recipe = sid, tree.sentences[sid], f"incorrect_information/{got[1]}"
-                break
-        else:
-            return None
-        if rng.random() < 0.3:
-            pred = _wrong_option(q, rng)
-            plan.answer = (pred, q.options[pred])
-    elif label == "missing_information":
-        if len(tree.leaves) < 2:
-            return None
-        # The crucial leaf: the one sharing most words with the answer and hypothesis.
-        anchor = _words(key_text) | _words(tree.hypothesis)
-        leaves = sorted(tree.leaves, key=lambda s: (-len(_words(tree.sentences[s]) & anchor), rng.random()))
-        sid = leaves[0] if rng.random() < 0.7 else rng.choice(leaves)
-        plan.drop.add(sid)
-        reference = tree.sentences[sid]
-        # The flaw shows where the missing fact was needed: the conclusion of the step that used it.
-        step = next(s for s in tree.steps if sid in s.premises)
-        flaw_item = step.conclusion
-        plan.compact_ok = False
-        recipe = "missing_information/leaf_removed"
-    elif label == "incorrect_reasoning":
-        targets = list(tree.intermediates) or ["hypothesis"]
-        tid = rng.choice(targets)
-        text = tree.text(tid)
-        methods = ["antonym", "negation", "converse", "non_sequitur"]
-        rng.shuffle(methods)
-        for m in methods:
-            if m == "antonym":
-                new = flip_antonym(text, rng)
-            elif m == "negation":
-                new = negate(text)
-            elif m == "converse":
-                new = converse(text)
-            else:
-                others = _related(pools.concls, tree, _words(text), rng)
-                new = others[0] if others else None
-            if new and new != text:
-                break
-        else:
-            return None
-        plan.replace[tid] = new
-        plan.compact_ok = tid == "hypothesis"
-        flaw_item, reference, recipe = tid, text, f"incorrect_reasoning/{m}"
-        if tid == "hypothesis" and rng.random() < 0.4:
-            pred = _wrong_option(q, rng)
-            plan.answer = (pred, q.options[pred])
-    elif label == "incomplete_reasoning":
-        plan.drop.add("hypothesis")
-        if len(tree.steps) >= 2 and rng.random() < 0.5:
-            plan.drop.add(tree.steps[-2].conclusion)
-        plan.compact_ok = False
-        if rng.random() < 0.5:
-            plan.answer = None
-        flaw_item = "last"
-        recipe = "incomplete_reasoning/stops_early" + ("" if plan.answer else "_no_answer")
-    elif label == "inconsistent_answer":
-        pred = _wrong_option(q, rng)
-        r = rng.random()
-        if r < 0.6:
-            plan.answer = (pred, q.options[pred])
-            recipe = "inconsistent_answer/wrong_option_stated"
-            flaw_item = "answer"
-        elif r < 0.8:
-            plan.answer = (key, key_text)  # the text concludes the key, the chosen label is another
-            recipe = "inconsistent_answer/label_differs"
-            flaw_item = "answer"
-        else:
-            plan.answer = None
-            recipe = "inconsistent_answer/no_answer_sentence"
-            flaw_item = "hypothesis"
-    elif label == "irrelevant":
-        anchor = _words(q.stem) | _words(tree.hypothesis)
-        extras = _related(pools.leaves, tree, anchor, rng)[: rng.choice([1, 1, 2, 3])]
-        if not extras:
-            return None
-        plan.extras = extras
-        flaw_item = "extra"
-        recipe = f"irrelevant/{len(extras)}_distractors"
-    else:
+    plan = _Plan(answer=(key, q.options[key]) if rng.random() > 0.15 else None)
+    if label == "lack_justification":
+        return _v1_circular(tree, q, split, rng, qa)
+    step = _V1_STEPS.get(label)
+    if step is None:
         raise ValueError(f"unknown label {label!r}")
-
-    sentences, where = render(tree, plan, rng, qa)
-    idx: int | None
-    if flaw_item is None:
-        idx = None
-    elif flaw_item == "last":
-        idx = len(sentences) - 1
-    elif flaw_item == "extra":
-        idx = min(v for k, v in where.items() if k.startswith("extra"))
-    elif flaw_item == "answer" and "answer" not in where:
-        idx = len(sentences) - 1
-    else:
-        idx = where.get(flaw_item)
-        if idx is None:  # the item was merged away or dropped: the conclusion that closes the chain
-            idx = where.get("hypothesis", len(sentences) - 1)
-    return _example(tree, q, label, split, sentences, pred, idx, reference, recipe)
+    d = _V1Draft(tree, plan, pred=key, recipe=label)
+    if not step(d, q, pools, rng):
+        return None
+    sentences, where = render(d.tree, d.plan, rng, qa)
+    idx = _v1_flaw_index(d.flaw_item, sentences, where)
+    return _example(d.tree, q, label, split, sentences, d.pred, idx, d.reference, d.recipe)
 
 
 def _example(tree: Any, q: Any, label: str, split: str, sentences: list[str], pred: str, idx: int | None,
@@ -528,6 +595,26 @@ def _example(tree: Any, q: Any, label: str, split: str, sentences: list[str], pr
         reference=reference)
 
 
+def _usable(q: Any) -> bool:
+    """A question the recipes can use: its key is one of its options and it has a wrong option."""
+    return q.answer_key in q.options and len(q.options) >= 2
+
+
+def _run_recipe(fn: RecipeFn, trees: Sequence[Any], questions: Sequence[Any], seed: int, split: str,
+                labels: Iterable[str]) -> list[FlawExample]:
+    """`fn(tree, question, label, pools, seed, split)` for every usable question and label; Nones dropped."""
+    pools = _pools(trees)
+    out = []
+    for t, q in zip(trees, questions):
+        if not _usable(q):
+            continue
+        for label in labels:
+            ex = fn(t, q, label, pools, seed, split)
+            if ex is not None:
+                out.append(ex)
+    return out
+
+
 def build_examples(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0, split: str = "train",
                    labels: Iterable[str] = LABELS) -> list[FlawExample]:
     """One example per (tree, label) where the recipe applies; `questions[i]` is the question of `trees[i]`.
@@ -541,16 +628,7 @@ def build_examples(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0
     unknown = [x for x in labels if x not in LABELS]
     if unknown:
         raise InputError(f"unknown label(s) {unknown}; expected {', '.join(LABELS)}")
-    pools = _pools(trees)
-    out = []
-    for t, q in zip(trees, questions):
-        if q.answer_key not in q.options or len(q.options) < 2:
-            continue
-        for label in labels:
-            ex = build_one(t, q, label, pools, seed, split)
-            if ex is not None:
-                out.append(ex)
-    return out
+    return _run_recipe(build_one, trees, questions, seed, split, labels)
 
 
 def build_split(split: str, seed: int = 0, data_dir: str | Path | None = None) -> list[FlawExample]:
@@ -879,17 +957,7 @@ def build_recipe(recipe_name: str, trees: Sequence[Any], questions: Sequence[Any
         raise InputError(f"unknown flaw recipe {recipe_name!r}: use one of {', '.join(RECIPES)}")
     if recipe_name == "eb_v1":
         return build_examples(trees, questions, seed=seed, split=split, labels=labels)
-    pools = _pools(trees)
-    fn = RECIPES[recipe_name]
-    out = []
-    for t, q in zip(trees, questions):
-        if q.answer_key not in q.options or len(q.options) < 2:
-            continue
-        for label in labels:
-            ex = fn(t, q, label, pools, seed, split)
-            if ex is not None:
-                out.append(ex)
-    return out
+    return _run_recipe(RECIPES[recipe_name], trees, questions, seed, split, labels)
 
 
 def robustness_set(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0,
@@ -898,7 +966,7 @@ def robustness_set(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0
     pools = _pools(trees)
     groups = []
     for t, q in zip(trees, questions):
-        if q.answer_key not in q.options or len(q.options) < 2:
+        if not _usable(q):
             continue
         for label in LABELS:
             rng = random.Random(f"robust:{seed}:{t.id}:{label}")

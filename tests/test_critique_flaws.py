@@ -141,3 +141,30 @@ def test_robustness_set_five_renderings_of_one_draft():
         assert len({e.explanation for e in g}) >= 4  # really rendered differently
     texts = [e.explanation for e in groups[0]]
     assert any(t.startswith("1. ") for t in texts) and any(";" in t for t in texts)
+
+
+# --- eb_v1's per-label steps ------------------------------------------------------------------------------
+
+def test_eb_v1_has_one_step_per_label_and_rejects_unknown_labels():
+    from critique.flaws import _V1_STEPS, _pools, build_one
+
+    assert set(_V1_STEPS) | {"lack_justification"} == set(LABELS)
+    trees, qs = _toy()
+    with pytest.raises(ValueError, match="unknown label"):
+        build_one(trees[0], qs[0], "no_such_label", _pools(trees), 0, "train")
+
+
+def test_toy_build_is_pinned():
+    """The toy data of both recipes for one seed, pinned: a refactor must not change a single record.
+    A deliberate recipe change updates this fingerprint and bumps critique.flaws.VERSION."""
+    import hashlib
+    import json
+
+    from critique.flaws import VERSION, build_recipe
+
+    trees, qs = _toy()
+    h = hashlib.sha256()
+    for name in ("eb_v1", "eb_alt"):
+        for ex in build_recipe(name, trees, qs, seed=3):
+            h.update(json.dumps(ex.to_json(), sort_keys=True).encode())
+    assert (VERSION, h.hexdigest()[:16]) == (1, "37f311202262ad2d")
