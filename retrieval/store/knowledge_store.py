@@ -60,12 +60,15 @@ BM25_BUILD_ON_SAVE = 200_000  # facts; larger stores build their BM25 index on f
 
 
 def _read_bm25(src: Path, n_facts: int) -> Any:
-    """The saved BM25 index when it matches the facts, else None (then it is rebuilt on first use)."""
+    """The saved BM25 index when it matches the facts, else None (then it is rebuilt on first use).
+
+    The index is derived data: one that cannot be read (damaged, or moved by a writer's swap while
+    we read it) never stops a store from opening."""
     from retrieval.bm25 import BM25Index
 
     try:
         ix = BM25Index.load(src)
-    except StoreError:
+    except (StoreError, OSError, ValueError):
         return None
     return ix if ix is not None and len(ix) == n_facts else None
 
@@ -181,9 +184,11 @@ class KnowledgeStore(MemoryKnowledge):
                 mine = (ks._manifest.get("revision"), ks._manifest.get("updated"))
                 if mine == rev and disk.revision(src) == rev:
                     return ks
-            except StoreError:
-                if attempt == 49 or (rev is not None and disk.revision(src) == rev):
-                    raise  # the store did not change under us: a real error
+            except (StoreError, OSError):
+                # An old copy is deleted by the writer that made it, so an error there means "moved
+                # on": retry. At the store's own path, an unchanged revision means a real error.
+                if attempt == 49 or (src == p and rev is not None and disk.revision(src) == rev):
+                    raise
             time.sleep(0.02)
         raise StoreError(f"store {p} kept changing while being read; try again")
 

@@ -206,9 +206,10 @@ def read_index(src: Path, manifest: dict[str, Any], n_facts: int) -> Any:
     """The FAISS index of a store folder, checked against the manifest and the facts.
     Anything wrong is a one-line StoreDamagedError (never FAISS's own multi-line message)."""
     ipath = src / INDEX
-    if not ipath.is_file():
-        raise StoreDamagedError(src, f"{INDEX} is missing")
-    size, want = ipath.stat().st_size, manifest["index"].get("bytes")
+    try:
+        size, want = ipath.stat().st_size, manifest["index"].get("bytes")
+    except OSError:
+        raise StoreDamagedError(src, f"{INDEX} is missing") from None
     if isinstance(want, int) and size != want:
         raise StoreDamagedError(src, f"{INDEX} has {size} bytes, the manifest says {want} (truncated or overwritten)")
     try:
