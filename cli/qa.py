@@ -24,15 +24,20 @@ def qa(
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Two-premise sets scored per option."),
     max_triples: Optional[int] = typer.Option(None, "--max-triples", help="Three-premise sets scored per option."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
+    ranker: str = typer.Option("shipped", "--ranker",
+                               help="Option ranker: shipped (learned on EntailmentBank train questions), a folder "
+                                    "holding ranker.json, or none (the hand rule: grounded first, then proof "
+                                    "score plus --w-retrieval x retrieval cosine)."),
     w_retrieval: float = typer.Option(0.0, "--w-retrieval",
-                                      help="Weight of the best retrieval cosine in an option's score."),
+                                      help="With --ranker none: weight of the best retrieval cosine."),
     force: bool = typer.Option(False, "--force", help="Start OUT afresh when it is not a QA output of this "
                                                       "configuration (its content is lost)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    """Turn each option into a hypothesis, search the corpus (and the microtheory) for a premise set that
-    entails it, and answer with the best-proved option (flagged ungrounded when none has a proof).
+    """Turn each option into a hypothesis, search the corpus (and the microtheory) for premise sets that
+    entail it, and answer with the option the learned ranker scores best from its proofs and its dense and
+    BM25 retrieval evidence; the answer is grounded when that option has a proof (given in the record).
 
     A bad input line becomes an error record and the run goes on. OUT records the configuration it
     was made with; a rerun with the same one skips the questions already answered.
@@ -47,7 +52,7 @@ def qa(
     given = dict(k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
     pcfg = ProverConfig(**{name: v for name, v in given.items() if v is not None})
     summary = qa_files(corpus, load_question_set(questions), out, microtheory=microtheory, scorer=scorer,
-                       config=QAConfig(w_retrieval=w_retrieval), prover_config=pcfg,
+                       config=QAConfig(ranker=ranker, w_retrieval=w_retrieval), prover_config=pcfg,
                        progress=not no_progress and not json_out, force=force)
     if json_out:
         echo_json(summary.to_json())

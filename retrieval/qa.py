@@ -333,9 +333,13 @@ def qa_header(questions: QuestionSet, corpus: str | Path, microtheory: str | Pat
     """Everything that changes an answer record; a rerun with another one is refused (or --force)."""
     from dataclasses import asdict
 
-    from core.jsonl import jsonable, model_identity
+    from core.jsonl import jsonable, model_identity, path_digest
+    from retrieval.ranker import FILE, SHIPPED_DIR
 
+    ranker_file = None if config.ranker == "none" else \
+        Path(SHIPPED_DIR if config.ranker == "shipped" else config.ranker) / FILE
     return jsonable({"questions": questions.source, "corpus": str(corpus),
+                     "ranker_digest": path_digest(ranker_file),
                      "microtheory": None if microtheory is None else str(microtheory),
                      **model_identity(prover.scorer, "scorer"), "threshold": prover.threshold,
                      "prover": asdict(prover.config) if prover.config is not None else None, "qa": asdict(config)})

@@ -117,6 +117,21 @@ def test_qa_resumes_refuses_user_files_and_other_configs(tmp_path: Path, corpus:
     assert r.exit_code == 2 and "overwrite the input" in r.output
 
 
+def test_qa_ranker_option_and_its_digest_in_the_header(tmp_path: Path, corpus: Path) -> None:
+    from core.outputs import read_header
+
+    qs = write_questions(tmp_path / "q.jsonl", [GOOD])
+    out, out_none = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    base = ["qa", "-c", str(corpus), "-q", str(qs), "--scorer", "overlap", "--json"]
+    assert runner.invoke(app, base + ["-o", str(out)]).exit_code == 0
+    assert len(read_header(out)["config"]["ranker_digest"]) == 12  # which ranker made the answers
+    r = runner.invoke(app, base + ["-o", str(out_none), "--ranker", "none"])
+    assert r.exit_code == 0 and read_header(out_none)["config"]["ranker_digest"] is None
+    assert records(out_none)[0]["answer"] == "A"
+    r = runner.invoke(app, base + ["-o", str(out), "--ranker", "none"])  # another ranker: refused
+    assert r.exit_code == 2 and "another configuration" in r.output
+
+
 def test_qa_help_has_example() -> None:
     r = runner.invoke(app, ["qa", "--help"])
     assert r.exit_code == 0 and "Example" in r.output and "--microtheory" in r.output
