@@ -62,7 +62,8 @@ def populate_cmd(
 
     Example: microtheory populate --questions eb:dev --store runs/ks --generator openai:http://127.0.0.1:8080/v1
     """
-    from microtheory.populate import GeneratorSettings, PopulateConfig, PopulateOptions, load_question_set, populate
+    from microtheory.datasets import load_question_set
+    from microtheory.populate import GeneratorSettings, PopulateConfig, PopulateOptions, populate
 
     cfg = PopulateConfig(prompts=tuple(p.strip() for p in prompts.split(",") if p.strip()), samples=samples,
                          temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_depth=max_depth,

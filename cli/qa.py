@@ -44,7 +44,7 @@ def qa(
 
     Example: microtheory qa --corpus runs/worldtree --questions questions.jsonl --out answers.jsonl
     """
-    from microtheory.populate import load_question_set
+    from microtheory.datasets import load_question_set
     from retrieval.prover import ProverConfig
     from retrieval.qa import QAConfig, qa_files
 

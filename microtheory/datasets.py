@@ -294,21 +294,36 @@ def read_corpus_facts(path: str | Path, include_addons: bool = False) -> list[Fa
     return facts
 
 
-def read_questions_spec(spec: str | Path, split: str | None = None, data: DataPaths | None = None) -> list[Question]:
-    """Questions from a questions JSONL file (only records whose "split" field equals `split`; all
-    when None), or `eb:train` / `eb:dev` (EntailmentBank questions with gold hypotheses; `split` is
-    ignored: the spec names the split)."""
+def load_question_set(spec: str | Path, split: str | None = None, data: DataPaths | None = None) -> Any:
+    """Questions for `populate`, `qa` and `run`: a questions JSONL file, tolerant per row (a bad line
+    stays as its InputError, see `retrieval.qa.read_question_set`), or `eb:train` / `eb:dev`
+    (EntailmentBank questions with gold hypotheses; `split` is ignored: the spec names the split).
+
+    `split`: keep only records whose "split" field equals it (e.g. "train": population must not see
+    test questions); bad lines are kept, so that they are reported. Returns a `retrieval.qa.QuestionSet`.
+    """
+    from retrieval.qa import QuestionSet, read_question_set
+
     s = str(spec)
     if is_eb_spec(s):
-        return load_eb_questions(s.split(":", 1)[1], data)[1]
-    qs = read_questions_jsonl(s)
+        return QuestionSet(s, list(load_eb_questions(s.split(":", 1)[1], data)[1]))
+    qset = read_question_set(s)
     if split is None:
-        return qs
-    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s) if obj.get("split") == split}
-    out = [q for q in qs if q.id in keep]
-    if not out:
+        return qset
+    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s, on_error=lambda e: None) if obj.get("split") == split}
+    rows = [q for q in qset.rows if isinstance(q, InputError) or q.id in keep]
+    if not any(isinstance(q, Question) for q in rows):
         raise InputError(f"no questions with split {split!r}", s)
-    return out
+    return QuestionSet(qset.source, rows)
+
+
+def read_questions_spec(spec: str | Path, split: str | None = None, data: DataPaths | None = None) -> list[Question]:
+    """`load_question_set`, strict: the first bad line raises its InputError (file:line)."""
+    rows = load_question_set(spec, split, data).rows
+    for q in rows:
+        if isinstance(q, InputError):
+            raise q
+    return [q for q in rows if isinstance(q, Question)]
 
 
 def read_trees_spec(spec: str | Path, data: DataPaths | None = None) -> list[EntailmentTree]:

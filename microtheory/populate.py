@@ -529,45 +529,6 @@ def _now() -> str:
 
 # ------------------------------------------------------------------------------------------ the run
 
-EB_SPECS = ("eb:train", "eb:dev")
-
-
-def load_question_set(spec: str | Path, split: str | None = None) -> QuestionSet:
-    """Questions for `populate` and `qa`: a questions JSONL file (tolerant per row: a bad line stays as
-    its InputError, see `retrieval.qa.read_question_set`) or `eb:train` / `eb:dev` (EntailmentBank
-    questions with gold hypotheses).
-
-    `split`: keep only records whose "split" field equals it (e.g. "train": population must not
-    see test questions); bad lines are kept, so that they are reported.
-    """
-    from retrieval.qa import QuestionSet, read_question_set
-
-    s = str(spec)
-    if s in EB_SPECS:
-        from microtheory.datasets import load_eb_questions
-
-        return QuestionSet(s, list(load_eb_questions(s.split(":", 1)[1])[1]))
-    qset = read_question_set(s)
-    if split is None:
-        return qset
-    from core.jsonl import iter_jsonl
-
-    keep = {str(obj.get("id")) for _, obj in iter_jsonl(s, on_error=lambda e: None) if obj.get("split") == split}
-    rows = [q for q in qset.rows if isinstance(q, InputError) or q.id in keep]
-    if not any(isinstance(q, Question) for q in rows):
-        raise InputError(f"no questions with split {split!r}", s)
-    return QuestionSet(qset.source, rows)
-
-
-def load_questions(spec: str | Path, split: str | None = None) -> list[Question]:
-    """`load_question_set`, strict: the first bad line raises its InputError (file:line)."""
-    rows = load_question_set(spec, split).rows
-    for q in rows:
-        if isinstance(q, InputError):
-            raise q
-    return [q for q in rows if isinstance(q, Question)]
-
-
 LOG_KIND = "populate"
 LOG_VERSION = 1  # version 1: a header line with the configuration first; status "invalid" for bad lines
 
@@ -686,7 +647,7 @@ def populate(
 ) -> PopulateSummary:
     """Populate the store at `store_path` (created when missing) from `questions`; see the module doc.
 
-    `questions`: Questions, or rows of `load_question_set` where a bad input line is its InputError
+    `questions`: Questions, or rows of `microtheory.datasets.load_question_set` where a bad input line is its InputError
     (logged with status `invalid`). `scorer`: an EntailmentScorer, a path for `load_scorer`,
     "overlap", or None (the shipped one). `encoder`: only used when the store is created.
     `corpus`: a store (or its path, opened read-only) to retrieve prompt and grounding facts from;

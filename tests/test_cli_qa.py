@@ -139,7 +139,7 @@ def test_qa_help_has_example() -> None:
 
 @pytest.mark.data
 def test_qa_accepts_eb_dev_like_run_and_populate(data_dir: Path) -> None:
-    from microtheory.populate import load_question_set
+    from microtheory.datasets import load_question_set
 
     qset = load_question_set("eb:dev")
     assert qset.source == "eb:dev" and len(qset.questions) == len(qset.rows) > 100

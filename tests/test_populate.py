@@ -329,7 +329,7 @@ def test_grounding_in_a_separate_corpus_copies_the_fact(tmp_path):
 
 
 def test_load_questions_split_filter(tmp_path):
-    from microtheory.populate import load_questions
+    from microtheory.datasets import read_questions_spec as load_questions
 
     f = tmp_path / "q.jsonl"
     rows = [dict(q.to_json(), split=sp) for q, sp in zip(questions(), ["train", "test", "train"])]
@@ -356,7 +356,7 @@ def test_recorded_live_run_replays_to_the_same_result(tmp_path):
 
 
 def test_bad_input_lines_are_logged_invalid_once_and_the_run_goes_on(tmp_path):
-    from microtheory.populate import load_question_set
+    from microtheory.datasets import load_question_set
 
     f = tmp_path / "q.jsonl"
     good = [json.dumps(q.to_json()) for q in questions()]
