@@ -280,9 +280,11 @@ class AppendOutput:
             self._fh.close()
             self._fh = None
         if self._lock is not None:
-            lock_file = Path(self._lock.lock_file)
+            # Unlink while still held (as the store's lock does): a writer that opened the old file
+            # and locks it after us finds it unlinked (filelock checks the link count) and retries on
+            # a fresh file, so two writers never each hold a different lock file.
+            Path(self._lock.lock_file).unlink(missing_ok=True)
             self._lock.release()
-            lock_file.unlink(missing_ok=True)
             self._lock = None
 
     def __exit__(self, *exc: Any) -> None:

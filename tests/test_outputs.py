@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,41 @@ def test_append_output_drops_a_partial_last_line(tmp_path: Path) -> None:
     with AppendOutput(out, "qa", {}) as w:
         w.write({"row": 2})
     assert [json.loads(x).get("row") for x in out.read_text().splitlines()] == [None, 1, 2]
+
+
+def _contend(out: str, marker: str, rounds: int, q: Any) -> None:
+    """Enter the output `rounds` times; while holding it, own `marker` exclusively (O_EXCL)."""
+    from core.errors import InputError
+
+    overlaps = held = 0
+    for _ in range(rounds):
+        try:
+            with AppendOutput(out, "t", {"a": 1}):
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL)
+                except FileExistsError:
+                    overlaps += 1  # another writer holds the output at the same time
+                    continue
+                held += 1
+                os.close(fd)
+                os.unlink(marker)
+        except InputError:
+            pass
+    q.put((held, overlaps))
+
+
+def test_append_output_lock_is_exclusive_under_contention(tmp_path: Path) -> None:
+    # The lock file is removed on release; three writers racing for it must never both hold it.
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    out, marker = str(tmp_path / "o.jsonl"), str(tmp_path / "held")
+    procs = [ctx.Process(target=_contend, args=(out, marker, 60, q)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    assert sum(h for h, _ in results) > 0
+    assert sum(o for _, o in results) == 0
