@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.engine import Engine, is_local
 from core.errors import InputError, MicrotheoryError, ModelError
 from core.registry import Registry
 from critique.errors import CritiqueFormatError
@@ -249,16 +250,17 @@ def _check_same_input(done: dict[int, str], rows: list[Row], out: Path, input_pa
                              f"for another input; use another --out", str(input_path))
 
 
-def _critique_rows(pending: list[Row], backend: Backend, advisor: Advisor | None, fmt: str, batch_size: int,
-                   emit: Callable[[dict[str, Any]], None]) -> None:
-    """Critique `pending` in batches, emitting one record per row in input order."""
+def _critique_rows(pending: list[Row], backend: Backend, advisor: Advisor | None, fmt: str,
+                   batch_size: int) -> list[dict[str, Any]]:
+    """Critique `pending` in batches: one record per row, in input order (one shard of a run)."""
+    out: list[dict[str, Any]] = []
     for start in range(0, len(pending), batch_size):
         chunk = pending[start:start + batch_size]
         good = [r for r in chunk if r.record is not None]
         results = {r.line: res for r, res in zip(good, _run(backend, [r.record for r in good if r.record]))}
         for row in chunk:
             if row.error is not None:
-                emit(_record(row, backend.name, fmt, error=str(row.error)))
+                out.append(_record(row, backend.name, fmt, error=str(row.error)))
                 continue
             res = results[row.line]
             if res.critique is not None and advisor is not None and row.record is not None:
@@ -267,16 +269,52 @@ def _critique_rows(pending: list[Row], backend: Backend, advisor: Advisor | None
                                          raw=res.raw)
                 except MicrotheoryError as e:
                     res = CritiqueResult(res.id, error=f"advice failed: {e}", raw=res.raw)
-            emit(_record(row, backend.name, fmt, res))
+            out.append(_record(row, backend.name, fmt, res))
+    return out
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How `critique_file` spreads its rows: an engine (`core.engine`), and for a cluster the recipe
+    each worker builds its own backend and advisor from (loaded once per worker). Without a recipe the
+    backend and advisor objects themselves are sent to the workers (they must pickle)."""
+
+    engine: Engine
+    recipe: CritiqueRunConfig | None = None
+
+
+@dataclass(frozen=True)
+class _ShardWorker:
+    """A worker factory for `core.engine`: builds (or takes) the backend and advisor, critiques shards."""
+
+    fmt: str
+    batch_size: int
+    recipe: CritiqueRunConfig | None = None
+    built: tuple[Any, Any] | None = None   # (backend, advisor) when there is no recipe
+
+    def __call__(self) -> Callable[[list[Row]], list[dict[str, Any]]]:
+        backend, advisor = self.built if self.built is not None else build_critic(self.recipe)  # type: ignore[arg-type]
+        return lambda shard: _critique_rows(shard, backend, advisor, self.fmt, self.batch_size)
+
+
+def _shard_worker(backend: Backend, advisor: Advisor | None, fmt: str, batch_size: int,
+                  scale: Scale | None) -> tuple[Engine, _ShardWorker]:
+    from core.engine import LocalEngine
+
+    if scale is None or is_local(scale.engine) or scale.recipe is None:
+        engine = scale.engine if scale is not None else LocalEngine()
+        return engine, _ShardWorker(fmt, batch_size, built=(backend, advisor))
+    return scale.engine, _ShardWorker(fmt, batch_size, recipe=scale.recipe)
 
 
 def critique_file(input_path: str | Path, out: str | Path, backend: Backend, advisor: Advisor | None = None,
                   fmt: str = "json", batch_size: int = 32, progress: bool = True, *, force: bool = False,
-                  config: dict[str, Any] | None = None) -> BatchSummary:
+                  config: dict[str, Any] | None = None, scale: Scale | None = None) -> BatchSummary:
     """Critique every row of `input_path` into `out` (JSONL), skipping rows already there.
 
     `config`: extra header entries (e.g. the knowledge path) over `header_config(backend, fmt, advisor)`.
     `force`: start `out` afresh when it is not a critique output of this configuration.
+    `scale`: where the rows are critiqued (default: here); this process alone writes OUT, in input order.
     """
     from core.jsonl import jsonable
     from core.outputs import AppendOutput
@@ -307,8 +345,10 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
             if bar is not None:
                 bar.update(1)
 
+        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale)
         try:
-            _critique_rows(pending, backend, advisor, fmt, batch_size, emit)
+            for rec in engine.map(worker, pending, shard_size=batch_size):
+                emit(rec)
         finally:
             if bar is not None:
                 bar.close()
@@ -338,9 +378,8 @@ class CritiqueRunConfig:
     force: bool = False
 
 
-def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig,
-                 progress: bool = True) -> BatchSummary:
-    """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`."""
+def build_critic(cfg: CritiqueRunConfig) -> tuple[Backend, Advisor | None]:
+    """The backend of `cfg` and, when it names knowledge, the advisor that grounds advice in it."""
     from critique.advice import Advisor, load_knowledge
 
     knowledge = load_knowledge(microtheory=cfg.microtheory, store=cfg.store)
@@ -351,12 +390,20 @@ def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig
         from retrieval.entail import load_scorer
 
         advisor = Advisor(knowledge=knowledge, scorer=load_scorer(cfg.scorer))
+    return be, advisor
+
+
+def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig,
+                 progress: bool = True, engine: Engine | None = None) -> BatchSummary:
+    """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`;
+    `engine` (default: this process) runs the rows, each of its workers building its own backend."""
+    be, advisor = build_critic(cfg)
     source = cfg.microtheory or cfg.store
     extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
     # A generative backend decodes a few rows at a time; the critic batches as asked.
     return critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt,
                          batch_size=4 if BACKENDS.canonical(cfg.backend) == "generative" else cfg.batch_size, progress=progress,
-                         force=cfg.force, config=extra)
+                         force=cfg.force, config=extra, scale=Scale(engine, cfg) if engine is not None else None)
 
 
 def _run(backend: Backend, records: list[ModelOutput]) -> list[CritiqueResult]:

@@ -1,0 +1,63 @@
+"""core.engine without a cluster: the local engine, shards, configuration errors, the CLI's --engine check."""
+from __future__ import annotations
+
+import pytest
+
+from core.engine import EngineConfig, EngineError, LocalEngine, RayEngine, is_local, make_engine, shards_of
+from core.errors import InputError
+
+
+def _double_worker():
+    built.append(1)
+    return lambda shard: [x * 2 for x in shard]
+
+
+built: list[int] = []
+
+
+def test_local_engine_keeps_order_and_builds_worker_once():
+    built.clear()
+    out = list(LocalEngine().map(_double_worker, list(range(10)), shard_size=3))
+    assert out == [x * 2 for x in range(10)]
+    assert built == [1]
+
+
+def test_local_engine_on_nothing_builds_nothing():
+    built.clear()
+    assert list(LocalEngine().map(_double_worker, [], shard_size=3)) == []
+    assert built == []
+
+
+def test_worker_returning_wrong_count_is_an_error():
+    with pytest.raises(EngineError, match="2 results for a shard of 3"):
+        list(LocalEngine().map(lambda: (lambda shard: shard[:2]), [1, 2, 3], shard_size=3))
+
+
+def test_shards_cover_items_in_order():
+    assert shards_of([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+    assert shards_of([1, 2], 0) == [[1], [2]]
+
+
+def test_make_engine_kinds_and_bad_options():
+    assert is_local(make_engine("local")) and is_local(None) and is_local(make_engine(None))
+    ray = make_engine("ray", workers=2)
+    assert isinstance(ray, RayEngine) and ray.config.workers == 2 and not is_local(ray)
+    with pytest.raises(InputError, match="unknown engine 'spark'"):
+        make_engine("spark")
+    with pytest.raises(InputError, match="--workers must be at least 1"):
+        EngineConfig(kind="ray", workers=0)
+
+
+def test_unreachable_cluster_is_one_clear_error(monkeypatch):
+    """A RAY_ADDRESS where no cluster listens: EngineError (exit 7) naming the address, no traceback."""
+    pytest.importorskip("ray")
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already running in this process")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    eng = make_engine("ray", workers=1)
+    with pytest.raises(EngineError, match="cannot reach the Ray cluster at 127.0.0.1:1") as e:
+        list(eng.map(_double_worker, [1, 2]))
+    assert e.value.exit_code == 7
+    assert "ray start --head" in str(e.value)
