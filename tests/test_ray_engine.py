@@ -79,3 +79,76 @@ def test_worker_error_comes_back_as_itself(cluster):
 
     with pytest.raises(ModelError, match="the model cannot load"):
         list(_engine().map(make, [1, 2, 3], shard_size=1))
+
+
+# ------------------------------------------------------------------------------------ batch critique
+
+class _FlagWrong:
+    """Critique test double: flags explanations that say 'wrong'; a batch with 'explode' fails."""
+
+    name = "flag-wrong"
+
+    def critique(self, records):
+        from core.errors import InputError
+        from critique.format import Critique
+        from critique.generative import CritiqueResult
+
+        if len(records) > 1 and any("explode" in r.explanation for r in records):
+            raise InputError("cannot handle this batch")
+        out = []
+        for r in records:
+            if "explode" in r.explanation:
+                out.append(CritiqueResult(r.id, error="unparseable critique", raw="x"))
+            elif "wrong" in r.explanation:
+                out.append(CritiqueResult(r.id, critique=Critique("It is wrong.", "incorrect_information", "g", "s", 1,
+                                                                  flaw_sentence_index=0, confidence=0.9)))
+            else:
+                out.append(CritiqueResult(r.id, critique=Critique("None", "none", "g", "None", 5)))
+        return out
+
+
+def _critique_input(tmp_path: Path, n: int = 30) -> Path:
+    rows = []
+    for i in range(n):
+        expl = ["Copper is a metal. Metals conduct electricity.", "Copper is wrong about metals.",
+                "explode now."][i % 3]
+        rows.append(json.dumps({"id": f"q{i}", "question": "Which material conducts electricity best?",
+                                "options": {"A": "wood", "B": "copper"}, "answer_key": "Z" if i == 7 else "B",
+                                "explanation": expl, "predicted_answer": "B"}))
+    rows.insert(11, "{not json")
+    p = tmp_path / "in.jsonl"
+    p.write_text("\n".join(rows) + "\n")
+    return p
+
+
+def test_critique_records_equal_local_with_grounded_advice(cluster, tmp_path):
+    from critique.advice import Advisor
+    from critique.batch import Scale, critique_file
+    from core.types import Fact
+    from retrieval.encoder import HashingEncoder
+    from retrieval.entail import OverlapScorer
+    from retrieval.knowledge import knowledge_from_facts
+
+    facts = [Fact("mt:1", "copper is a metal"), Fact("mt:2", "metals conduct electricity")]
+    adv = Advisor(knowledge_from_facts(facts, HashingEncoder(64)), OverlapScorer())
+    inp = _critique_input(tmp_path)
+    local, dist = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    critique_file(inp, local, _FlagWrong(), advisor=adv, batch_size=4, progress=False)
+    s = critique_file(inp, dist, _FlagWrong(), advisor=adv, batch_size=4, progress=False, scale=Scale(_engine()))
+    assert _records(dist) == _records(local)
+    assert s.rows == 31 and s.written == 31 and s.errors == sum("error" in r for r in _records(local)) > 0
+    assert [r["line"] for r in _records(dist)] == list(range(1, 32))
+    assert local.read_text().splitlines()[0] == dist.read_text().splitlines()[0]  # same header: resume either way
+
+
+def test_critique_rerun_resumes_where_a_partial_output_stopped(cluster, tmp_path):
+    from critique.batch import Scale, critique_file
+
+    inp = _critique_input(tmp_path)
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    critique_file(inp, full, _FlagWrong(), batch_size=4, progress=False)
+    lines = full.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:13]) + lines[13][:20])  # killed mid-line after 12 records
+    s = critique_file(inp, part, _FlagWrong(), batch_size=4, progress=False, scale=Scale(_engine()))
+    assert s.skipped == 12 and s.written == 19
+    assert _records(part) == _records(full)

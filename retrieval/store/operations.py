@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
+from core.engine import Engine, is_local
 from core.errors import InputError
 from core.types import Fact
 from retrieval.store.knowledge_store import KnowledgeStore
@@ -42,6 +45,57 @@ class BuildOptions:
     force: bool = False
     batch_size: int = 64
     progress: bool = True
+    engine: Engine | None = None   # where new facts are encoded (core.engine; None: here)
+
+
+@dataclass(frozen=True)
+class _EncodeWorker:
+    """A `core.engine` worker factory: loads the encoder `name` once per worker, encodes shards of texts."""
+
+    name: str
+    batch_size: int
+
+    def __call__(self) -> Any:
+        from retrieval.encoder import get_encoder
+
+        enc = get_encoder(self.name)
+        return lambda texts: list(enc.encode(texts, batch_size=self.batch_size))
+
+
+class ShardedEncoder:
+    """The store's encoder with `encode` spread over an engine's workers (each loads the model once);
+    name and dimension are the wrapped encoder's, so the manifest and the dedup rules do not change."""
+
+    def __init__(self, base: Any, engine: Engine, batch_size: int = 64, progress: bool = True):
+        self.base, self.engine, self.batch_size, self.progress = base, engine, batch_size, progress
+        self.name = base.name
+
+    @property
+    def dim(self) -> int:
+        return int(self.base.dim)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        rows = self.engine.map(_EncodeWorker(self.name, self.batch_size), list(texts), shard_size=self.batch_size * 4)
+        if self.progress and len(texts) > self.batch_size * 4:
+            from tqdm import tqdm
+
+            rows = tqdm(rows, total=len(texts), desc=f"encoding ({self.engine.name})", unit="fact")
+        out = list(rows)
+        return np.stack(out).astype(np.float32) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def _add(ks: KnowledgeStore, facts: list[Fact], options: BuildOptions) -> Any:
+    """`ks.add` with the new texts encoded by `options.engine`; the FAISS index, the fact table and the
+    store's save stay here, in the one writer."""
+    if is_local(options.engine):
+        return ks.add(facts, batch_size=options.batch_size, progress=options.progress)
+    assert options.engine is not None
+    base = ks.encoder
+    ks.encoder = ShardedEncoder(base, options.engine, options.batch_size, options.progress)  # type: ignore[assignment]
+    try:
+        return ks.add(facts, batch_size=len(facts) + 1, progress=False)  # one call: the engine shards it
+    finally:
+        ks.encoder = base
 
 
 def build_store(spec: InputSpec, out: Path, options: BuildOptions | None = None) -> dict[str, Any]:
@@ -50,7 +104,7 @@ def build_store(spec: InputSpec, out: Path, options: BuildOptions | None = None)
     t0 = time.perf_counter()
     facts = spec.read()
     with KnowledgeStore.create(out, encoder=options.encoder, index=options.index, overwrite=options.force) as ks:
-        res = ks.add(facts, batch_size=options.batch_size, progress=options.progress)
+        res = _add(ks, facts, options)
         info = ks.info()
     return {"store": str(out), "inputs": [str(p) for p in spec.paths], "read": len(facts), "added": res.added,
             "merged": res.merged, "count": info["count"], "encoder": info["encoder"],
@@ -64,7 +118,7 @@ def add_to_store(store: Path, spec: InputSpec, options: BuildOptions | None = No
     facts = spec.read()
     with KnowledgeStore.open(store, encoder=options.encoder, writable=True) as ks:
         before = len(ks)
-        res = ks.add(facts, batch_size=options.batch_size, progress=options.progress)
+        res = _add(ks, facts, options)
         count = len(ks)
     return {"store": str(store), "inputs": [str(p) for p in spec.paths], "read": len(facts), "added": res.added,
             "merged": res.merged, "before": before, "count": count,
