@@ -64,3 +64,16 @@ def registry_help(lead: str, registry: Registry[Any], extra: tuple[str, ...] = (
     "auto (guessed)". The library checks the name when the command runs, so an entry registered later
     is accepted too."""
     return f"{lead}: " + ", ".join((registry.help(), *extra)) + "."
+
+
+ENGINE_HELP = ("Where the work runs: local (this process) or ray (the cluster at $RAY_ADDRESS, else a local "
+               "Ray cluster; see docs/scaling.md). Results and output are the same; this process writes them.")
+WORKERS_HELP = "--engine ray: worker actors (default: one per CPU of the cluster)."
+
+
+def engine_option() -> Any:
+    return typer.Option("local", "--engine", help=ENGINE_HELP, metavar="local|ray")
+
+
+def workers_option() -> Any:
+    return typer.Option(None, "--workers", min=1, help=WORKERS_HELP)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import default_group, echo_json, registry_help
+from cli.common import default_group, echo_json, engine_option, registry_help, workers_option
 from critique.batch import BACKENDS
 
 app = typer.Typer(
@@ -189,21 +189,26 @@ def run_cmd(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Entailment scorer for grounded advice (default: the shipped one)."),
     force: bool = typer.Option(False, "--force", help="Start OUT afresh when it is not a critique output of this configuration (its content is lost)."),
+    engine: str = engine_option(),
+    workers: Optional[int] = workers_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Critique every explanation in INPUT, one output record per row (errors included); resumable.
 
     OUT records the configuration it was made with (backend, model digest, format, advice); a rerun
     with another one is refused unless --force. A file that is not a critique output is never touched.
+    With --engine ray the rows are critiqued by worker actors (each loads the critic once); this
+    process writes OUT, in input order, so the records are the local engine's.
 
     Example: microtheory critique outputs.jsonl --out critiques.jsonl --microtheory runs/mt_arc --format ds
     """
+    from core.engine import make_engine
     from critique.batch import CritiqueRunConfig, run_critique
 
     cfg = CritiqueRunConfig(backend=backend, model=model, fast=fast, fmt=fmt.value, batch_size=batch_size,
                             max_new_tokens=max_new_tokens, microtheory=microtheory, store=store, scorer=scorer,
                             force=force)
-    s = run_critique(input_path, out, cfg, progress=not json_out)
+    s = run_critique(input_path, out, cfg, progress=not json_out, engine=make_engine(engine, workers))
     if json_out:
         echo_json(s.to_json())
         return

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from cli.common import echo_json, registry_help
+from cli.common import echo_json, engine_option, registry_help, workers_option
 from retrieval.readers import READERS
 
 app = typer.Typer(
@@ -60,16 +60,20 @@ def build_cmd(
     index: IndexType = typer.Option(IndexType.auto, "--index",
                                     help="auto: exact below 50,000 facts, HNSW above; flat; hnsw."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoder batch size."),
+    engine: str = engine_option(),
+    workers: Optional[int] = workers_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Build a store from input files.
+    """Build a store from input files (`--engine ray`: encoded by worker actors, indexed and saved here).
 
     Example: microtheory store build ../shared/data/entailmentbank/worldtree_corpus_sentences_extended.json --out runs/worldtree
     """
+    from core.engine import make_engine
     from retrieval.store.operations import BuildOptions, InputSpec, build_store
 
     summary = build_store(InputSpec(inputs, fmt, split, source.value, name), out,
-                          BuildOptions(encoder, index.value, force, batch_size, progress=not json_out))
+                          BuildOptions(encoder, index.value, force, batch_size, progress=not json_out,
+                                       engine=make_engine(engine, workers)))
     if json_out:
         echo_json(summary)
     else:
@@ -89,16 +93,20 @@ def add_cmd(
     source: Source = typer.Option(Source.corpus, "--source", help="Source of facts that name none."),
     name: Optional[str] = typer.Option(None, "--name", help="Corpus name recorded in provenance."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoder batch size."),
+    engine: str = engine_option(),
+    workers: Optional[int] = workers_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Add facts to a store; a sentence already stored merges its provenance instead of adding a copy.
 
     Example: microtheory store add runs/science generated.jsonl --source generated
     """
+    from core.engine import make_engine
     from retrieval.store.operations import BuildOptions, InputSpec, add_to_store
 
     s = add_to_store(store, InputSpec(inputs, fmt, split, source.value, name),
-                     BuildOptions(encoder, batch_size=batch_size, progress=not json_out))
+                     BuildOptions(encoder, batch_size=batch_size, progress=not json_out,
+                                  engine=make_engine(engine, workers)))
     if json_out:
         echo_json(s)
     else:
