@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import echo_json, registry_help
+from cli.common import echo_json, engine_option, registry_help, workers_option
 from microtheory.generators.base import GENERATORS
 
 
@@ -52,6 +52,11 @@ def populate_cmd(
                                             "--generator replay:FILE to re-score without the model)."),
     force: bool = typer.Option(False, "--force", help="Restart a log made with another configuration (the store's "
                                                       "facts stay; questions are redone)."),
+    engine: str = engine_option(),
+    workers: int | None = workers_option(),
+    concurrency: int = typer.Option(4, "--concurrency", min=1,
+                                    help="--engine ray: questions in flight per worker (concurrent requests to "
+                                         "the server; their verifications are scored together)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -59,9 +64,14 @@ def populate_cmd(
     accepts, and add their sentences and proofs to the store. Rerunning skips questions already
     done and retries failed ones; the log records the configuration, and a rerun with another one
     is refused unless --force. A dead generator server stops the run within a minute (--breaker).
+    With --engine ray, workers prove questions (--concurrency at a time each) against --corpus, or
+    the store as saved when the run started; this process stores the proofs and writes the log.
 
     Example: microtheory populate --questions eb:dev --store runs/ks --generator openai:http://127.0.0.1:8080/v1
     """
+    from functools import partial
+
+    from core.engine import make_engine
     from microtheory.datasets import load_question_set
     from microtheory.populate import GeneratorSettings, PopulateConfig, PopulateOptions, populate
 
@@ -71,7 +81,9 @@ def populate_cmd(
                          save_every=save_every, max_consecutive_failures=max_failures)
     http = GeneratorSettings(timeout=timeout, retries=retries, request_budget=request_budget, breaker=breaker,
                              breaker_seconds=breaker_seconds, record=record)
-    opts = PopulateOptions(log_path=log, retry_unproved=retry_unproved, limit=limit, force=force)
+    opts = PopulateOptions(log_path=log, retry_unproved=retry_unproved, limit=limit, force=force,
+                           engine=make_engine(engine, workers), concurrency=concurrency,
+                           make_generator=partial(http.make, generator))
     summary = populate(load_question_set(questions, split=split), store, http.make(generator), scorer=scorer,
                        encoder=encoder, config=cfg, corpus=corpus, options=opts, progress=not no_progress)
     if json_out:

@@ -39,6 +39,7 @@ import numpy as np
 
 from microtheory.generators.base import Generator, get_generator
 from microtheory.prompts import DEFAULT_PROMPTS, build_prompts, get_templates, parse_premises
+from core.engine import is_local
 from core.errors import GeneratorError, InputError, MicrotheoryError
 from core.types import Fact, Proof, Question
 
@@ -144,6 +145,7 @@ class QuestionResult:
     unparsed_outputs: int = 0
     nodes: int = 0
     generator_calls: int = 0
+    seconds: float | None = None     # set by an engine worker: the search time where it ran
 
 
 @dataclass
@@ -542,6 +544,9 @@ class PopulateOptions:
     limit: int | None = None              # attempt at most this many questions in this run
     force: bool = False                   # restart a log made with another configuration
     on_question: Callable[[dict[str, Any]], None] | None = None  # called with each log record
+    engine: Any = None                    # core.engine Engine (None: this process); see `populate`
+    concurrency: int = 4                  # engine workers: questions in flight per worker (threads)
+    make_generator: Callable[[], Generator] | None = None  # engine workers: builds a generator (None: a copy)
 
 
 @dataclass(frozen=True)
@@ -674,12 +679,128 @@ def populate(
                                   log=str(log))
         if opts.limit is not None:
             todo = todo[: max(opts.limit, 0)]
+        snapshot = KnowledgeStore.exists(store_path)  # what engine workers retrieve from when no corpus is given
         store = _open_store(store_path, encoder)
         corpus_store = KnowledgeStore.open(corpus) if isinstance(corpus, (str, Path)) else corpus
         run = _Run(ProofSearch(gen, sc, store.encoder, store, cfg, corpus=corpus_store), store, sink, summary,
                    opts.on_question)
-        run.run(todo, progress)
+        results = None
+        if not is_local(opts.engine):
+            worker = _ProveWorker(opts.make_generator or gen, scorer if scorer is None or isinstance(scorer, str)
+                                  else sc, store.encoder.name, cfg, _corpus_for_workers(corpus, store_path, snapshot),
+                                  opts.concurrency)
+            results = opts.engine.map(worker, todo, shard_size=opts.concurrency * 2)
+        run.run(todo, progress, results)
     return summary
+
+
+def _corpus_for_workers(corpus: Any, store_path: Path, snapshot: bool) -> Any:
+    """Engine workers cannot see the store growing in this process: they retrieve from `--corpus`, or
+    else from the store as saved when the run started (None for a new store)."""
+    if corpus is None:
+        return str(store_path) if snapshot else None
+    return str(corpus) if isinstance(corpus, (str, Path)) else corpus
+
+
+def prove_question(search: ProofSearch, q: Question | InputError) -> QuestionResult | MicrotheoryError:
+    """One question's search (no storing): its result, or the error of a generator that gave up for
+    good (`stop_run`: the run must stop and this question stays unlogged)."""
+    t0 = time.monotonic()
+    if isinstance(q, InputError):
+        return QuestionResult(_row_id(q), "", "invalid", reason=str(q))
+    try:
+        res = search.prove(q.id, hypothesis_for(q))
+    except MicrotheoryError as e:
+        if getattr(e, "stop_run", False):  # the generator gave up for good (circuit breaker open)
+            return e
+        res = QuestionResult(q.id, "", "failed", reason=_short_reason(e))
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+@dataclass(frozen=True)
+class _ProveWorker:
+    """A `core.engine` worker factory: per worker, one scorer (its calls from concurrent questions
+    batched together), one encoder and corpus; per thread, its own generator and search. A shard's
+    questions are proved `concurrency` at a time (requests in flight against the server)."""
+
+    generator: Any          # a Generator (each thread proves with its own copy) or a factory of one
+    scorer: Any             # a spec for load_scorer, or a scorer object
+    encoder: str
+    cfg: PopulateConfig
+    corpus: Any = None      # a store path (opened read-only here) or a Knowledge
+    concurrency: int = 4
+
+    def __call__(self) -> Callable[[list[Any]], list[Any]]:
+        import copy
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        from retrieval.encoder import get_encoder
+        from retrieval.entail import load_scorer
+        from retrieval.store import KnowledgeStore
+
+        sc = load_scorer(self.scorer) if self.scorer is None or isinstance(self.scorer, str) else self.scorer
+        scorer, enc = BatchingScorer(sc, self.concurrency), get_encoder(self.encoder)
+        corpus = KnowledgeStore.open(self.corpus) if isinstance(self.corpus, str) else self.corpus
+        local, pool = threading.local(), ThreadPoolExecutor(self.concurrency)
+
+        def one(q: Any) -> Any:
+            if getattr(local, "search", None) is None:
+                gen = copy.deepcopy(self.generator) if hasattr(self.generator, "generate") else self.generator()
+                local.search = ProofSearch(gen, scorer, enc, None, self.cfg, corpus=corpus)
+            return prove_question(local.search, q)
+
+        return lambda shard: list(pool.map(one, shard))
+
+
+class BatchingScorer:
+    """A scorer shared by concurrent searches: `score_batch` calls that arrive together run as one
+    call of the wrapped scorer (one forward pass instead of one per question). The first caller
+    waits until every busy thread has asked, or a few milliseconds, then scores for all."""
+
+    def __init__(self, inner: Any, expect: int = 4, wait_s: float = 0.005):
+        import threading
+
+        self.inner, self.expect, self.wait_s = inner, max(1, expect), wait_s
+        self._cv = threading.Condition()
+        self._queue: list[tuple[list[Any], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:  # threshold, name, digest...: the wrapped scorer's
+        return getattr(self.inner, name)
+
+    def score_batch(self, items: Sequence[Any], batch_size: int = 64) -> np.ndarray:
+        slot: dict[str, Any] = {}
+        with self._cv:
+            self._queue.append((list(items), slot))
+            leader = len(self._queue) == 1
+            if leader:
+                self._cv.wait_for(lambda: len(self._queue) >= self.expect, timeout=self.wait_s)
+                batch, self._queue = self._queue, []
+        if leader:
+            self._score_all(batch)
+        with self._cv:
+            self._cv.wait_for(lambda: "out" in slot or "error" in slot)
+        if "error" in slot:
+            raise slot["error"]
+        return slot["out"]
+
+    def _score_all(self, batch: list[tuple[list[Any], dict[str, Any]]]) -> None:
+        flat = [it for items, _ in batch for it in items]
+        try:
+            scores = np.asarray(self.inner.score_batch(flat), dtype=np.float64) if flat else np.zeros(0)
+            err = None
+        except Exception as e:  # every waiting question gets the error, as if it had called alone
+            scores, err = np.zeros(0), e
+        with self._cv:
+            at = 0
+            for items, slot in batch:
+                if err is not None:
+                    slot["error"] = err
+                else:
+                    slot["out"] = scores[at:at + len(items)]
+                at += len(items)
+            self._cv.notify_all()
 
 
 class _Run:
@@ -701,8 +822,10 @@ class _Run:
             self.sink.write(rec)
         self.pending.clear()
 
-    def run(self, todo: list[Question | InputError], progress: bool) -> None:
+    def run(self, todo: list[Question | InputError], progress: bool, results: Iterable[Any] | None = None) -> None:
+        """`results`: each question's `prove_question` outcome from an engine, in todo order (None: prove here)."""
         t0 = time.monotonic()
+        proved = iter(results) if results is not None else None
         bar = None
         if progress:
             from tqdm import tqdm
@@ -710,7 +833,7 @@ class _Run:
             bar = tqdm(total=len(todo), desc="populate", unit="q", file=sys.stderr, dynamic_ncols=True)
         try:
             for i, q in enumerate(todo, 1):
-                stop = self.attempt(q)
+                stop = self.attempt(q, next(proved) if proved is not None else None)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(proved=self.summary.proved, failed=self.summary.failed, refresh=False)
@@ -730,27 +853,21 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
+            close = getattr(proved, "close", None)
+            if close is not None:  # an engine stops its workers
+                close()
             self.summary.seconds = time.monotonic() - t0
             self.summary.sentences_kept = len(self.kept)
         self.store.close()
 
-    def attempt(self, q: Question | InputError) -> bool:
-        """Prove, store and log one question; True when the run must stop."""
+    def attempt(self, q: Question | InputError, proved: QuestionResult | MicrotheoryError | None = None) -> bool:
+        """Prove (unless an engine did: `proved`), store and log one question; True when the run must stop."""
         tq = time.monotonic()
-        unavailable: MicrotheoryError | None = None
-        if isinstance(q, InputError):
-            res = QuestionResult(_row_id(q), "", "invalid", reason=str(q))
-        else:
-            try:
-                res = self.search.prove(q.id, hypothesis_for(q))
-            except MicrotheoryError as e:
-                if getattr(e, "stop_run", False):  # the generator gave up for good (circuit breaker open)
-                    unavailable = e
-                res = QuestionResult(q.id, "", "failed", reason=_short_reason(e))
-        rec = self.record(res, tq)
-        if unavailable is not None:  # not this question's fault: leave it to the rerun, log nothing
-            self.summary.aborted = f"{unavailable} Questions done so far are kept and skipped then."
+        res = proved if proved is not None else prove_question(self.search, q)
+        if isinstance(res, MicrotheoryError):  # not this question's fault: leave it to the rerun, log nothing
+            self.summary.aborted = f"{res} Questions done so far are kept and skipped then."
             return True
+        rec = self.record(res, tq)
         self.pending.append(rec)
         self.account(res)
         if self.on_question is not None:
@@ -777,7 +894,8 @@ class _Run:
         rec.update(candidates=res.candidates, accepted=res.accepted, rejected=len(res.rejected_sentences),
                    outputs=res.outputs, empty_outputs=res.empty_outputs, unparsed_outputs=res.unparsed_outputs,
                    nodes=res.nodes, generator_calls=res.generator_calls,
-                   seconds=round(time.monotonic() - tq, 3), time=_now())
+                   seconds=round(res.seconds if res.seconds is not None else time.monotonic() - tq, 3),
+                   time=_now())
         if res.status == "proved":
             rec["trees"] = [p.to_json() for p in res.proofs]
         return rec

@@ -152,3 +152,87 @@ def test_critique_rerun_resumes_where_a_partial_output_stopped(cluster, tmp_path
     s = critique_file(inp, part, _FlagWrong(), batch_size=4, progress=False, scale=Scale(_engine()))
     assert s.skipped == 12 and s.written == 19
     assert _records(part) == _records(full)
+
+
+# ------------------------------------------------------------------------------------------- stores
+
+def _store_state(path: Path):
+    from retrieval.store import KnowledgeStore
+
+    ks = KnowledgeStore.open(path)
+    return [f.to_json() for f in ks], ks.vectors().copy(), ks.info()["encoder"]
+
+
+def test_store_build_and_add_equal_local(cluster, tmp_path):
+    import numpy as np
+
+    from retrieval.store.operations import BuildOptions, InputSpec, add_to_store, build_store
+
+    corpus = Path(__file__).resolve().parent.parent / "corpora" / "science_corpus.jsonl"
+    extra = tmp_path / "extra.jsonl"  # new sentences and duplicates of stored ones (provenance merges)
+    extra.write_text("\n".join(json.dumps({"text": t}) for t in
+                               ["a solid has a definite shape and a definite volume", "copper conducts heat",
+                                "ice is the solid form of water", "copper conducts heat"]) + "\n")
+    states = []
+    for kind, engine in (("local", None), ("ray", _engine())):
+        out = tmp_path / kind
+        opts = BuildOptions(encoder="hashing-64", batch_size=16, progress=False, engine=engine)
+        built = build_store(InputSpec([corpus]), out, opts)
+        added = add_to_store(out, InputSpec([extra], name="extra"), opts)
+        states.append((built["count"], added["added"], added["merged"], _store_state(out)))
+    (n0, a0, m0, (facts0, vec0, enc0)), (n1, a1, m1, (facts1, vec1, enc1)) = states
+    assert (n1, a1, m1) == (n0, a0, m0) and a0 == 2 and m0 == 2
+    assert facts1 == facts0 and enc1 == enc0
+    assert np.array_equal(vec1, vec0)
+
+
+# ----------------------------------------------------------------------------------------- populate
+
+_PREMISES = {
+    "a magnet attracts an iron nail": "1. A magnet attracts iron.\n2. An iron nail is made of iron.",
+    "plants need sunlight to grow": "1. Plants need energy to grow.\n2. Sunlight gives plants energy.",
+    "metals conduct electricity": "1. Metals have free electrons.\n2. Free electrons conduct electricity.",
+}
+
+
+def _reply(prompt: str, i: int) -> str:
+    from microtheory.prompts import extract_statement
+
+    s = (extract_statement(prompt) or "").rstrip(".")
+    return _PREMISES.get(s, "1. Cats are mammals.\n2. Dogs bark loudly at night.")
+
+
+def test_populate_equals_local_against_a_server(cluster, tmp_path):
+    """Many questions in flight against an OpenAI-compatible server; same store facts, proofs and log."""
+    from core.types import Question
+    from microtheory.generators.fake_server import FakeOpenAIServer
+    from microtheory.populate import GeneratorSettings, PopulateConfig, PopulateOptions, populate, read_log
+    from retrieval.entail import OverlapScorer
+    from retrieval.store import KnowledgeStore
+    from retrieval.store.operations import BuildOptions, InputSpec, build_store
+
+    corpus = tmp_path / "corpus"
+    build_store(InputSpec([Path(__file__).resolve().parent.parent / "corpora" / "science_corpus.jsonl"]), corpus,
+                BuildOptions(encoder="hashing-64", progress=False))
+    hyps = list(_PREMISES) + ["the moon is made of cheese"]
+    qs = [Question(f"q{i}", f"stem {i}?", {"A": "x", "B": "y"}, "A", hypothesis=hyps[i % len(hyps)])
+          for i in range(12)]
+    cfg = PopulateConfig(prompts=("direct",), samples=2, max_depth=0, node_budget=3, save_every=3, seed=None,
+                         minimal=False)
+    with FakeOpenAIServer(reply=_reply) as srv:
+        spec = f"openai:{srv.base_url}#fake"
+        http = GeneratorSettings(timeout=10, retries=1)
+        outs = []
+        for kind, engine in (("local", None), ("ray", _engine(concurrency=3))):
+            store = tmp_path / kind
+            opts = PopulateOptions(engine=engine, concurrency=3, make_generator=lambda: http.make(spec))
+            s = populate(qs, store, http.make(spec), scorer=OverlapScorer(), encoder="hashing-64", config=cfg,
+                         corpus=corpus, options=opts, progress=False)
+            ks = KnowledgeStore.open(store)
+            log = read_log(tmp_path / f"{kind}.populate.jsonl")
+            keep = ("status", "proof_ids", "proof_scores", "trees", "candidates", "accepted", "generator_calls")
+            outs.append((s.proved, s.unproved, s.failed, sorted((f.id, f.text) for f in ks),
+                         sorted((p.question_id, p.proof_id, p.leaves) for p in ks.proofs()),
+                         {q: {k: r.get(k) for k in keep} for q, r in log.items()}))
+    assert outs[1] == outs[0]
+    assert outs[0][0] > 0 and outs[0][1] > 0 and outs[0][3]  # some proved, some not: both paths compared
