@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from cli.common import echo_json
+from cli.common import echo_json, engine_option, workers_option
 
 
 def qa(
@@ -32,6 +32,8 @@ def qa(
                                       help="With --ranker none: weight of the best retrieval cosine."),
     force: bool = typer.Option(False, "--force", help="Start OUT afresh when it is not a QA output of this "
                                                       "configuration (its content is lost)."),
+    engine: str = engine_option(),
+    workers: Optional[int] = workers_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -44,6 +46,7 @@ def qa(
 
     Example: microtheory qa --corpus runs/worldtree --questions questions.jsonl --out answers.jsonl
     """
+    from core.engine import make_engine
     from microtheory.datasets import load_question_set
     from retrieval.prover import ProverConfig
     from retrieval.qa import QAConfig, qa_files
@@ -53,7 +56,8 @@ def qa(
     pcfg = ProverConfig(**{name: v for name, v in given.items() if v is not None})
     summary = qa_files(corpus, load_question_set(questions), out, microtheory=microtheory, scorer=scorer,
                        config=QAConfig(ranker=ranker, w_retrieval=w_retrieval), prover_config=pcfg,
-                       progress=not no_progress and not json_out, force=force)
+                       progress=not no_progress and not json_out, force=force,
+                       engine=make_engine(engine, workers))
     if json_out:
         echo_json(summary.to_json())
     else:

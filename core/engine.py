@@ -122,11 +122,13 @@ class LocalEngine:
 # ----------------------------------------------------------------------------------------- ray
 
 def ray_env() -> dict[str, str]:
-    """Environment for a local cluster: no dashboard, usage stats, metrics or auth token, temp dir
-    under /tmp, and our code importable in the workers (they run `core`, `retrieval`, ...)."""
+    """Environment for the workers: no usage stats, metrics or auth token, our code importable (they
+    run `core`, `retrieval`, ...), one thread per worker, and the project's and Hugging Face's
+    settings (MICROTHEORY_*, HF_*, TRANSFORMERS_*: offline mode, model folders) as here."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.environ.get("PYTHONPATH", "")
-    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_enable_metrics_collection": "0",
+    passed = {k: v for k, v in os.environ.items() if k.startswith(("MICROTHEORY_", "HF_", "TRANSFORMERS_"))}
+    return {**passed, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_enable_metrics_collection": "0",
             "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "PYTHONPATH": root + (os.pathsep + path if path else ""),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             "TOKENIZERS_PARALLELISM": "false"}

@@ -373,12 +373,13 @@ def _summarise_out(out: Path, ids: set[str], summary: QASummary) -> QASummary:
 def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str | Path,
              microtheory: str | Path | None = None, scorer: str | None = None, config: QAConfig | None = None,
              prover_config: ProverConfig | None = None, progress: bool = False,
-             force: bool = False) -> QASummary:
+             force: bool = False, engine: Any = None) -> QASummary:
     """`microtheory qa`: answer every question (a JSONL path or a QuestionSet), one record per question.
 
     Records are appended to `out` (a `core.outputs.AppendOutput`: locked, headed by the configuration,
     a user's file or an input refused) as each question is answered; a rerun skips the ids already
     there, so a killed run resumes. A bad input line is an error record; the run goes on.
+    `engine` (core.engine; None: here) answers the questions; this process writes OUT in input order.
     """
     from core.outputs import AppendOutput
     from retrieval.entail import load_scorer
@@ -406,7 +407,10 @@ def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str |
             from tqdm import tqdm
 
             it = tqdm(todo, desc="qa", unit="q")
-        for rec in iter_answers(it, prover, config, summary):
+        answers = iter_answers(it, prover, config, summary) if getattr(engine, "name", "local") == "local" else \
+            engine_answers(engine, todo, QAWorker(str(corpus), microtheory, scorer, config, prover_config),
+                           summary, progress)
+        for rec in answers:
             sink.write(rec)
             summary.written += 1
     return _summarise_out(Path(out), ids, summary)
@@ -414,3 +418,39 @@ def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str |
 
 def _row_id(q: Question | InputError) -> str:
     return f"line{q.line}" if isinstance(q, InputError) else q.id
+
+
+@dataclass(frozen=True)
+class QAWorker:
+    """A `core.engine` worker factory: opens the corpus (and microtheory) and loads the scorer once per
+    worker, then answers shards of questions exactly as `qa_files` does here."""
+
+    corpus: str
+    microtheory: str | Path | None
+    scorer: str | None
+    config: QAConfig
+    prover_config: ProverConfig | None
+
+    def __call__(self) -> Any:
+        from retrieval.entail import load_scorer
+        from retrieval.store import KnowledgeStore
+
+        ks = KnowledgeStore.open(self.corpus)
+        mt = open_microtheory(self.microtheory, ks.encoder) if self.microtheory is not None else None
+        prover = Prover(ks, load_scorer(self.scorer), microtheory=mt, config=self.prover_config)
+        return lambda shard: list(iter_answers(shard, prover, self.config))
+
+
+def engine_answers(engine: Any, todo: list[Question | InputError], worker: QAWorker, summary: QASummary,
+                   progress: bool) -> Iterator[dict[str, Any]]:
+    """The records of `todo` answered by `engine`'s workers, in input order, added to `summary`."""
+    t0 = time.perf_counter()
+    recs: Iterable[dict[str, Any]] = engine.map(worker, todo, shard_size=8)
+    if progress and todo:
+        from tqdm import tqdm
+
+        recs = tqdm(recs, total=len(todo), desc=f"qa ({engine.name})", unit="q")
+    for rec in recs:
+        summary.add(rec)
+        summary.elapsed_s = time.perf_counter() - t0
+        yield rec

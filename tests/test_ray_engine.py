@@ -236,3 +236,26 @@ def test_populate_equals_local_against_a_server(cluster, tmp_path):
                          {q: {k: r.get(k) for k in keep} for q, r in log.items()}))
     assert outs[1] == outs[0]
     assert outs[0][0] > 0 and outs[0][1] > 0 and outs[0][3]  # some proved, some not: both paths compared
+
+
+# ----------------------------------------------------------------------------------------------- qa
+
+def test_qa_answers_equal_local(cluster, tmp_path):
+    from retrieval.qa import qa_files
+    from retrieval.store.operations import BuildOptions, InputSpec, build_store
+
+    root = Path(__file__).resolve().parent.parent / "corpora"
+    corpus = tmp_path / "corpus"
+    build_store(InputSpec([root / "science_corpus.jsonl"]), corpus, BuildOptions(encoder="hashing-64", progress=False))
+    qs = tmp_path / "q.jsonl"
+    lines = (root / "science_questions.jsonl").read_text().splitlines()[:10]
+    lines.insert(4, "{not json")  # a bad line: an error record in both
+    qs.write_text("\n".join(lines) + "\n")
+    local, dist = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    s0 = qa_files(corpus, qs, local, scorer="overlap")
+    s1 = qa_files(corpus, qs, dist, scorer="overlap", engine=_engine())
+    assert _records(dist) == _records(local) and len(_records(local)) == 11
+    assert (s1.answered, s1.errors, s1.correct, s1.grounded) == (s0.answered, s0.errors, s0.correct, s0.grounded)
+    assert s1.errors == 1
+    again = qa_files(corpus, qs, dist, scorer="overlap", engine=_engine())  # a rerun resumes: nothing to do
+    assert again.skipped == 11 and again.written == 0

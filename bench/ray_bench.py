@@ -1,0 +1,190 @@
+"""`--engine ray` on this machine: 2 workers vs 1 worker vs the local engine, in one run.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/ray_bench.py [--data ../shared/data] [--limit N] [--rows 60]
+
+* store build: WorldTree corpus (entailmentbank/worldtree_corpus_sentences_extended.json, its first
+  `--limit` sentences; all 11,941 by default) encoded with the packaged MiniLM, via `build_store`
+  (what `microtheory store build --engine ...` calls);
+* batch critique: the default critic (`checks` backend, no knowledge) over `--rows` rows of
+  corpora/model_outputs.jsonl repeated (ids made unique), via `run_critique`;
+* the Ray overhead on a small input (100 facts, 5 rows) and the time to start the local cluster.
+
+Every engine uses one torch thread per worker (OMP_NUM_THREADS=1), so "2 workers" is two processes
+on the two cores. Each Ray timing includes starting its actors and loading the model in each (what a
+user waits for); the cluster itself is started once, before, and timed apart. The local and Ray
+results are compared (same fact ids and texts, vectors within 1e-5; identical critique records).
+Writes bench/results/ray_bench.json and bench/results/ray_bench.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.engine import EngineConfig, LocalEngine, RayEngine, connect_ray  # noqa: E402
+from core.outputs import is_header  # noqa: E402
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "load_before": [round(x, 2) for x in os.getloadavg()],
+            "note": "2 CPU cores shared with other jobs (other helpers' tests and benchmarks ran meanwhile)"}
+
+
+def engines() -> list[tuple[str, Any]]:
+    return [("local", LocalEngine()), ("ray, 1 worker", RayEngine(EngineConfig(kind="ray", workers=1))),
+            ("ray, 2 workers", RayEngine(EngineConfig(kind="ray", workers=2)))]
+
+
+def corpus_file(data: Path, limit: int | None, tmp: Path) -> tuple[Path, int]:
+    from retrieval.readers import read_facts
+
+    facts = read_facts(data / "entailmentbank" / "worldtree_corpus_sentences_extended.json")
+    facts = facts[:limit] if limit else facts
+    p = tmp / f"worldtree_{len(facts)}.jsonl"
+    p.write_text("".join(json.dumps({"id": f.id, "text": f.text}) + "\n" for f in facts))
+    return p, len(facts)
+
+
+def store_state(path: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
+    from retrieval.store import KnowledgeStore
+
+    ks = KnowledgeStore.open(path)
+    return [(f.id, f.text) for f in ks], ks.vectors().copy()
+
+
+def bench_store(src: Path, n: int, tmp: Path, tag: str) -> list[dict[str, Any]]:
+    from retrieval.store.operations import BuildOptions, InputSpec, build_store
+
+    rows, states = [], {}
+    for name, engine in engines():
+        out = tmp / f"store_{tag}_{name.replace(' ', '').replace(',', '_')}"
+        t0 = time.perf_counter()
+        s = build_store(InputSpec([src]), out, BuildOptions(progress=False, engine=engine))
+        secs = time.perf_counter() - t0
+        states[name] = store_state(out)
+        rows.append({"engine": name, "facts": s["count"], "seconds": round(secs, 2),
+                     "facts_per_s": round(s["count"] / secs, 1)})
+        shutil.rmtree(out, ignore_errors=True)
+    ids0, v0 = states["local"]
+    for r in rows:
+        ids, v = states[r["engine"]]
+        r["same_facts_as_local"] = ids == ids0
+        r["max_abs_vector_diff"] = float(np.abs(v - v0).max()) if v.shape == v0.shape else None
+    return rows
+
+
+def critique_input(rows: int, tmp: Path) -> Path:
+    base = [json.loads(x) for x in (ROOT / "corpora" / "model_outputs.jsonl").read_text().splitlines() if x.strip()]
+    out = []
+    for i in range(rows):
+        r = dict(base[i % len(base)])
+        r["id"] = f"{r['id']}-{i // len(base)}"
+        out.append(json.dumps(r))
+    p = tmp / f"outputs_{rows}.jsonl"
+    p.write_text("\n".join(out) + "\n")
+    return p
+
+
+def bench_critique(inp: Path, n: int, tmp: Path, tag: str) -> list[dict[str, Any]]:
+    from critique.batch import CritiqueRunConfig, run_critique
+
+    rows, recs = [], {}
+    for name, engine in engines():
+        out = tmp / f"crit_{tag}_{name.replace(' ', '').replace(',', '_')}.jsonl"
+        t0 = time.perf_counter()
+        s = run_critique(inp, out, CritiqueRunConfig(batch_size=8), progress=False, engine=engine)
+        secs = time.perf_counter() - t0
+        recs[name] = [r for r in map(json.loads, out.read_text().splitlines()) if not is_header(r)]
+        rows.append({"engine": name, "rows": s.rows, "errors": s.errors, "seconds": round(secs, 2),
+                     "rows_per_s": round(s.rows / secs, 2)})
+    for r in rows:
+        r["same_records_as_local"] = recs[r["engine"]] == recs["local"]
+    return rows
+
+
+def ratio(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
+    by = {r["engine"]: r[key] for r in rows}
+    return {"2 workers / 1 worker": round(by["ray, 2 workers"] / by["ray, 1 worker"], 2),
+            "2 workers / local": round(by["ray, 2 workers"] / by["local"], 2)}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = ["# Ray engine benchmark (`bench/ray_bench.py`)", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; {m['note']}. Load average "
+             f"before {m['load_before']}, after {m['load_after']}. One torch thread per worker. Ray timings "
+             "include starting the actors and loading the model in each; the local cluster was started once, "
+             f"before, in {res['cluster_start_s']} s.", "",
+             f"Command: `{res['command']}`", ""]
+    for title, key, unit in (("Store build", "store", "facts_per_s"), ("Batch critique", "critique", "rows_per_s")):
+        sec = res[key]
+        lines += [f"## {title}: {sec['what']}", "", f"| engine | seconds | {unit} | same result as local |",
+                  "|---|---|---|---|"]
+        for r in sec["rows"]:
+            same = r.get("same_facts_as_local", r.get("same_records_as_local"))
+            extra = f" (max vector diff {r['max_abs_vector_diff']:.1e})" if r.get("max_abs_vector_diff") else ""
+            lines.append(f"| {r['engine']} | {r['seconds']} | {r[unit]} | {same}{extra} |")
+        lines += ["", f"Throughput ratios: {sec['ratios']}", ""]
+    lines += ["## Ray overhead on a small input", "", "| job | local s | ray 1 worker s | ray 2 workers s |",
+              "|---|---|---|---|"]
+    for job, rows in res["small"].items():
+        by = {r["engine"]: r["seconds"] for r in rows}
+        lines.append(f"| {job} | {by['local']} | {by['ray, 1 worker']} | {by['ray, 2 workers']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--limit", type=int, default=None, help="First N WorldTree sentences (default: all).")
+    ap.add_argument("--rows", type=int, default=60, help="Critique rows.")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ray_bench")
+    args = ap.parse_args()
+    res: dict[str, Any] = {"machine": machine(), "command": "python bench/ray_bench.py " + " ".join(sys.argv[1:])}
+    t0 = time.perf_counter()
+    connect_ray(num_cpus=2)
+    res["cluster_start_s"] = round(time.perf_counter() - t0, 1)
+    with tempfile.TemporaryDirectory(prefix="ray_bench_") as d:
+        tmp = Path(d)
+        src, n = corpus_file(args.data, args.limit, tmp)
+        small_src, _ = corpus_file(args.data, 100, tmp)
+        res["small"] = {"store build, 100 facts": bench_store(small_src, 100, tmp, "small"),
+                        "critique, 5 rows": bench_critique(critique_input(5, tmp), 5, tmp, "small")}
+        store_rows = bench_store(src, n, tmp, "big")
+        res["store"] = {"what": f"{n} WorldTree sentences, MiniLM", "rows": store_rows,
+                        "ratios": ratio(store_rows, "facts_per_s")}
+        crit_rows = bench_critique(critique_input(args.rows, tmp), args.rows, tmp, "big")
+        res["critique"] = {"what": f"{args.rows} rows of corpora/model_outputs.jsonl (repeated), checks critic",
+                           "rows": crit_rows, "ratios": ratio(crit_rows, "rows_per_s")}
+    res["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
