@@ -61,3 +61,16 @@ def test_unreachable_cluster_is_one_clear_error(monkeypatch):
         list(eng.map(_double_worker, [1, 2]))
     assert e.value.exit_code == 7
     assert "ray start --head" in str(e.value)
+
+
+def test_cli_rejects_an_unknown_engine_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    src = tmp_path / "f.jsonl"
+    src.write_text('{"text": "water boils at 100 degrees"}\n')
+    res = CliRunner().invoke(app, ["store", "build", str(src), "--out", str(tmp_path / "s"), "-e", "hashing",
+                                   "--engine", "spark"])
+    assert res.exit_code == 2, res.output
+    assert "unknown engine 'spark'" in res.output and not (tmp_path / "s").exists()

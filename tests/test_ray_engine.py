@@ -259,3 +259,19 @@ def test_qa_answers_equal_local(cluster, tmp_path):
     assert s1.errors == 1
     again = qa_files(corpus, qs, dist, scorer="overlap", engine=_engine())  # a rerun resumes: nothing to do
     assert again.skipped == 11 and again.written == 0
+
+
+def test_cli_store_build_with_ray_engine(cluster, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    corpus = Path(__file__).resolve().parent.parent / "corpora" / "science_corpus.jsonl"
+    outs = {}
+    for kind in ("local", "ray"):
+        res = CliRunner().invoke(app, ["store", "build", str(corpus), "--out", str(tmp_path / kind), "-e", "hashing-64",
+                                       "--engine", kind, "--workers", "2", "--json"])
+        assert res.exit_code == 0, res.output
+        outs[kind] = json.loads(res.output)
+    assert outs["ray"]["count"] == outs["local"]["count"] == 228
+    assert _store_state(tmp_path / "ray")[0] == _store_state(tmp_path / "local")[0]
