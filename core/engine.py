@@ -67,6 +67,8 @@ class EngineConfig:
     max_retries: int = 3              # ray: restarts of a dead actor / re-runs of its shard
     concurrency: int = 1              # ray: calls one actor serves at once (populate: requests in flight)
     gpus_per_worker: float | None = None  # ray: None = 1 when CUDA is present here, else 0
+    keep_warm: bool = False           # ray: keep the actors (models loaded) for the next map with an equal
+                                      # worker factory, until close(); they hold their CPUs meanwhile
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -212,6 +214,7 @@ class RayEngine:
         self.config = config or EngineConfig(kind="ray")
         self._ray: Any = None
         self._factory: WorkerFactory | None = None
+        self._slots: list[_Slot] = []
 
     def connect(self) -> Any:
         if self._ray is None:
@@ -237,13 +240,37 @@ class RayEngine:
         shards = shards_of(items, shard_size)
         if not shards:
             return
-        self._factory = make_worker
-        slots = self._actors(make_worker, min(self.n_workers(), len(shards)))
+        slots = self._pool(make_worker)
+        ok = False
         try:
             yield from self._ordered(slots, shards)
+            ok = True
         finally:
-            for s in slots:
+            # After an error or an abandoned run the actors may be mid-shard: never reuse them. Warm
+            # actors hold their CPUs (and GPUs) until close(), so they are kept only when asked.
+            if not ok or not self.config.keep_warm:
+                self.close()
+
+    def _pool(self, make_worker: WorkerFactory) -> list[_Slot]:
+        """The actors of the previous map when it used an equal worker factory (their models are
+        loaded: a warm pool), else new ones."""
+        if self._slots and self._factory == make_worker:
+            for s in self._slots:
+                s.busy = 0
+            return self._slots
+        self.close()
+        self._factory = make_worker
+        self._slots = self._actors(make_worker, self.n_workers())
+        return self._slots
+
+    def close(self) -> None:
+        """Stop this engine's actors (the cluster stays up)."""
+        for s in self._slots:
+            try:
                 self._ray.kill(s.actor, no_restart=True)
+            except Exception:
+                pass
+        self._slots, self._factory = [], None
 
     def _ordered(self, slots: list[_Slot], shards: list[list[Any]]) -> Iterator[Any]:
         """Submit shards to the least busy actor, at most `in_flight` each and never more than the
