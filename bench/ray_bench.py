@@ -191,7 +191,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="First N WorldTree sentences (default: all).")
     ap.add_argument("--rows", type=int, default=60, help="Critique rows.")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ray_bench")
+    ap.add_argument("--md-only", action="store_true", help="Rewrite the .md from the .json of an earlier run.")
     args = ap.parse_args()
+    if args.md_only:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.with_suffix(".json").read_text())))
+        return
     res: dict[str, Any] = {"machine": machine(), "command": "python bench/ray_bench.py " + " ".join(sys.argv[1:])}
     t0 = time.perf_counter()
     connect_ray(num_cpus=2)
