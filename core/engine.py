@@ -12,7 +12,7 @@ same whichever engine computed the results.
   every command did before engines existed).
 * `RayEngine`: connects to `$RAY_ADDRESS` (or `address`), else starts a local cluster with
   `num_cpus`; starts `workers` actors, each building its worker once (`make_worker` travels by
-  cloudpickle), requesting a GPU each when CUDA is present. At most `in_flight` shards per actor
+  cloudpickle), requesting a GPU each when the cluster has GPUs (Ray finds CUDA devices on its nodes). At most `in_flight` shards per actor
   are outstanding, so memory stays bounded and results come back in order. An actor that dies is
   restarted by Ray and its shard re-run (`max_retries`); a shard whose actor cannot be brought back
   is resubmitted to another one, so nothing is lost, and since only the driver writes, nothing is
@@ -190,6 +190,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def cuda_present() -> bool:
+    """True where torch sees a CUDA device (an engine worker then puts its models there)."""
     try:
         import torch
 
@@ -221,16 +222,24 @@ class RayEngine:
             self._ray = connect_ray(self.config.address, self.config.num_cpus)
         return self._ray
 
+    def gpus_per_worker(self) -> float:
+        """The configured share, else 1 GPU per actor when the cluster has GPUs (CUDA on its nodes)."""
+        if self.config.gpus_per_worker is not None:
+            return self.config.gpus_per_worker
+        return 1.0 if self.connect().cluster_resources().get("GPU", 0) >= 1 else 0.0
+
     def n_workers(self) -> int:
+        """`workers`, else one per GPU of the cluster when it has GPUs, else one per CPU."""
         ray = self.connect()
         if self.config.workers is not None:
             return self.config.workers
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+        res = ray.cluster_resources()
+        return max(1, int(res.get("GPU", 0)) if self.gpus_per_worker() else int(res.get("CPU", 1)))
 
     def _actors(self, make_worker: WorkerFactory, n: int) -> list[_Slot]:
         ray = self.connect()
         cfg = self.config
-        gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else (1 if cuda_present() else 0)
+        gpus = self.gpus_per_worker()
         cls = ray.remote(_ShardActor).options(
             num_cpus=1, num_gpus=gpus, max_restarts=cfg.max_retries, max_task_retries=cfg.max_retries,
             max_concurrency=cfg.concurrency)

@@ -56,9 +56,12 @@ class _EncodeWorker:
     batch_size: int
 
     def __call__(self) -> Any:
+        from core.engine import cuda_present
         from retrieval.encoder import get_encoder
 
         enc = get_encoder(self.name)
+        if cuda_present() and getattr(enc, "device", "") is None:  # a GPU worker: the model goes there
+            enc.device = "cuda"  # type: ignore[attr-defined]
         return lambda texts: list(enc.encode(texts, batch_size=self.batch_size))
 
 
