@@ -210,13 +210,13 @@ def markdown(res: dict[str, Any]) -> str:
               "and Ray are within noise of each other (the Ray overhead per 3,000 facts is small once the actors "
               "run), and Ray's cold runs pay 30-60 s to start the actors and load MiniLM in each.",
               "- Batch critique, warm: the 60 rows are 20 distinct explanations repeated, and a warm Ray actor "
-              "keeps its critic, whose per-process score cache already holds every score from the cold run; the "
+              "keeps its critic, whose embedding cache (critique.checks, per backend) already holds every text from the cold run; the "
               "local engine builds its critic per run. So the warm critique numbers measure cache hits, not "
               "critic throughput: compare the cold column (local 1x critic load in this process vs actors "
               "started and critics loaded on the busy cores).",
               "- Equality: every store is identical to the local one (vectors within 1.2e-7); critique records "
               "are identical with one worker and equal up to float rounding with two (a probability differing "
-              "by < 1e-9 where a cached score was computed in another batch: batched inference pads per batch).",
+              "by < 1e-9 where a cached embedding was computed in another batch: batched inference pads per batch).",
               ""]
     lines += ["## Ray overhead on a small input", "", "| job | local s (cold / warm) | ray 1 worker s (cold / warm) | "
               "ray 2 workers s (cold / warm) |", "|---|---|---|---|"]
