@@ -174,12 +174,16 @@ def test_store_build_and_add_equal_local(cluster, tmp_path):
                                ["a solid has a definite shape and a definite volume", "copper conducts heat",
                                 "ice is the solid form of water", "copper conducts heat"]) + "\n")
     states = []
-    for kind, engine in (("local", None), ("ray", _engine())):
+    warm = _engine(keep_warm=True)  # build and add share the actors (an equal worker factory): a warm pool
+    for kind, engine in (("local", None), ("ray", warm)):
         out = tmp_path / kind
         opts = BuildOptions(encoder="hashing-64", batch_size=16, progress=False, engine=engine)
         built = build_store(InputSpec([corpus]), out, opts)
+        pool = list(warm._slots)
         added = add_to_store(out, InputSpec([extra], name="extra"), opts)
         states.append((built["count"], added["added"], added["merged"], _store_state(out)))
+    assert warm._slots == pool and len(pool) == 2, "the add reused the build's actors"
+    warm.close()
     (n0, a0, m0, (facts0, vec0, enc0)), (n1, a1, m1, (facts1, vec1, enc1)) = states
     assert (n1, a1, m1) == (n0, a0, m0) and a0 == 2 and m0 == 2
     assert facts1 == facts0 and enc1 == enc0
