@@ -76,4 +76,4 @@ def engine_option() -> Any:
 
 
 def workers_option() -> Any:
-    return typer.Option(None, "--workers", min=1, help=WORKERS_HELP)
+    return typer.Option(None, "--workers", help=WORKERS_HELP)

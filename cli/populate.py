@@ -54,7 +54,7 @@ def populate_cmd(
                                                       "facts stay; questions are redone)."),
     engine: str = engine_option(),
     workers: int | None = workers_option(),
-    concurrency: int = typer.Option(4, "--concurrency", min=1,
+    concurrency: int = typer.Option(4, "--concurrency",
                                     help="--engine ray: questions in flight per worker (concurrent requests to "
                                          "the server; their verifications are scored together)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -662,6 +662,8 @@ def populate(
     from retrieval.store import KnowledgeStore
 
     cfg, opts = config or PopulateConfig(), options or PopulateOptions()
+    if opts.concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {opts.concurrency}")
     rows = list(questions.rows if hasattr(questions, "rows") else questions)
     gen = get_generator(generator) if isinstance(generator, str) else generator
     sc = load_scorer(scorer) if scorer is None or isinstance(scorer, str) else scorer
