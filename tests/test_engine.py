@@ -74,3 +74,43 @@ def test_cli_rejects_an_unknown_engine_in_one_line(tmp_path):
                                    "--engine", "spark"])
     assert res.exit_code == 2, res.output
     assert "unknown engine 'spark'" in res.output and not (tmp_path / "s").exists()
+
+
+def test_batching_scorer_scores_concurrent_questions_in_one_call():
+    """populate's engine workers share one scorer: calls from questions in flight together run as one batch,
+    each caller getting exactly its own scores; an error reaches every caller of that batch."""
+    import threading
+
+    import numpy as np
+
+    from microtheory.populate import BatchingScorer
+
+    class Counting:
+        threshold = 0.5
+
+        def __init__(self):
+            self.calls: list[int] = []
+
+        def score_batch(self, items, batch_size=64):
+            self.calls.append(len(items))
+            if any(h == "boom" for _, h in items):
+                raise RuntimeError("scorer failed")
+            return np.asarray([float(len(h)) for _, h in items])
+
+    inner = Counting()
+    sc = BatchingScorer(inner, expect=4, wait_s=2.0)
+    got: dict[int, list[float]] = {}
+
+    def ask(i: int) -> None:
+        got[i] = sc.score_batch([(["p"], "x" * (i + 1))] * (i + 1)).tolist()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {i: [float(i + 1)] * (i + 1) for i in range(4)}
+    assert inner.calls == [10]  # 1+2+3+4 items, one call
+    assert sc.threshold == 0.5  # the wrapped scorer's attributes show through
+    with pytest.raises(RuntimeError, match="scorer failed"):
+        BatchingScorer(inner, expect=1).score_batch([(["p"], "boom")])
