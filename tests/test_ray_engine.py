@@ -279,3 +279,29 @@ def test_cli_store_build_with_ray_engine(cluster, tmp_path):
         outs[kind] = json.loads(res.output)
     assert outs["ray"]["count"] == outs["local"]["count"] == 228
     assert _store_state(tmp_path / "ray")[0] == _store_state(tmp_path / "local")[0]
+
+
+class _DiesOnce(_FlagWrong):
+    """The critique double whose worker process dies the first time it meets row `victim`."""
+
+    def __init__(self, marker: str, victim: str):
+        self.marker, self.victim = marker, victim
+
+    def critique(self, records):
+        if any(r.id == self.victim for r in records) and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(1)
+        return super().critique(records)
+
+
+def test_critique_survives_a_killed_worker(cluster, tmp_path):
+    """A real job: a worker dies mid-run; OUT still holds exactly one record per row, in order, equal to local."""
+    from critique.batch import Scale, critique_file
+
+    inp = _critique_input(tmp_path)
+    local, dist, marker = tmp_path / "local.jsonl", tmp_path / "ray.jsonl", tmp_path / "died"
+    critique_file(inp, local, _FlagWrong(), batch_size=4, progress=False)
+    s = critique_file(inp, dist, _DiesOnce(str(marker), "q20"), batch_size=4, progress=False,
+                      scale=Scale(_engine(max_retries=2)))
+    assert marker.exists(), "no worker died: the test proved nothing"
+    assert s.written == 31 and _records(dist) == _records(local)
