@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -375,6 +376,38 @@ def load_causal_lm(name: str, gguf_file: str | None = None, device: str = "cpu",
     lm = lm.to(device)  # type: ignore[arg-type]  # transformers stubs type .to oddly
     lm.eval()
     return tok, lm
+
+
+SMOLLM2_UNPACKED = "SmolLM2-135M-Instruct-f32"
+
+
+def smollm2_unpacked() -> Path:
+    """The packaged SmolLM2 GGUF converted once to a transformers folder (fp32 safetensors + tokenizer).
+
+    De-quantising the GGUF takes 1-2 minutes per process on a small CPU; the folder loads in ~1 s
+    with the same weights. Built in a temporary sibling and renamed into place (no half-written folder).
+    """
+    target = cache_dir() / SMOLLM2_UNPACKED
+    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    with _LOCK:
+        if not (target / "model.safetensors").is_file():
+            tok, lm = load_causal_lm(SMOLLM2)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+                out = Path(tmp) / "model"
+                lm.hf_quantizer = None  # weights are already plain fp32 tensors; only the flag blocks saving
+                lm.save_pretrained(out)
+                tok.save_pretrained(out)
+                cfg = out / "config.json"
+                cfg.write_text(json.dumps({k: v for k, v in json.loads(cfg.read_text()).items()
+                                           if k != "quantization_config"}, indent=2), encoding="utf-8")
+                try:
+                    os.replace(out, target)
+                except OSError:
+                    if not (target / "model.safetensors").is_file():  # not a concurrent winner
+                        raise
+    return target
 
 
 @functools.lru_cache(maxsize=8)
