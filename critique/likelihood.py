@@ -19,8 +19,10 @@ and the scorer sums the negative log-likelihood (nats) of the explanation's toke
 - optional (`context_gain=True`): `lm_context_gain(_mean)`, NLL with no question ("Explanation:"
   only) minus NLL given question + answer: how much the explanation is about this question.
 
-Rows are length-sorted and batched (right padding), and the LM head runs only on the positions that
-predict explanation tokens. Scores are cached in memory per (model, prompt, explanation) and, with
+Explanations that share a prompt (the same question + answer) are packed into one LM row after one
+copy of the prompt, each attending to the prompt and to itself only (a 4D mask, positions restarting
+after the prompt): the prompt is computed once. Rows are length-sorted and batched (right padding),
+and the LM head runs only on the positions that predict explanation tokens. Scores are cached in memory per (model, prompt, explanation) and, with
 `cache_path`, in an append-only JSONL file that later processes reuse (a truncated last line from a
 crash is ignored). One thread by default: the machine is usually shared.
 """
@@ -66,6 +68,7 @@ class LikelihoodConfig:
     answer_gain: bool = True        # second pass: the prompt without the answer
     context_gain: bool = False      # third pass: no question at all
     cache_path: str | None = None   # JSONL cache shared across processes (None: memory only)
+    pack_tokens: int = 384          # explanations sharing a prompt share one LM row up to this width
 
 
 def answer_text(rec: ExplainedRecord) -> str:
@@ -137,6 +140,7 @@ class LikelihoodScorer:
         self.cache = NllCache(self.config.cache_path)
         self.seconds = 0.0      # time spent in forward passes (speed accounting)
         self.rows_run = 0       # (prompt, explanation) pairs actually run through the LM
+        self.tokens_run = 0     # LM positions computed (a prompt shared by packed explanations counts once)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -171,8 +175,8 @@ class LikelihoodScorer:
             cols += [nll[:, j, 0] - s, nll[:, j, 0] / np.maximum(nll[:, j, 1], 1) - s / n]
         return np.stack(cols, axis=1) if records else np.zeros((0, len(self.features)))
 
-    def score_dict(self, records: Sequence[ExplainedRecord]) -> dict[str, np.ndarray]:
-        x = self.score(records)
+    def score_dict(self, records: Sequence[ExplainedRecord], progress: bool = False) -> dict[str, np.ndarray]:
+        x = self.score(records, progress=progress)
         return {f: x[:, i] for i, f in enumerate(self.features)}
 
     def nll_pairs(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> np.ndarray:
@@ -183,59 +187,105 @@ class LikelihoodScorer:
             self._run(todo, progress)
         return np.array([self.cache.get(k) for k in keys], dtype=np.float64).reshape(len(pairs), 2)
 
-    def _encode(self, tok: Any, prompt: str, explanation: str) -> tuple[list[int], int]:
-        """(token ids, prompt length): prompt and explanation tokenised apart, so the boundary is exact."""
-        p = tok.encode(prompt, add_special_tokens=False)[-self.config.max_prompt_tokens:]
-        e = tok.encode(" " + " ".join(explanation.split()), add_special_tokens=False)[: self.config.max_tokens]
-        return p + e, len(p)
+    def _encode(self, tok: Any, text: str, explanation: bool) -> list[int]:
+        """Prompt and explanation are tokenised apart, so the boundary between them is exact."""
+        if explanation:
+            return tok.encode(" " + " ".join(text.split()), add_special_tokens=False)[: self.config.max_tokens]
+        return tok.encode(text, add_special_tokens=False)[-self.config.max_prompt_tokens:]
 
     def _run(self, todo: dict[str, tuple[str, str]], progress: bool) -> None:
         tok, lm = self._load()
-        rows = [(k, *self._encode(tok, p, e)) for k, (p, e) in todo.items()]
-        rows.sort(key=lambda r: len(r[1]), reverse=True)  # similar lengths share a batch: little padding
+        by_prompt: dict[str, list[tuple[str, list[int]]]] = {}
+        for k, (p, e) in todo.items():
+            by_prompt.setdefault(p, []).append((k, self._encode(tok, e, True)))
+        rows = [r for p, ex in by_prompt.items() for r in _pack(self._encode(tok, p, False), ex, self.config.pack_tokens)]
+        rows.sort(key=lambda r: r.width, reverse=True)  # similar lengths share a batch: little padding
         t0 = time.perf_counter()
-        bs = max(1, self.config.batch_size)
+        bs, done = max(1, self.config.batch_size), 0
         for i in range(0, len(rows), bs):
             batch = rows[i:i + bs]
-            out = _batch_nll(lm, [r[1] for r in batch], [r[2] for r in batch])
-            self.cache.put({r[0]: v for r, v in zip(batch, out)})
+            self.cache.put(_packed_nll(lm, batch))
+            self.tokens_run += sum(r.width for r in batch)
+            done += sum(len(r.keys) for r in batch)
             if progress:
-                done = min(i + bs, len(rows))
-                print(f"  lm likelihood: {done}/{len(rows)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(f"  lm likelihood: {done}/{len(todo)} ({time.perf_counter() - t0:.0f} s)", flush=True)
         self.seconds += time.perf_counter() - t0
-        self.rows_run += len(rows)
+        self.rows_run += len(todo)
 
 
-def _batch_nll(lm: Any, seqs: list[list[int]], prompt_lens: list[int]) -> list[tuple[float, int]]:
-    """Sum of -log p(token) over each sequence's tokens after its prompt, right-padded in one batch."""
+@dataclass
+class _Packed:
+    """One LM row: a prompt followed by several explanations that each see the prompt and themselves only."""
+
+    prompt: list[int]
+    keys: list[str]
+    segments: list[list[int]]
+
+    @property
+    def width(self) -> int:
+        return len(self.prompt) + sum(len(s) for s in self.segments)
+
+
+def _pack(prompt: list[int], explanations: list[tuple[str, list[int]]], limit: int) -> list[_Packed]:
+    """The explanations of one prompt in rows of at most `limit` tokens (one explanation at least)."""
+    rows: list[_Packed] = []
+    for key, ids in explanations:
+        if not rows or (rows[-1].width + len(ids) > limit and rows[-1].segments):
+            rows.append(_Packed(prompt, [], []))
+        rows[-1].keys.append(key)
+        rows[-1].segments.append(ids)
+    return rows
+
+
+def _layout(rows: list[_Packed]) -> tuple[Any, Any, Any, list[tuple[int, int, int, int]]]:
+    """(ids, positions, 4D additive mask, targets as (row, predicting column, token, segment))."""
     import torch
 
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    rows, pos, targets = [], [], []
-    for i, (s, p) in enumerate(zip(seqs, prompt_lens)):
-        for t in range(max(p, 1), len(s)):  # position t-1 predicts token t
-            rows.append(i)
-            pos.append(t - 1)
-            targets.append(s[t])
-    if not targets:
-        return [(0.0, 0) for _ in seqs]
-    try:
-        with torch.inference_mode():
-            hidden = lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            logits = lm.get_output_embeddings()(hidden[torch.tensor(rows), torch.tensor(pos)]).float()
-            lp = logits.log_softmax(-1).gather(1, torch.tensor(targets)[:, None])[:, 0]
-    except RuntimeError as e:
-        raise ModelError(f"likelihood forward pass failed: {str(e).splitlines()[0]}") from e
-    sums = np.zeros(len(seqs))
-    counts = np.zeros(len(seqs), dtype=int)
-    np.add.at(sums, np.array(rows), -lp.numpy().astype(np.float64))
-    np.add.at(counts, np.array(rows), 1)
-    return [(float(sums[i]), int(counts[i])) for i in range(len(seqs))]
+    width = max(r.width for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seg = torch.full((len(rows), width), -2, dtype=torch.long)  # -2 padding, -1 prompt, j explanation j
+    targets: list[tuple[int, int, int, int]] = []
+    for i, r in enumerate(rows):
+        p = len(r.prompt)
+        ids[i, :p], pos[i, :p], seg[i, :p] = torch.tensor(r.prompt, dtype=torch.long), torch.arange(p), -1
+        col = p
+        for j, s in enumerate(r.segments):
+            n = len(s)
+            if n:
+                ids[i, col:col + n], pos[i, col:col + n], seg[i, col:col + n] = torch.tensor(s), torch.arange(p, p + n), j
+            targets += [(i, (p - 1) if t == 0 else col + t - 1, s[t], j) for t in range(n) if p > 0 or t > 0]
+            col += n
+    q, k = seg[:, :, None], seg[:, None, :]
+    idx = torch.arange(width)
+    causal = idx[None, :, None] >= idx[None, None, :]
+    allowed = causal & ((k == -1) | (k == q)) & (q != -2)
+    allowed |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself (no empty softmax rows)
+    mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    return ids, pos, mask[:, None], targets
+
+
+def _packed_nll(lm: Any, rows: list[_Packed]) -> dict[str, tuple[float, int]]:
+    """Sum of -log p(token) over each explanation's tokens, per cache key."""
+    import torch
+
+    ids, pos, mask, targets = _layout(rows)
+    sums: dict[tuple[int, int], float] = {}
+    counts: dict[tuple[int, int], int] = {}
+    if targets:
+        t = torch.tensor(targets, dtype=torch.long)
+        try:
+            with torch.inference_mode():
+                hidden = lm.base_model(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+                logits = lm.get_output_embeddings()(hidden[t[:, 0], t[:, 1]]).float()
+                lp = logits.log_softmax(-1).gather(1, t[:, 2:3])[:, 0].numpy().astype(np.float64)
+        except RuntimeError as e:
+            raise ModelError(f"likelihood forward pass failed: {str(e).splitlines()[0]}") from e
+        for (i, _, _, j), v in zip(targets, lp):
+            sums[i, j] = sums.get((i, j), 0.0) - float(v)
+            counts[i, j] = counts.get((i, j), 0) + 1
+    return {key: (sums.get((i, j), 0.0), counts.get((i, j), 0))
+            for i, r in enumerate(rows) for j, key in enumerate(r.keys)}
 
 
 __all__ = ["ANSWER_FEATURES", "BASE_FEATURES", "CONTEXT_FEATURES", "FEATURES", "LikelihoodConfig",

@@ -73,6 +73,15 @@ def test_batch_size_does_not_change_scores(backend):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
+def test_packing_explanations_of_one_prompt_changes_cost_not_scores(backend):
+    many = [rec(e) for e in ("Plants need CO2.", "Photosynthesis uses carbon dioxide and water.", "Leaves.",
+                             "Carbon dioxide enters through stomata in the leaves.")] + RECORDS
+    packed = LikelihoodScorer(backend=backend, threads=None, batch_size=2)
+    alone = LikelihoodScorer(backend=backend, threads=None, batch_size=2, pack_tokens=1)  # one explanation a row
+    np.testing.assert_allclose(packed.score(many), alone.score(many), rtol=1e-4, atol=1e-3)
+    assert packed.tokens_run < 0.8 * alone.tokens_run
+
+
 def test_cache_in_memory_and_on_disk(backend, tmp_path):
     path = tmp_path / "lm_cache.jsonl"
     sc = LikelihoodScorer(backend=backend, model_id="tiny", cache_path=str(path), threads=None)
