@@ -168,7 +168,7 @@ def markdown(res: dict[str, Any]) -> str:
         t = res["t5"]
         lines += [f"## T5-11B dev proofs ({t['n']} rows, {t['n_flawed']} flawed): AUROC of minus the signal for flawed",
                   "", "| signal | AUROC |", "|---|---|"]
-        lines += [f"| {k[21:]} | {v} |" for k, v in t.items() if k.startswith("auroc_flawed_minus_")]
+        lines += [f"| {k[len('auroc_flawed_minus_'):]} | {v} |" for k, v in t.items() if k.startswith("auroc_flawed_minus_")]
         lines.append("")
     if "combination" in res:
         lines += ["Ridge weights (pooled, standardised features): "
