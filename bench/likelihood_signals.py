@@ -138,6 +138,8 @@ def stage_combination(scorer: LikelihoodScorer, splits: dict[str, dict[str, list
 def _speed(res: dict[str, Any], stage: str, scorer: LikelihoodScorer, t0: float, rows0: int, s0: float) -> None:
     """Wall time of the stage and the scorer's own forward time for the pairs it actually ran (not cached)."""
     rows, fwd = scorer.rows_run - rows0, scorer.seconds - s0
+    if not rows and stage in res.get("timing", {}):
+        return  # all cached this time: keep the timing of the run that computed it
     res.setdefault("timing", {})[stage] = {
         "wall_s": round(time.perf_counter() - t0, 1), "forward_s": round(fwd, 1), "pairs_run": rows,
         "explanations_per_s": round(rows / len(scorer.passes) / fwd, 2) if rows else None}

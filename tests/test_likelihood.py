@@ -131,3 +131,29 @@ def test_real_smollm2_prefers_a_fitting_explanation():
     x = sc.score([good, scrambled])
     assert x[0, 1] < x[1, 1] - 0.5                 # per-token NLL: fluent and on topic beats scrambled
     assert x[0, 3] > 0                              # naming the answer makes this explanation likelier
+
+
+class _NoChecks:
+    """Stands in for critique.checks.Checker: the split does not depend on the checks."""
+
+    def run(self, records):
+        return [None] * len(records)
+
+
+@pytest.mark.data
+def test_bench_split_is_the_critics_acceptability_dev_split(data_dir):
+    """bench/likelihood_signals.py reports on the same rows the checks critic is measured on."""
+    from bench.likelihood_signals import acceptability_split
+    from critique.checks_data import DataConfig, _acceptability
+    from critique.checks_eval import make_splits
+
+    cfg = DataConfig(data_dir=str(data_dir))
+    sets = {n: _acceptability(n, cfg, _NoChecks()) for n in ("acc_cqa", "acc_snli")}
+    sp = make_splits(sets)
+    for name, items in sets.items():
+        mine = acceptability_split(name, data_dir, heldout=10)
+        assert [it.instance for it in mine["dev"]] == [it.group for it in sp.acc_dev if it.source == name]
+        assert [it.acceptable for it in mine["train"]] == [it.extra["acceptable"] for it in sp.acc_train
+                                                            if it.source == name]
+        assert not {it.instance for it in mine["heldout"]} & {it.group for it in items}
+        assert len({it.instance for it in mine["heldout"]}) == 10
