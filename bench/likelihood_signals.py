@@ -19,7 +19,8 @@ minus the word count. Measured on:
 - **acc held-out** (stage `heldout`): a seeded sample of instances outside the 120 the critic ever
   uses (never trained or selected on by anyone): a larger check of the single signals and the ridge.
 
-Speed: explanations/s of the scorer's forward passes (each explanation costs one pass per prompt:
+Speed: explanations/s of the scorer's forward passes (per stage, from the run that computed it: reruns read the
+`--cache` and keep those timings) (each explanation costs one pass per prompt:
 2 by default), on this 2-core CPU shared with other jobs, 1 torch thread.
 Writes bench/results/likelihood_signals.json and .md (after every stage).
 """
@@ -68,7 +69,9 @@ def signals(scorer: LikelihoodScorer, records: list[Any]) -> dict[str, np.ndarra
     x = scorer.score_dict(records, progress=True)
     return {"neg_nll_sum": -x["lm_nll_sum"], "neg_nll_mean": -x["lm_nll_mean"], "neg_tokens": -x["lm_tokens"],
             "answer_gain": x["lm_answer_gain"], "answer_gain_mean": x["lm_answer_gain_mean"],
-            "neg_words": -np.array([len(r.explanation.split()) for r in records], dtype=np.float64)}
+            "neg_words": -np.array([len(r.explanation.split()) for r in records], dtype=np.float64),
+            # what one pass without the answer would give (reported only; not a ridge input)
+            "neg_nll_mean_question_only": -(x["lm_nll_mean"] + x["lm_answer_gain_mean"])}
 
 
 def _r(v: float | None) -> float | None:
@@ -86,7 +89,24 @@ def correlations(sig: dict[str, np.ndarray], acc: np.ndarray, items: list[Any]) 
     out.update({f"spearman_{k}": _r(spearman(v, acc)) for k, v in sig.items()})
     out["spearman_gpt3_neg_nll"] = _r(spearman(nll[ok], acc[ok]))
     out["n_with_gpt3_nll"] = int(ok.sum())
+    out["ci90_by_instance"] = {"neg_nll_mean": bootstrap(sig["neg_nll_mean"], acc, items),
+                               "gpt3_neg_nll": bootstrap(nll, acc, items)}
     return out
+
+
+def bootstrap(x: np.ndarray, acc: np.ndarray, items: list[Any], n: int = 1000, seed: int = 0) -> list[float]:
+    """90% interval of the Spearman, resampling instances (their five explanations stay together)."""
+    inst = sorted({it.instance for it in items})
+    rows = {i: np.array([k for k, it in enumerate(items) if it.instance == i]) for i in inst}
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        idx = np.concatenate([rows[inst[j]] for j in rng.integers(0, len(inst), len(inst))])
+        ok = idx[~np.isnan(x[idx])]
+        v = spearman(x[ok], acc[ok])
+        if v is not None:
+            vals.append(v)
+    return [round(float(np.quantile(vals, 0.05)), 3), round(float(np.quantile(vals, 0.95)), 3)]
 
 
 def matrix(sig: dict[str, np.ndarray]) -> np.ndarray:
@@ -161,6 +181,8 @@ def markdown(res: dict[str, Any]) -> str:
                   "|---|" + "---|" * len(names)]
         keys = [k for k in d[names[0]] if k.startswith("spearman_")]
         lines += [f"| {k[9:]} | " + " | ".join(str(d[n][k]) for n in names) + " |" for k in keys]
+        lines += [f"| 90% CI {k} (bootstrap over instances) | " + " | ".join(
+            str(d[n].get("ci90_by_instance", {}).get(k)) for n in names) + " |" for k in ("neg_nll_mean", "gpt3_neg_nll")]
         comb = res.get("combination", {}).get(part[4:])
         if comb:
             for kind in ("ridge_pooled", "ridge_per_file"):
