@@ -511,8 +511,13 @@ def without_knowledge(g: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 # Features the head derives from the per-unit checks (so they need no new check pass): the fact check's
 # "altered fact" signal is a unit very close to a known fact that differs from it in one or two content
-# words; conclusions are near facts too but differ in more words.
-DERIVED_FEATURES = ("altered_fact_sim", "altered_fact_count", "near_nonexact_max_sim", "prefix_first_conclusion")
+# words; conclusions are near facts too but differ in more words. Size features are uncapped and logged
+# (real flawed proofs are longer and repeat themselves); "relative" features compare a unit with the
+# rest of its own record, which transfers across writing styles better than absolute levels.
+DERIVED_FEATURES = ("altered_fact_sim", "altered_fact_count", "near_nonexact_max_sim", "prefix_first_conclusion",
+                    "log_units", "log_content_units", "log_total_words", "words_per_unit", "redund_mean",
+                    "redund_share_high", "rel_spread", "rel_min_minus_mean", "prefix_low_share",
+                    "overlap_q_max", "overlap_q_mean", "named_unit_share", "answer_units")
 
 
 def unit_altered(u: np.ndarray) -> np.ndarray:
@@ -522,12 +527,28 @@ def unit_altered(u: np.ndarray) -> np.ndarray:
     return np.where((diff >= 1) & (diff <= 2), sim, 0.0)
 
 
+def _col(u: np.ndarray, name: str) -> np.ndarray:
+    return u[:, UNIT_FEATURES.index(name)]
+
+
 def extend(g: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Global features + DERIVED_FEATURES for one record (what the head reads)."""
-    alt = unit_altered(u) if len(u) else np.zeros(1)
-    sim = u[:, UNIT_FEATURES.index("fact_sim")] if len(u) else np.zeros(1)
-    exact = u[:, UNIT_FEATURES.index("fact_exact")] if len(u) else np.zeros(1)
-    pre = u[1:, UNIT_FEATURES.index("prefix_entail")] if len(u) > 1 else np.ones(1)
+    if not len(u):
+        u = np.zeros((1, len(UNIT_FEATURES)), np.float32)
+    alt = unit_altered(u)
+    sim, exact = _col(u, "fact_sim"), _col(u, "fact_exact")
+    pre = _col(u, "prefix_entail")[1:] if len(u) > 1 else np.ones(1)
+    content = _col(u, "is_answer") < 0.5
+    if not content.any():
+        content = np.ones(len(u), bool)
+    words = np.expm1(_col(u, "log_words"))
+    red, rel, ovq = _col(u, "redund")[content], _col(u, "rel_qa")[content], _col(u, "overlap_q")[content]
     d = [float(alt.max()), float((alt >= 0.85).sum()) / 3.0, float(np.where(exact > 0, 0.0, sim).max()),
-         float(pre[0])]
+         float(pre[0]),
+         float(np.log1p(len(u))), float(np.log1p(content.sum())), float(np.log1p(words.sum())),
+         float(words[content].mean()) / 10.0, float(red.mean()) if len(u) > 1 else 0.0,
+         float((red > 0.8).mean()) if len(u) > 1 else 0.0, float(rel.max() - rel.min()),
+         float(rel.min() - rel.mean()), float(_col(u, "prefix_low")[content].mean()),
+         float(ovq.max()), float(ovq.mean()), float(_col(u, "names_option").mean()),
+         float((~content).sum())]
     return np.concatenate([g, np.array(d, dtype=g.dtype)])

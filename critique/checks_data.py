@@ -119,6 +119,8 @@ def build_set(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
         return _acceptability(name, cfg, checker)
     if name == "t5_dev":
         return _t5(cfg, checker)
+    if name.startswith("fg_"):
+        return _fine_grained(name, cfg, checker)
     raise KeyError(name)
 
 
@@ -139,6 +141,103 @@ def _acceptability(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
             for it, c in zip(items, checks)]
 
 
+FINE_GRAINED = {"fg_cose": "commonsenseqa_cose", "fg_ecqa": "commonsenseqa_ecqa", "fg_esnli": "snli_esnli"}
+# Majority judgement -> the dimension a critic should give (README of the data: factuality ->
+# incorrect_information, supports_label / new_info -> lack_justification, amount_info -> missing_information).
+FG_ATTRIBUTES = ("factual", "supports", "new_info", "enough_info", "acceptable")
+
+
+@dataclass(frozen=True)
+class FineGrained:
+    """One human-written explanation with its annotators' per-attribute judgements (shares in 0..1,
+    nan where no annotator answered)."""
+
+    record: ModelOutput
+    instance: str
+    attrs: dict[str, float]
+
+    def dimension(self) -> int:
+        """A dimension from the majority judgements, -1 when they are mixed (a prior, not a gold label)."""
+        a = self.attrs
+        if a["factual"] < 0.34:
+            return LABEL_INDEX["incorrect_information"]
+        if a["supports"] < 0.34 or a["new_info"] < 0.34:
+            return LABEL_INDEX["lack_justification"]
+        if a["enough_info"] < 0.34:
+            return LABEL_INDEX["missing_information"]
+        if min(a["factual"], a["supports"], a["new_info"]) > 0.66 and not a["enough_info"] < 0.66:
+            return LABEL_INDEX[NONE]
+        return -1
+
+    def score(self) -> float:
+        """0-5 target: 5 x the accepting share where asked, else the mean of the other judgements."""
+        a = self.attrs
+        if not np.isnan(a["acceptable"]):
+            return 5.0 * a["acceptable"]
+        parts = [a[k] for k in ("factual", "supports", "new_info", "enough_info") if not np.isnan(a[k])]
+        return 5.0 * float(np.mean(parts)) if parts else float("nan")
+
+
+def _share(vals: Sequence[str], good: Any, skip: Sequence[str] = ("", "-9")) -> float:
+    v = [x.strip() for x in vals if x.strip() not in skip]
+    return float(np.mean([good(x) for x in v])) if v else float("nan")
+
+
+def read_fine_grained(path: str | Path) -> list[FineGrained]:
+    """The fine-grained judgement CSV (3 annotator rows per explanation) as one item per explanation."""
+    import csv
+    from collections import defaultdict
+
+    from critique.evaluate import LETTERS, SNLI_GOLD, SNLI_OPTIONS, split_choices
+    from core.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("fine-grained judgement CSV not found", str(p))
+    with p.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "Answer.generality_factuality" not in rows[0]:
+        raise InputError("not a fine-grained judgement file (no 'Answer.generality_factuality' column)", str(p))
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["Input.id"], r["Input.explanation"])].append(r)
+    out: list[FineGrained] = []
+    for n, ((iid, expl), ann) in enumerate(groups.items()):
+        first = ann[0]
+        if "Input.premise" in first:
+            question = (f'Premise: "{first["Input.premise"].strip()}" Hypothesis: "{first["Input.hypothesis"].strip()}" '
+                        f"What is the relation of the hypothesis to the premise?")
+            options, key = dict(SNLI_OPTIONS), SNLI_GOLD.get(first["Input.gold_label"].strip().lower())
+        else:
+            question = first["Input.question"].strip()
+            choices = split_choices(first["Input.answer_choices"])
+            options = {LETTERS[i]: c for i, c in enumerate(choices[:len(LETTERS)])}
+            key = next((k for k, v in options.items() if v.strip().lower() == first["Input.gold_label"].strip().lower()),
+                       None)
+        if key is None or len(options) < 2 or not expl.strip():
+            continue
+        col = lambda c: [a.get(c) or "" for a in ann]  # noqa: E731
+        attrs = {"factual": _share(col("Answer.generality_factuality"), lambda x: float(x) > 0),
+                 "supports": _share(col("Answer.supports_label"), lambda x: float(x) > 0),
+                 "new_info": _share(col("Answer.new_info"), lambda x: float(x) > 0),
+                 "enough_info": _share(col("Answer.amount_info"), lambda x: float(x) >= 0),
+                 "acceptable": _share(col("Answer.acceptable"), lambda x: float(x) > 0)}
+        rec = ModelOutput(id=f"{iid}#fg{n}", question=question, options=options, answer_key=key,
+                          explanation=expl.strip(), predicted_answer=key)
+        out.append(FineGrained(rec, iid, attrs))
+    return out
+
+
+def _fine_grained(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
+    from microtheory.datasets import default_data_dir
+
+    base = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+    fg = read_fine_grained(base / "explanation_acceptability" / "fine_grained" / f"{FINE_GRAINED[name]}.csv")
+    checks = run_checks(checker, [f.record for f in fg], cfg.batch, name)
+    return [Item(c, f.dimension(), f.score(), -1, f.instance, name, {**f.attrs, "record": f.record})
+            for f, c in zip(fg, checks)]
+
+
 def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
     from critique.evaluate import t5_items
 
@@ -152,7 +251,7 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
 
 
 SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", "syn_eb_v1_dev", "syn_eb_alt_dev",
-        "robust_dev")
+        "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli")
 
 
 def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checker: Checker | None = None
@@ -167,7 +266,7 @@ def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checke
             continue
         if checker is None:
             checker = Checker(config=ChecksConfig())
-        knows = not name.startswith("acc_")
+        knows = not name.startswith(("acc_", "fg_"))
         if knows and checker._knowledge is None:
             checker._knowledge = _corpus_table(cfg, checker)
             checker._facts = None

@@ -52,16 +52,23 @@ class Splits:
     syn_train: dict[str, list[Item]]     # recipe -> train-tree items
     syn_dev: dict[str, list[Item]]       # recipe -> dev-tree items
     robust: list[Item]
+    fg_train: list[Item] = ()            # fine-grained human judgements, training part
+    fg_dev: list[Item] = ()              # ... seeded dev part (by instance; never trained on)
+
+    def real_train(self) -> list[Item]:
+        """The real-label training rows every head here trains on besides the recipes (T5 aside)."""
+        return list(self.acc_train) + list(self.fg_train)
 
 
 def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float = 0.25, folds: int = 5) -> Splits:
-    acc_train, acc_dev = [], []
-    for name in ("acc_cqa", "acc_snli"):
+    acc_train, acc_dev, fg_train, fg_dev = [], [], [], []
+    for name in ("acc_cqa", "acc_snli", "fg_cose", "fg_ecqa", "fg_esnli"):
         inst = sorted({it.group for it in sets.get(name, [])})
         random.Random(f"{seed}:dev:{name}").shuffle(inst)
         dev = set(inst[: int(round(len(inst) * acc_dev_share))])
+        tr, de = (acc_train, acc_dev) if name.startswith("acc") else (fg_train, fg_dev)
         for it in sets.get(name, []):
-            (acc_dev if it.group in dev else acc_train).append(it)
+            (de if it.group in dev else tr).append(it)
     t5 = sets.get("t5_dev", [])
     groups = sorted({it.group for it in t5})
     random.Random(f"{seed}:t5folds").shuffle(groups)
@@ -69,7 +76,7 @@ def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float
     recipes = sorted({k[4:].rsplit("_", 1)[0] for k in sets if k.startswith("syn_")})
     return Splits(acc_train, acc_dev, t5, t5_folds,
                   {r: sets.get(f"syn_{r}_train", []) for r in recipes},
-                  {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []))
+                  {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []), fg_train, fg_dev)
 
 
 def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +99,7 @@ def loro(sp: Splits, cfg: HeadConfig, use_real: bool = True) -> dict[str, Any]:
     for held in sp.syn_dev:
         train = [it for r, its in sp.syn_train.items() if r != held for it in its]
         if use_real:
-            train += sp.acc_train + sp.t5
+            train += sp.real_train() + sp.t5
         head = _fit(train, cfg)
         dev = sp.syn_dev[held]
         probs, _ = predict(head, dev)
@@ -119,7 +126,7 @@ def _f1_one(y: np.ndarray, p: np.ndarray, c: int) -> float:
 def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     """Out-of-fold predictions for every T5 row: trained on synthetic + acceptability train + other folds."""
     n_folds = max(sp.t5_folds.values()) + 1 if sp.t5_folds else 0
-    base = [it for its in sp.syn_train.values() for it in its] + sp.acc_train
+    base = [it for its in sp.syn_train.values() for it in its] + sp.real_train()
     score = np.zeros(len(sp.t5))
     p_none = np.zeros(len(sp.t5))
     for k in range(n_folds):
@@ -138,7 +145,7 @@ def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
 
 def t5_without_t5(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     """T5 AUROC of a head that never saw a T5 row (synthetic + acceptability train only)."""
-    head = _fit([it for its in sp.syn_train.values() for it in its] + sp.acc_train, cfg)
+    head = _fit([it for its in sp.syn_train.values() for it in its] + sp.real_train(), cfg)
     probs, s = predict(head, sp.t5)
     y = np.array([it.extra["flawed"] for it in sp.t5])
     return {"auroc_5_minus_score": round(auroc(-s, y) or 0, 4),
@@ -158,6 +165,23 @@ def acceptability(head: CheckHead, sp: Splits) -> dict[str, Any]:
         out[name] = {"n_explanations": len(dev), "n_instances": len({it.group for it in dev}),
                      "spearman_checks_score": _r(spearman(s, acc)),
                      "spearman_gpt3_neg_nll": _r(spearman(nll[ok], np.array(acc)[ok])), "n_with_nll": int(ok.sum())}
+    return out
+
+
+def fine_grained(head: CheckHead, sp: Splits) -> dict[str, Any]:
+    """Spearman of the score with the fine-grained dev judgements (accepting share, factual share)."""
+    out = {}
+    for name in ("fg_cose", "fg_ecqa", "fg_esnli"):
+        dev = [it for it in sp.fg_dev if it.source == name]
+        if not dev:
+            continue
+        _, s = predict(head, dev)
+        row = {"n": len(dev)}
+        for attr in ("acceptable", "factual", "supports"):
+            v = np.array([it.extra[attr] for it in dev])
+            ok = ~np.isnan(v)
+            row[f"spearman_{attr}"] = _r(spearman(s[ok], v[ok])) if ok.sum() > 2 else None
+        out[name] = row
     return out
 
 
@@ -185,7 +209,7 @@ def _r(x: float | None) -> float | None:
 def final_train_set(sp: Splits) -> list[Item]:
     """What the shipped head trains on: all recipes' train-tree items, the acceptability train part
     and every T5 row (T5 numbers are therefore reported cross-validated)."""
-    return [it for its in sp.syn_train.values() for it in its] + sp.acc_train + sp.t5
+    return [it for its in sp.syn_train.values() for it in its] + sp.real_train() + sp.t5
 
 
 GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200), HeadConfig(hidden=32, weight_decay=1e-3),
@@ -198,7 +222,7 @@ def select(sp: Splits, grid: Sequence[HeadConfig] = GRID) -> tuple[HeadConfig, l
     for cfg in grid:
         lo = loro(sp, cfg)
         t5 = t5_cv(sp, cfg)
-        head = _fit([it for its in sp.syn_train.values() for it in its] + sp.acc_train + sp.t5, cfg)
+        head = _fit(final_train_set(sp), cfg)
         acc = acceptability(head, sp)
         sp_mean = np.mean([v["spearman_checks_score"] or 0 for v in acc.values()]) if acc else 0
         sel = float(np.mean([lo["mean_macro_f1"] or 0, t5["auroc_5_minus_score"], sp_mean]))

@@ -42,7 +42,11 @@ class HeadConfig:
     epochs: int = 200
     lr: float = 0.01
     seed: int = 0
-    score_weight: dict[str, float] = field(default_factory=lambda: {"syn": 1.0, "acc": 1.0, "t5": 1.0})
+    # Score-loss weight of each source kind ("syn" synthetic recipes, "acc" acceptability shares,
+    # "fg" fine-grained human judgements, "t5" T5 proofs vs gold); 0 leaves a kind out of the score net.
+    score_weight: dict[str, float] = field(default_factory=lambda: {"syn": 1.0, "acc": 1.0, "t5": 1.0, "fg": 1.0})
+    score_weight_decay: float | None = None   # None: weight_decay
+    dim_sources: tuple[str, ...] = ("syn", "t5", "fg")   # kinds whose dimension labels train the dimension net
     drop_knowledge_copies: bool = True   # train on each knowledge row also without its fact features (fast mode)
 
 
@@ -141,16 +145,24 @@ class TrainRows:
     flaw: np.ndarray
 
 
+def source_kind(source: str) -> str:
+    """The kind of a training set by its name (see `critique.checks_data.SETS`)."""
+    for kind in ("acc", "t5", "fg"):
+        if source.startswith(kind):
+            return kind
+    return "syn"
+
+
 def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
     g, dim, score, w, units, flaw = [], [], [], [], [], []
     for it in items:
-        kind = "acc" if it.source.startswith("acc") else "t5" if it.source.startswith("t5") else "syn"
+        kind = source_kind(it.source)
         copies = [(it.checks.g, it.checks.u)]
         if cfg.drop_knowledge_copies and it.checks.g[GLOBAL_FEATURES.index("has_knowledge")] > 0:
             copies.append(without_knowledge(it.checks.g, it.checks.u))
         for cg, cu in copies:
             g.append(extend(cg, cu))
-            dim.append(it.dim)
+            dim.append(it.dim if kind in cfg.dim_sources else -1)
             score.append(it.score)
             w.append(cfg.score_weight.get(kind, 1.0))
             units.append(cu)
@@ -172,13 +184,15 @@ def _init(n_in: int, n_out: int, hidden: int, rng: np.random.Generator) -> dict[
     return p
 
 
-def _fit_net(x: np.ndarray, loss_fn: Any, n_out: int, cfg: HeadConfig) -> dict[str, np.ndarray]:
+def _fit_net(x: np.ndarray, loss_fn: Any, n_out: int, cfg: HeadConfig, weight_decay: float | None = None
+             ) -> dict[str, np.ndarray]:
     """Full-batch Adam on a tiny net; `loss_fn(outputs) -> loss`."""
     import torch
 
     p = _init(x.shape[1], n_out, cfg.hidden, np.random.default_rng(cfg.seed))
     xt = torch.tensor(x)
-    opt = torch.optim.Adam(list(p.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wd = cfg.weight_decay if weight_decay is None else weight_decay
+    opt = torch.optim.Adam(list(p.values()), lr=cfg.lr, weight_decay=wd)
     for _ in range(cfg.epochs):
         h = torch.tanh(xt @ p["w1"] + p["b1"]) if "w1" in p else xt
         loss = loss_fn(h @ p["w2"] + p["b2"])
@@ -204,9 +218,10 @@ def fit_head(items: Sequence[Any], cfg: HeadConfig | None = None) -> CheckHead:
     cw = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(LABELS), 0.0))
     yd = torch.tensor(r.dim[lab])
     dim_net = _fit_net(x[lab], lambda o: torch.nn.functional.cross_entropy(o, yd, weight=cw), len(LABELS), cfg)
-    sc = ~np.isnan(r.score)
+    sc = ~np.isnan(r.score) & (r.weight > 0)
     ys, ws = torch.tensor(r.score[sc] / 5.0), torch.tensor(_balanced(r.weight[sc], r, sc))
-    score_net = _fit_net(x[sc], lambda o: (ws * (torch.sigmoid(o[:, 0]) - ys) ** 2).sum() / ws.sum(), 1, cfg)
+    score_net = _fit_net(x[sc], lambda o: (ws * (torch.sigmoid(o[:, 0]) - ys) ** 2).sum() / ws.sum(), 1, cfg,
+                         cfg.score_weight_decay)
     unit_w = _fit_units(r, u_mean, u_std, cfg)
     return CheckHead(g_mean, g_std, u_mean, u_std, dim_net, score_net, unit_w,
                      {"config": asdict(cfg), "n_rows": int(len(r.g)), "n_dim_labelled": int(lab.sum()),
