@@ -91,48 +91,6 @@ def old_classifier(sp: Any, sets: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def attach_records(sets: dict[str, list[Any]], data_dir: str | None) -> None:
-    """Put each item's ModelOutput in item.extra['record'] (rebuilt the same way the sets were)."""
-    from critique import flaws
-    from critique.checks_data import DataConfig, _trees
-    from critique.evaluate import read_acceptability, t5_items
-    from microtheory.datasets import default_data_dir
-
-    cfg = DataConfig(data_dir=data_dir)
-    for name, items in sets.items():
-        if name.startswith("syn_"):
-            recipe, split = name[4:].rsplit("_", 1)
-            trees, qs = _trees(split, cfg.train_trees if split == "train" else cfg.dev_trees, cfg.seed, cfg)
-            by_id = {e.id: e for e in flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)}
-            for it in items:
-                it.extra["record"] = by_id[it.extra["id"]].model_output()
-        elif name == "robust_dev":
-            trees, qs = _trees("dev", cfg.robust_trees, cfg.seed + 1, cfg)
-            ex = [e for g in flaws.robustness_set(trees, qs, seed=cfg.seed) for e in g]
-            for it, e in zip(items, ex):
-                it.extra["record"] = e.model_output()
-        elif name == "t5_dev":
-            recs = {}
-            for task, model in cfg.t5_runs:
-                for t in t5_items(task, model, data_dir):
-                    recs[(f"task{task}/{model}", t.item_id)] = t.record
-            for it in items:
-                it.extra["record"] = recs[(it.extra["run"], it.group)]
-        elif name.startswith("acc_"):
-            base = Path(data_dir) if data_dir else default_data_dir()
-            file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name]
-            got = {(h.instance, h.record.id): h.record for h in
-                   read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")[0]}
-            by_inst: dict[str, list[Any]] = {}
-            for (inst, _), r in got.items():
-                by_inst.setdefault(inst, []).append(r)
-            seen: dict[str, int] = {}
-            for it in items:
-                k = seen.get(it.group, 0)
-                it.extra["record"] = by_inst[it.group][k]
-                seen[it.group] = k + 1
-
-
 def speed(n: int, head_path: str | None, data_dir: str | None, skip_old: bool) -> dict[str, Any]:
     from critique.checks import Checker, ChecksConfig
     from critique.checks_data import DataConfig, _corpus_table
@@ -260,6 +218,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     if not a.skip_old:
+        from critique.checks_data import attach_records
+
         attach_records(sets, a.data)
         res["old"] = old_classifier(sp, sets)
     res["speed"] = speed(a.n_speed, a.save_head or a.head, a.data, False)

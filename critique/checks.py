@@ -20,6 +20,7 @@ fact is close enough), retrieval cached per unit text. `fast=True` skips the fac
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,48 @@ def negated(s: str) -> str:
     return "it is not true that " + s[:1].lower() + s[1:]
 
 
+# --- the lexical backends of fast mode -------------------------------------------------------------
+
+class LexicalEncoder:
+    """Hashed bag of content words (stop words out, words cut to 7 letters, as `content_words`):
+    the cosines of fast mode. No model, thousands of texts a second; it sees shared words only."""
+
+    def __init__(self, dim: int = 512):
+        self.dim = dim
+        self.name = f"lexical-{dim}"
+        self._slots: dict[str, int] = {}
+
+    def _slot(self, w: str) -> int:
+        j = self._slots.get(w)
+        if j is None:
+            j = int.from_bytes(hashlib.blake2b(w.encode("utf-8"), digest_size=4).digest(), "little") % self.dim
+            if len(self._slots) < 200_000:
+                self._slots[w] = j
+        return j
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in content_words(t):
+                out[i, self._slot(w)] = 1.0
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(n, 1e-9)
+
+
+class LexicalScorer:
+    """Share of the hypothesis's content words found in the premises (fast mode's "entailment")."""
+
+    name = "lexical-overlap"
+
+    def score_batch(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int = 64) -> np.ndarray:
+        out = np.zeros(len(items), np.float32)
+        for i, (prem, hyp) in enumerate(items):
+            h = content_words(hyp)
+            p = set().union(*(content_words(x) for x in prem)) if prem else set()
+            out[i] = len(h & p) / len(h) if h else 1.0
+        return out
+
+
 # --- knowledge for fact checks ---------------------------------------------------------------------
 
 @dataclass
@@ -209,7 +252,8 @@ def as_fact_source(knowledge: Any, encoder: Any) -> FactTable | SearchKnowledge 
 
 @dataclass(frozen=True)
 class ChecksConfig:
-    """How much checking to do. `fast` skips the fact checks (no knowledge needed)."""
+    """How much checking to do. `fast`: no models at all (lexical cosines and overlap instead of the
+    sentence encoder and the cross-encoder) and no fact checks; a head's `fast` part reads these."""
 
     fast: bool = False
     max_units: int = 10           # units beyond this are checked lexically only
@@ -288,6 +332,8 @@ class Checker:
 
     @property
     def scorer(self) -> Any:
+        if self._scorer is None and self.config.fast:
+            self._scorer = LexicalScorer()
         if self._scorer is None:
             from retrieval.entail import load_scorer
 
@@ -296,6 +342,8 @@ class Checker:
 
     @property
     def encoder(self) -> Any:
+        if self._encoder is None and self.config.fast:
+            self._encoder = LexicalEncoder()
         if self._encoder is None:
             from retrieval.encoder import get_encoder
 

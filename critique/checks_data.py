@@ -251,7 +251,64 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
 
 
 SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", "syn_eb_v1_dev", "syn_eb_alt_dev",
-        "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli")
+        "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev")
+
+
+def attach_records(sets: dict[str, list[Any]], data_dir: str | None) -> None:
+    """Put each item's ModelOutput in item.extra['record'] (rebuilt the same way the sets were)."""
+    from critique import flaws
+    from critique.evaluate import read_acceptability, t5_items
+    from microtheory.datasets import default_data_dir
+
+    cfg = DataConfig(data_dir=data_dir)
+    for name, items in sets.items():
+        if items and "record" in items[0].extra:
+            continue
+        if name.startswith("syn_"):
+            recipe, split = name[4:].rsplit("_", 1)
+            trees, qs = _trees(split, cfg.train_trees if split == "train" else cfg.dev_trees, cfg.seed, cfg)
+            by_id = {e.id: e for e in flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)}
+            for it in items:
+                it.extra["record"] = by_id[it.extra["id"]].model_output()
+        elif name == "robust_dev":
+            trees, qs = _trees("dev", cfg.robust_trees, cfg.seed + 1, cfg)
+            ex = [e for g in flaws.robustness_set(trees, qs, seed=cfg.seed) for e in g]
+            for it, e in zip(items, ex):
+                it.extra["record"] = e.model_output()
+        elif name == "t5_dev":
+            recs = {}
+            for task, model in cfg.t5_runs:
+                for t in t5_items(task, model, data_dir):
+                    recs[(f"task{task}/{model}", t.item_id)] = t.record
+            for it in items:
+                it.extra["record"] = recs[(it.extra["run"], it.group)]
+        elif name.startswith("acc_"):
+            base = Path(data_dir) if data_dir else default_data_dir()
+            file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name]
+            got = {(h.instance, h.record.id): h.record for h in
+                   read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")[0]}
+            by_inst: dict[str, list[Any]] = {}
+            for (inst, _), r in got.items():
+                by_inst.setdefault(inst, []).append(r)
+            seen: dict[str, int] = {}
+            for it in items:
+                k = seen.get(it.group, 0)
+                it.extra["record"] = by_inst[it.group][k]
+                seen[it.group] = k + 1
+
+
+def lexical_sets(sets: dict[str, list[Item]], data_dir: str | None = None) -> dict[str, list[Item]]:
+    """The same items with fast mode's checks (lexical, no models, no knowledge): what the head's
+    `fast` part trains and is measured on. Cheap (hundreds of records a second), so not cached."""
+    from dataclasses import replace as _replace
+
+    attach_records(sets, data_dir)
+    checker = Checker(config=ChecksConfig(fast=True))
+    out: dict[str, list[Item]] = {}
+    for name, items in sets.items():
+        checks = checker.run([it.extra["record"] for it in items])
+        out[name] = [_replace(it, checks=c) for it, c in zip(items, checks)]
+    return out
 
 
 def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checker: Checker | None = None

@@ -950,6 +950,161 @@ def build_alt(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: st
     return finish(draft, tree, q, split, rendering or random_rendering(rng), rng)
 
 
+# --- a third independent recipe: eb_prose ---------------------------------------------------------------
+# Written apart from eb_v1 and eb_alt, for leave-one-recipe-out with three folds: other operations
+# (a subject swapped between two facts, a whole step's facts dropped, two words of a conclusion
+# swapped, the proof cut halfway, a wrong answer stated first, facts of a random tree appended, a bare
+# claim with a hedge, half of another chain) and its own renderer, closer to a chat model's prose:
+# an optional opener, "First," / "Next," connectives, "Step N:" or "- " bullets, the answer first or last.
+
+PROSE_OPENERS = ["Let's think step by step.", "Here is my reasoning.", "To answer this, consider the facts.",
+                 "Let me explain."]
+PROSE_CONNECTIVES = ["First, ", "Next, ", "Also, ", "In addition, ", "Then ", ""]
+PROSE_CONCLUDERS = ["This means that ", "So ", "Because of this, ", "It follows that ", "Hence "]
+PROSE_LAYOUTS = ("sentences", "steps", "bullets")
+_SUBJ_RE = re.compile(r"^(?P<s>[a-z][a-z ]{2,40}?) (?P<v>is|are|can|has|have|causes|requires|means|contains) ", re.I)
+
+
+def _prose_units(body: Sequence[tuple[str, bool]], rng: random.Random, layout: str) -> list[str]:
+    """Body items (text, is_conclusion) as units in one layout, with LM-like connectives."""
+    out = []
+    for i, (text, concl) in enumerate(body):
+        t = _clean(text)
+        lead = rng.choice(PROSE_CONCLUDERS) if concl else (rng.choice(PROSE_CONNECTIVES) if i < 3 else "")
+        t = _cap(lead + (t if t.startswith("I ") else _lower_first(t))) if lead else _cap(t)
+        out.append(f"Step {i + 1}: {t}." if layout == "steps" else f"- {t}." if layout == "bullets" else t + ".")
+    return out
+
+
+def _prose_answer(label: str, text: str, rng: random.Random, first: bool) -> str:
+    # (an answer stated first never ends in a bare letter: "is A. Step 1" would not split back into units)
+    forms = (["The answer is {T} ({L}).", "My answer is {T}.", "{T} is the answer."] if first else
+             ["Therefore, the answer is {T} ({L}).", "The correct answer is {L}: {T}.", "So I choose {T}.",
+              "Final answer: {L}."])
+    return _cap(rng.choice(forms).format(L=label, T=_clean(text)))
+
+
+def _prose_body(tree: Any, drop: set[str] | None = None, replace: dict[str, str] | None = None,
+                stop_after: int | None = None) -> tuple[list[tuple[str, bool]], dict[str, int]]:
+    drop, replace = drop or set(), replace or {}
+    body: list[tuple[str, bool]] = []
+    where: dict[str, int] = {}
+    for n, st in enumerate(tree.steps):
+        if stop_after is not None and n >= stop_after:
+            break
+        for sid in st.premises:
+            if sid.startswith("sent") and sid not in where and sid not in drop:
+                where[sid] = len(body)
+                body.append((replace.get(sid, tree.sentences[sid]), False))
+        where[st.conclusion] = len(body)
+        body.append((replace.get(st.conclusion, tree.text(st.conclusion)), True))
+    return body, where
+
+
+def _prose_draft(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Random
+                 ) -> tuple[list[tuple[str, bool]], int | None, str, bool, str] | None:
+    """(body, flaw body index or ANSWER, predicted label, answer stated first?, operation)."""
+    key, wrong = q.answer_key, _wrong_option(q, rng)
+    if label == NONE:
+        return _prose_body(tree)[0], None, key, False, "gold"
+    if label == "incorrect_information":
+        leaves = [x for x in tree.leaves if _SUBJ_RE.match(tree.sentences[x])]
+        if len(leaves) < 2:
+            return None
+        a, b = rng.sample(leaves, 2)
+        ma, mb = _SUBJ_RE.match(tree.sentences[a]), _SUBJ_RE.match(tree.sentences[b])
+        if ma.group("s").lower() == mb.group("s").lower():
+            return None
+        new = mb.group("s") + tree.sentences[a][len(ma.group("s")):]
+        body, where = _prose_body(tree, replace={a: new})
+        return body, where[a], key if rng.random() < 0.7 else wrong, False, "subject_swap"
+    if label == "missing_information":
+        steps = [st for st in tree.steps if any(p.startswith("sent") for p in st.premises)]
+        if len(tree.steps) < 2 or not steps:
+            return None
+        st = rng.choice(steps)
+        body, where = _prose_body(tree, drop={p for p in st.premises if p.startswith("sent")})
+        return body, where[st.conclusion], key, False, "step_facts_dropped"
+    if label == "incorrect_reasoning":
+        sid = rng.choice(list(tree.intermediates) or ["hypothesis"])
+        words = [w for w in re.findall(r"[A-Za-z]+", tree.text(sid)) if w.lower() not in STOP and len(w) > 3]
+        if len(set(words)) < 2 or words[0].lower() == words[-1].lower():
+            return None
+        a, b = words[0], words[-1]
+        new = re.sub(rf"\b{a}\b|\b{b}\b", lambda m: b if m.group(0) == a else a, tree.text(sid))
+        body, where = _prose_body(tree, replace={sid: new})
+        return body, where[sid], key if sid != "hypothesis" else wrong, False, "conclusion_words_swapped"
+    return _prose_draft_rest(tree, q, label, pools, rng, wrong)
+
+
+def _prose_draft_rest(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Random, wrong: str
+                      ) -> tuple[list[tuple[str, bool]], int | None, str, bool, str] | None:
+    key = q.answer_key
+    if label == "incomplete_reasoning":
+        n = len(tree.steps)
+        body, _ = _prose_body(tree, stop_after=max(n // 2, 1)) if n > 1 else (
+            [(tree.sentences[x], False) for x in tree.leaves], {})
+        if n == 1 or len(body) < 1:
+            body = [(tree.sentences[x], False) for x in tree.leaves]
+        return body, len(body) - 1, key, False, "proof_cut_halfway"
+    if label == "inconsistent_answer":
+        return _prose_body(tree)[0], ANSWER, wrong, True, "wrong_answer_stated_first"
+    if label == "irrelevant":
+        other = rng.choice([t for t in pools.trees if t.id != tree.id] or [tree])
+        if other.id == tree.id:
+            return None
+        extra = [(x, False) for x in other.leaf_texts()[:2]]
+        body = _prose_body(tree)[0]
+        return body + extra, len(body), key, False, "random_tree_facts_appended"
+    if label == "lack_justification":
+        pred = key if rng.random() < 0.6 else wrong
+        claim = rng.choice([tree.hypothesis, f"{_clean(q.options[pred])} fits best"])
+        hedge = rng.choice(["I am fairly confident about this", "This seems right to me",
+                            "That is generally true"])
+        return [(claim, False), (hedge, False)], 0, pred, rng.random() < 0.5, "bare_claim_with_hedge"
+    if label == "misunderstanding":
+        qw = _words(q.stem)
+        cands = [t for t in (rng.choice(pools.trees) for _ in range(30)) if t.id != tree.id]
+        if not cands:
+            return None
+        other = max(cands, key=lambda t: len(_words(t.hypothesis) & qw))
+        leaves = [(x, False) for x in other.leaf_texts()[:2]]
+        body = leaves + [(other.hypothesis, True)]
+        return body, len(body) - 1, wrong, False, "half_of_another_chain"
+    raise ValueError(f"unknown label {label!r}")
+
+
+@recipe("eb_prose")
+def build_prose(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: str) -> FlawExample | None:
+    """The eb_prose example of one label for one tree."""
+    rng = random.Random(f"prose:{seed}:{tree.id}:{label}")
+    d = _prose_draft(tree, q, label, pools, rng)
+    if d is None:
+        return None
+    body, flaw, pred, first, op = d
+    layout = rng.choices(PROSE_LAYOUTS, weights=[4, 2, 2])[0]
+    units = _prose_units(body, rng, layout)
+    offset = 0
+    if layout == "sentences" and rng.random() < 0.4:
+        units.insert(0, rng.choice(PROSE_OPENERS))
+        offset = 1
+    ans = _prose_answer(pred, q.options[pred], rng, first) if rng.random() < 0.85 or first else None
+    ans_i = None
+    if ans and first:
+        units.insert(0, ans)
+        offset, ans_i = offset + 1, 0
+    elif ans:
+        units.append(ans)
+        ans_i = len(units) - 1
+    idx = None if flaw is None else (ans_i if ans_i is not None else len(units) - 1) if flaw == ANSWER else flaw + offset
+    with_key, wrong_s = SCORES[label]
+    return FlawExample(id=f"{q.id}:{label}:eb_prose", source_id=q.id, split=split, question=q.stem,
+                       options=dict(q.options), answer_key=q.answer_key, sentences=tuple(units),
+                       predicted_answer=pred, dimension=label, flaw_index=idx,
+                       flaw_text=units[idx] if idx is not None else "None",
+                       score=with_key if pred == q.answer_key else wrong_s, recipe=f"eb_prose/{op} [{layout}]")
+
+
 def build_recipe(recipe_name: str, trees: Sequence[Any], questions: Sequence[Any], seed: int = 0,
                  split: str = "train", labels: Iterable[str] = LABELS) -> list[FlawExample]:
     """One example per (tree, label) from the named recipe (see RECIPES)."""

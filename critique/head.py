@@ -29,7 +29,7 @@ from critique.taxonomy import LABELS, NONE, general_advice, score_range, specifi
 from core.errors import ModelError
 
 FORMAT = "microtheory-checks-head"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: optional "fast_head" (fast mode's lexical checks), more derived features
 DEFAULT_HEAD = Path(__file__).resolve().parent / "weights" / "checks" / "head.json"
 
 
@@ -76,6 +76,7 @@ class CheckHead:
     score_net: dict[str, np.ndarray]
     unit_w: np.ndarray          # (n_labels, n_unit_features + 1)
     meta: dict[str, Any] = field(default_factory=dict)
+    fast: CheckHead | None = None   # the part that reads fast mode's lexical checks
 
     def _g(self, g: np.ndarray) -> np.ndarray:
         return (g - self.g_mean) / self.g_std
@@ -97,17 +98,20 @@ class CheckHead:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(LABELS),
                 "global_features": list(GLOBAL_FEATURES) + list(DERIVED_FEATURES), "unit_features": list(UNIT_FEATURES), **arr,
                 "dim_net": {k: v.tolist() for k, v in self.dim_net.items()},
-                "score_net": {k: v.tolist() for k, v in self.score_net.items()}, "meta": self.meta}
+                "score_net": {k: v.tolist() for k, v in self.score_net.items()}, "meta": self.meta,
+                **({"fast_head": self.fast.to_json()} if self.fast is not None else {})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], where: str = "head") -> CheckHead:
-        if d.get("format") != FORMAT or int(d.get("format_version", 0)) > FORMAT_VERSION:
+        if d.get("format") != FORMAT or not 1 <= int(d.get("format_version", 0)) <= FORMAT_VERSION:
             raise ModelError(f"{where}: not a checks head this library reads (format {d.get('format')!r})")
         if d.get("global_features") != list(GLOBAL_FEATURES) + list(DERIVED_FEATURES) or d.get("unit_features") != list(UNIT_FEATURES):
             raise ModelError(f"{where}: trained on other check features than critique.checks computes; retrain it")
         a = {k: np.asarray(d[k], dtype=np.float64) for k in ("g_mean", "g_std", "u_mean", "u_std", "unit_w")}
+        fast = cls.from_json(d["fast_head"], f"{where} (fast part)") if d.get("fast_head") else None
         return cls(dim_net={k: np.asarray(v) for k, v in d["dim_net"].items()},
-                   score_net={k: np.asarray(v) for k, v in d["score_net"].items()}, meta=d.get("meta", {}), **a)
+                   score_net={k: np.asarray(v) for k, v in d["score_net"].items()}, meta=d.get("meta", {}),
+                   fast=fast, **a)
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)
@@ -228,6 +232,15 @@ def fit_head(items: Sequence[Any], cfg: HeadConfig | None = None) -> CheckHead:
                       "n_score_labelled": int(sc.sum())})
 
 
+def fit_head_pair(items: Sequence[Any], fast_items: Sequence[Any], cfg: HeadConfig | None = None,
+                  fast_cfg: HeadConfig | None = None) -> CheckHead:
+    """The shipped kind of head: trained on the full checks of `items`, with a `fast` part trained on
+    fast mode's lexical checks of the same rows (`critique.checks_data.lexical_sets`)."""
+    head = fit_head(items, cfg)
+    head.fast = fit_head(fast_items, fast_cfg or cfg)
+    return head
+
+
 def _balanced(w: np.ndarray, r: TrainRows, mask: np.ndarray) -> np.ndarray:
     """Weights so each score source (by its configured weight value) counts as much as its weight says."""
     out = w.copy()
@@ -276,8 +289,14 @@ class ChecksCritic:
     """Checks + head -> one Critique per record. `fast` skips the fact checks."""
 
     def __init__(self, head: CheckHead | None = None, checker: Checker | None = None):
-        self.head = head or CheckHead.load()
+        head = head or CheckHead.load()
         self.checker = checker or Checker()
+        if self.checker.config.fast:
+            if head.fast is None:
+                raise ModelError("this checks head has no fast part (fast mode reads lexical checks); retrain it "
+                                 "with `microtheory critique train --backend checks`")
+            head = head.fast
+        self.head = head
 
     def predict(self, records: Sequence[ModelOutput]) -> list[Critique]:
         return [self.critique_one(r, c) for r, c in zip(records, self.checker.run(list(records)))]

@@ -327,20 +327,16 @@ class ChecksTrainConfig:
 def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
     """Compute (or read cached) check features, select the head on held-out signals, train it on the
     final training set and write OUT/head.json + OUT/selection.json. Returns the summary."""
-    from critique.checks_data import DataConfig, load_sets
-    from critique.checks_eval import GRID, final_train_set, make_splits, select
-    from critique.head import fit_head
+    from critique.checks_data import DataConfig, lexical_sets, load_sets
+    from critique.checks_eval import train_shipped
 
     sets = load_sets(cfg=DataConfig(data_dir=cfg.data_dir, cache=cfg.cache, seed=cfg.seed))
-    sp = make_splits(sets, seed=cfg.seed)
-    head_cfg, rows = select(sp) if cfg.select else (GRID[0], [])
-    head = fit_head(final_train_set(sp), head_cfg)
+    head, report = train_shipped(sets, lexical_sets(sets, cfg.data_dir), seed=cfg.seed, do_select=cfg.select)
+    rows = report["full"]["grid"]
     sizes = {k: len(v) for k, v in sets.items()}
-    head.meta.update({"selection": rows, "sets": sizes, "acc_train": len(sp.acc_train), "acc_dev": len(sp.acc_dev),
-                      "trained_on": "syn_*_train (all recipes, EntailmentBank train trees), acceptability train "
-                                    "part (dev part kept apart), all T5-11B dev rows (T5 numbers are CV)"})
+    head.meta["selection"] = rows
     out = Path(cfg.out)
     head.save(out / "head.json")
-    (out / "selection.json").write_text(json.dumps({"grid": rows, "chosen": head.meta["config"], "sets": sizes},
-                                                   indent=2) + "\n")
+    (out / "selection.json").write_text(json.dumps({"report": report, "chosen": head.meta["config"], "sets": sizes},
+                                                   indent=2, default=str) + "\n")
     return {"out": str(out / "head.json"), "chosen": head.meta["config"], "grid": rows, "sets": sizes}

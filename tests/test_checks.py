@@ -99,7 +99,9 @@ def test_decode_score_stays_in_dimension_range():
 
 
 def test_critic_and_backend_one_result_per_record(tmp_path):
-    head = fit_head(_items(), HeadConfig(hidden=0, epochs=100))
+    from critique.head import fit_head_pair
+
+    head = fit_head_pair(_items(), _items(), HeadConfig(hidden=0, epochs=100))
     head.save(tmp_path / "head.json")
     critic = ChecksCritic(head, _checker())
     recs = [_rec("Summer has the most sunlight. The answer is (B).", rid="a"), _rec("Winter.", pred="C", rid="b")]
@@ -147,3 +149,82 @@ def test_fact_checks_with_project_knowledge_and_a_store_like_searcher():
     assert s.top1_many(["x", "y", "x"]) == [("f1", facts[0].text, 0.9)] * 3
     out = _checker(knowledge=s).run([_rec("Summer has the least sunlight. The answer is (B).")])[0]
     assert out.near_fact[0] == ("f1", facts[0].text)
+
+
+# --- fast mode (lexical checks), the head's fast part, derived features, fine-grained judgements ---------
+
+def test_fast_mode_uses_no_models_and_is_deterministic():
+    from critique.checks import DERIVED_FEATURES, LexicalEncoder, LexicalScorer
+
+    ck = Checker(config=ChecksConfig(fast=True))
+    assert isinstance(ck.encoder, LexicalEncoder) and isinstance(ck.scorer, LexicalScorer)
+    recs = [_rec("Plants need sunlight. Summer has the most sunlight. The answer is (B)."), _rec("Winter.", pred="C")]
+    a, b = ck.run(recs), Checker(config=ChecksConfig(fast=True)).run(recs)
+    assert all(np.array_equal(x.g, y.g) and np.array_equal(x.u, y.u) for x, y in zip(a, b))
+    x = extend(a[0].g, a[0].u)
+    assert x.shape == (len(GLOBAL_FEATURES) + len(DERIVED_FEATURES),) and np.isfinite(x).all()
+    v = LexicalEncoder(64).encode(["summer sunlight", "the summer has sunlight", "iron nail"])
+    assert v[0] @ v[1] > 0.99 and abs(v[0] @ v[2]) < 0.5   # stop words do not count
+    s = LexicalScorer().score_batch([(["summer has the most sunlight"], "summer sunlight"), (["iron"], "summer")])
+    assert s[0] == 1.0 and s[1] == 0.0
+
+
+def test_size_features_grow_with_the_explanation():
+    from critique.checks import DERIVED_FEATURES
+
+    ck = Checker(config=ChecksConfig(fast=True))
+    short, long_ = ck.run([_rec("Summer has the most sunlight. The answer is (B)."),
+                           _rec(" ".join(["Summer has the most sunlight."] * 12) + " The answer is (B).")])
+    i = len(GLOBAL_FEATURES) + DERIVED_FEATURES.index("log_units")
+    j = len(GLOBAL_FEATURES) + DERIVED_FEATURES.index("redund_share_high")
+    xs, xl = extend(short.g, short.u), extend(long_.g, long_.u)
+    assert xl[i] > xs[i] + 1.0 and xl[j] > 0.9 and xs[j] == 0.0   # 12 copies: uncapped size, redundant units
+
+
+def test_head_fast_part_round_trips_and_is_required_in_fast_mode(tmp_path):
+    from core.errors import ModelError
+    from critique.head import fit_head_pair
+
+    items = _items(30)
+    head = fit_head_pair(items, items, HeadConfig(hidden=0, epochs=30))
+    p = head.save(tmp_path / "head.json")
+    again = CheckHead.load(p)
+    assert again.fast is not None
+    g = np.stack([extend(it.checks.g, it.checks.u) for it in items])
+    assert np.allclose(again.fast.dim_probs(g), head.fast.dim_probs(g))
+    critic = ChecksCritic(again, _checker(fast=True))
+    assert critic.head is again.fast
+    with pytest.raises(ModelError, match="no fast part"):
+        ChecksCritic(fit_head(items, HeadConfig(hidden=0, epochs=5)), _checker(fast=True))
+
+
+def test_score_weight_zero_leaves_a_source_out_and_dim_sources_filter():
+    items = _items(30)
+    for it in items[:10]:
+        it.source = "acc_cqa"
+    cfg = HeadConfig(hidden=0, epochs=30, score_weight={"syn": 0.0, "acc": 1.0, "t5": 1.0, "fg": 1.0},
+                     dim_sources=("t5",))
+    head = fit_head(items, cfg)
+    assert head.meta["n_score_labelled"] == 10 and head.meta["n_dim_labelled"] == 0
+
+
+def test_read_fine_grained_groups_annotators(tmp_path):
+    from critique.checks_data import read_fine_grained
+
+    cols = ("Input.id,Input.question,Input.answer_choices,Input.gold_label,Input.explanation,"
+            "Answer.generality_factuality,Answer.grammar,Answer.new_info,Answer.supports_label,Answer.amount_info,"
+            "Answer.acceptable")
+    rows = ['q1,Where is a fish?,"sea, sky, or tree",sea,Fish live in water.,1,1,1,1,0,1',
+            'q1,Where is a fish?,"sea, sky, or tree",sea,Fish live in water.,1,1,1,1,0,1',
+            'q1,Where is a fish?,"sea, sky, or tree",sea,Fish live in water.,-1,1,1,-1,,-1',
+            'q2,Where is a bird?,"sea, sky, or tree",sky,birds are sky.,-1,-1,-1,-1,-1,-1']
+    p = tmp_path / "fg.csv"
+    p.write_text(cols + "\n" + "\n".join(rows) + "\n")
+    fg = read_fine_grained(p)
+    assert len(fg) == 2 and fg[0].record.answer_key == "A" and fg[1].record.answer_key == "B"
+    assert fg[0].attrs["factual"] == pytest.approx(2 / 3) and fg[0].score() == pytest.approx(5 * 2 / 3)
+    assert LABELS[fg[0].dimension()] == "none" and LABELS[fg[1].dimension()] == "incorrect_information"
+    from core.errors import InputError
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError):
+        read_fine_grained(tmp_path / "bad.csv")

@@ -168,3 +168,38 @@ def test_toy_build_is_pinned():
         for ex in build_recipe(name, trees, qs, seed=3):
             h.update(json.dumps(ex.to_json(), sort_keys=True).encode())
     assert (VERSION, h.hexdigest()[:16]) == (1, "37f311202262ad2d")
+
+
+def test_eb_prose_third_recipe_splits_back_and_differs_from_the_others():
+    from critique.checks import split_units
+    from critique.flaws import RECIPES, build_recipe
+
+    assert {"eb_v1", "eb_alt", "eb_prose"} <= set(RECIPES)
+    trees, qs = _toy()
+    ex = []
+    for seed in range(4):
+        ex += build_recipe("eb_prose", trees, qs, seed=seed)
+    assert {e.dimension for e in ex} >= {"none", "incomplete_reasoning", "inconsistent_answer", "lack_justification",
+                                         "irrelevant", "misunderstanding"}
+    for e in ex:
+        assert e.recipe.startswith("eb_prose/")
+        assert len(split_units(e.explanation)) == len(e.sentences), e.sentences
+        if e.dimension == "none":
+            assert e.flaw_index is None and e.predicted_answer == e.answer_key
+        else:
+            assert 0 <= e.flaw_index < len(e.sentences)
+        if e.dimension == "inconsistent_answer":
+            # stated first, against the key
+            assert e.predicted_answer != e.answer_key and e.flaw_index == 0
+    alt = {e.explanation for s in range(4) for e in build_recipe("eb_alt", trees, qs, seed=s)}
+    assert not alt & {e.explanation for e in ex}
+    assert any(e.explanation.startswith("Step 1:") or " Step 1:" in e.explanation for e in ex) or \
+        any(e.explanation.lstrip().startswith("- ") for e in ex) or len(ex) < 20
+
+
+def test_eb_prose_is_seeded():
+    from critique.flaws import build_recipe
+
+    trees, qs = _toy()
+    a = [e.to_json() for e in build_recipe("eb_prose", trees, qs, seed=5)]
+    assert a == [e.to_json() for e in build_recipe("eb_prose", trees, qs, seed=5)]
