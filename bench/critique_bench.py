@@ -1,24 +1,26 @@
-"""Critique benchmark (issue 12): the checks critic and the old classifier on data neither trained nor
-selected on, each number with its exact split.
+"""Critique benchmark (issue 12): the checks critic (full and --fast) and the old classifier on data
+neither trained on, each number with its exact split; trains and (with --save-head) writes the head.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critique_bench.py [--threads 2]
-        [--n-speed 60] [--skip-old] [--head critique/weights/checks/head.json]
+        [--folds 3] [--n-speed 60] [--skip-old] [--no-select] [--save-head critique/weights/checks/head.json]
 
-Reads the cached check features of `critique.checks_data` (runs/checks_feats; computed on first use)
-and measures:
-(a) leave-one-recipe-out dimension macro-F1: train the head on every flaw recipe's EntailmentBank
-    train-tree examples but one (+ the real-label training rows), test on the left-out recipe's
-    dev-tree examples (synthetic labels);
+Reads the cached check features of `critique.checks_data` (runs/checks_feats; computed on first use),
+computes fast mode's lexical checks of the same rows, and for each mode (full, fast) selects the head
+config from `critique.checks_eval.GRID` by the selection checks only, then reports for the chosen one:
+(a) leave-one-recipe-out dimension macro-F1: train on every flaw recipe's EntailmentBank train-tree
+    examples but one (+ the real-label training rows), test on the left-out recipe's dev-tree
+    examples (synthetic labels); three recipes (eb_v1, eb_alt, eb_prose);
 (b) T5-11B dev proofs (tasks 1 and 2): AUROC of 5 - score for "flawed" (leaf set or steps differ from
-    gold), 5-fold cross-validated by dev item; and for a head that never saw a T5 row;
+    gold), k-fold cross-validated by dev item;
 (c) acceptability: Spearman of the score with the acceptable share on the seeded instance-level dev
-    split of the acceptability train CSVs (never trained on), GPT-3 -NLL on the same rows;
-(d) rendering robustness: eb_alt drafts of dev trees, each in five renderings: share of drafts whose
-    five renderings get one dimension;
-(e) speed, critiques/s: checks full (WorldTree corpus as knowledge), checks --fast, and the old
-    classifier, on the same T5-11B task-1 dev explanations in the same run.
-The old classifier (critique/weights/critic) is measured on the same rows for (a)-(d).
-Writes bench/results/critique_bench.json and .md.
+    split of the acceptability train CSVs (never trained on), GPT-3 -NLL on the same rows; and on the
+    seeded dev split of the fine-grained judgements;
+(d) rendering robustness: eb_alt drafts of dev trees, each in five renderings;
+(e) speed, critiques/s: checks full (WorldTree corpus as knowledge), checks --fast (lexical), and the
+    old classifier, on the same T5-11B task-1 dev explanations in the same run;
+(f) with --demo: dimension accuracy on the 20 hand-labelled demo outputs (never trained or selected on).
+The selection and the reported numbers use the same held-out rows (the grid is 4 points): read them
+as slightly optimistic. Writes bench/results/critique_bench.json and .md.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +105,11 @@ def speed(n: int, head_path: str | None, data_dir: str | None, skip_old: bool) -
     out: dict[str, Any] = {"n": len(records), "inputs": "T5-11B task-1 dev explanations (first n)"}
     warm = Checker()
     table = _corpus_table(DataConfig(data_dir=data_dir), warm)   # corpus vectors cached: not timed
-    for mode, cfg, know in (("checks_full", ChecksConfig(), table), ("checks_fast", ChecksConfig(fast=True), None)):
-        critic = ChecksCritic(head, Checker(warm.scorer, warm.encoder, know, cfg))
+    for mode in ("checks_full", "checks_fast"):
+        full = mode == "checks_full"
+        checker = Checker(warm.scorer, warm.encoder, table, ChecksConfig()) if full else \
+            Checker(config=ChecksConfig(fast=True))
+        critic = ChecksCritic(head, checker)
         critic.predict(records[:4])          # warm-up (model loads), then a fresh text cache
         critic.checker._vec_cache.clear()
         t0 = time.perf_counter()
@@ -117,122 +123,136 @@ def speed(n: int, head_path: str | None, data_dir: str | None, skip_old: bool) -
         t0 = time.perf_counter()
         old.predict(records, batch_size=32)
         out["old_classifier"] = round(len(records) / (time.perf_counter() - t0), 2)
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return out
+
+
+def demo20(head_path: str | None) -> dict[str, Any]:
+    """Dimension accuracy on the 20 hand-labelled demo outputs (corpora/model_outputs.jsonl), checks
+    full (no knowledge given, as `critique run` without --microtheory), checks --fast."""
+    from critique.checks import Checker, ChecksConfig
+    from critique.head import CheckHead, ChecksCritic
+    from critique.inputs import ModelOutput
+
+    rows = [json.loads(x) for x in (ROOT / "corpora" / "model_outputs.jsonl").read_text().splitlines() if x.strip()]
+    recs = [ModelOutput(r["id"], r["question"], r["options"], r["answer_key"], r["explanation"], r["predicted_answer"])
+            for r in rows]
+    head = CheckHead.load(head_path)
+    out: dict[str, Any] = {"n": len(rows)}
+    for mode, cfg in (("checks_full", ChecksConfig()), ("checks_fast", ChecksConfig(fast=True))):
+        dims = [c.dimension for c in ChecksCritic(head, Checker(config=cfg)).predict(recs)]
+        out[mode] = {"correct": sum(d == r["expected_dimension"] for d, r in zip(dims, rows)),
+                     "predicted": dict(sorted(Counter(dims).items()))}
+    return out
+
+
+def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    c = r["chosen"]
+    lo, t5, acc, rb = c["loro"], c["t5_cv"], c["acceptability"], c["robustness"]
+    L = [f"## {name}: chosen config {c['config']} (selection value {c['selection_value']})", "",
+         "Grid (selection value = mean of LORO macro-F1, T5 CV AUROC, mean acceptability dev Spearman):", "",
+         "| config | LORO mean | T5 CV AUROC | CQA dev | SNLI dev | value |", "|---|---|---|---|---|---|"]
+    for g in r["grid"]:
+        a = g["acceptability"]
+        L.append(f"| {g['config']['hidden']} hidden, wd {g['config']['weight_decay']}, score sources "
+                 f"{ {k: v for k, v in g['config']['score_weight'].items() if v} } | {g['loro']['mean_macro_f1']} | "
+                 f"{g['t5_cv']['auroc_5_minus_score']} | {a.get('acc_cqa', {}).get('spearman_checks_score')} | "
+                 f"{a.get('acc_snli', {}).get('spearman_checks_score')} | {g['selection_value']} |")
+    L += ["", "(a) Leave-one-recipe-out dimension macro-F1 (synthetic labels; test = left-out recipe on dev trees):", "",
+          "| left out | n | macro-F1 | old classifier |", "|---|---|---|---|"]
+    for rec, v in lo.items():
+        if rec != "mean_macro_f1":
+            L.append(f"| {rec} | {v['n']} | {v['macro_f1']} | {old.get(f'macro_f1_{rec}_dev', 'n/a')} |")
+    L += [f"| mean | | **{lo['mean_macro_f1']}** | |", "", "Per dimension F1: " + "; ".join(
+        f"{rec}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
+        for rec, v in lo.items() if rec != "mean_macro_f1"), "",
+          f"(b) T5-11B dev proofs, n = {t5['n']} ({t5['n_flawed']} flawed), {t5['folds']}-fold CV by dev item: "
+          f"AUROC 5 - score **{t5['auroc_5_minus_score']}**, 1 - P(none) {t5['auroc_1_minus_p_none']}; by run "
+          f"{t5['auroc_by_run_5_minus_score']}. Old classifier: 5 - score {old.get('t5_auroc_5_minus_score', 'n/a')}, "
+          f"5 - expected score {old.get('t5_auroc_5_minus_expected_score', 'n/a')}.", "",
+          "(c) Acceptability dev split (seeded, by instance; never trained on):", "",
+          "| file | explanations (instances) | checks score | GPT-3 -NLL | old classifier (expected score) |",
+          "|---|---|---|---|---|"]
+    for fname, v in acc.items():
+        L.append(f"| {fname} | {v['n_explanations']} ({v['n_instances']}) | **{v['spearman_checks_score']}** | "
+                 f"{v['spearman_gpt3_neg_nll']} | {old.get(f'{fname}_dev_spearman_expected_score', 'n/a')} |")
+    L += ["", "Fine-grained judgements, seeded dev split (human-written explanations): " + "; ".join(
+        f"{k} (n {v['n']}): Spearman with accepting share {v['spearman_acceptable']}, factual share "
+        f"{v['spearman_factual']}, supports share {v['spearman_supports']}" for k, v in c["fine_grained"].items()), "",
+          f"(d) Rendering robustness, {rb.get('groups')} groups x 5 renderings: renderings with their group's majority "
+          f"dimension **{rb.get('renderings_with_group_majority')}**, groups all five the same {rb.get('all_five_same')} "
+          f"(old classifier: majority {old.get('robust_majority', 'n/a')}, all five {old.get('robust_all_five_same', 'n/a')}).", ""]
+    return L
 
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     L = ["# Critique benchmark: the checks critic (issue 12)", "",
          f"Command: `{res['command']}`; {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
-         f"load average at start {m['load_average_at_start']} ({m['note']}). Head: `{res['head']}` "
-         f"(config {res.get('head_config')}).", ""]
-    lo = res["loro"]
-    L += ["## (a) Leave-one-recipe-out dimension macro-F1 (synthetic labels; test = left-out recipe on dev trees)",
-          "", "| left out | n | checks head | checks head, synthetic only | old classifier |", "|---|---|---|---|---|"]
-    for r, v in lo["with_real"].items():
-        if r == "mean_macro_f1":
-            continue
-        L.append(f"| {r} | {v['n']} | {v['macro_f1']} | {lo.get('synthetic_only', {}).get(r, {}).get('macro_f1', 'not run')} | "
-                 f"{res.get('old', {}).get(f'macro_f1_{r}_dev', 'n/a')} |")
-    L += [f"| mean | | **{lo['with_real']['mean_macro_f1']}** | {lo.get('synthetic_only', {}).get('mean_macro_f1', 'not run')} | |", "",
-          "Per dimension F1 (left-out recipe): " + "; ".join(
-              f"{r}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
-              for r, v in lo["with_real"].items() if r != "mean_macro_f1"), ""]
-    t5 = res["t5"]
-    L += ["## (b) T5-11B dev proofs (tasks 1+2): AUROC of flawed", "",
-          f"n = {t5['cv']['n']} ({t5['cv']['n_flawed']} flawed). {t5['cv']['folds']}-fold CV by dev item: 5 - score "
-          f"**{t5['cv']['auroc_5_minus_score']}**, 1 - P(none) {t5['cv']['auroc_1_minus_p_none']}; by run "
-          f"{t5['cv']['auroc_by_run_5_minus_score']}. Head never trained on T5: 5 - score "
-          f"{t5.get('no_t5', {}).get('auroc_5_minus_score', 'not run')}. Old classifier on the same rows: 5 - score "
-          f"{res.get('old', {}).get('t5_auroc_5_minus_score', 'n/a')}, 5 - expected score "
-          f"{res.get('old', {}).get('t5_auroc_5_minus_expected_score', 'n/a')}.", ""]
-    L += ["## (c) Acceptability dev split (seeded, by instance; never trained on)", "",
-          "| file | explanations (instances) | checks score | GPT-3 -NLL | old classifier (expected score) |",
-          "|---|---|---|---|---|"]
-    for name, v in res["acceptability"].items():
-        L.append(f"| {name} | {v['n_explanations']} ({v['n_instances']}) | **{v['spearman_checks_score']}** | "
-                 f"{v['spearman_gpt3_neg_nll']} | {res.get('old', {}).get(f'{name}_dev_spearman_expected_score', 'n/a')} |")
-    rb = res["robustness"]
-    L += ["", "## (d) Rendering robustness (eb_alt drafts of dev trees, five renderings each)", "",
-          f"Groups: {rb.get('groups')}. Renderings that get their group's majority dimension: "
-          f"**{rb.get('renderings_with_group_majority')}** (fast mode "
-          f"{res.get('robustness_fast', {}).get('renderings_with_group_majority')}); groups whose five renderings "
-          f"all get one dimension: {rb.get('all_five_same')} (fast mode "
-          f"{res.get('robustness_fast', {}).get('all_five_same')}); agreement with the first rendering "
-          f"{rb.get('agree_with_first_rendering')}. Old classifier: all-five-same "
-          f"{res.get('old', {}).get('robust_all_five_same', 'n/a')}, majority "
-          f"{res.get('old', {}).get('robust_majority', 'n/a')}.", ""]
+         f"load average at start {m['load_average_at_start']} ({m['note']}). Head written: `{res['head']}`. "
+         f"Sets: {res['sets']}.", ""]
+    old = res.get("old", {})
+    L += _mode_md("Full checks (default)", res["full"], old)
+    L += _mode_md("--fast (lexical checks, no models, no fact checks)", res["fast"], {})
     sp = res.get("speed", {})
     L += ["## (e) Speed (critiques/s, same run, same inputs)", "",
-          f"{sp.get('inputs')}, n = {sp.get('n')}: checks full (WorldTree corpus as knowledge) "
-          f"**{sp.get('checks_full')}**, checks --fast **{sp.get('checks_fast')}**, old classifier "
-          f"{sp.get('old_classifier', 'n/a')}. Shared, heavily loaded 2-core VM: see the load average above.", ""]
+          f"{sp.get('inputs')}, n = {sp.get('n')}: checks full (neural checks + WorldTree corpus as knowledge) "
+          f"**{sp.get('checks_full')}**, checks --fast (lexical) **{sp.get('checks_fast')}**, old classifier "
+          f"{sp.get('old_classifier', 'n/a')}. Load average after: {sp.get('load_average_after')} "
+          "(shared 2-core VM: only the ratios within one run compare).", ""]
+    if "demo20" in res:
+        d = res["demo20"]
+        L += ["## (f) The 20 hand-labelled demo outputs (never trained or selected on)", "",
+              f"Dimension right: checks full (no knowledge) {d['checks_full']['correct']}/{d['n']} "
+              f"(predicted {d['checks_full']['predicted']}); --fast {d['checks_fast']['correct']}/{d['n']} "
+              f"(predicted {d['checks_fast']['predicted']}).", ""]
     return "\n".join(L)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--head", default=None, help="checks head.json (default: the shipped one)")
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-speed", type=int, default=60)
-    ap.add_argument("--skip-old", action="store_true", help="do not run the old classifier on (a)-(d)")
+    ap.add_argument("--skip-old", action="store_true", help="do not run the old classifier")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--demo", action="store_true", help="also the 20 hand-labelled demo outputs (measure once, at the end)")
     ap.add_argument("--folds", type=int, default=5, help="T5 cross-validation folds")
-    ap.add_argument("--ablations", action="store_true", help="also: LORO without real rows, T5 without T5 rows")
-    ap.add_argument("--save-head", default=None, help="write the final head here (what ships)")
+    ap.add_argument("--no-select", action="store_true", help="use GRID[0] instead of selecting")
+    ap.add_argument("--save-head", default=None, help="write the trained head here (what ships)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     a = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(a.threads)
-    from critique.checks_data import DataConfig, load_sets
-    from critique.checks_eval import (acceptability, final_train_set, loro, make_splits, predict, robustness,
-                                      t5_cv, t5_without_t5)
-    from critique.head import CheckHead, HeadConfig, fit_head
+    from critique.checks_data import DataConfig, attach_records, lexical_sets, load_sets
+    from critique.checks_eval import make_splits, train_shipped
 
     res: dict[str, Any] = {"command": "python bench/critique_bench.py " + " ".join(sys.argv[1:]),
-                           "machine": machine(a.threads), "head": a.head or "critique/weights/checks/head.json"}
+                           "machine": machine(a.threads), "head": a.save_head or "(not saved)"}
     sets = load_sets(cfg=DataConfig(data_dir=a.data))
-    sp = make_splits(sets, folds=a.folds)
-    cfg = HeadConfig()
-    res["head_config"] = {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs}
     res["sets"] = {k: len(v) for k, v in sets.items()}
-    res["loro"] = {"with_real": loro(sp, cfg)}
-    if a.ablations:
-        res["loro"]["synthetic_only"] = loro(sp, cfg, use_real=False)
-    res["t5"] = {"cv": t5_cv(sp, cfg)}
-    if a.ablations:
-        res["t5"]["no_t5"] = t5_without_t5(sp, cfg)
-    head = fit_head(final_train_set(sp), cfg)   # the shipped head: this training set and config
+    head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select)
+    res.update(report)
     if a.save_head:
-        head.meta.update({"sets": res["sets"], "acc_train": len(sp.acc_train), "acc_dev": len(sp.acc_dev),
-                          "trained_on": "syn_*_train (both recipes), acceptability train part, all T5-11B dev rows"})
         head.save(a.save_head)
-    res["acceptability"] = acceptability(head, sp)
-    res["robustness"] = robustness(head, sp.robust)
-    fast_probs, _ = predict(head, sp.robust, knowledge=False)
-    res["robustness_fast"] = {**_robust_from(sp.robust, fast_probs.argmax(1)),
-                              "renderings_with_group_majority": _robust_majority(sp.robust, fast_probs.argmax(1))}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     if not a.skip_old:
-        from critique.checks_data import attach_records
-
         attach_records(sets, a.data)
-        res["old"] = old_classifier(sp, sets)
-    res["speed"] = speed(a.n_speed, a.save_head or a.head, a.data, False)
+        res["old"] = old_classifier(make_splits(sets, folds=a.folds), sets)
+    head_path = a.save_head or str(out.with_suffix(".head.json"))
+    if not a.save_head:
+        head.save(head_path)
+    if not a.skip_speed:
+        res["speed"] = speed(a.n_speed, head_path, a.data, a.skip_old)
+    if a.demo:
+        res["demo20"] = demo20(head_path)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(res) + "\n")
     print(markdown(res))
-
-
-def _robust_from(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
-    groups: dict[int, set[int]] = {}
-    for it, p in zip(items, pred):
-        groups.setdefault(it.extra["robust_group"], set()).add(int(p))
-    return {"all_five_same": round(float(np.mean([len(v) == 1 for v in groups.values()])), 4) if groups else None}
 
 
 def _robust_majority(items: list[Any], pred: Any) -> float | None:

@@ -183,13 +183,24 @@ def _share(vals: Sequence[str], good: Any, skip: Sequence[str] = ("", "-9")) -> 
     return float(np.mean([good(x) for x in v])) if v else float("nan")
 
 
+def _fg_attributes(ann: Sequence[dict[str, str]]) -> dict[str, float]:
+    def col(c: str) -> list[str]:
+        return [a.get(c) or "" for a in ann]
+
+    return {"factual": _share(col("Answer.generality_factuality"), lambda x: float(x) > 0),
+            "supports": _share(col("Answer.supports_label"), lambda x: float(x) > 0),
+            "new_info": _share(col("Answer.new_info"), lambda x: float(x) > 0),
+            "enough_info": _share(col("Answer.amount_info"), lambda x: float(x) >= 0),
+            "acceptable": _share(col("Answer.acceptable"), lambda x: float(x) > 0)}
+
+
 def read_fine_grained(path: str | Path) -> list[FineGrained]:
     """The fine-grained judgement CSV (3 annotator rows per explanation) as one item per explanation."""
     import csv
     from collections import defaultdict
 
-    from critique.evaluate import LETTERS, SNLI_GOLD, SNLI_OPTIONS, split_choices
     from core.errors import InputError
+    from critique.evaluate import LETTERS, SNLI_GOLD, SNLI_OPTIONS, split_choices
 
     p = Path(path)
     if not p.is_file():
@@ -216,12 +227,7 @@ def read_fine_grained(path: str | Path) -> list[FineGrained]:
                        None)
         if key is None or len(options) < 2 or not expl.strip():
             continue
-        col = lambda c: [a.get(c) or "" for a in ann]  # noqa: E731
-        attrs = {"factual": _share(col("Answer.generality_factuality"), lambda x: float(x) > 0),
-                 "supports": _share(col("Answer.supports_label"), lambda x: float(x) > 0),
-                 "new_info": _share(col("Answer.new_info"), lambda x: float(x) > 0),
-                 "enough_info": _share(col("Answer.amount_info"), lambda x: float(x) >= 0),
-                 "acceptable": _share(col("Answer.acceptable"), lambda x: float(x) > 0)}
+        attrs = _fg_attributes(ann)
         rec = ModelOutput(id=f"{iid}#fg{n}", question=question, options=options, answer_key=key,
                           explanation=expl.strip(), predicted_answer=key)
         out.append(FineGrained(rec, iid, attrs))

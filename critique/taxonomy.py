@@ -28,7 +28,7 @@ class Dimension:
     recipes: tuple[str, ...] = ()             # flaw recipes (critique.flaws.RECIPES) that inject it
 
 
-_ALL_RECIPES = ("eb_v1", "eb_alt")
+_ALL_RECIPES = ("eb_v1", "eb_alt", "eb_prose")
 
 DIMENSIONS: tuple[Dimension, ...] = (
     Dimension(NONE, "no significant flaw: the explanation is correct and supports the keyed answer",
