@@ -183,7 +183,7 @@ def run_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help="Knowledge store folder to ground specific advice in."),
     fmt: CritiqueFormat = typer.Option(CritiqueFormat.json, "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
     backend: str = typer.Option("checks", "--backend", help=registry_help("Critique backend", BACKENDS)),
-    fast: bool = typer.Option(False, "--fast", help="checks backend: skip the fact checks against --microtheory/--store (faster)."),
+    fast: bool = typer.Option(False, "--fast", help="checks backend: lexical checks only (no models, no fact checks; many times faster, less accurate)."),
     model: Optional[str] = typer.Option(None, "--model", help="checks: a head.json; classifier: a critic folder; generative: a HF name / path / .gguf (default SmolLM2)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),

@@ -16,7 +16,9 @@ Every check is computed from what the explanation says, not from how it is writt
 
 Cost control: one encoder call and one entailment-scorer call per batch of records (items from all
 rows batched together), cheap lexical checks first (a unit is fact-checked only when its nearest
-fact is close enough), retrieval cached per unit text. `fast=True` skips the fact checks.
+fact is close enough), retrieval cached per unit text. `fast=True` runs the same checks with lexical
+stand-ins (`LexicalEncoder`, `LexicalScorer`: no model at all) and no fact checks; the head has a
+separate part trained on those features.
 """
 from __future__ import annotations
 

@@ -3,10 +3,13 @@
 Three parts, all tiny and stored as one JSON file (`head.json`, a few kB):
 - dimension: a one-hidden-layer MLP (or logistic regression, `hidden=0`) on the standardised
   global check features -> 9 classes in taxonomy order;
-- score: the same kind of network -> sigmoid x 5, trained on synthetic scores, 5 x the human
-  acceptable share and the T5 labels; decoded within the predicted dimension's score range;
+- score: the same kind of network -> sigmoid x 5, trained on the sources `HeadConfig.score_weight`
+  names (shipped: 5 x the human acceptable share, the fine-grained judgements, T5 flawed = 1 /
+  matching = 5; not the recipes' synthetic scores); decoded within the predicted dimension's range;
 - flaw unit: per dimension, a linear scorer over the standardised unit features; softmax over the
-  explanation's units picks the main flaw.
+  explanation's units picks the main flaw;
+- `fast`: the same three parts again, trained on fast mode's lexical checks of the same rows
+  (`critique.checks.ChecksConfig(fast=True)`), used when the checker runs in fast mode.
 `ChecksCritic` runs the checks and the head and writes `critique.format.Critique`s;
 `ChecksBackend` is the batch-runner backend (`critique(records) -> list[CritiqueResult]`).
 """
@@ -207,10 +210,21 @@ def _fit_net(x: np.ndarray, loss_fn: Any, n_out: int, cfg: HeadConfig, weight_de
 
 
 def fit_head(items: Sequence[Any], cfg: HeadConfig | None = None) -> CheckHead:
-    """Train the head on labelled check items (`critique.checks_data.Item`)."""
+    """Train the head on labelled check items (`critique.checks_data.Item`). One torch thread: the nets
+    are tiny, and on a busy 2-core machine two threads made a fit 30x slower (measured: 28 s vs 0.9 s)."""
     import torch
 
-    cfg = cfg or HeadConfig()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_head(items, cfg or HeadConfig())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_head(items: Sequence[Any], cfg: HeadConfig) -> CheckHead:
+    import torch
+
     torch.manual_seed(cfg.seed)
     r = rows_from_items(items, cfg)
     g_mean, g_std = r.g.mean(0), r.g.std(0) + 1e-6
@@ -337,7 +351,7 @@ class ChecksBackend:
 
         path = Path(self.head) if self.head else DEFAULT_HEAD
         return {"model": str(self.head or "shipped checks head"), "model_digest": path_digest(path),
-                "mode": "fast (no fact checks)" if self.fast else "full"}
+                "mode": "fast (lexical checks: no models, no fact checks)" if self.fast else "full"}
 
     def critique(self, records: Sequence[ModelOutput]) -> list[Any]:
         from critique.generative import CritiqueResult

@@ -1,0 +1,69 @@
+"""Selection and measurement of the checks head (critique.checks_eval) on toy items: the splits never
+cut a group, LORO tests on the left-out recipe only, and the shipped head gets a fast part."""
+from __future__ import annotations
+
+import numpy as np
+
+from critique.checks import Checker, ChecksConfig
+from critique.checks_data import Item
+from critique.checks_eval import GRID, macro_f1, make_splits, measure, train_shipped
+from critique.inputs import ModelOutput
+from critique.taxonomy import LABEL_INDEX
+
+OPTS = {"A": "fall", "B": "summer", "C": "winter"}
+Q = "In which season do garden plants get the most sunlight?"
+
+
+def _items(source: str, n: int, start: int = 0) -> list[Item]:
+    """none: a 3-sentence chain; lack_justification: a bare answer; t5 / acc rows get score labels."""
+    ck = Checker(config=ChecksConfig(fast=True))
+    out = []
+    for i in range(start, start + n):
+        flawed = i % 2 == 1
+        expl = "The answer is (B)." if flawed else ("Plants need sunlight to grow. Summer has the most sunlight. "
+                                                    "So garden plants get the most sunlight in summer. The answer is (B).")
+        rec = ModelOutput(f"{source}{i}", Q, OPTS, "B", expl, "B")
+        c = ck.run([rec])[0]
+        dim = LABEL_INDEX["lack_justification" if flawed else "none"]
+        extra = {"record": rec}
+        if source.startswith("t5"):
+            extra.update(flawed=flawed, run="task1/x")
+            dim = -1 if flawed else dim
+        if source.startswith("acc"):
+            extra.update(acceptable=0.2 if flawed else 0.9, neg_nll=float("nan"))
+            dim = -1
+        out.append(Item(c, dim, 1.0 if flawed else 5.0, -1, f"g{i // 2}", source, extra))
+    return out
+
+
+def _sets() -> dict[str, list[Item]]:
+    return {"syn_r1_train": _items("syn_r1_train", 12), "syn_r1_dev": _items("syn_r1_dev", 8, 100),
+            "syn_r2_train": _items("syn_r2_train", 12, 200), "syn_r2_dev": _items("syn_r2_dev", 8, 300),
+            "t5_dev": _items("t5_dev", 12, 400), "acc_cqa": _items("acc_cqa", 16, 500)}
+
+
+def test_macro_f1_counts_present_classes_only():
+    assert macro_f1([0, 0, 1, 1], [0, 0, 1, 1]) == 1.0
+    assert macro_f1([0, 0, 1, 1], [0, 0, 0, 0]) == np.mean([2 * 0.5 * 1 / 1.5, 0.0])
+
+
+def test_splits_keep_groups_together_and_loro_leaves_the_recipe_out():
+    sp = make_splits(_sets(), folds=3)
+    assert set(sp.syn_train) == {"r1", "r2"} and set(sp.syn_dev) == {"r1", "r2"}
+    dev_groups = {it.group for it in sp.acc_dev}
+    assert dev_groups and not dev_groups & {it.group for it in sp.acc_train}
+    assert {sp.t5_folds[it.group] for it in sp.t5} == {0, 1, 2}
+    m = measure(sp, GRID[0])
+    assert set(m["loro"]) == {"r1", "r2", "mean_macro_f1"}
+    assert m["loro"]["r1"]["train_recipes"] == ["r2"] and m["loro"]["r1"]["n"] == 8
+    assert m["loro"]["mean_macro_f1"] > 0.9          # the toy classes are separable by any recipe
+    assert m["t5_cv"]["n"] == 12 and m["t5_cv"]["auroc_5_minus_score"] > 0.9
+    assert m["acceptability"]["acc_cqa"]["spearman_checks_score"] > 0.5
+
+
+def test_train_shipped_selects_per_mode_and_adds_the_fast_part():
+    sets = _sets()
+    head, rep = train_shipped(sets, sets, folds=3, do_select=False)
+    assert head.fast is not None and set(rep) == {"full", "fast"}
+    assert rep["full"]["chosen"]["config"]["hidden"] == GRID[0].hidden
+    assert head.meta["chosen_fast"] == rep["fast"]["chosen"]["config"]
