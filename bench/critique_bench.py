@@ -115,6 +115,14 @@ def speed(n: int, head_path: str | None, data_dir: str | None, skip_old: bool) -
         t0 = time.perf_counter()
         critic.predict(records)
         out[mode] = round(len(records) / (time.perf_counter() - t0), 2)
+    if head.lm is not None:   # full + likelihood on the first 10 (fresh LM cache: the real cost)
+        critic = ChecksCritic(head, Checker(warm.scorer, warm.encoder, table, ChecksConfig(lm=True)))
+        critic.predict(records[:2])
+        critic._lm_scorer.cache.data.clear()
+        critic.checker._vec_cache.clear()
+        t0 = time.perf_counter()
+        critic.predict(records[:10])
+        out["checks_full_lm"] = round(10 / (time.perf_counter() - t0), 2)
     if not skip_old:
         from critique.model import load_critic
 
@@ -197,9 +205,22 @@ def markdown(res: dict[str, Any]) -> str:
     sp = res.get("speed", {})
     L += ["## (e) Speed (critiques/s, same run, same inputs)", "",
           f"{sp.get('inputs')}, n = {sp.get('n')}: checks full (neural checks + WorldTree corpus as knowledge) "
-          f"**{sp.get('checks_full')}**, checks --fast (lexical) **{sp.get('checks_fast')}**, old classifier "
+          f"**{sp.get('checks_full')}**, checks --fast (lexical) **{sp.get('checks_fast')}**, full + likelihood "
+          f"(first 10) {sp.get('checks_full_lm', 'n/a')}, old classifier "
           f"{sp.get('old_classifier', 'n/a')}. Load average after: {sp.get('load_average_after')} "
           "(shared 2-core VM: only the ratios within one run compare).", ""]
+    if "lm" in res:
+        L += [f"## Full checks + likelihood (`lm=True`; SmolLM2-135M -NLL per token added to the score's logit; "
+              f"weight chosen {res['lm']['chosen_weight']})", "",
+              f"Rows with likelihood features (from the cache): {res.get('lm_rows')}.", "",
+              "| weight | T5 CV AUROC (n) | CQA dev Spearman | SNLI dev Spearman | -NLL/token alone CQA / SNLI | GPT-3 -NLL CQA / SNLI |",
+              "|---|---|---|---|---|---|"]
+        for r in res["lm"]["grid"]:
+            c, n = r.get("acc_cqa", {}), r.get("acc_snli", {})
+            L.append(f"| {r['weight']} | {r['t5_cv_auroc']} ({r['t5_cv_n']}) | {c.get('spearman')} | {n.get('spearman')} | "
+                     f"{c.get('spearman_neg_lm_nll_mean_alone')} / {n.get('spearman_neg_lm_nll_mean_alone')} | "
+                     f"{c.get('spearman_gpt3_neg_nll')} / {n.get('spearman_gpt3_neg_nll')} |")
+        L.append("")
     if "demo20" in res:
         d = res["demo20"]
         L += ["## (f) The 20 hand-labelled demo outputs (never trained or selected on)", "",
@@ -220,19 +241,24 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5, help="T5 cross-validation folds")
     ap.add_argument("--no-select", action="store_true", help="use GRID[0] instead of selecting")
     ap.add_argument("--save-head", default=None, help="write the trained head here (what ships)")
+    ap.add_argument("--lm-cache", default=None, help="likelihood cache (critique.likelihood JSONL): fit and "
+                    "measure the likelihood part on the rows it holds")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     a = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(a.threads)
-    from critique.checks_data import DataConfig, attach_records, lexical_sets, load_sets
+    from critique.checks_data import DataConfig, attach_lm, attach_records, lexical_sets, lm_scorer, load_sets
     from critique.checks_eval import make_splits, train_shipped
 
     res: dict[str, Any] = {"command": "python bench/critique_bench.py " + " ".join(sys.argv[1:]),
                            "machine": machine(a.threads), "head": a.save_head or "(not saved)"}
     sets = load_sets(cfg=DataConfig(data_dir=a.data))
     res["sets"] = {k: len(v) for k, v in sets.items()}
+    if a.lm_cache:   # likelihood features from the cache only (an LM pass is ~1 explanation/s here)
+        attach_records(sets, a.data)
+        res["lm_rows"] = attach_lm(sets, lm_scorer(a.lm_cache))
     head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select)
     res.update(report)
     if a.save_head:

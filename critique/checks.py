@@ -264,6 +264,9 @@ class ChecksConfig:
     # scorer, trained on EntailmentBank step hypotheses, gives such strings ~0.01 even for gold explanations
     # (measured), and they cost 2-3 cross-encoder calls a record; option support then comes from cosines.
     entail_options: bool = False
+    # Score with the head's likelihood part: one SmolLM2-135M pass per explanation (critique.likelihood),
+    # ~1 explanation/s on a busy 2-core CPU, so off by default; full mode only.
+    lm: bool = False
     min_fact_sim: float = 0.5     # prune: a unit whose nearest fact is further than this is not fact-checked
     batch_size: int = 64
 

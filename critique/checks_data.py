@@ -260,7 +260,7 @@ SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", 
         "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev")
 
 
-def attach_records(sets: dict[str, list[Any]], data_dir: str | None) -> None:
+def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None) -> None:
     """Put each item's ModelOutput in item.extra['record'] (rebuilt the same way the sets were)."""
     from critique import flaws
     from critique.evaluate import read_acceptability, t5_items
@@ -315,6 +315,41 @@ def lexical_sets(sets: dict[str, list[Item]], data_dir: str | None = None) -> di
         checks = checker.run([it.extra["record"] for it in items])
         out[name] = [_replace(it, checks=c) for it, c in zip(items, checks)]
     return out
+
+
+# The likelihood signal (critique.likelihood, SmolLM2-135M): the answer pass only (half the cost of
+# the answer-gain pass, which was the weaker signal on acceptability dev, bench/results/likelihood_signals.md).
+LM_FEATURES = ("lm_nll_sum", "lm_nll_mean", "lm_tokens")
+
+
+def lm_scorer(cache_path: str | None = "runs/likelihood_cache.jsonl") -> Any:
+    from critique.likelihood import LikelihoodConfig, LikelihoodScorer
+
+    return LikelihoodScorer(LikelihoodConfig(answer_gain=False, cache_path=cache_path))
+
+
+def attach_lm(sets: dict[str, list[Item]], scorer: Any, prefixes: Sequence[str] = ("acc_", "t5_"),
+              compute: bool = False) -> dict[str, int]:
+    """Put the likelihood features in item.extra['lm'] for the named kinds of sets. compute=False uses
+    only what the scorer's cache holds (an LM pass is ~1 explanation/s on the busy machine); returns
+    how many items of each set got them."""
+    from critique.likelihood import _cache_key, prompts
+
+    got: dict[str, int] = {}
+    for name, items in sets.items():
+        if not name.startswith(tuple(prefixes)):
+            continue
+        recs = [it.extra["record"] for it in items]
+        if not compute:
+            keep = [i for i, r in enumerate(recs)
+                    if scorer.cache.get(_cache_key(scorer.model_id, prompts(r)["answer"], r.explanation)) is not None]
+        else:
+            keep = list(range(len(recs)))
+        x = scorer.score([recs[i] for i in keep]) if keep else np.zeros((0, len(LM_FEATURES)))
+        for i, row in zip(keep, x):
+            items[i].extra["lm"] = row[: len(LM_FEATURES)].astype(np.float64)
+        got[name] = len(keep)
+    return got
 
 
 def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checker: Checker | None = None

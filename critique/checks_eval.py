@@ -267,9 +267,66 @@ def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]],
             best, rows = 0, [{"config": config_summary(GRID[0]), **measure(sp, GRID[0])}]
         report[mode] = {"chosen": rows[best if do_select else 0], "grid": rows}
         parts.append(fit_head(final_train_set(sp), GRID[best]))
+        if mode == "full":
+            full_sp, full_cfg = sp, GRID[best]
     head, head.fast = parts
+    if any("lm" in it.extra for it in full_sp.t5) and any("lm" in it.extra for it in full_sp.acc_dev):
+        from critique.head import fit_lm_offset
+
+        w, rows = lm_select(full_sp, full_cfg)
+        stats = np.stack([it.extra["lm"] for its in (full_sp.t5, full_sp.acc_train, full_sp.acc_dev)
+                          for it in its if "lm" in it.extra])
+        fit_lm_offset(head, stats, w)
+        report["lm"] = {"chosen_weight": w, "grid": rows}
     head.meta.update({"trained_on": "syn_*_train (all recipes, EntailmentBank train trees), acceptability and "
                                     "fine-grained train parts (dev parts kept apart), all T5-11B dev rows "
                                     "(T5 numbers are CV)", "sets": {k: len(v) for k, v in sets.items()},
                       "chosen_full": report["full"]["chosen"]["config"], "chosen_fast": report["fast"]["chosen"]["config"]})
     return head, report
+
+
+LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)
+
+
+def lm_select(sp: Splits, cfg: HeadConfig, weights: Sequence[float] = LM_WEIGHTS) -> tuple[float, list[dict[str, Any]]]:
+    """The likelihood part's weight chosen by the selection checks (items with extra['lm'] only): T5 CV
+    AUROC and acceptability dev Spearman of the combined score, next to -lm_nll_mean alone on the same
+    rows. The spread of the features comes from every row that has them (no labels used)."""
+    from critique.checks_data import LM_FEATURES
+    from critique.head import fit_lm_offset
+
+    mean_i = LM_FEATURES.index("lm_nll_mean")
+    stats = np.stack([it.extra["lm"] for its in (sp.t5, sp.acc_train, sp.acc_dev) for it in its if "lm" in it.extra])
+    t5 = [it for it in sp.t5 if "lm" in it.extra]
+    y = np.array([it.extra["flawed"] for it in t5])
+    n_folds = max(sp.t5_folds.values()) + 1
+    base = [it for its in sp.syn_train.values() for it in its] + sp.real_train()
+    fold_heads = [_fit(base + [it for it in sp.t5 if sp.t5_folds[it.group] != k], cfg) for k in range(n_folds)]
+    final = _fit(final_train_set(sp), cfg)
+    rows = []
+    for w in weights:
+        score = np.zeros(len(t5))
+        for k in range(n_folds):
+            test = [i for i, it in enumerate(t5) if sp.t5_folds[it.group] == k]
+            head = fit_lm_offset(fold_heads[k], stats, w)
+            if test:
+                g = np.stack([extend(t5[i].checks.g, t5[i].checks.u) for i in test])
+                score[test] = head.score_lm(g, np.stack([t5[i].extra["lm"] for i in test]))
+        row: dict[str, Any] = {"weight": w, "t5_cv_n": len(t5), "t5_cv_auroc": _r(auroc(-score, y)),
+                               "t5_auroc_lm_nll_mean_alone": _r(auroc(np.array([it.extra["lm"][mean_i] for it in t5]), y))}
+        head = fit_lm_offset(final, stats, w)
+        for name in ("acc_cqa", "acc_snli"):
+            dev = [it for it in sp.acc_dev if it.source == name and "lm" in it.extra]
+            if dev:
+                g = np.stack([extend(it.checks.g, it.checks.u) for it in dev])
+                acc = [it.extra["acceptable"] for it in dev]
+                nll = np.array([it.extra["neg_nll"] for it in dev])
+                ok = ~np.isnan(nll)
+                row[name] = {"n": len(dev), "spearman": _r(spearman(head.score_lm(g, np.stack([it.extra["lm"] for it in dev])), acc)),
+                             "spearman_neg_lm_nll_mean_alone": _r(spearman(-np.array([it.extra["lm"][mean_i] for it in dev]), acc)),
+                             "spearman_gpt3_neg_nll": _r(spearman(nll[ok], np.array(acc)[ok]))}
+        accs = [row[n]["spearman"] or 0 for n in ("acc_cqa", "acc_snli") if n in row]
+        row["value_t5_acc"] = round(float(np.mean([row["t5_cv_auroc"] or 0, float(np.mean(accs)) if accs else 0])), 4)
+        rows.append(row)
+    best = max(rows, key=lambda r: r["value_t5_acc"])
+    return best["weight"], rows

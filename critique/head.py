@@ -26,6 +26,7 @@ import numpy as np
 
 from critique.checks import (DERIVED_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, RecordChecks,
                              extend, without_knowledge)
+from critique.checks_data import LM_FEATURES
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput
 from critique.taxonomy import LABELS, NONE, general_advice, score_range, specific_advice
@@ -80,6 +81,7 @@ class CheckHead:
     unit_w: np.ndarray          # (n_labels, n_unit_features + 1)
     meta: dict[str, Any] = field(default_factory=dict)
     fast: CheckHead | None = None   # the part that reads fast mode's lexical checks
+    lm: dict[str, Any] | None = None   # optional likelihood part of the score ("mean", "std", "weight")
 
     def _g(self, g: np.ndarray) -> np.ndarray:
         return (g - self.g_mean) / self.g_std
@@ -89,6 +91,16 @@ class CheckHead:
 
     def score(self, g: np.ndarray) -> np.ndarray:
         z = _mlp(self.score_net, self._g(np.atleast_2d(g)))[:, 0]
+        return 5.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+    def score_lm(self, g: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        """The score from the checks and the likelihood features (`critique.checks_data.LM_FEATURES`)."""
+        if self.lm is None:
+            raise ModelError("this checks head has no likelihood score part; retrain it with LM features")
+        i = LM_FEATURES.index("lm_nll_mean")
+        z = _mlp(self.score_net, self._g(np.atleast_2d(g)))[:, 0]
+        fluent = -(np.atleast_2d(lm)[:, i] - self.lm["mean"][i]) / self.lm["std"][i]
+        z = z + self.lm["weight"] * fluent
         return 5.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
     def unit_probs(self, u: np.ndarray, dim: int) -> np.ndarray:
@@ -102,7 +114,9 @@ class CheckHead:
                 "global_features": list(GLOBAL_FEATURES) + list(DERIVED_FEATURES), "unit_features": list(UNIT_FEATURES), **arr,
                 "dim_net": {k: v.tolist() for k, v in self.dim_net.items()},
                 "score_net": {k: v.tolist() for k, v in self.score_net.items()}, "meta": self.meta,
-                **({"fast_head": self.fast.to_json()} if self.fast is not None else {})}
+                **({"fast_head": self.fast.to_json()} if self.fast is not None else {}),
+                **({"lm_score": {"features": list(LM_FEATURES), "mean": self.lm["mean"].tolist(),
+                                 "std": self.lm["std"].tolist(), "weight": self.lm["weight"]}} if self.lm else {})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], where: str = "head") -> CheckHead:
@@ -112,9 +126,15 @@ class CheckHead:
             raise ModelError(f"{where}: trained on other check features than critique.checks computes; retrain it")
         a = {k: np.asarray(d[k], dtype=np.float64) for k in ("g_mean", "g_std", "u_mean", "u_std", "unit_w")}
         fast = cls.from_json(d["fast_head"], f"{where} (fast part)") if d.get("fast_head") else None
+        lm = None
+        if d.get("lm_score"):
+            if d["lm_score"].get("features") != list(LM_FEATURES):
+                raise ModelError(f"{where}: likelihood part trained on other LM features; retrain it")
+            lm = {"mean": np.asarray(d["lm_score"]["mean"]), "std": np.asarray(d["lm_score"]["std"]),
+                  "weight": float(d["lm_score"]["weight"])}
         return cls(dim_net={k: np.asarray(v) for k, v in d["dim_net"].items()},
                    score_net={k: np.asarray(v) for k, v in d["score_net"].items()}, meta=d.get("meta", {}),
-                   fast=fast, **a)
+                   fast=fast, lm=lm, **a)
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)
@@ -246,6 +266,17 @@ def _fit_head(items: Sequence[Any], cfg: HeadConfig) -> CheckHead:
                       "n_score_labelled": int(sc.sum())})
 
 
+def fit_lm_offset(head: CheckHead, lm_rows: np.ndarray, weight: float) -> CheckHead:
+    """Add the likelihood part: the score's logit moves by `weight` x the standardised -NLL per token
+    (SmolLM2 given question + answer). `lm_rows`: likelihood features of unlabelled rows (their mean and
+    spread only); `weight` is chosen by the selection checks (`critique.checks_eval.lm_select`). No
+    labelled rows with likelihood features are needed (they cost an LM pass each)."""
+    lm_rows = np.atleast_2d(np.asarray(lm_rows, np.float64))
+    head.lm = {"mean": lm_rows.mean(0), "std": lm_rows.std(0) + 1e-6, "weight": float(weight)}
+    head.meta["n_lm_stat_rows"] = int(len(lm_rows))
+    return head
+
+
 def fit_head_pair(items: Sequence[Any], fast_items: Sequence[Any], cfg: HeadConfig | None = None,
                   fast_cfg: HeadConfig | None = None) -> CheckHead:
     """The shipped kind of head: trained on the full checks of `items`, with a `fast` part trained on
@@ -310,17 +341,30 @@ class ChecksCritic:
                 raise ModelError("this checks head has no fast part (fast mode reads lexical checks); retrain it "
                                  "with `microtheory critique train --backend checks`")
             head = head.fast
+        self.use_lm = self.checker.config.lm and not self.checker.config.fast
+        if self.use_lm and head.lm is None:
+            raise ModelError("this checks head has no likelihood score part (needed with lm=True)")
         self.head = head
+        self._lm_scorer: Any = None
 
     def predict(self, records: Sequence[ModelOutput]) -> list[Critique]:
-        return [self.critique_one(r, c) for r, c in zip(records, self.checker.run(list(records)))]
+        records = list(records)
+        lm: list[Any] = [None] * len(records)
+        if self.use_lm and records:
+            if self._lm_scorer is None:
+                from critique.checks_data import lm_scorer
 
-    def critique_one(self, r: ModelOutput, c: RecordChecks) -> Critique:
+                self._lm_scorer = lm_scorer(None)
+            lm = list(self._lm_scorer.score(records)[:, :len(LM_FEATURES)])
+        return [self.critique_one(r, c, v) for r, c, v in zip(records, self.checker.run(records), lm)]
+
+    def critique_one(self, r: ModelOutput, c: RecordChecks, lm: np.ndarray | None = None) -> Critique:
         x = extend(c.g, c.u)
         probs = self.head.dim_probs(x)[0]
         di = int(probs.argmax())
         dim = LABELS[di]
-        score = decode_score(dim, float(self.head.score(x)[0]))
+        raw = self.head.score_lm(x, lm)[0] if lm is not None else self.head.score(x)[0]
+        score = decode_score(dim, float(raw))
         if dim == NONE:
             return Critique(NO_FLAW, NONE, general_advice(NONE), NO_FLAW, score, None, float(probs[di]))
         ui = int(self.head.unit_probs(c.u, di).argmax()) if len(c.units) else 0
@@ -342,6 +386,7 @@ class ChecksBackend:
     head: str | None = None
     knowledge: Any = None
     fast: bool = False
+    lm: bool = False        # score with the likelihood part (a SmolLM2 pass per record; slow)
     name: str = "checks"
     _critic: ChecksCritic | None = field(default=None, repr=False)
 
@@ -351,13 +396,14 @@ class ChecksBackend:
 
         path = Path(self.head) if self.head else DEFAULT_HEAD
         return {"model": str(self.head or "shipped checks head"), "model_digest": path_digest(path),
-                "mode": "fast (lexical checks: no models, no fact checks)" if self.fast else "full"}
+                "mode": "fast (lexical checks: no models, no fact checks)" if self.fast else
+                "full + likelihood" if self.lm else "full"}
 
     def critique(self, records: Sequence[ModelOutput]) -> list[Any]:
         from critique.generative import CritiqueResult
 
         if self._critic is None:
             self._critic = ChecksCritic(CheckHead.load(self.head),
-                                        Checker(knowledge=self.knowledge, config=ChecksConfig(fast=self.fast)))
+                                        Checker(knowledge=self.knowledge, config=ChecksConfig(fast=self.fast, lm=self.lm)))
         crits = self._critic.predict(list(records))
         return [CritiqueResult(r.id, critique=c) for r, c in zip(records, crits)]

@@ -228,3 +228,32 @@ def test_read_fine_grained_groups_annotators(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError):
         read_fine_grained(tmp_path / "bad.csv")
+
+
+def test_likelihood_part_round_trips_and_moves_the_score(tmp_path):
+    from critique.checks_data import LM_FEATURES
+    from critique.head import fit_head_pair, fit_lm_offset
+
+    items = _items(30)
+    head = fit_head_pair(items, items, HeadConfig(hidden=0, epochs=30))
+    stats = np.array([[50.0, 2.0, 25.0], [80.0, 4.0, 20.0], [30.0, 3.0, 10.0]])
+    fit_lm_offset(head, stats, 1.0)
+    again = CheckHead.load(head.save(tmp_path / "head.json"))
+    g = extend(items[0].checks.g, items[0].checks.u)
+    fluent, clumsy = np.array([40.0, 1.5, 20.0]), np.array([90.0, 5.0, 20.0])
+    assert again.score_lm(g, fluent)[0] > again.score_lm(g, clumsy)[0]   # lower NLL per token: higher score
+    assert np.allclose(again.score_lm(g, fluent), head.score_lm(g, fluent))
+    assert len(LM_FEATURES) == stats.shape[1]
+
+    class FakeLM:
+        def score(self, records):
+            return np.tile(fluent, (len(records), 1))
+
+    critic = ChecksCritic(again, Checker(OverlapScorer(), HashingEncoder(64), None, ChecksConfig(lm=True)))
+    critic._lm_scorer = FakeLM()
+    out = critic.predict([_rec("Summer has the most sunlight. The answer is (B).")])
+    assert len(out) == 1
+    from core.errors import ModelError
+    with pytest.raises(ModelError, match="likelihood"):
+        ChecksCritic(fit_head(items, HeadConfig(hidden=0, epochs=5)),
+                     Checker(OverlapScorer(), HashingEncoder(64), None, ChecksConfig(lm=True)))
