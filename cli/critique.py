@@ -184,6 +184,7 @@ def run_cmd(
     fmt: CritiqueFormat = typer.Option(CritiqueFormat.json, "--format", help="json (structured critique) or ds (the Digital Socrates text block)."),
     backend: str = typer.Option("checks", "--backend", help=registry_help("Critique backend", BACKENDS)),
     fast: bool = typer.Option(False, "--fast", help="checks backend: lexical checks only (no models, no fact checks; many times faster, less accurate)."),
+    lm: bool = typer.Option(False, "--lm", help="checks backend: add SmolLM2's likelihood of the explanation to the score (closer to human acceptability; ~1 explanation/s on a 2-core CPU)."),
     model: Optional[str] = typer.Option(None, "--model", help="checks: a head.json; classifier: a critic folder; generative: a HF name / path / .gguf (default SmolLM2)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Generative backend: tokens per critique (greedy)."),
@@ -205,7 +206,7 @@ def run_cmd(
     from core.engine import make_engine
     from critique.batch import CritiqueRunConfig, run_critique
 
-    cfg = CritiqueRunConfig(backend=backend, model=model, fast=fast, fmt=fmt.value, batch_size=batch_size,
+    cfg = CritiqueRunConfig(backend=backend, model=model, fast=fast, lm=lm, fmt=fmt.value, batch_size=batch_size,
                             max_new_tokens=max_new_tokens, microtheory=microtheory, store=store, scorer=scorer,
                             force=force)
     s = run_critique(input_path, out, cfg, progress=not json_out, engine=make_engine(engine, workers))

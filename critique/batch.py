@@ -94,7 +94,8 @@ class BackendOptions:
     max_new_tokens: int | None = None
     device: str | None = None
     knowledge: Any = None   # a `Knowledge` for the checks backend's fact checks (None: no fact checks)
-    fast: bool = False      # checks backend: skip the fact checks
+    fast: bool = False      # checks backend: lexical checks only (no models, no fact checks)
+    lm: bool = False        # checks backend: add the SmolLM2 likelihood to the score (slow)
 
 
 BackendFactory = Callable[[BackendOptions], "Backend"]
@@ -110,7 +111,7 @@ BACKENDS: Registry[BackendFactory] = Registry("critique backend")
 def _checks(o: BackendOptions) -> Backend:
     from critique.head import ChecksBackend
 
-    return ChecksBackend(head=o.model, knowledge=o.knowledge, fast=o.fast)
+    return ChecksBackend(head=o.model, knowledge=o.knowledge, fast=o.fast, lm=o.lm)
 
 
 @BACKENDS.register("classifier", aliases=("critic",),
@@ -369,6 +370,7 @@ class CritiqueRunConfig:
     backend: str = "checks"
     model: str | None = None
     fast: bool = False
+    lm: bool = False
     fmt: str = "json"
     batch_size: int = 32
     max_new_tokens: int = 512
@@ -384,7 +386,7 @@ def build_critic(cfg: CritiqueRunConfig) -> tuple[Backend, Advisor | None]:
 
     knowledge = load_knowledge(microtheory=cfg.microtheory, store=cfg.store)
     be = make_backend(cfg.backend, model=cfg.model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                      knowledge=knowledge, fast=cfg.fast)
+                      knowledge=knowledge, fast=cfg.fast, lm=cfg.lm)
     advisor = None
     if knowledge is not None:
         from retrieval.entail import load_scorer
