@@ -11,9 +11,13 @@ Sets (`SETS`), each with its exact split:
 - `robust_dev`: eb_alt drafts of dev trees in the five robustness renderings;
 - `acc_<cqa|snli>`: human acceptability train CSVs (instances subset, seeded), split by instance
   into train / dev (`acc_dev_share`) inside the head trainer;
-- `t5_dev`: the T5-11B proofs (tasks 1 and 2) on the 187 dev items, cross-validated by item.
+- `t5_dev`: the T5-11B proofs (tasks 1 and 2) on the 187 dev items, cross-validated by item;
+- `fg_<cose|ecqa|esnli>`: the fine-grained human judgements (one item per explanation, the annotators'
+  shares per attribute), split by instance like the acceptability sets.
 Knowledge for fact checks: the WorldTree corpus (EntailmentBank's fact source) for EB and T5 rows; none
-for acceptability rows (CommonsenseQA / SNLI have no corpus here).
+for acceptability and fine-grained rows (CommonsenseQA / SNLI have no corpus here).
+`lexical_sets` recomputes the same items with fast mode's lexical checks; `attach_lm` adds the
+likelihood features (critique.likelihood) from its cache.
 """
 from __future__ import annotations
 
