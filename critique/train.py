@@ -321,7 +321,7 @@ class ChecksTrainConfig:
     cache: str = "runs/checks_feats"
     seed: int = 0
     data_dir: str | None = None
-    select: bool = False         # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
+    select: bool = True          # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
 
 
 def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
