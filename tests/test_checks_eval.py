@@ -3,6 +3,7 @@ cut a group, LORO tests on the left-out recipe only, and the shipped head gets a
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from critique.checks import Checker, ChecksConfig
 from critique.checks_data import Item
@@ -67,3 +68,33 @@ def test_train_shipped_selects_per_mode_and_adds_the_fast_part():
     assert head.fast is not None and set(rep) == {"full", "fast"}
     assert rep["full"]["chosen"]["config"]["hidden"] == GRID[0].hidden
     assert head.meta["chosen_fast"] == rep["fast"]["chosen"]["config"]
+
+
+@pytest.mark.slow
+def test_train_checks_writes_a_loadable_head_with_a_fast_part(tmp_path):
+    """`critique train --backend checks` end to end on toy cached sets (no models, no data files)."""
+    import json
+    import pickle
+
+    from critique.checks_data import SETS
+    from critique.head import CheckHead
+    from critique.train import ChecksTrainConfig, train_checks
+
+    cache = tmp_path / "feats"
+    cache.mkdir()
+    toy = _sets()
+    for i, name in enumerate(SETS):
+        kind = "acc_cqa" if name.startswith(("acc", "fg")) else "t5_dev" if name.startswith("t5") else name
+        items = toy.get(name) or _items(kind, 8, 1000 + 100 * i)
+        for it in items:
+            it.source = name
+            it.extra.setdefault("robust_group", 0)
+            if name.startswith("fg"):
+                it.extra.update(factual=1.0, supports=it.extra["acceptable"])
+        (cache / f"{name}.pkl").write_bytes(pickle.dumps(items))
+    out = tmp_path / "head"
+    summary = train_checks(ChecksTrainConfig(out=str(out), cache=str(cache)))
+    head = CheckHead.load(out / "head.json")
+    assert head.fast is not None and head.lm is None
+    sel = json.loads((out / "selection.json").read_text())
+    assert len(sel["report"]["full"]["grid"]) == len(GRID) and summary["out"].endswith("head.json")
