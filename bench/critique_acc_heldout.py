@@ -7,19 +7,28 @@ for training or selection), with SmolLM2 -NLL/token alone and GPT-3 -NLL on the 
 Only rows whose likelihood is in LM_CACHE (default runs/likelihood_cache.jsonl, written by
 bench/likelihood_signals.py --stages heldout) are scored. Writes bench/results/critique_acc_heldout.json.
 """
-import json, sys, time, torch, numpy as np
+import json
+import sys
+
+import numpy as np
+import torch
+
 torch.set_num_threads(1)
 sys.path.insert(0, "bench")
 from pathlib import Path
+
 from likelihood_signals import acceptability_split
+
 from critique.checks import Checker, ChecksConfig, extend
-from critique.checks_data import lm_scorer, LM_FEATURES, run_checks
-from critique.head import CheckHead
+from critique.checks_data import LM_FEATURES, lm_scorer, run_checks
 from critique.evaluate import spearman
+from critique.head import CheckHead
 from microtheory.datasets import default_data_dir
+
 head = CheckHead.load()
 sc = lm_scorer(sys.argv[1] if len(sys.argv) > 1 else "runs/likelihood_cache.jsonl")
 from critique.likelihood import _cache_key, prompts
+
 ck = Checker(config=ChecksConfig())
 out = {}
 for name in ("acc_cqa", "acc_snli"):
