@@ -198,3 +198,14 @@ def test_chaining_extends_a_failing_set_with_what_it_leaves_unexplained(store: K
     assert set(chain["unexplained"]) <= {"produce", "light", "heat", "sun", "star"} and chain["unexplained"]
     assert ev.proof.to_json()["chain"] == chain and ev.scored == flat.scored + 1
     assert ev.chain_score == pytest.approx(ev.proof.score) and ev.chained[0][0] == 0
+
+
+def test_encode_cache_overflow_keeps_the_texts_of_the_call(tmp_path: Path) -> None:
+    # A full cache is cleared before the lookup: texts cached earlier in the same call are not lost.
+    store = KnowledgeStore.create(tmp_path / "ov", encoder=HashingEncoder())
+    store.add([Fact("a", "the sun is a star")])
+    p = Prover(store, OverlapScorer())
+    p.encode(["the sun"])
+    p._vectors.update({f"filler {i}": np.zeros(1) for i in range(4100)})
+    out = p.encode(["the sun", "a new text"])
+    assert out is not None and out.shape[0] == 2 and np.linalg.norm(out[0]) > 0
