@@ -1,16 +1,22 @@
-"""Fit the QA option ranker on EntailmentBank TRAIN questions (never dev) and ship it.
+"""Fit the QA option ranker and choose the grounding policy on EntailmentBank TRAIN questions (never dev).
 
-    .venv/bin/python bench/train_qa_ranker.py                 # collect (resumes), select, fit, save
-    .venv/bin/python bench/train_qa_ranker.py --collect-only  # only the expensive pass
+    .venv/bin/python bench/train_qa_ranker.py            # every stage; each pass resumes from its cache
+    .venv/bin/python bench/train_qa_ranker.py --no-collect   # fit and choose from the caches only
 
-1. Features: the default prover (retrieval.prover.ProverConfig()) and the shipped scorer answer every
-   EntailmentBank train question (task-1 train ids joined with the ARC train file for options) over
-   the WorldTree corpus store; each question's option features (retrieval.ranker.ALL_FEATURES) are
-   appended to runs/qa_ranker_features.jsonl, so the pass runs once and a rerun resumes.
-2. Model selection on a seeded 80/20 split of the train questions: the L2 penalty and the feature
-   set with the best held-out accuracy (ties: the simpler model).
-3. The chosen setting is refitted on all train questions and saved to retrieval/weights/qa_ranker/
-   (ranker.json + MODEL_CARD.md), with the held-out numbers and the baselines of the same split.
+1. Features (cheap: retrieval only, no entailment scoring): for every EntailmentBank train question
+   (task-1 train ids joined with the ARC train file for options) over the WorldTree corpus store,
+   each option's retrieval.ranker.ALL_FEATURES -> runs/qa_ranker_features_v2.jsonl.
+2. Ranker selection on a seeded 80/20 split of the train questions: 5-fold cross-validation (by
+   question) on the 80% over feature sets x within-question transforms x L2; the best CV accuracy
+   wins (ties: fewer columns). The 20% is touched once, to report the choice against retrieval-only.
+3. Grounding (expensive: the entailment scorer): every train question's option as picked by a
+   5-fold cross-validated ranker (never a ranker fitted on that question) is proved with the shipped
+   search, and its best passing premise sets are scored against the other options' hypotheses ->
+   runs/qa_grounding_v2.jsonl.
+4. Grounding policy (proof threshold x contrast margin), chosen on the same 80%: the most answers
+   grounded with >= 80% of grounded answers right (else the most accurate grounding); reported on the 20%.
+5. The chosen ranker is refitted on all train questions and saved with the policy to
+   retrieval/weights/qa_ranker/ (ranker.json, selection.json, MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import platform
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,194 +39,281 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 from microtheory.datasets import DataPaths, load_eb_questions
-from retrieval.ranker import (
-    ALL_FEATURES,
-    SHIPPED_DIR,
-    FitConfig,
-    SearchLimits,
-    accuracy,
-    fit_ranker,
-    replay_features,
-)
+from retrieval.ranker import ALL_FEATURES, SHIPPED_DIR, TRANSFORMS, FitConfig, OptionRanker, accuracy, fit_ranker
 
-FEATURES_FILE = ROOT / "runs" / "qa_ranker_features.jsonl"
-# Candidate feature sets for model selection: proof evidence, retrieval evidence, and both.
-PROOF = ("entail", "entail_logit", "entail_single", "entail_pair", "entail_triple", "entail_chain", "grounded",
-         "pass_frac", "entail_top3")
-RETRIEVAL = ("dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link", "option_cover")
-OPTION = ("option_in_stem", "option_words")
-FEATURE_SETS = {"all": ALL_FEATURES, "proof+retrieval": PROOF + RETRIEVAL, "retrieval+option": RETRIEVAL + OPTION,
-                "proof+option": PROOF + OPTION, "compact": ("entail_logit", "grounded", "entail_top3", "dense_mean3",
-                                                            "bm25_top1", "link", "option_cover")}
+FEATURES_FILE = ROOT / "runs" / "qa_ranker_features_v2.jsonl"
+GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v2.jsonl"
+HYP = ("dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link", "option_cover")  # format-1 retrieval set
+NEW = ("dense_mean10", "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link",
+       "qfacts_opt_cos", "qfacts_opt_cover")
+OPTION = ("option_in_stem", "option_words", "context_top1", "context_cover")
+FEATURE_SETS = {"hypothesis": HYP + OPTION, "all": ALL_FEATURES}
+TRANSFORM_SETS = {"raw": ("raw",), "raw+margin": ("raw", "margin"), "raw+z": ("raw", "z"), "all": TRANSFORMS}
 L2_GRID = (1.0, 10.0, 100.0)
-# Smaller searches replayed from the recorded one (singles, pairs, triples, chained sets per option).
-SEARCHES = [SearchLimits(*x) for x in ((0, 0, 0, 0), (1, 0, 0, 1), (1, 2, 0, 1), (2, 2, 0, 0), (2, 2, 0, 1),
-                                       (2, 3, 0, 1), (2, 4, 0, 1), (2, 4, 1, 0), (2, 4, 1, 1))]
-# The recorded search: generous enough that every shipped candidate search is a replayable prefix of it.
-COLLECT = dict(k=20, k_sparse=20, singles=2, pair_pool=8, max_pairs=4, triple_pool=5, max_triples=1,
-               chain_seeds=1, chain_k=1, batch_size=16)
+# Grounding policy grid: proof threshold x contrast margin (None: no contrast check).
+THRESHOLDS = (0.3, None, 0.45, 0.5, 0.6, 0.7, 0.8)
+MARGINS = (None, -0.2, 0.0, 0.1, 0.2, 0.3, 0.4)
+CONTRAST_SETS = 3
+TARGET_GROUNDED_ACCURACY = 0.80
 
 
-def collect(path: Path, store: str, limit: int | None) -> None:
-    """Append one training row per train question not yet in `path` (the expensive pass)."""
+def _train_questions() -> list[Any]:
+    _, train = load_eb_questions("train", DataPaths.default())
+    train = [q for q in train if q.answer_key in q.options]
+    random.Random(13).shuffle(train)  # a partial pass (they resume) is a random sample
+    return train
+
+
+def _done(path: Path) -> set[str]:
+    return {json.loads(x)["id"] for x in path.read_text().splitlines() if x.strip()} if path.is_file() else set()
+
+
+def _prover(store: str, scorer: bool, threshold: float | None = None) -> Any:
     import torch
-    from tqdm import tqdm
 
     from bench.qa_eval import ensure_store
-    from retrieval.entail import load_scorer
+    from retrieval.entail import OverlapScorer, load_scorer
     from retrieval.prover import Prover, ProverConfig
-    from retrieval.qa import QAConfig, training_row
 
     torch.set_num_threads(1)
-    done = set()
-    if path.is_file():
-        done = {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
-    _, train = load_eb_questions("train", DataPaths.default())
-    # A seeded order, so that a partial pass (it resumes) is a random sample of the train questions.
-    train = [q for q in train if q.answer_key in q.options]
-    random.Random(13).shuffle(train)
-    train = [q for q in train if q.id not in done][:limit]
     ks = ensure_store(Path(store), DataPaths.default())
-    prover = Prover(ks, load_scorer(None), config=ProverConfig(**COLLECT))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return Prover(ks, load_scorer(None) if scorer else OverlapScorer(), config=ProverConfig(threshold=threshold))
+
+
+def collect_features(path: Path, store: str, limit: int | None) -> None:
+    """Append one feature row per train question not yet in `path` (retrieval only)."""
+    from tqdm import tqdm
+
+    from retrieval.qa import QAConfig, training_row
+
+    todo = [q for q in _train_questions() if q.id not in _done(path)][:limit]
+    if not todo:
+        return
+    prover = _prover(store, scorer=False)
     with open(path, "a", encoding="utf-8") as fh:
-        for q in tqdm(train, desc="train features", unit="q"):
+        for q in tqdm(todo, desc="train features", unit="q"):
             t0 = time.perf_counter()
-            row = training_row(q, prover, QAConfig(ranker="none"))
+            row = training_row(q, prover, QAConfig())
             row["seconds"] = round(time.perf_counter() - t0, 3)
             fh.write(json.dumps(row) + "\n")
             fh.flush()
 
 
+def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int | None) -> None:
+    """Prove each question's cross-validated pick; record every passing set (>= 0.2) checked against rivals."""
+    from tqdm import tqdm
+
+    from retrieval.qa import GroundingPolicy, QAConfig, ground_option, question_retrieval
+
+    qs = [q for q in _train_questions() if q.id in picks and q.id not in _done(path)][:limit]
+    if not qs:
+        return
+    # Threshold 0.99 makes the prover always chain, so that any runtime threshold can be replayed.
+    prover = _prover(store, scorer=True, threshold=0.99)
+    cfg = QAConfig()
+    # Every set >= the lowest threshold is checked against the rivals, so smaller searches replay exactly.
+    policy = GroundingPolicy(min(x for x in THRESHOLDS if x is not None), -1e9, 100)
+    with open(path, "a", encoding="utf-8") as fh:
+        for q in tqdm(qs, desc="train grounding", unit="q"):
+            t0 = time.perf_counter()
+            labels, hyps, r = question_retrieval(q, prover, cfg)
+            pick = picks[q.id]
+            g = ground_option(prover, hyps, pick, r.hypothesis_hits[pick], policy)
+            fh.write(json.dumps({"id": q.id, "pick": pick, "correct": labels[pick] == q.answer_key,
+                                 "options": len(hyps),
+                                 "sizes": [len(x) for x in g.evidence.sets],
+                                 "scores": [round(x, 5) for x in g.evidence.scores],
+                                 "scored": g.evidence.scored, "checked": g.checked,
+                                 "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+            fh.flush()
+
+
 def load_rows(path: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     return [r for r in rows if r["gold"] is not None]
 
 
-def groups_of(rows: list[dict[str, Any]], limits: SearchLimits | None = None) -> list[tuple[np.ndarray, int]]:
-    """(features, correct index) per question; with `limits`, the features of that smaller search."""
-    return [(replay_features(r, limits) if limits else np.asarray(r["features"]), int(r["gold"])) for r in rows]
+def groups_of(rows: list[dict[str, Any]]) -> list[tuple[np.ndarray, int]]:
+    return [(np.asarray(r["features"]), int(r["gold"])) for r in rows]
 
 
-def baselines(rows: list[dict[str, Any]], limits: SearchLimits) -> dict[str, float]:
-    """Retrieval-only and hand-rule (grounded options first, then the proof score) accuracy on `rows`."""
-    g, ent = ALL_FEATURES.index("grounded"), ALL_FEATURES.index("entail")
-    ret = np.mean([r["retrieval_answer"] == r["gold"] for r in rows])
-    hand = [int(np.argmax(x[:, g] * 10 + x[:, ent])) == y for x, y in groups_of(rows, limits)]
-    return {"retrieval_only": round(float(ret), 4), "proof_rule": round(float(np.mean(hand)), 4)}
-
-
-def grounded_stats(ranker: Any, groups: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
-    g_col = ALL_FEATURES.index("grounded")
-    picks = [(int(np.argmax(ranker.scores(x))), x, y) for x, y in groups]
-    grounded = [p == y for p, x, y in picks if x[p, g_col] > 0.5]
-    return {"accuracy": round(accuracy(ranker, groups), 4), "grounded_rate": round(len(grounded) / len(groups), 4),
-            "grounded_accuracy": round(float(np.mean(grounded)), 4) if grounded else None}
-
-
-def cv_accuracy(rows: list[dict[str, Any]], limits: SearchLimits, fit: FitConfig,
-                folds: int = 5) -> tuple[float, float, float | None]:
-    """Cross-validated (accuracy, share of answers grounded, accuracy of grounded answers)."""
-    groups = groups_of(rows, limits)
-    g_col = ALL_FEATURES.index("grounded")
-    hits = grounded = grounded_hits = 0
+def cv_picks(rows: list[dict[str, Any]], fit: FitConfig, folds: int = 5) -> dict[str, int]:
+    """Each question's pick by a ranker fitted on the other folds (by question)."""
+    groups = groups_of(rows)
+    picks = {}
     for k in range(folds):
-        train = [g for n, g in enumerate(groups) if n % folds != k]
-        model = fit_ranker(train, fit)
-        for x, y in (g for n, g in enumerate(groups) if n % folds == k):
-            pick = int(np.argmax(model.scores(x)))
-            hits += pick == y
-            if x[pick, g_col] > 0.5:
-                grounded += 1
-                grounded_hits += pick == y
-    n = len(groups)
-    return hits / n, grounded / n, (grounded_hits / grounded if grounded else None)
+        model = fit_ranker([g for n, g in enumerate(groups) if n % folds != k], fit)
+        for n, (x, _) in enumerate(groups):
+            if n % folds == k:
+                picks[rows[n]["id"]] = int(np.argmax(model.scores(x)))
+    return picks
 
 
-def select(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Seeded 80/20 split of the train questions. On the 80%: 5-fold cross-validation over search
-    sizes x feature sets x L2; among the settings within one point of the best CV accuracy, the one that
-    grounds the most answers is chosen. The 20%
-    is touched once, to report the chosen setting (refitted on the 80%) against the baselines."""
+def split(rows: list[dict[str, Any]], seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     order = sorted(rows, key=lambda r: r["id"])
     random.Random(seed).shuffle(order)
     cut = int(0.8 * len(order))
-    fit_rows, held = order[:cut], order[cut:]
+    return order[:cut], order[cut:]
+
+
+def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) -> dict[str, Any]:
+    """5-fold CV on `fit_rows` over feature sets x transforms x L2; the best is reported on `held`."""
     grid = []
-    for lim in SEARCHES:
-        cost = lim.singles + lim.pairs + lim.triples + lim.chain_k
-        for name, feats in FEATURE_SETS.items():
-            if cost == 0 and name != "retrieval+option":
-                continue  # no search: only the retrieval features exist
+    for fname, feats in FEATURE_SETS.items():
+        for tname, trans in TRANSFORM_SETS.items():
             for l2 in L2_GRID:
-                acc, gr, gacc = cv_accuracy(fit_rows, lim, FitConfig(tuple(feats), l2))
-                grid.append({"search": lim.__dict__, "sets_per_option": cost, "features": name, "l2": l2,
-                             "cv_accuracy": round(acc, 4), "cv_grounded": round(gr, 4),
-                             "cv_grounded_accuracy": None if gacc is None else round(gacc, 4)})
-    # Accuracy barely depends on the search (the retrieval features carry most of it); grounding does.
-    # So: among the settings within one point of the best CV accuracy, the one that grounds most answers
-    # (ties: the cheaper search, then the higher accuracy).
-    top = max(g["cv_accuracy"] for g in grid)
-    ok = [g for g in grid if g["cv_accuracy"] >= top - 0.01]
-    best = max(ok, key=lambda g: (g["cv_grounded"], -g["sets_per_option"], g["cv_accuracy"]))
-    lim = SearchLimits(**best["search"])
-    model = fit_ranker(groups_of(fit_rows, lim), FitConfig(tuple(FEATURE_SETS[best["features"]]), best["l2"]))
+                fit = FitConfig(tuple(feats), l2, tuple(trans))
+                picks = cv_picks(fit_rows, fit)
+                acc = float(np.mean([picks[r["id"]] == r["gold"] for r in fit_rows]))
+                grid.append({"features": fname, "transforms": tname, "l2": l2, "cv_accuracy": round(acc, 4),
+                             "columns": len(feats) * len(trans)})
+    best = max(grid, key=lambda g: (g["cv_accuracy"], -g["columns"]))
+    model = fit_ranker(groups_of(fit_rows), fit_config(best))
     grid.sort(key=lambda g: -g["cv_accuracy"])
-    return {"seed": seed, "fit_questions": len(fit_rows), "heldout_questions": len(held), "best": best,
-            "heldout": grounded_stats(model, groups_of(held, lim)), "heldout_baselines": baselines(held, lim),
-            "grid_top": grid[:15], "grid_size": len(grid)}
+    return {"best": best, "grid": grid,
+            "heldout": {"accuracy": round(accuracy(model, groups_of(held)), 4),
+                        "retrieval_only": round(float(np.mean([r["retrieval_answer"] == r["gold"] for r in held])), 4)},
+            "cv_retrieval_only": round(float(np.mean([r["retrieval_answer"] == r["gold"] for r in fit_rows])), 4)}
 
 
-def model_card(ranker: Any, sel: dict[str, Any], command: str) -> str:
+def fit_config(best: dict[str, Any]) -> FitConfig:
+    return FitConfig(tuple(FEATURE_SETS[best["features"]]), best["l2"], tuple(TRANSFORM_SETS[best["transforms"]]))
+
+
+@dataclass(frozen=True)
+class Search:
+    """A prefix of the collected proof search (one single always): `pairs` pairs, `triples` triples,
+    and the chained set when `chain`. ProverConfig(max_pairs=pairs, max_triples=triples, chain_k=int(chain))."""
+
+    pairs: int
+    triples: int
+    chain: bool
+
+
+SEARCHES = [Search(p, t, c) for p in (2, 4, 6) for t in (0, 1, 2) for c in (False, True)]
+
+
+def _kept(row: dict[str, Any], search: Search) -> list[int]:
+    cap, seen, keep = {1: 1, 2: search.pairs, 3: search.triples}, {1: 0, 2: 0, 3: 0}, []
+    for i, k in enumerate(row["sizes"]):
+        if seen[k] < cap[k]:
+            keep.append(i)
+        seen[k] += 1
+    return keep
+
+
+def grounded(row: dict[str, Any], policy: tuple[float, float | None], chain_below: float, search: Search) -> tuple[bool, int]:
+    """(whether the policy (threshold, margin) accepts a proof for this recorded question, as
+    qa.ground_option would with that search; premise sets + contrast pairs it scores)."""
+    threshold, margin = policy
+    keep = set(_kept(row, search))
+    scores = row["scores"]
+    d1 = max((scores[i] for i in keep), default=0.0)
+    full_best = int(np.argmax(scores)) if scores else -1
+    # The prover chains the best failing set only when no set reached its threshold.
+    chain = search.chain and full_best in keep and d1 < chain_below
+    sets = [c for c in row["checked"] if c["score"] >= threshold
+            and ((c["set"] in keep) if not c["chained"] else chain)][:CONTRAST_SETS]
+    cost = len(keep) + int(chain) + (len(sets) * (row.get("options", 4) - 1) if margin is not None else 0)
+    if margin is None:
+        return bool(sets), cost
+    return any(c["score"] - c["rival"] >= margin for c in sets), cost
+
+
+def policy_stats(rows: list[dict[str, Any]], policy: tuple[float, float | None], chain_below: float,
+                 search: Search) -> dict[str, Any]:
+    res = [grounded(r, policy, chain_below, search) for r in rows]
+    g = [r["correct"] for r, (ok, _) in zip(rows, res) if ok]
+    return {"accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else None,
+            "grounded_rate": round(len(g) / len(rows), 4) if rows else None,
+            "grounded_accuracy": round(float(np.mean(g)), 4) if g else None,
+            "pairs_per_question": round(float(np.mean([c for _, c in res])), 2) if rows else None}
+
+
+def select_policy(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]], scorer_threshold: float,
+                  max_pairs: float) -> dict[str, Any]:
+    """The policy and search grounding the most answers at >= TARGET_GROUNDED_ACCURACY on `fit_rows`
+    within `max_pairs` scored pairs per question (else the most accurate grounding); reported on `held`."""
+    grid = []
+    for search in SEARCHES:
+        for t in THRESHOLDS:
+            thr = scorer_threshold if t is None else t
+            for m in MARGINS:
+                grid.append({"threshold": t, "margin": m, "search": search.__dict__,
+                             **policy_stats(fit_rows, (thr, m), scorer_threshold, search)})
+    cheap = [g for g in grid if g["pairs_per_question"] <= max_pairs]
+    ok = [g for g in cheap if (g["grounded_accuracy"] or 0) >= TARGET_GROUNDED_ACCURACY]
+    best = max(ok, key=lambda g: (g["grounded_rate"], -g["pairs_per_question"])) if ok else \
+        max(cheap, key=lambda g: (g["grounded_accuracy"] or 0))
+    thr = scorer_threshold if best["threshold"] is None else best["threshold"]
+    return {"best": best, "grid": grid, "max_pairs": max_pairs,
+            "heldout": policy_stats(held, (thr, best["margin"]), scorer_threshold, Search(**best["search"])),
+            "questions": len(fit_rows) + len(held),
+            "seconds_per_question": round(float(np.mean([r["seconds"] for r in fit_rows + held])), 3)}
+
+
+def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | None, command: str) -> str:
     """MODEL_CARD.md of the shipped ranker: data, command, selection, held-out numbers, weights."""
-    m, best, held, base = ranker.metrics, sel["best"], sel["heldout"], sel["heldout_baselines"]
-
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    weights = "\n".join(f"| {f} | {w:+.3f} |" for f, w in sorted(zip(ranker.features, ranker.weights),
-                                                               key=lambda t: -abs(t[1])))
-    return f"""# QA option ranker (`retrieval/weights/qa_ranker/ranker.json`)
+    best, held = sel["best"], sel["heldout"]
+    top = sorted(zip(ranker.config["columns"], ranker.weights), key=lambda t: -abs(t[1]))[:12]
+    weights = "\n".join(f"| {f} | {w:+.3f} |" for f, w in top)
+    grid = "\n".join(f"| {g['features']} | {g['transforms']} | {g['l2']:g} | {pct(g['cv_accuracy'])} |"
+                     for g in sel["grid"][:8])
+    ground = "(grounding not collected)"
+    if pol is not None:
+        b, h = pol["best"], pol["heldout"]
+        ground = (f"Policy chosen on the 80% ({pol['questions']} questions with grounding collected): proof threshold "
+                  f"{b['threshold'] if b['threshold'] is not None else 'the scorer threshold'}, contrast margin "
+                  f"{b['margin']}: {pct(b['grounded_rate'])} grounded at {pct(b['grounded_accuracy'])} on the 80% "
+                  f"(picks of the cross-validated ranker); on the held-out 20%: {pct(h['grounded_rate'])} "
+                  f"grounded at {pct(h['grounded_accuracy'])}. Proof search + contrast check cost "
+                  f"{pol['seconds_per_question']} s per question here (shared 2-core CPU).")
+    return f"""# QA option ranker (`retrieval/weights/qa_ranker/ranker.json`, format 2)
 
-What: a conditional logit (softmax over a question's options) over per-option features that the
-prover and the retrieval produce (`retrieval.ranker.ALL_FEATURES`); `microtheory qa` uses it by default.
+What: a conditional logit (softmax over a question's options) over retrieval features of each option
+(`retrieval.ranker.ALL_FEATURES`: dense and BM25 evidence for the option's hypothesis, for the option
+text alone, and for the question sentence), each also compared within its question (`transforms`:
+margin over the best other option, z-score). `microtheory qa` uses it by default. No entailment score
+is a feature: proof features added nothing on train CV (format 1 kept them; see docs/benchmarks.md).
+The ranker also carries the grounding policy (`config.grounding`): which proof of the chosen
+option counts.
 
-Data: EntailmentBank task-1 **train** ids ({m['selection']['fit_questions'] + m['selection']['heldout_questions']}
-questions collected, in a seeded random order, of the 1,313 train trees) joined with the ARC train
-files for the options and keys; corpus: the WorldTree store (11,941 sentences incl. ET_addon, 11,471
-facts after merging duplicates). Dev and test questions were never used. Hypotheses: the rule rewriter
-(`retrieval.hypothesis`), not the gold hypotheses, as at answer time.
+Data: the {sel['questions']} EntailmentBank task-1 **train** questions (train ids joined with the ARC
+train files for options and keys); corpus: the WorldTree store (11,941 sentences incl. ET_addon,
+11,471 facts). Dev and test questions were never used. Hypotheses: the rule rewriter, as at answer time.
 
-Command: `{command}` (features collected once with the search in `bench/train_qa_ranker.py` COLLECT
-and cached in runs/qa_ranker_features.jsonl; smaller searches are replayed from it).
+Command: `{command}` (caches: runs/qa_ranker_features_v2.jsonl, runs/qa_grounding_v2.jsonl).
 
-Selection (seeded 80/20 split of those train questions; 5-fold cross-validation on the 80%, over
-search sizes x feature sets x L2; among the settings within one point of the best CV accuracy, the one
-that grounds the most answers):
-search {best['search']} ({best['sets_per_option']} scored sets per option at most), features
-`{best['features']}`, L2 {best['l2']}, CV accuracy {pct(best['cv_accuracy'])}.
+Selection: seeded 80/20 split by question; 5-fold cross-validation by question on the 80% over
+feature sets x transforms x L2; best: features `{best['features']}`, transforms `{best['transforms']}`,
+L2 {best['l2']:g}, CV accuracy {pct(best['cv_accuracy'])} (retrieval-only on the same questions
+{pct(sel['cv_retrieval_only'])}).
 
-| on the held-out 20% of train ({m['selection']['heldout_questions']} questions) | accuracy |
-|---|---|
-| this ranker (fitted on the 80%) | **{pct(held['accuracy'])}** |
-| retrieval-only (best cosine of the option's hypothesis) | {pct(base['retrieval_only'])} |
-| proof-only rule (grounded first, then proof score) | {pct(base['proof_rule'])} |
-| answers grounded / accuracy of grounded answers | {pct(held['grounded_rate'])} / {pct(held['grounded_accuracy'])} |
+| features | transforms | L2 | CV accuracy (80% of train) |
+|---|---|---|---|
+{grid}
 
-The shipped model is then refitted on all {m['train_all'] and (m['selection']['fit_questions'] + m['selection']['heldout_questions'])}
-collected train questions (train accuracy {pct(m['train_all']['accuracy'])}; retrieval-only on the same
-{pct(m['train_all_baselines']['retrieval_only'])}). Feature collection cost
-{m['collect_seconds_per_question']} s per question on the shared 2-core CPU (shared with other jobs, one torch thread).
+On the held-out 20% of train ({sel['heldout_questions']} questions; fitted on the 80%): **{pct(held['accuracy'])}**
+vs retrieval-only {pct(held['retrieval_only'])}.
 
-Weights (standardised features; positive favours the option):
+Grounding: {ground}
 
-| feature | weight |
+The shipped model is refitted on all {sel['questions']} train questions. Feature cost
+{sel['seconds_per_question']} s per question (retrieval only, shared 2-core CPU).
+
+Largest weights (standardised columns; positive favours the option):
+
+| column | weight |
 |---|---|
 {weights}
 
-Limits: the features come from the shipped MiniLM scorer and encoder; a different scorer (`--scorer`)
-changes the proof features' distribution and should get its own ranker. Grounded means the chosen
-option has a proof at the scorer's threshold; the ranker may choose an ungrounded option.
+Limits: features come from the shipped MiniLM encoder and the store's BM25; the policy from the shipped
+MiniLM scorer (`--scorer` changes what a proof score means: choose its policy again). Grounded
+means the chosen option has a premise set that passes the policy; the ranker may choose an
+option without one.
 """
 
 
@@ -227,36 +321,50 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default=str(ROOT / "runs" / "worldtree_store"))
     ap.add_argument("--features", default=str(FEATURES_FILE))
-    ap.add_argument("--limit", type=int, default=None, help="train questions to add in this run")
-    ap.add_argument("--collect-only", action="store_true")
-    ap.add_argument("--no-collect", action="store_true", help="fit from the rows collected so far")
+    ap.add_argument("--grounding", default=str(GROUNDING_FILE))
+    ap.add_argument("--limit", type=int, default=None, help="questions to add to each cache in this run")
+    ap.add_argument("--no-collect", action="store_true", help="fit and choose from the caches as they are")
+    ap.add_argument("--max-pairs", type=float, default=12.0,
+                    help="speed budget: premise sets + contrast pairs scored per question, on average")
     ap.add_argument("--out", default=str(SHIPPED_DIR))
     args = ap.parse_args()
-    path = Path(args.features)
-    t0 = time.time()
+    feats_path, ground_path = Path(args.features), Path(args.grounding)
     if not args.no_collect:
-        collect(path, args.store, args.limit)
-    if args.collect_only:
-        return
-    rows = load_rows(path)
-    sel = select(rows)
-    best = sel["best"]
-    lim = SearchLimits(**best["search"])
-    ranker = fit_ranker(groups_of(rows, lim), FitConfig(tuple(FEATURE_SETS[best["features"]]), best["l2"]))
-    ranker.config.update({"feature_set": best["features"], "search": best["search"],
+        collect_features(feats_path, args.store, args.limit)
+    rows = load_rows(feats_path)
+    fit_rows, held = split(rows)
+    sel = select_ranker(fit_rows, held)
+    sel.update(questions=len(rows), heldout_questions=len(held),
+               seconds_per_question=round(float(np.mean([r.get("seconds", 0) for r in rows[1:]])), 3))
+    fit = fit_config(sel["best"])
+    if not args.no_collect:
+        collect_grounding(ground_path, args.store, cv_picks(rows, fit), args.limit)
+    pol = None
+    if ground_path.is_file():
+        from retrieval.entail import load_scorer
+
+        g = {r["id"]: r for r in (json.loads(x) for x in ground_path.read_text().splitlines() if x.strip())}
+        fit_ids, held_ids = {r["id"] for r in fit_rows}, {r["id"] for r in held}
+        pol = select_policy([g[i] for i in g if i in fit_ids], [g[i] for i in g if i in held_ids],
+                            float(load_scorer(None).threshold), args.max_pairs)
+    ranker = fit_ranker(groups_of(rows), fit)
+    ranker.config.update({"feature_set": sel["best"]["features"], "transforms_set": sel["best"]["transforms"],
+                          "columns": list(ranker.to_json()["columns"]),
+                          "grounding": {"threshold": pol["best"]["threshold"], "margin": pol["best"]["margin"],
+                                        "sets": CONTRAST_SETS, "search": pol["best"]["search"]}
+                          if pol else {"threshold": None, "margin": None},
                           "split": "EntailmentBank task-1 train ids with ARC train options; WorldTree corpus "
                                    "(11,941 sentences incl. ET_addon); never dev", "scorer": "shipped"})
-    ranker.metrics = {"selection": {k: v for k, v in sel.items() if k != "grid_top"},
-                      "train_all": grounded_stats(ranker, groups_of(rows, lim)),
-                      "train_all_baselines": baselines(rows, lim),
-                      "collect_seconds_per_question": round(float(np.mean([r.get("seconds", 0) for r in rows])), 3)}
+    ranker.metrics = {"selection": {k: v for k, v in sel.items() if k != "grid"},
+                      "grounding": {k: v for k, v in pol.items() if k != "grid"} if pol else None,
+                      "train_all_accuracy": round(accuracy(ranker, groups_of(rows)), 4)}
     ranker.save(args.out)
-    Path(args.out, "MODEL_CARD.md").write_text(model_card(ranker, sel, "python bench/train_qa_ranker.py "
-                                                                       + " ".join(sys.argv[1:])))
-    Path(args.out, "selection.json").write_text(json.dumps(sel, indent=2) + "\n")
-    print(json.dumps({"best": best, "heldout": sel["heldout"], "baselines": sel["heldout_baselines"],
-                      "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
-                      "elapsed_s": round(time.time() - t0, 1)}, indent=2))
+    Path(args.out, "MODEL_CARD.md").write_text(model_card(ranker, sel, pol, "python bench/train_qa_ranker.py "
+                                                          + " ".join(sys.argv[1:])))
+    Path(args.out, "selection.json").write_text(json.dumps({"ranker": sel, "grounding": pol}, indent=2) + "\n")
+    print(json.dumps({"ranker": sel["best"], "heldout": sel["heldout"],
+                      "grounding": pol and {"best": pol["best"], "heldout": pol["heldout"]},
+                      "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)"}, indent=2))
 
 
 if __name__ == "__main__":

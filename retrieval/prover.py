@@ -49,9 +49,9 @@ SearchableStore = Knowledge
 
 @dataclass(frozen=True)
 class ProverConfig:
-    """Search sizes. The defaults are the search the shipped QA option ranker was trained with
-    (retrieval/weights/qa_ranker, chosen on EntailmentBank *train* questions by bench/train_qa_ranker.py):
-    change them together with the ranker."""
+    """Search sizes. The defaults are the search `microtheory qa` proves its chosen option with; its
+    grounding policy (retrieval/weights/qa_ranker, bench/train_qa_ranker.py) was chosen on
+    EntailmentBank *train* questions with exactly this search: change them together."""
 
     k: int = 20             # facts retrieved per hypothesis and store by dense cosine
     k_sparse: int = 20      # facts retrieved per hypothesis and store by BM25 (0: dense only)
@@ -59,14 +59,15 @@ class ProverConfig:
     # both chosen by gold-leaf recall@10 on 400 train trees (bench/retrieval_bench.py), never dev.
     rrf_k: float = 10.0
     w_sparse: float = 0.5
-    singles: int = 2        # best facts tried alone
+    # Singles: the shipped scorer almost never accepts one fact alone (train: best single ~0.001).
+    singles: int = 1        # best facts tried alone
     pair_pool: int = 8      # best facts combined in pairs
-    max_pairs: int = 4      # pairs that reach the scorer, after pruning by the prior
+    max_pairs: int = 6      # pairs that reach the scorer, after pruning by the prior
     triple_pool: int = 5    # best facts combined in triples
-    max_triples: int = 1    # triples that reach the scorer
+    max_triples: int = 2    # triples that reach the scorer
     max_depth: int = 2      # > 1: chain (extend failing sets by a second search); decomposer depth
     chain_seeds: int = 1    # failing premise sets extended per hypothesis
-    chain_k: int = 0        # new facts tried per seed set (0: no chaining; train selection did not keep it)
+    chain_k: int = 1        # new facts tried per seed set (0: no chaining)
     node_budget: int = 60   # candidates scored per hypothesis, all depths together
     threshold: float | None = None  # None: the scorer's own threshold
     batch_size: int = 16    # premise sets per scorer batch (sorted by length: small batches pad less)
@@ -368,10 +369,9 @@ class Prover:
 
     # -- search ------------------------------------------------------------------------------
 
-    def prove_many(self, hypotheses: Sequence[str],
-                   extra: Sequence[Sequence[Candidate]] | None = None) -> list[Evidence]:
-        """Evidence for each hypothesis; all depth-1 candidates are scored in one batch, the chained
-        extensions of the sets that failed in one more."""
+    def gather(self, hypotheses: Sequence[str],
+               extra: Sequence[Sequence[Candidate]] | None = None) -> list[list[Candidate]]:
+        """The candidates `prove_many` works from: retrieved facts plus the caller's extra premises."""
         if any(not h or not h.strip() for h in hypotheses):
             raise InputError("a hypothesis is empty")
         retrieved = self.retrieve(hypotheses)
@@ -381,6 +381,16 @@ class Prover:
             retrieved = [sorted([*r, *(Candidate(c.id, c.text, c.score, c.source, c.bm25, max(c.fused, top))
                                       for c in e)], key=lambda c: (-c.fused, -c.score))
                          for r, e in zip(retrieved, extra)]
+        return retrieved
+
+    def prove_many(self, hypotheses: Sequence[str], extra: Sequence[Sequence[Candidate]] | None = None,
+                   gathered: Sequence[Sequence[Candidate]] | None = None) -> list[Evidence]:
+        """Evidence for each hypothesis; all depth-1 candidates are scored in one batch, the chained
+        extensions of the sets that failed in one more. `gathered`: candidates from an earlier
+        `gather` call for the same hypotheses (then nothing is retrieved again)."""
+        if gathered is not None and any(not h or not h.strip() for h in hypotheses):
+            raise InputError("a hypothesis is empty")
+        retrieved = [list(g) for g in gathered] if gathered is not None else self.gather(hypotheses, extra)
         plans = [self.premise_sets(h, c) for h, c in zip(hypotheses, retrieved)]
         items = [([c[i].text for i in s], h) for h, c, ss in zip(hypotheses, retrieved, plans) for s in ss]
         scores = (np.asarray(self.scorer.score_batch(items, batch_size=self.config.batch_size), dtype=np.float64)

@@ -29,9 +29,29 @@ import numpy as np
 from retrieval.entail import content_words
 from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
-from retrieval.prover import Candidate, Evidence, Prover, ProverConfig
-from retrieval.ranker import ALL_FEATURES, OptionRanker, option_features
+from retrieval.prover import Candidate, Evidence, FoundProof, ProofStep, Prover, ProverConfig
+from retrieval.ranker import ALL_FEATURES, OptionRanker, QuestionRetrieval, option_features
 from core.types import Question
+
+
+@dataclass(frozen=True)
+class GroundingPolicy:
+    """When a premise set is the chosen option's proof: it scores >= `threshold` (None: the scorer's
+    threshold) and entails the chosen option's hypothesis by at least `margin` more than any other
+    option's hypothesis (None: no such check). The best `sets` passing sets are checked, best first."""
+
+    threshold: float | None = None
+    margin: float | None = None
+    sets: int = 3
+
+    def __post_init__(self) -> None:
+        if self.sets < 1:
+            raise InputError(f"grounding sets must be >= 1, got {self.sets}")
+
+    @classmethod
+    def of_ranker(cls, ranker: OptionRanker) -> GroundingPolicy:
+        g = ranker.config.get("grounding") or {}
+        return cls(g.get("threshold"), g.get("margin"), int(g.get("sets", 3)))
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,9 @@ class QAConfig:
     retrieval_feature: str = "top1"  # hand rule only: "top1" best fact's cosine; "mean3" of the best three
     prefer_grounded: bool = True  # hand rule only: a grounded option beats every ungrounded one
     use_context: bool = True      # the stem's context sentences may serve as premises
+    # Which proof of the chosen option counts (learned ranker only); None: the policy shipped with the
+    # ranker (chosen on EntailmentBank train questions by bench/train_qa_ranker.py).
+    grounding: GroundingPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.retrieval_feature not in ("top1", "mean3"):
@@ -128,42 +151,108 @@ def question_evidence(q: Question, prover: Prover, config: QAConfig) -> tuple[li
     return labels, hyps, prover.prove_many(hyps, extra)
 
 
+def question_retrieval(q: Question, prover: Prover, config: QAConfig) -> tuple[list[str], list[str], QuestionRetrieval]:
+    """(option labels, their hypotheses, what retrieval found): all the option ranker needs; no scoring."""
+    labels = list(q.options)
+    opts = [q.options[k] for k in labels]
+    hyps = [make_hypothesis(q.stem, o) for o in opts]
+    ctx, question = split_stem(q.stem)
+    # One encoder call for everything this question retrieves with.
+    prover.encode([*hyps, *ctx, question or q.stem, *opts])
+    extra = _context_candidates(prover, q.stem, hyps) if config.use_context else None
+    gathered = prover.gather(hyps, extra)
+    side = prover.retrieve([question or q.stem, *opts])
+    r = QuestionRetrieval(q.stem, tuple(opts), tuple(tuple(g) for g in gathered), tuple(tuple(x) for x in side[1:]),
+                          tuple(side[0]))
+    return labels, hyps, r
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """The proof search for the chosen option: its evidence, the accepted proof (or None), and every
+    premise set checked against the other options (score, best score for another option, fact ids)."""
+
+    evidence: Evidence
+    proof: FoundProof | None
+    checked: list[dict[str, Any]]
+
+
+def _passing_sets(ev: Evidence, threshold: float, chain_below: float) -> list[FoundProof]:
+    """Premise sets scoring >= threshold, best first: depth-1 sets, and the chained set when no depth-1
+    set reached `chain_below` (the prover only chains then)."""
+    text = {c.id: c.text for c in ev.candidates}
+    sets = [FoundProof(ev.hypothesis, ids, tuple(text[i] for i in ids), (ProofStep(ids, "hypothesis", sc),), sc, True)
+            for ids, sc in zip(ev.sets, ev.scores) if sc >= threshold]
+    if ev.best is not None and ev.best.chain and ev.best.score >= threshold and max(ev.scores, default=0.0) < chain_below:
+        sets.append(FoundProof(ev.hypothesis, ev.best.fact_ids, ev.best.texts, ev.best.steps, ev.best.score, True,
+                               chain=ev.best.chain))
+    return sorted(sets, key=lambda f: -f.score)
+
+
+def ground_option(prover: Prover, hyps: Sequence[str], chosen: int, gathered: Sequence[Candidate],
+                  policy: GroundingPolicy) -> Grounding:
+    """Prove hypothesis `chosen` from its gathered candidates. A passing set is accepted when it entails
+    this hypothesis by the policy's margin more than any other option's: premises that prove every option
+    equally well ground none of them."""
+    ev = prover.prove_many([hyps[chosen]], gathered=[gathered])[0]
+    thr = prover.threshold if policy.threshold is None else policy.threshold
+    passing = _passing_sets(ev, thr, prover.threshold)
+    others = [h for n, h in enumerate(hyps) if n != chosen]
+    if policy.margin is None or not others:
+        return Grounding(ev, passing[0] if passing else None, [])
+    passing = passing[:policy.sets]
+    items = [(list(f.texts), h) for f in passing for h in others]
+    sc = np.asarray(prover.scorer.score_batch(items, batch_size=prover.config.batch_size), dtype=np.float64) \
+        if items else np.zeros(0)
+    checked, proof = [], None
+    for n, f in enumerate(passing):
+        rival = float(sc[n * len(others):(n + 1) * len(others)].max())
+        checked.append({"fact_ids": list(f.fact_ids), "score": round(f.score, 5), "rival": round(rival, 5),
+                        "chained": f.chain is not None,
+                        "set": None if f.chain is not None else ev.sets.index(tuple(f.fact_ids))})
+        if proof is None and f.score - rival >= policy.margin:
+            proof = f
+    return Grounding(ev, proof, checked)
+
+
 def training_row(q: Question, prover: Prover, config: QAConfig | None = None) -> dict[str, Any]:
-    """What the option ranker learns from, for one keyed question: every option's ALL_FEATURES row, the
-    correct option's index, and the retrieval-only answer (for baselines)."""
+    """What the option ranker learns from, for one keyed question: every option's ALL_FEATURES row,
+    the correct option's index, and the retrieval-only answer (for baselines). No entailment scoring."""
     config = config or QAConfig()
-    labels, _, evs = question_evidence(q, prover, config)
-    feats = option_features(q.stem, [q.options[k] for k in labels], evs, prover, prover.threshold)
+    labels, _, r = question_retrieval(q, prover, config)
+    feats = option_features(r, prover)
     return {"id": q.id, "labels": labels, "key": q.answer_key, "gold": labels.index(q.answer_key)
             if q.answer_key in labels else None, "features": feats.round(5).tolist(),
-            "retrieval_answer": int(np.argmax([e.retrieval_score for e in evs])),
-            "scored": [e.scored for e in evs], "threshold": prover.threshold,
-            # The raw search, so that smaller searches can be replayed offline (retrieval.ranker.replay_features).
-            "search": [{"sizes": [len(x) for x in e.sets], "scores": [round(x, 5) for x in e.scores],
-                        "chained": [[j, round(x, 5)] for j, x in e.chained]} for e in evs]}
+            "retrieval_answer": _retrieval_answer(r)}
 
 
-def answer_question(q: Question, prover: Prover, config: QAConfig | None = None) -> dict[str, Any]:
-    """One JSONL record: the answer, whether it is grounded, its proof, and every option's scores.
+def _retrieval_answer(r: QuestionRetrieval) -> int:
+    """The retrieval-only baseline: the option whose hypothesis retrieved the closest fact."""
+    return int(np.argmax([max((c.score for c in hits if c.source != "context"), default=0.0)
+                          for hits in r.hypothesis_hits]))
 
-    The answer is the option the ranker scores highest; it is grounded when that option has a proof
-    (every step at or above the scorer's threshold). `confidence` is the ranker's probability of it."""
-    config = config or QAConfig()
-    err = validate_question(q)
-    if err is not None:
-        return _error_record(q, err)
-    labels, hyps, evs = question_evidence(q, prover, config)
-    probs: np.ndarray | None = None
-    feats: np.ndarray | None = None
-    if config.ranker != "none":
-        feats = option_features(q.stem, [q.options[k] for k in labels], evs, prover, prover.threshold)
-        ranker = _load_ranker(config.ranker)
-        scores, pool = ranker.scores(feats), np.arange(len(evs))
-        probs = ranker.probabilities(feats)
-    else:
-        scores, pool = _hand_rule_scores(evs, config)
-    best = int(pool[np.argmax(scores[pool])])
-    ret_best = int(np.argmax([e.retrieval_score for e in evs]))
+
+def _ranked_answer(q: Question, prover: Prover, config: QAConfig) -> dict[str, Any]:
+    """The learned ranker picks from retrieval evidence; then only the chosen option is proved."""
+    labels, hyps, r = question_retrieval(q, prover, config)
+    feats = option_features(r, prover)
+    ranker = _load_ranker(config.ranker)
+    scores, probs = ranker.scores(feats), ranker.probabilities(feats)
+    best = int(np.argmax(scores))
+    policy = config.grounding or GroundingPolicy.of_ranker(ranker)
+    g = ground_option(prover, hyps, best, r.hypothesis_hits[best], policy)
+    evs = [g.evidence if n == best else Evidence(h, r.hypothesis_hits[n], None, 0) for n, h in enumerate(hyps)]
+    rec = _answer_record(q, labels, hyps, evs, scores, probs, feats, best, _retrieval_answer(r))
+    rec["grounded"] = g.proof is not None
+    rec["proof"] = g.proof.to_json() if g.proof is not None else None
+    rec["options"][labels[best]]["grounded"] = rec["grounded"]
+    if g.checked:
+        rec["proof_checks"] = g.checked
+    return rec
+
+
+def _answer_record(q: Question, labels: list[str], hyps: list[str], evs: Sequence[Evidence], scores: np.ndarray,
+                   probs: np.ndarray | None, feats: np.ndarray | None, best: int, ret_best: int) -> dict[str, Any]:
     answer = labels[best]
     proof = evs[best].proof
     return {
@@ -177,6 +266,26 @@ def answer_question(q: Question, prover: Prover, config: QAConfig | None = None)
                                       feats[i] if feats is not None else None)
                     for i, (k, h, e, s) in enumerate(zip(labels, hyps, evs, scores))},
     }
+
+
+def answer_question(q: Question, prover: Prover, config: QAConfig | None = None) -> dict[str, Any]:
+    """One JSONL record: the answer, whether it is grounded, its proof, and every option's scores.
+
+    With the learned ranker (the default) the answer is the option it scores highest from retrieval
+    evidence, and only that option is proved: it is grounded when a premise set passes the threshold
+    and the contrast check (`ground_option`). `confidence` is the ranker's probability of it. With
+    `ranker="none"` every option is proved and the hand rule picks."""
+    config = config or QAConfig()
+    err = validate_question(q)
+    if err is not None:
+        return _error_record(q, err)
+    if config.ranker != "none":
+        return _ranked_answer(q, prover, config)
+    labels, hyps, evs = question_evidence(q, prover, config)
+    scores, pool = _hand_rule_scores(evs, config)
+    best = int(pool[np.argmax(scores[pool])])
+    ret_best = int(np.argmax([e.retrieval_score for e in evs]))
+    return _answer_record(q, labels, hyps, evs, scores, None, None, best, ret_best)
 
 
 @dataclass

@@ -25,125 +25,142 @@ import numpy as np
 from core.errors import InputError, ModelError
 from retrieval.entail import content_words
 from retrieval.hypothesis import split_stem
-from retrieval.prover import Evidence
+from retrieval.prover import Candidate
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "qa_ranker"
 FILE = "ranker.json"
-FORMAT_VERSION = 1
+# Format 2: retrieval-only features, expanded within each question (see `expand`).
+FORMAT_VERSION = 2
 
-# Every feature `option_features` computes, in a fixed order. A model uses a subset, by name.
+# Every per-option feature `option_features` computes, in a fixed order. All come from retrieval
+# (no entailment scoring): on EntailmentBank train questions the proof scores added nothing to the
+# ranking once retrieval evidence was in (bench/train_qa_ranker.py), so the scorer only grounds the answer.
 ALL_FEATURES = (
-    "entail", "entail_logit", "entail_single", "entail_pair", "entail_triple", "entail_chain", "grounded",
-    "pass_frac", "entail_top3", "dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link",
-    "option_cover", "option_in_stem", "option_words",
+    "dense_top1", "dense_mean3", "dense_mean10", "bm25_top1", "bm25_mean3", "link", "option_cover",
+    "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link", "qfacts_opt_cos",
+    "qfacts_opt_cover", "option_in_stem", "option_words", "context_top1", "context_cover",
 )
+# Within-question expansions of each feature: the value, its margin over the best other option, its z-score.
+TRANSFORMS = ("raw", "margin", "z")
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return float(np.log(p / (1 - p)))
+def expand(x: np.ndarray, transforms: Sequence[str] = TRANSFORMS) -> np.ndarray:
+    """(options x F) -> (options x F*len(transforms)): each feature compared within its question.
+
+    A conditional logit ignores what all options share; these make "best of the options" and "how far
+    ahead" visible to a linear model."""
+    x = np.asarray(x, dtype=np.float64)
+    out = []
+    for t in transforms:
+        if t == "raw":
+            out.append(x)
+        elif t == "margin":
+            if len(x) < 2:
+                out.append(np.zeros_like(x))
+                continue
+            top2 = -np.sort(-x, axis=0)[:2]
+            other = np.where(x >= top2[0], top2[1], top2[0])  # best of the *other* options
+            out.append(x - other)
+        elif t == "z":
+            sd = x.std(0)
+            out.append((x - x.mean(0)) / np.where(sd < 1e-9, 1.0, sd))
+        else:
+            raise ModelError(f"unknown feature transform {t!r}")
+    return np.concatenate(out, axis=1)
 
 
-def _link(prover: Any, qvec: np.ndarray | None, ovec: np.ndarray | None, ev: Evidence, top: int = 10) -> float:
-    """The best retrieved fact as a bridge between question and option: max over facts of
-    min(cos(fact, question sentence), cos(fact, option text)). 0 without stored vectors."""
-    if qvec is None or ovec is None:
+def expanded_names(features: Sequence[str], transforms: Sequence[str]) -> list[str]:
+    return [f if t == "raw" else f"{f}:{t}" for t in transforms for f in features]
+
+
+@dataclass(frozen=True)
+class QuestionRetrieval:
+    """What retrieval found for one question: per option, the fused hits of its hypothesis and of its
+    text alone, and the fused hits of the question sentence (shared by the options)."""
+
+    stem: str
+    options: tuple[str, ...]
+    hypothesis_hits: tuple[tuple[Candidate, ...], ...]
+    option_hits: tuple[tuple[Candidate, ...], ...]
+    question_hits: tuple[Candidate, ...]
+
+
+def _facts(cands: Sequence[Candidate], top: int) -> list[Candidate]:
+    return [c for c in cands if c.source != "context"][:top]
+
+
+def _bridge(prover: Any, cands: Sequence[Candidate], qvec: np.ndarray | None, ovec: np.ndarray | None) -> float:
+    """The best fact as a bridge between question and option: max of min(cos(fact, question), cos(fact, option))."""
+    if qvec is None or ovec is None or not cands:
         return 0.0
-    cands = [c for c in ev.candidates if c.source != "context"][:top]
-    vecs = prover.vectors_of([c.id for c in cands]) if cands else None
+    vecs = prover.vectors_of([c.id for c in cands])
     if vecs is None or not len(vecs):
         return 0.0
     return float(np.max(np.minimum(vecs @ qvec, vecs @ ovec)))
 
 
-def _option_cover(stem: str, option: str, ev: Evidence, top: int = 5) -> float:
-    """Share of the option's own content words (those not in the stem) found in the best fused facts."""
-    own = content_words(option) - content_words(stem)
-    if not own:
+def _cover(words: set[str], cands: Sequence[Candidate]) -> float:
+    """Share of `words` found in the texts of `cands`."""
+    if not words:
         return 0.0
-    words = set().union(*(content_words(c.text) for c in ev.candidates[:top])) if ev.candidates else set()
-    return len(own & words) / len(own)
+    found = set().union(*(content_words(c.text) for c in cands)) if cands else set()
+    return len(words & found) / len(words)
 
 
-PROOF_FEATURES = ALL_FEATURES[:9]
+def _joint_cover(qwords: set[str], own: set[str], cands: Sequence[Candidate]) -> float:
+    """Max over facts of min(share of question words, share of the option's own words) it holds."""
+    if not qwords or not own:
+        return 0.0
+    best = 0.0
+    for c in cands:
+        w = content_words(c.text)
+        best = max(best, min(len(w & qwords) / len(qwords), len(w & own) / len(own)))
+    return best
 
 
-def proof_features(sizes: Sequence[int], scores: Sequence[float], chain_score: float, threshold: float) -> list[float]:
-    """The PROOF_FEATURES of one option from its scored depth-1 sets (sizes, scores) and chained score."""
-    sc = sorted(scores, reverse=True)
-    entail = max(sc[0] if sc else 0.0, chain_score)
-
-    def best(n: int) -> float:
-        return max((x for k, x in zip(sizes, scores) if k == n), default=0.0)
-
-    return [entail, _logit(entail), best(1), best(2), best(3), chain_score, float(entail >= threshold),
-            float(np.mean([x >= threshold for x in sc])) if sc else 0.0, float(np.mean(sc[:3])) if sc else 0.0]
-
-
-def evidence_features(stem: str, option: str, ev: Evidence, prover: Any, vecs: np.ndarray | None) -> list[float]:
-    """The features after PROOF_FEATURES (retrieval evidence and the option's own words)."""
-    dense = sorted((c.score for c in ev.candidates if c.source != "context"), reverse=True)
-    bm = sorted((c.bm25 for c in ev.candidates if c.source != "context"), reverse=True)
-    own = content_words(option)
-    return [dense[0] if dense else 0.0, float(np.mean(dense[:3])) if dense else 0.0,
-            float(np.log1p(bm[0])) if bm else 0.0, float(np.log1p(np.mean(bm[:3]))) if bm else 0.0,
-            _link(prover, vecs[0] if vecs is not None else None, vecs[1] if vecs is not None else None, ev),
-            _option_cover(stem, option, ev), len(own & content_words(stem)) / max(1, len(own)),
-            float(np.log1p(len(option.split())))]
-
-
-def option_features(stem: str, options: Sequence[str], evs: Sequence[Evidence], prover: Any,
-                    threshold: float) -> np.ndarray:
-    """(options x ALL_FEATURES) for one question from the prover's evidence."""
-    question = split_stem(stem)[1] or stem
-    vecs = prover.encode([question, *options]) if hasattr(prover, "encode") else None
-    rows = []
-    for n, (opt, ev) in enumerate(zip(options, evs)):
-        pf = proof_features([len(s) for s in ev.sets], ev.scores, ev.chain_score, threshold)
-        if ev.best is not None and ev.best.score > pf[0]:  # a decomposer's deeper proof
-            pf = proof_features([len(s) for s in ev.sets], [*ev.scores, ev.best.score], ev.chain_score, threshold)
-        ov = None if vecs is None else vecs[[0, n + 1]]
-        rows.append(pf + evidence_features(stem, opt, ev, prover, ov))
-    return np.asarray(rows, dtype=np.float64)
+def _option_row(r: QuestionRetrieval, n: int, prover: Any, vecs: np.ndarray | None) -> list[float]:
+    stem_words = content_words(r.stem)
+    question = split_stem(r.stem)[1] or r.stem
+    opt = r.options[n]
+    own = content_words(opt) - stem_words or content_words(opt)
+    hyp = _facts(r.hypothesis_hits[n], 10)
+    dense = sorted((c.score for c in hyp), reverse=True)
+    bm = sorted((c.bm25 for c in hyp), reverse=True)
+    ctx = [c for c in r.hypothesis_hits[n] if c.source == "context"]
+    ohits = _facts(r.option_hits[n], 10)
+    qhits = _facts(r.question_hits, 10)
+    qvec = vecs[0] if vecs is not None else None
+    ovec = vecs[n + 1] if vecs is not None else None
+    qcos = 0.0
+    if ovec is not None and qhits:
+        fv = prover.vectors_of([c.id for c in qhits])
+        qcos = float(np.max(fv @ ovec)) if fv is not None and len(fv) else 0.0
+    hyp_words = content_words(question) | content_words(opt)
+    return [
+        dense[0] if dense else 0.0, float(np.mean(dense[:3])) if dense else 0.0,
+        float(np.mean(dense[:10])) if dense else 0.0,
+        float(np.log1p(bm[0])) if bm else 0.0, float(np.log1p(np.mean(bm[:3]))) if bm else 0.0,
+        _bridge(prover, hyp, qvec, ovec), _cover(own, hyp[:5]), _cover(hyp_words, hyp[:5]),
+        _joint_cover(content_words(question) - content_words(opt), own, hyp),
+        max((c.score for c in ohits), default=0.0), float(np.log1p(max((c.bm25 for c in ohits), default=0.0))),
+        _bridge(prover, ohits, qvec, ovec), qcos, _cover(own, qhits),
+        len(content_words(opt) & stem_words) / max(1, len(content_words(opt))),
+        float(np.log1p(len(opt.split()))),
+        # The question's own context sentences (candidates of source "context"), when there are any.
+        max((c.score for c in ctx), default=0.0), _cover(content_words(opt), ctx),
+    ]
 
 
-@dataclass(frozen=True)
-class SearchLimits:
-    """A smaller search than the one recorded: the first `singles` one-fact sets, `pairs` pairs,
-    `triples` triples (in the prover's order), and up to `chain_k` chained sets of the best failing seed."""
-
-    singles: int
-    pairs: int
-    triples: int
-    chain_k: int
-
-
-def replay_features(row: dict[str, Any], limits: SearchLimits) -> np.ndarray:
-    """The ALL_FEATURES matrix a smaller search would have given, from a training row's recorded search."""
-    thr = float(row["threshold"])
-    out = []
-    for feats, srch in zip(row["features"], row["search"]):
-        cap = {1: limits.singles, 2: limits.pairs, 3: limits.triples}
-        seen = {1: 0, 2: 0, 3: 0}
-        keep = []
-        for i, k in enumerate(srch["sizes"]):
-            if seen[k] < cap[k]:
-                keep.append(i)
-            seen[k] += 1
-        sizes = [srch["sizes"][i] for i in keep]
-        scores = [srch["scores"][i] for i in keep]
-        chain = 0.0
-        if keep and max(scores) < thr and limits.chain_k:
-            seed = keep[int(np.argmax(scores))]
-            ext = [x for j, x in srch["chained"] if j == seed][:limits.chain_k]
-            chain = max(ext, default=0.0)
-        out.append(proof_features(sizes, scores, chain, thr) + list(feats[len(PROOF_FEATURES):]))
-    return np.asarray(out, dtype=np.float64)
+def option_features(r: QuestionRetrieval, prover: Any) -> np.ndarray:
+    """(options x ALL_FEATURES) for one question from what retrieval found (no entailment scoring)."""
+    question = split_stem(r.stem)[1] or r.stem
+    vecs = prover.encode([question, *r.options]) if hasattr(prover, "encode") else None
+    return np.asarray([_option_row(r, n, prover, vecs) for n in range(len(r.options))], dtype=np.float64)
 
 
 @dataclass
 class OptionRanker:
-    """A conditional logit over options: score = ((x - mean) / std) @ weights, softmax per question."""
+    """A conditional logit over options: score = ((expand(x) - mean) / std) @ weights, softmax per question."""
 
     features: list[str]
     mean: np.ndarray
@@ -151,14 +168,16 @@ class OptionRanker:
     weights: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    transforms: tuple[str, ...] = ("raw",)
 
-    def _columns(self, x: np.ndarray) -> np.ndarray:
+    def design(self, x: np.ndarray) -> np.ndarray:
+        """The model's input columns from one question's ALL_FEATURES matrix."""
         idx = [ALL_FEATURES.index(f) for f in self.features]
-        return np.asarray(x, dtype=np.float64)[:, idx]
+        return expand(np.asarray(x, dtype=np.float64)[:, idx], self.transforms)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """One score per option (rows of `x`, the ALL_FEATURES matrix of one question)."""
-        return ((self._columns(x) - self.mean) / self.std) @ self.weights
+        return ((self.design(x) - self.mean) / self.std) @ self.weights
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         s = self.scores(x)
@@ -167,6 +186,7 @@ class OptionRanker:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "kind": "qa-option-ranker", "features": self.features,
+                "transforms": list(self.transforms), "columns": expanded_names(self.features, self.transforms),
                 "mean": self.mean.round(6).tolist(), "std": self.std.round(6).tolist(),
                 "weights": self.weights.round(6).tolist(), "config": self.config, "metrics": self.metrics}
 
@@ -187,12 +207,18 @@ class OptionRanker:
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read the QA option ranker {f}: {e}") from None
         if obj.get("format") != FORMAT_VERSION or obj.get("kind") != "qa-option-ranker":
-            raise ModelError(f"{f} is not a QA option ranker of format {FORMAT_VERSION}")
+            raise ModelError(f"{f} is not a QA option ranker of format {FORMAT_VERSION} (retrain it with "
+                             "bench/train_qa_ranker.py)")
         unknown = [x for x in obj["features"] if x not in ALL_FEATURES]
         if unknown:
             raise ModelError(f"{f} uses features this version does not compute: {unknown}")
+        transforms = tuple(obj.get("transforms", ("raw",)))
+        bad = [t for t in transforms if t not in TRANSFORMS]
+        width = len(obj["features"]) * len(transforms)
+        if bad or not len(obj["weights"]) == len(obj["mean"]) == len(obj["std"]) == width:
+            raise ModelError(f"{f}: transforms {transforms} and weights do not match its features")
         return cls(list(obj["features"]), np.asarray(obj["mean"]), np.asarray(obj["std"]),
-                   np.asarray(obj["weights"]), obj.get("config", {}), obj.get("metrics", {}))
+                   np.asarray(obj["weights"]), obj.get("config", {}), obj.get("metrics", {}), transforms)
 
 
 # -- fitting ------------------------------------------------------------------------------------
@@ -200,7 +226,8 @@ class OptionRanker:
 @dataclass(frozen=True)
 class FitConfig:
     features: tuple[str, ...] = ALL_FEATURES
-    l2: float = 1.0  # penalty on the squared weights (standardised features), summed, per question
+    l2: float = 1.0  # penalty on the squared weights (standardised columns), summed, per question
+    transforms: tuple[str, ...] = TRANSFORMS
 
 
 def _stack(groups: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,16 +260,19 @@ def fit_ranker(groups: Sequence[tuple[np.ndarray, int]], config: FitConfig = Fit
 
     if not groups:
         raise InputError("no training questions for the option ranker")
-    idx = [ALL_FEATURES.index(f) for f in config.features]
-    allx = np.concatenate([x[:, idx] for x, _ in groups])
+    shell = OptionRanker(list(config.features), np.zeros(0), np.ones(0), np.zeros(0),
+                         transforms=tuple(config.transforms))
+    designed = [(shell.design(x), y) for x, y in groups]
+    allx = np.concatenate([x for x, _ in designed])
     mean, std = allx.mean(0), allx.std(0)
     std[std < 1e-9] = 1.0
-    xs, mask, y = _stack([((x[:, idx] - mean) / std, yy) for x, yy in groups])
+    xs, mask, y = _stack([((x - mean) / std, yy) for x, yy in designed])
     # l2 is the penalty of a summed likelihood: divided by the question count for the mean.
-    res = minimize(_nll, np.zeros(len(idx)), args=(xs, mask, y, config.l2 / len(groups)), jac=True,
+    res = minimize(_nll, np.zeros(allx.shape[1]), args=(xs, mask, y, config.l2 / len(groups)), jac=True,
                    method="L-BFGS-B")
     return OptionRanker(list(config.features), mean, std, res.x,
-                        {"l2": config.l2, "questions": len(groups), "converged": bool(res.success)})
+                        {"l2": config.l2, "questions": len(groups), "converged": bool(res.success)},
+                        transforms=tuple(config.transforms))
 
 
 def accuracy(ranker: OptionRanker, groups: Sequence[tuple[np.ndarray, int]]) -> float:

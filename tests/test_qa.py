@@ -97,12 +97,19 @@ def test_retrieval_weight_changes_ranking_only_among_pool(prover: Prover) -> Non
 
 def test_context_sentences_serve_as_premises(prover: Prover) -> None:
     q = Question("q5", "Tom has a red ball. What color is the ball that Tom has?", {"A": "red", "B": "blue"}, "A")
-    rec = answer_question(q, prover)
+    # The hand rule proves every option: the context sentence is A's premise.
+    rec = answer_question(q, prover, QAConfig(ranker="none"))
     assert rec["answer"] == "A"
     ids = rec["options"]["A"]["best"]["fact_ids"]
     assert "context:1" in ids
-    off = answer_question(q, prover, QAConfig(use_context=False))
+    off = answer_question(q, prover, QAConfig(ranker="none", use_context=False))
     assert "context:1" not in (off["options"]["A"]["best"] or {}).get("fact_ids", [])
+    # The learned ranker sees the context through its features.
+    feats = answer_question(q, prover)["options"]
+    assert feats["A"]["features"]["context_cover"] == 1.0 and feats["B"]["features"]["context_cover"] == 0.0
+    assert feats["A"]["features"]["context_top1"] > 0
+    no_ctx = answer_question(q, prover, QAConfig(use_context=False))["options"]["A"]["features"]
+    assert no_ctx["context_top1"] == 0.0
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The learned QA option ranker: fitting, save/load, replay of smaller searches, use in answer_question."""
+"""The learned QA option ranker: within-question features, fitting, save/load, use in answer_question,
+and the grounding policy (threshold + contrast check) of the chosen option."""
 from __future__ import annotations
 
 import json
@@ -12,18 +13,16 @@ from core.types import Fact, Question
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
 from retrieval.prover import Prover
-from retrieval.qa import QAConfig, answer_question, training_row
+from retrieval.qa import GroundingPolicy, QAConfig, answer_question, training_row
 from retrieval.ranker import (
     ALL_FEATURES,
-    PROOF_FEATURES,
     SHIPPED_DIR,
     FitConfig,
     OptionRanker,
-    SearchLimits,
     accuracy,
+    expand,
+    expanded_names,
     fit_ranker,
-    proof_features,
-    replay_features,
 )
 from retrieval.store import KnowledgeStore
 
@@ -42,56 +41,72 @@ def synthetic(n: int, seed: int = 0) -> list[tuple[np.ndarray, int]]:
     return out
 
 
-def test_fit_learns_the_informative_feature_and_roundtrips(tmp_path: Path) -> None:
+def test_expand_compares_each_option_with_the_others() -> None:
+    x = np.asarray([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]])
+    e = expand(x, ("raw", "margin", "z"))
+    assert e.shape == (3, 6) and np.allclose(e[:, :2], x)
+    assert np.allclose(e[:, 2], [-2.0, 1.0, -1.0])  # value minus the best *other* option's
+    assert np.allclose(e[:, 3], 0.0)                # a feature all options share carries nothing
+    assert np.allclose(e[:, 4], (x[:, 0] - 2.0) / x[:, 0].std()) and np.allclose(e[:, 5], 0.0)
+    assert np.allclose(expand(x[:1], ("margin",)), 0.0)  # one option: no margin
+    assert expanded_names(["a", "b"], ("raw", "z")) == ["a", "b", "a:z", "b:z"]
+    with pytest.raises(ModelError, match="transform"):
+        expand(x, ("log",))
+
+
+@pytest.mark.parametrize("transforms", [("raw",), ("raw", "margin", "z")])
+def test_fit_learns_the_informative_feature_and_roundtrips(tmp_path: Path, transforms: tuple[str, ...]) -> None:
     train, test = synthetic(300), synthetic(200, seed=1)
-    m = fit_ranker(train, FitConfig(ALL_FEATURES, l2=1.0))
+    m = fit_ranker(train, FitConfig(ALL_FEATURES, l2=1.0, transforms=transforms))
     assert accuracy(m, test) > 0.9
-    w = dict(zip(m.features, m.weights))
-    assert w["link"] > 1.0 and all(abs(v) < 0.5 for k, v in w.items() if k != "link")
+    assert len(m.weights) == len(ALL_FEATURES) * len(transforms)
+    w = dict(zip(expanded_names(m.features, m.transforms), m.weights))
+    if transforms == ("raw",):
+        assert w["link"] > 1.0 and max(abs(v) for k, v in w.items() if k != "link") < 0.5
+    # Without its link columns the model is no better than chance: it learned from the informative one.
+    cut = type(m)(m.features, m.mean, m.std, np.where([k.split(":")[0] == "link" for k in w], 0.0, m.weights),
+                  transforms=m.transforms)
+    assert accuracy(cut, test) < 0.45
     p = m.probabilities(test[0][0])
     assert p.shape == (4,) and p.sum() == pytest.approx(1.0)
     m.save(tmp_path)
     back = OptionRanker.load(tmp_path)
+    assert back.transforms == tuple(transforms)
     assert np.allclose(back.scores(test[0][0]), m.scores(test[0][0]), atol=1e-4)
     # A stronger penalty shrinks the weights; a feature subset uses only its columns.
-    assert np.abs(fit_ranker(train, FitConfig(ALL_FEATURES, l2=1000.0)).weights).sum() < np.abs(m.weights).sum()
-    sub = fit_ranker(train, FitConfig(("link", "dense_top1"), l2=1.0))
+    strong = fit_ranker(train, FitConfig(ALL_FEATURES, l2=1000.0, transforms=transforms))
+    assert np.abs(strong.weights).sum() < np.abs(m.weights).sum()
+    sub = fit_ranker(train, FitConfig(("link", "dense_top1"), l2=1.0, transforms=transforms))
     assert sub.scores(test[0][0]).shape == (4,) and accuracy(sub, test) > 0.9
 
 
 def test_load_refuses_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="cannot read"):
         OptionRanker.load(tmp_path)
-    (tmp_path / "ranker.json").write_text(json.dumps({"format": 1, "kind": "other"}))
+    (tmp_path / "ranker.json").write_text(json.dumps({"format": 2, "kind": "other"}))
     with pytest.raises(ModelError, match="not a QA option ranker"):
         OptionRanker.load(tmp_path)
-    (tmp_path / "ranker.json").write_text(json.dumps({"format": 1, "kind": "qa-option-ranker", "features": ["x"],
-                                                      "mean": [0], "std": [1], "weights": [1]}))
+    # A format-1 ranker (proof features) is refused with a hint, not misread.
+    (tmp_path / "ranker.json").write_text(json.dumps({"format": 1, "kind": "qa-option-ranker"}))
+    with pytest.raises(ModelError, match="retrain"):
+        OptionRanker.load(tmp_path)
+    base = {"format": 2, "kind": "qa-option-ranker", "features": ["x"], "mean": [0], "std": [1], "weights": [1]}
+    (tmp_path / "ranker.json").write_text(json.dumps(base))
     with pytest.raises(ModelError, match="does not compute"):
+        OptionRanker.load(tmp_path)
+    (tmp_path / "ranker.json").write_text(json.dumps({**base, "features": ["link"], "transforms": ["raw", "z"]}))
+    with pytest.raises(ModelError, match="do not match"):
         OptionRanker.load(tmp_path)
 
 
-def test_proof_features_and_replay_of_a_smaller_search() -> None:
-    thr = 0.5
-    pf = proof_features([1, 1, 2, 3], [0.1, 0.2, 0.4, 0.7], 0.0, thr)
-    f = dict(zip(PROOF_FEATURES, pf))
-    assert f["entail"] == 0.7 and f["grounded"] == 1.0 and f["entail_pair"] == 0.4 and f["pass_frac"] == 0.25
-    row = {"threshold": thr, "features": [pf + [0.0] * (len(ALL_FEATURES) - len(pf))],
-           "search": [{"sizes": [1, 1, 2, 3], "scores": [0.1, 0.2, 0.4, 0.7], "chained": [[2, 0.6], [2, 0.3]]}]}
-    full = replay_features(row, SearchLimits(5, 5, 5, 2))
-    assert np.allclose(full[0], row["features"][0])
-    small = dict(zip(ALL_FEATURES, replay_features(row, SearchLimits(1, 1, 0, 1))[0]))
-    # Without the triple nothing passes; the best failing set (the pair, index 2) was chained to 0.6.
-    assert small["entail_triple"] == 0.0 and small["entail_chain"] == 0.6 and small["entail"] == 0.6
-    assert small["grounded"] == 1.0
-    assert dict(zip(ALL_FEATURES, replay_features(row, SearchLimits(1, 0, 0, 1))[0]))["entail_chain"] == 0.0
+FACTS = [Fact("w1", "a magnet attracts iron"), Fact("w2", "iron nails are made of iron"),
+         Fact("w3", "plants need sunlight to grow")]
 
 
 @pytest.fixture()
 def prover(tmp_path: Path) -> Prover:
     ks = KnowledgeStore.create(tmp_path / "c", encoder=HashingEncoder())
-    ks.add([Fact("w1", "a magnet attracts iron"), Fact("w2", "iron nails are made of iron"),
-            Fact("w3", "plants need sunlight to grow")])
+    ks.add(FACTS)
     ks.save()
     return Prover(ks, OverlapScorer(threshold=0.99))
 
@@ -99,31 +114,59 @@ def prover(tmp_path: Path) -> Prover:
 Q = Question("q1", "Which of the following does a magnet attract?", {"A": "wood", "B": "iron nails"}, "B")
 
 
+def _ranker(tmp_path: Path, sign: float, grounding: dict | None = None) -> str:
+    d = tmp_path / f"r{sign}"
+    OptionRanker(["option_words"], np.zeros(1), np.ones(1), np.asarray([sign]),
+                 config={"grounding": grounding or {}}).save(d)
+    return str(d)
+
+
 def test_answer_question_uses_the_ranker(tmp_path: Path, prover: Prover) -> None:
     row = training_row(Q, prover)
-    assert row["gold"] == 1 and len(row["features"]) == 2 and len(row["search"]) == 2
+    assert row["gold"] == 1 and len(row["features"]) == 2 and len(row["features"][0]) == len(ALL_FEATURES)
     # A ranker that only likes long options picks "iron nails" for that reason; one that dislikes them, "wood".
     for sign, want in ((1.0, "B"), (-1.0, "A")):
-        OptionRanker(["option_words"], np.zeros(1), np.ones(1), np.asarray([sign])).save(tmp_path / str(sign))
-        rec = answer_question(Q, prover, QAConfig(ranker=str(tmp_path / str(sign))))
+        rec = answer_question(Q, prover, QAConfig(ranker=_ranker(tmp_path, sign)))
         assert rec["answer"] == want
         assert rec["confidence"] == rec["options"][want]["probability"] > 0.5
         assert set(rec["options"]["A"]["features"]) == set(ALL_FEATURES)
         assert rec["grounded"] == (rec["proof"] is not None) == rec["options"][want]["grounded"]
+    # Only the chosen option is proved: "iron nails" from w1 + w2; "wood" has no proof.
+    b = answer_question(Q, prover, QAConfig(ranker=_ranker(tmp_path, 1.0)))
+    assert b["grounded"] and set(b["proof"]["fact_ids"]) == {"w1", "w2"} and b["options"]["A"]["best"] is None
+    assert not answer_question(Q, prover, QAConfig(ranker=_ranker(tmp_path, -1.0)))["grounded"]
     hand = answer_question(Q, prover, QAConfig(ranker="none"))
     assert hand["answer"] == "B" and hand["confidence"] is None and "features" not in hand["options"]["A"]
 
 
+def test_contrast_check_rejects_a_proof_that_proves_every_option(tmp_path: Path) -> None:
+    # Every option's hypothesis is covered by the same two facts: the premises prove them all equally.
+    ks = KnowledgeStore.create(tmp_path / "c2", encoder=HashingEncoder())
+    ks.add([Fact("f1", "a magnet attracts iron and steel"), Fact("f2", "nails and pins are made of iron or steel")])
+    ks.save()
+    prover = Prover(ks, OverlapScorer(threshold=0.6))
+    q = Question("q", "Which of the following does a magnet attract?", {"A": "iron nails", "B": "steel pins"}, "A")
+    ranker = _ranker(tmp_path, 0.0)
+    loose = answer_question(q, prover, QAConfig(ranker=ranker, grounding=GroundingPolicy(margin=None)))
+    assert loose["grounded"]
+    strict = answer_question(q, prover, QAConfig(ranker=ranker, grounding=GroundingPolicy(margin=0.2)))
+    assert not strict["grounded"] and strict["proof"] is None
+    checks = strict["proof_checks"]
+    assert checks and all(c["score"] - c["rival"] < 0.2 for c in checks)
+    # The policy shipped inside a ranker is used when the config gives none.
+    assert not answer_question(q, prover, QAConfig(ranker=_ranker(tmp_path, 0.5, {"margin": 0.2})))["grounded"]
+
+
 def test_shipped_ranker_is_complete() -> None:
     m = OptionRanker.load()
-    assert m.features and len(m.weights) == len(m.features) and np.all(m.std > 0)
+    assert m.features and len(m.weights) == len(m.features) * len(m.transforms) and np.all(m.std > 0)
     assert m.config.get("split", "").startswith("EntailmentBank task-1 train") and "dev" in m.config["split"]
     assert (SHIPPED_DIR / "MODEL_CARD.md").is_file()
 
 
-def test_shipped_search_is_the_one_the_ranker_was_trained_with() -> None:
+def test_shipped_search_is_the_one_the_grounding_policy_was_chosen_with() -> None:
     from retrieval.prover import ProverConfig
 
-    search, cfg = OptionRanker.load().config["search"], ProverConfig()
+    search, cfg = OptionRanker.load().config["grounding"]["search"], ProverConfig()
     assert (cfg.singles, cfg.max_pairs, cfg.max_triples, cfg.chain_k) == (
-        search["singles"], search["pairs"], search["triples"], search["chain_k"])
+        1, search["pairs"], search["triples"], int(search["chain"]))
