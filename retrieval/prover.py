@@ -211,10 +211,10 @@ class Prover:
         enc = self.encoder()
         if enc is None:
             return None
+        if len(self._vectors) > 4096:  # bounded; cleared before the lookup, never between it and its use
+            self._vectors.clear()
         todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if todo:
-            if len(self._vectors) > 4096:
-                self._vectors.clear()
             self._vectors.update(zip(todo, enc.encode(todo)))
         return np.stack([self._vectors[t] for t in texts]) if texts else None
 
