@@ -130,7 +130,8 @@ def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return [r for r in rows if r["gold"] is not None]
+    # One row per question id (a few train ids occur twice in EntailmentBank): no question in two folds.
+    return list({r["id"]: r for r in reversed(rows) if r["gold"] is not None}.values())[::-1]
 
 
 def groups_of(rows: list[dict[str, Any]]) -> list[tuple[np.ndarray, int]]:

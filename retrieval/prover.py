@@ -62,7 +62,7 @@ class ProverConfig:
     # Singles: the shipped scorer almost never accepts one fact alone (train: best single ~0.001).
     singles: int = 1        # best facts tried alone
     pair_pool: int = 8      # best facts combined in pairs
-    max_pairs: int = 6      # pairs that reach the scorer, after pruning by the prior
+    max_pairs: int = 2      # pairs that reach the scorer, after pruning by the prior
     triple_pool: int = 5    # best facts combined in triples
     max_triples: int = 2    # triples that reach the scorer
     max_depth: int = 2      # > 1: chain (extend failing sets by a second search); decomposer depth
