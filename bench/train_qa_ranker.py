@@ -39,7 +39,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 from microtheory.datasets import DataPaths, load_eb_questions
-from retrieval.ranker import ALL_FEATURES, SHIPPED_DIR, TRANSFORMS, FitConfig, OptionRanker, accuracy, fit_ranker
+from retrieval.ranker import (
+    ALL_FEATURES,
+    SHIPPED_DIR,
+    TRANSFORMS,
+    FitConfig,
+    OptionRanker,
+    accuracy,
+    fit_ranker,
+)
 
 FEATURES_FILE = ROOT / "runs" / "qa_ranker_features_v2.jsonl"
 GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v2.jsonl"
@@ -266,7 +274,7 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | 
     ground = "(grounding not collected)"
     if pol is not None:
         b, h = pol["best"], pol["heldout"]
-        ground = (f"Policy chosen on the 80% ({pol['questions']} questions with grounding collected): proof threshold "
+        ground = (f"Policy chosen on the questions of the 80% among the {pol['questions']} with grounding collected; proof threshold "
                   f"{b['threshold'] if b['threshold'] is not None else 'the scorer threshold'}, contrast margin "
                   f"{b['margin']}: {pct(b['grounded_rate'])} grounded at {pct(b['grounded_accuracy'])} on the 80% "
                   f"(picks of the cross-validated ranker); on the held-out 20%: {pct(h['grounded_rate'])} "
@@ -276,8 +284,8 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | 
 
 What: a conditional logit (softmax over a question's options) over retrieval features of each option
 (`retrieval.ranker.ALL_FEATURES`: dense and BM25 evidence for the option's hypothesis, for the option
-text alone, and for the question sentence), each also compared within its question (`transforms`:
-margin over the best other option, z-score). `microtheory qa` uses it by default. No entailment score
+text alone, and for the question sentence and the stem's context sentences), each also compared
+within its question when `transforms` says so (margin over the best other option, z-score). `microtheory qa` uses it by default. No entailment score
 is a feature: proof features added nothing on train CV (format 1 kept them; see docs/benchmarks.md).
 The ranker also carries the grounding policy (`config.grounding`): which proof of the chosen
 option counts.

@@ -20,9 +20,9 @@ def qa(
                                                help="Microtheory: a store folder, or a facts JSONL file."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
     k: Optional[int] = typer.Option(None, "--k", help="Facts retrieved per option and store (default: shipped search)."),
-    singles: Optional[int] = typer.Option(None, "--singles", help="One-premise sets scored per option."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Two-premise sets scored per option."),
-    max_triples: Optional[int] = typer.Option(None, "--max-triples", help="Three-premise sets scored per option."),
+    singles: Optional[int] = typer.Option(None, "--singles", help="One-premise sets scored (per proved option)."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Two-premise sets scored (per proved option)."),
+    max_triples: Optional[int] = typer.Option(None, "--max-triples", help="Three-premise sets scored (per proved option)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
     ranker: str = typer.Option("shipped", "--ranker",
                                help="Option ranker: shipped (learned on EntailmentBank train questions), a folder "
@@ -37,9 +37,10 @@ def qa(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    """Turn each option into a hypothesis, search the corpus (and the microtheory) for premise sets that
-    entail it, and answer with the option the learned ranker scores best from its proofs and its dense and
-    BM25 retrieval evidence; the answer is grounded when that option has a proof (given in the record).
+    """Turn each option into a hypothesis, retrieve facts for it (dense + BM25), and answer with the option
+    the learned ranker scores best from that evidence; then search premise sets that entail the chosen
+    option: the answer is grounded when one passes the entailment threshold and entails it more than
+    any other option (the proof is in the record). --ranker none proves every option instead.
 
     A bad input line becomes an error record and the run goes on. OUT records the configuration it
     was made with; a rerun with the same one skips the questions already answered.

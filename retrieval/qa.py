@@ -1,20 +1,26 @@
-"""Grounded multiple-choice QA: prove each answer option from the corpus (and a microtheory).
+"""Grounded multiple-choice QA: answer from retrieved evidence, then prove the answer from the corpus.
 
-For a question, every option becomes a hypothesis (retrieval.hypothesis); the prover looks for a
-premise set that entails it (hybrid dense + BM25 retrieval, chained sets). An option is *grounded*
-when it has a proof. The answer is the option that the learned option ranker (retrieval.ranker,
-fitted on EntailmentBank train questions only) scores highest from the proof scores, the grounded
-flag and the retrieval evidence; the record says whether it is grounded and how confident the
-ranker is. The best proof score alone ranks options worse than retrieval does: the scorer's
-probabilities are not comparable across hypotheses, and each extra premise set tried is another
-chance of a false positive (the hand rule, `ranker="none"`, is kept for comparison).
+For a question, every option becomes a hypothesis (retrieval.hypothesis). Retrieval (hybrid dense +
+BM25, over the corpus and the microtheory) runs for each hypothesis, each option's text and the
+question sentence (`question_retrieval`); the learned option ranker (retrieval.ranker, fitted on
+EntailmentBank train questions only) picks the answer from that evidence. Only the chosen option is
+then proved (`ground_option`): the prover scores a few premise sets (and one chained set), and the
+answer is *grounded* when a set passes the grounding policy: it scores >= the policy's threshold
+and entails the chosen hypothesis by a margin more than any other option's hypothesis (premises
+that prove every option prove none of them). The policy ships inside the ranker, chosen on train.
+The record gives the proof, the contrast checks and the ranker's confidence. `ranker="none"` (the
+hand rule: prove every option, grounded first, then the proof score) is kept for comparison.
+
+Each question's answer is a function of (question, prover, QAConfig) only (`answer_question`), so
+question sets can be sharded across workers.
 
 Every input question yields exactly one output record: a question that cannot be answered (no
 options, an empty option, an answer key that is not one of the options) or an input line that is
 not a question at all (bad bytes, bad JSON) gets a record with `error` set instead of being
 dropped. `qa_files` appends each record to OUT as it is answered (a locked, headed
-`core.outputs.AppendOutput`); a rerun with the same configuration skips the ids already there. The retrieval-only baseline (the option whose hypothesis retrieves
-the closest fact) is computed from the same retrieval and reported beside the prover's answers.
+`core.outputs.AppendOutput`); a rerun with the same configuration skips the ids already there.
+The retrieval-only baseline (the option whose hypothesis retrieves the closest fact) is computed
+from the same retrieval and reported beside the answers.
 """
 from __future__ import annotations
 

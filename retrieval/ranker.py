@@ -1,16 +1,20 @@
 """Option ranking for grounded QA, learned on EntailmentBank *train* questions only.
 
-Why: an option's best proof score alone answers worse than retrieval (the entailment scorer's
-probabilities are not comparable across hypotheses, and the more premise sets an option tries, the
-likelier one false positive). Instead every option gets a feature vector - proof scores by set
-size, the grounded flag, dense and BM25 retrieval evidence, how well the retrieved facts link the
-question to the option's own words - and a conditional logit (a softmax over the options of one
-question, one weight per feature, L2-regularised) turns it into one probability per option.
+Why retrieval features only: an option's best proof score ranks options worse than retrieval does
+(the entailment scorer's probabilities are not comparable across hypotheses, and each premise set
+tried is another chance of a false positive), and on train cross-validation the proof scores added
+nothing once the retrieval evidence was in. So every option gets a vector of retrieval evidence -
+dense and BM25 scores of the facts its hypothesis retrieves, of the facts the option text alone
+retrieves, how the facts retrieved for the question sentence mention the option, how well one fact
+links question and option, the stem's context sentences - each optionally compared within its
+question (`expand`: margin over the best other option, z-score), and a conditional logit (a softmax
+over the options of one question, L2-regularised) turns it into one probability per option. The
+entailment scorer then only has to prove the chosen option (retrieval.qa.ground_option).
 
-The fitted model is a small JSON (`ranker.json`: feature names, standardisation, weights, the
-training configuration and metrics) in `retrieval/weights/qa_ranker/`, shipped with the package;
-`bench/train_qa_ranker.py` fits it (`fit_ranker` below) from features collected once on train
-questions.
+The fitted model is a small JSON (`ranker.json`: feature names, transforms, standardisation,
+weights, the grounding policy, the training configuration and metrics) in
+`retrieval/weights/qa_ranker/`, shipped with the package; `bench/train_qa_ranker.py` fits it
+(`fit_ranker` below) from features collected once on train questions.
 """
 from __future__ import annotations
 
