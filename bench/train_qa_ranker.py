@@ -126,7 +126,7 @@ def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int 
             t0 = time.perf_counter()
             labels, hyps, r = question_retrieval(q, prover, cfg)
             pick = picks[q.id]
-            g = ground_option(prover, hyps, pick, r.hypothesis_hits[pick], policy)
+            g = ground_option(prover, hyps, pick, r.hypothesis_hits[pick], policy, check_all=True)
             fh.write(json.dumps({"id": q.id, "pick": pick, "correct": labels[pick] == q.answer_key,
                                  "options": len(hyps),
                                  "sizes": [len(x) for x in g.evidence.sets],

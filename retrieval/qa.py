@@ -196,28 +196,28 @@ def _passing_sets(ev: Evidence, threshold: float, chain_below: float) -> list[Fo
 
 
 def ground_option(prover: Prover, hyps: Sequence[str], chosen: int, gathered: Sequence[Candidate],
-                  policy: GroundingPolicy) -> Grounding:
+                  policy: GroundingPolicy, check_all: bool = False) -> Grounding:
     """Prove hypothesis `chosen` from its gathered candidates. A passing set is accepted when it entails
     this hypothesis by the policy's margin more than any other option's: premises that prove every option
-    equally well ground none of them."""
+    equally well ground none of them. Passing sets are checked best first, one scorer call each, until
+    one is accepted (`check_all`: every one, as the training collection needs)."""
     ev = prover.prove_many([hyps[chosen]], gathered=[gathered])[0]
     thr = prover.threshold if policy.threshold is None else policy.threshold
     passing = _passing_sets(ev, thr, prover.threshold)
     others = [h for n, h in enumerate(hyps) if n != chosen]
     if policy.margin is None or not others:
         return Grounding(ev, passing[0] if passing else None, [])
-    passing = passing[:policy.sets]
-    items = [(list(f.texts), h) for f in passing for h in others]
-    sc = np.asarray(prover.scorer.score_batch(items, batch_size=prover.config.batch_size), dtype=np.float64) \
-        if items else np.zeros(0)
     checked, proof = [], None
-    for n, f in enumerate(passing):
-        rival = float(sc[n * len(others):(n + 1) * len(others)].max())
+    for f in passing[:policy.sets]:
+        rival = float(max(prover.scorer.score_batch([(list(f.texts), h) for h in others],
+                                                    batch_size=prover.config.batch_size)))
         checked.append({"fact_ids": list(f.fact_ids), "score": round(f.score, 5), "rival": round(rival, 5),
                         "chained": f.chain is not None,
                         "set": None if f.chain is not None else ev.sets.index(tuple(f.fact_ids))})
         if proof is None and f.score - rival >= policy.margin:
             proof = f
+            if not check_all:
+                break
     return Grounding(ev, proof, checked)
 
 

@@ -170,3 +170,20 @@ def test_shipped_search_is_the_one_the_grounding_policy_was_chosen_with() -> Non
     search, cfg = OptionRanker.load().config["grounding"]["search"], ProverConfig()
     assert (cfg.singles, cfg.max_pairs, cfg.max_triples, cfg.chain_k) == (
         1, search["pairs"], search["triples"], int(search["chain"]))
+
+
+def test_contrast_checks_stop_at_the_first_accepted_set(tmp_path: Path) -> None:
+    from retrieval.qa import ground_option, question_retrieval
+
+    ks = KnowledgeStore.create(tmp_path / "c3", encoder=HashingEncoder())
+    ks.add([Fact("m1", "a magnet attracts iron"), Fact("m2", "iron nails are made of iron"),
+            Fact("m3", "nails made of iron are iron nails"), Fact("m4", "magnets attract iron nails")])
+    ks.save()
+    prover = Prover(ks, OverlapScorer(threshold=0.5))
+    _, hyps, r = question_retrieval(Q, prover, QAConfig())
+    policy = GroundingPolicy(margin=0.0, sets=5)
+    every = ground_option(prover, hyps, 1, r.hypothesis_hits[1], policy, check_all=True)
+    first = ground_option(prover, hyps, 1, r.hypothesis_hits[1], policy)
+    assert len(every.checked) > 1 and len(first.checked) == 1
+    # The same proof either way: checking stops only once one set is accepted.
+    assert first.proof is not None and first.proof == every.proof
