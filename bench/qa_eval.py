@@ -118,6 +118,58 @@ def md_table(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_on_train(store: Path, n: int) -> dict[str, Any]:
+    """Questions/s of the shipped defaults on `n` EntailmentBank TRAIN questions (never dev), with the
+    time in retrieval and in grounding, the scored pairs per question and the process CPU time (one
+    torch thread: on a free core, about 1 / cpu_seconds_per_q questions/s)."""
+    import random
+
+    import torch
+
+    import retrieval.qa as qa
+    from retrieval.entail import load_scorer
+    from retrieval.prover import Prover
+
+    torch.set_num_threads(1)
+    _, train = load_eb_questions("train", DataPaths.default())
+    qs = [q for q in train if q.answer_key in q.options]
+    random.Random(13).shuffle(qs)
+    qs = qs[-n:]  # the end of the seeded order: not in the grounding collection of bench/train_qa_ranker.py
+    prover = Prover(KnowledgeStore.open(store), load_scorer(None))
+    qa.answer_question(qs[0], prover)  # models loaded before the clock starts
+    spent = {"retrieval": 0.0, "grounding": 0.0}
+    pairs = [0]
+    score_batch = prover.scorer.score_batch
+
+    def counting(items: Any, **kw: Any) -> Any:
+        pairs[0] += len(items)
+        return score_batch(items, **kw)
+
+    def timed(name: str, f: Any) -> Any:
+        def g(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return g
+
+    prover.scorer.score_batch = counting  # type: ignore[method-assign]
+    saved = qa.question_retrieval, qa.ground_option
+    qa.question_retrieval, qa.ground_option = timed("retrieval", saved[0]), timed("grounding", saved[1])
+    load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
+    try:
+        for q in qs:
+            qa.answer_question(q, prover)
+    finally:
+        qa.question_retrieval, qa.ground_option = saved
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"questions": n, "split": "EntailmentBank train (end of the seeded order)",
+            "questions_per_s": round(n / wall, 3), "cpu_seconds_per_q": round(cpu / n, 3),
+            "seconds": {k: round(v, 1) for k, v in spent.items()}, "scored_pairs_per_q": round(pairs[0] / n, 2),
+            "load_average": [round(load0, 1), round(os.getloadavg()[0], 1)]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default=str(ROOT / "runs" / "worldtree_store"))
@@ -128,8 +180,16 @@ def main() -> None:
     ap.add_argument("--command", default="microtheory qa --corpus runs/worldtree_store "
                                           "--questions runs/eb_dev_questions.jsonl --out runs/qa_dev.jsonl --json")
     ap.add_argument("--tag", default="", help="suffix for the result file names")
+    ap.add_argument("--speed-train", type=int, default=0, metavar="N",
+                    help="only measure questions/s on N train questions (never dev) -> bench/results/qa_speed.json")
     args = ap.parse_args()
     data = DataPaths.default()
+    if args.speed_train:
+        res = speed_on_train(Path(args.store), args.speed_train)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "qa_speed.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res, indent=2))
+        return
     if args.prepare:
         ks = ensure_store(Path(args.store), data)
         print(f"store {args.store}: {len(ks)} facts; {write_dev_questions(Path(args.questions), data)} dev questions "
