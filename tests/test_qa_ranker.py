@@ -187,3 +187,26 @@ def test_contrast_checks_stop_at_the_first_accepted_set(tmp_path: Path) -> None:
     assert len(every.checked) > 1 and len(first.checked) == 1
     # The same proof either way: checking stops only once one set is accepted.
     assert first.proof is not None and first.proof == every.proof
+
+
+def test_grounding_replay_of_a_smaller_search_and_policy() -> None:
+    """bench/train_qa_ranker.py chooses the policy by replaying recorded searches: the same rules as
+    qa.ground_option (threshold, contrast margin, chained set only when no depth-1 set passed)."""
+    from bench.train_qa_ranker import CONTRAST_SETS, Search, _kept, grounded
+
+    row = {"options": 4, "sizes": [1, 2, 2, 2, 3], "scores": [0.01, 0.2, 0.5, 0.35, 0.1],
+           "checked": [{"score": 0.5, "rival": 0.45, "chained": False, "set": 2},
+                       {"score": 0.45, "rival": 0.1, "chained": True, "set": None},
+                       {"score": 0.35, "rival": 0.0, "chained": False, "set": 3}]}
+    assert _kept(row, Search(pairs=2, triples=0, chain=False)) == [0, 1, 2]
+    assert CONTRAST_SETS >= 2
+    full = Search(pairs=3, triples=1, chain=True)
+    # No contrast check: the best set passes; the cost is the 5 sets + the chained one (0.5 < 0.6: it was tried).
+    assert grounded(row, (0.3, None), 0.6, full) == (True, 6)
+    # Margin 0.1: set 2 fails (0.05 above its rival), the chained set is accepted; 3 checks x 3 rivals scored.
+    assert grounded(row, (0.3, 0.1), 0.6, full) == (True, 6 + 3 * 3)
+    # The prover chains only when no depth-1 set reached its threshold: at 0.4 the chain is never tried.
+    assert grounded(row, (0.3, 0.1), 0.4, full)[0] is True  # set 3 (0.35, rival 0.0) still passes
+    assert grounded(row, (0.4, 0.1), 0.4, full)[0] is False  # only set 2 is >= 0.4, and it fails the contrast
+    # A smaller search without set 2 (one pair) and no chain: nothing reaches 0.3.
+    assert grounded(row, (0.3, None), 0.6, Search(pairs=1, triples=0, chain=False)) == (False, 2)
