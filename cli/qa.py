@@ -23,7 +23,7 @@ def qa(
     singles: Optional[int] = typer.Option(None, "--singles", help="One-premise sets scored (per proved option)."),
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Two-premise sets scored (per proved option)."),
     max_triples: Optional[int] = typer.Option(None, "--max-triples", help="Three-premise sets scored (per proved option)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold (default: scorer's)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold of a proof (default: the grounding policy shipped with the ranker; with --ranker none the scorer's)."),
     ranker: str = typer.Option("shipped", "--ranker",
                                help="Option ranker: shipped (learned on EntailmentBank train questions), a folder "
                                     "holding ranker.json, or none (the hand rule: grounded first, then proof "

@@ -75,7 +75,8 @@ class QAConfig:
     prefer_grounded: bool = True  # hand rule only: a grounded option beats every ungrounded one
     use_context: bool = True      # the stem's context sentences may serve as premises
     # Which proof of the chosen option counts (learned ranker only); None: the policy shipped with the
-    # ranker (chosen on EntailmentBank train questions by bench/train_qa_ranker.py).
+    # ranker (chosen on EntailmentBank train questions by bench/train_qa_ranker.py), its threshold
+    # replaced by the prover's when the caller set one (ProverConfig.threshold, qa --threshold).
     grounding: GroundingPolicy | None = None
 
     def __post_init__(self) -> None:
@@ -246,6 +247,9 @@ def _ranked_answer(q: Question, prover: Prover, config: QAConfig) -> dict[str, A
     scores, probs = ranker.scores(feats), ranker.probabilities(feats)
     best = int(np.argmax(scores))
     policy = config.grounding or GroundingPolicy.of_ranker(ranker)
+    if config.grounding is None and prover.config.threshold is not None:
+        # A threshold the caller set (qa --threshold) wins over the one shipped in the ranker's policy.
+        policy = GroundingPolicy(prover.config.threshold, policy.margin, policy.sets)
     g = ground_option(prover, hyps, best, r.hypothesis_hits[best], policy)
     evs = [g.evidence if n == best else Evidence(h, r.hypothesis_hits[n], None, 0) for n, h in enumerate(hyps)]
     rec = _answer_record(q, labels, hyps, evs, scores, probs, feats, best, _retrieval_answer(r))

@@ -210,3 +210,18 @@ def test_grounding_replay_of_a_smaller_search_and_policy() -> None:
     assert grounded(row, (0.4, 0.1), 0.4, full)[0] is False  # only set 2 is >= 0.4, and it fails the contrast
     # A smaller search without set 2 (one pair) and no chain: nothing reaches 0.3.
     assert grounded(row, (0.3, None), 0.6, Search(pairs=1, triples=0, chain=False)) == (False, 2)
+
+
+def test_an_explicit_prover_threshold_wins_over_the_shipped_policy(tmp_path: Path) -> None:
+    from retrieval.prover import ProverConfig
+
+    ks = KnowledgeStore.create(tmp_path / "c4", encoder=HashingEncoder())
+    ks.add(FACTS)
+    ks.save()
+    ranker = _ranker(tmp_path, 1.0, {"threshold": 0.5, "margin": None})
+    q = QAConfig(ranker=ranker)
+    # Overlap 1.0 for "iron nails" from w1 + w2: grounded at the policy's 0.5 ...
+    assert answer_question(Q, Prover(ks, OverlapScorer(threshold=0.99)), q)["grounded"]
+    # ... and not at an explicit threshold above any score.
+    strict = Prover(ks, OverlapScorer(threshold=0.99), config=ProverConfig(threshold=1.01))
+    assert not answer_question(Q, strict, q)["grounded"]
