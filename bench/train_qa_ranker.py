@@ -262,7 +262,8 @@ def select_policy(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]], sc
 
 
 def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | None, command: str) -> str:
-    """MODEL_CARD.md of the shipped ranker: data, command, selection, held-out numbers, weights."""
+    """MODEL_CARD.md of the shipped ranker: data, command, selection, held-out numbers, weights (the
+    one dev run is added by hand afterwards: dev never feeds this script)."""
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
