@@ -261,6 +261,18 @@ def select_policy(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]], sc
             "seconds_per_question": round(float(np.mean([r["seconds"] for r in fit_rows + held])), 3)}
 
 
+def trim_policy_grid(pol: dict[str, Any] | None, keep: int = 40) -> dict[str, Any] | None:
+    """The policy selection as shipped: every policy of the chosen search, and the `keep` policies of
+    other searches that ground most at >= TARGET_GROUNDED_ACCURACY (the full grid has ~900 rows)."""
+    if pol is None:
+        return None
+    chosen = [g for g in pol["grid"] if g["search"] == pol["best"]["search"]]
+    other = sorted((g for g in pol["grid"] if g["search"] != pol["best"]["search"]
+                    and (g["grounded_accuracy"] or 0) >= TARGET_GROUNDED_ACCURACY),
+                   key=lambda g: -g["grounded_rate"])[:keep]
+    return {**pol, "grid": chosen + other, "grid_size": len(pol["grid"])}
+
+
 def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | None, command: str) -> str:
     """MODEL_CARD.md of the shipped ranker: data, command, selection, held-out numbers, weights (the
     one dev run is added by hand afterwards: dev never feeds this script)."""
@@ -371,7 +383,8 @@ def main() -> None:
     ranker.save(args.out)
     Path(args.out, "MODEL_CARD.md").write_text(model_card(ranker, sel, pol, "python bench/train_qa_ranker.py "
                                                           + " ".join(sys.argv[1:])))
-    Path(args.out, "selection.json").write_text(json.dumps({"ranker": sel, "grounding": pol}, indent=2) + "\n")
+    Path(args.out, "selection.json").write_text(json.dumps({"ranker": sel, "grounding": trim_policy_grid(pol)},
+                                                           indent=2) + "\n")
     print(json.dumps({"ranker": sel["best"], "heldout": sel["heldout"],
                       "grounding": pol and {"best": pol["best"], "heldout": pol["heldout"]},
                       "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)"}, indent=2))
