@@ -336,6 +336,80 @@ def merge_lora(model: Any) -> Any:
     return model
 
 
+RUNTIMES = ("torch", "onnx", "int8")
+RUNTIME_ENV = "MICROTHEORY_SCORER_RUNTIME"
+DEFAULT_RUNTIME = "onnx"  # measured: docs/benchmarks.md "Entailment scorer" (same scores as torch, faster)
+
+
+def scorer_runtime(runtime: str | None = None) -> str:
+    """`runtime` if given, else $MICROTHEORY_SCORER_RUNTIME, else DEFAULT_RUNTIME (torch without onnxruntime)."""
+    from retrieval import onnx_runtime as ox
+
+    chosen = (runtime or os.environ.get(RUNTIME_ENV, "") or DEFAULT_RUNTIME).strip().lower()
+    if chosen not in RUNTIMES:
+        raise ModelError(f"unknown scorer runtime {chosen!r}; choose {', '.join(RUNTIMES)}")
+    return chosen if chosen == "torch" or ox.available() else "torch"
+
+
+def merged_model(config: EntailConfig, adapter_dir: str | Path | None, seed: int = 0,
+                 attn: str | None = None) -> tuple[Any, Any]:
+    """(tokenizer, CrossEncoder) with the adapter at `adapter_dir` loaded (None: untrained) and merged."""
+    tok, model = build_model(config, seed=seed)
+    if adapter_dir is not None:
+        load_adapter(model, adapter_dir)
+    model = merge_lora(model)
+    if attn:
+        model.bert.set_attn_implementation(attn)
+    return tok, model.eval()
+
+
+def export_scorer(directory: str | Path, config: EntailConfig, quant: str = "fp32") -> Path:
+    """The cached ONNX file of the scorer in `directory` (logits out), exported on first use.
+
+    Cache key: sha256 of the base model's weights, the adapter and the config (`retrieval.onnx_runtime`);
+    the export is checked against the merged PyTorch model before it is kept.
+    """
+    from retrieval import onnx_runtime as ox
+
+    d = Path(directory)
+    base = Path(resolve_base_model(config.base_model))
+    weights = [base / n for n in ("model.safetensors", "pytorch_model.bin") if (base / n).is_file()][:1]
+    if not weights:
+        raise ModelError(f"the scorer's base model {config.base_model!r} is not a local folder; use runtime torch")
+    digest = ox.sha256_of([*weights, d / ADAPTER_NAME], json.dumps(config.to_json(), sort_keys=True))
+    return ox.cached_model(f"scorer-{quant}", digest, lambda tmp: _build_scorer_onnx(d, config, quant, tmp))
+
+
+def _build_scorer_onnx(directory: Path, config: EntailConfig, quant: str, tmp: Path) -> None:
+    import torch
+
+    from retrieval import onnx_runtime as ox
+
+    tok, model = merged_model(config, directory, attn="eager")  # eager attention: ORT fuses it
+    items = [(["The sun is a star.", "A star gives off light."], "The sun gives off light."), (["x"], "y")]
+    sample = dict(encode_pairs(tok, items, config.max_length))
+    ox.export(model, sample, tmp / "exported.onnx", "logits")
+    src = tmp / "exported.onnx"
+    if model.bert.config.model_type == "bert":
+        ox.optimize_bert(src, tmp / "fused.onnx", model.bert.config.num_attention_heads, model.bert.config.hidden_size)
+        src = tmp / "fused.onnx"
+    if quant == "int8":
+        ox.quantize_int8(src, tmp / "model.onnx")
+    else:
+        os.replace(src, tmp / "model.onnx")
+    for junk in ("exported.onnx", "fused.onnx"):
+        (tmp / junk).unlink(missing_ok=True)
+    sess = ox.session(tmp / "model.onnx", 1)
+    for batch in (items, items[1:]):
+        enc = encode_pairs(tok, batch, config.max_length)
+        got = sess.run(None, {i.name: enc[i.name].numpy() for i in sess.get_inputs()})[0]
+        with torch.no_grad():
+            want = model(**enc).numpy()
+        if np.abs(got - want).max() > (1e-3 if quant == "fp32" else 0.5):
+            raise ModelError(f"the ONNX export of the scorer {directory} does not reproduce the PyTorch model "
+                             f"({quant}: logits differ by {np.abs(got - want).max():.4f}); use runtime torch")
+
+
 def encode_pairs(tok: Any, items: Sequence[tuple[Sequence[str], str]], max_length: int) -> dict[str, Any]:
     """Tokenise (premises, hypothesis) pairs as segment A / segment B, padded to the longest in the batch."""
     a = [join_premises(p) for p, _ in items]
@@ -351,13 +425,20 @@ class CrossEncoderScorer:
     baseline that shows what training adds. `num_threads` sets torch's intra-op threads when given.
     `quantize=True` (CPU only) runs the linear layers in dynamic int8: about 2x faster, scores move
     slightly (the threshold was chosen in fp32).
+    `runtime`: "torch", "onnx" (ONNX Runtime fp32, the same scores) or "int8" (ONNX Runtime dynamic
+    int8); None = $MICROTHEORY_SCORER_RUNTIME or `default_runtime()`. The ONNX file is exported from
+    the merged model once and cached (`retrieval.onnx_runtime`); the untrained baseline, `quantize`
+    and a CUDA device stay on torch.
     """
 
     def __init__(self, path: str | Path | None = None, *, device: str | None = None,
                  threshold: float | None = None, max_length: int | None = None, untrained: bool = False,
                  seed: int = 0, num_threads: int | None = None, config: EntailConfig | None = None,
-                 quantize: bool = False, autocast: bool | None = None):
+                 quantize: bool = False, autocast: bool | None = None, runtime: str | None = None):
         self.path = Path(path) if path is not None else SHIPPED_DIR
+        self.runtime = scorer_runtime(runtime) if not (untrained or quantize) else "torch"
+        self._sess: Any = None
+        self._names: list[str] = []
         self.untrained = untrained
         self._config = config
         self._threshold = threshold
@@ -386,21 +467,23 @@ class CrossEncoderScorer:
 
     @property
     def name(self) -> str:
-        return "cross-encoder(untrained)" if self.untrained else f"cross-encoder({self.path})"
+        if self.untrained:
+            return "cross-encoder(untrained)"
+        return f"cross-encoder({self.path})" + ("@int8" if self.runtime == "int8" else "")
 
     def _load(self) -> None:
-        if self._model is not None:
+        if self._model is not None or self._sess is not None:
             return
         import torch
 
-        if self._num_threads:
+        if self._num_threads and self.runtime == "torch":
             torch.set_num_threads(self._num_threads)
-        cfg = self.config
-        tok, model = build_model(cfg, seed=self._seed)
-        if not self.untrained:
-            load_adapter(model, self.path)
-        model = merge_lora(model)
         dev = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.runtime != "torch" and dev == "cpu":
+            self._load_onnx()
+            return
+        self.runtime = "torch"
+        tok, model = merged_model(self.config, None if self.untrained else self.path, self._seed)
         model.to(dev).eval()
         if self.quantize and dev == "cpu":
             import warnings
@@ -411,13 +494,44 @@ class CrossEncoderScorer:
         self._device = dev
         self._tok, self._model = tok, model
 
+    def _load_onnx(self) -> None:
+        from retrieval import onnx_runtime as ox
+
+        quant = "int8" if self.runtime == "int8" else "fp32"
+        model_file = export_scorer(self.path, self.config, quant)
+        from transformers import AutoTokenizer
+
+        self._tok = AutoTokenizer.from_pretrained(resolve_base_model(self.config.base_model))
+        sess = ox.session(model_file, self._num_threads)
+        self._names = [i.name for i in sess.get_inputs()]
+        self._device, self._sess = "cpu", sess
+
     @classmethod
     def from_model(cls, tok: Any, model: Any, config: EntailConfig, device: str = "cpu",
                    autocast: bool | None = None) -> CrossEncoderScorer:
         """Wrap an in-memory model (e.g. during training) without merging or reloading."""
-        s = cls(config=config, device=device, autocast=autocast)
+        s = cls(config=config, device=device, autocast=autocast, runtime="torch")
         s._tok, s._model = tok, model
         return s
+
+    def _logits_onnx(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int, progress: bool) -> np.ndarray:
+        """Length-bucketed ONNX Runtime scoring: tokenise once, sort by token count, pad per batch."""
+        from retrieval import onnx_runtime as ox
+
+        max_len = self._max_length or self.config.max_length
+        enc = self._tok([join_premises(p) for p, _ in items], [" ".join(h.split()) for _, h in items],
+                        truncation="longest_first", max_length=max_len)
+        rows = [{k: enc[k][i] for k in enc.keys()} for i in range(len(items))]
+        out = np.zeros(len(items), dtype=np.float32)
+        batches = list(ox.length_batches([len(r["input_ids"]) for r in rows], batch_size))
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="scoring", unit="batch")
+        pad = int(self._tok.pad_token_id or 0)
+        for idx in batches:
+            out[idx] = self._sess.run(None, ox.pad_batch([rows[i] for i in idx], self._names, pad))[0]
+        return out
 
     def score(self, premises: Sequence[str], hypothesis: str) -> float:
         return float(self.score_batch([(premises, hypothesis)])[0])
@@ -432,6 +546,8 @@ class CrossEncoderScorer:
         if n == 0:
             return out
         self._load()
+        if self._sess is not None:
+            return self._logits_onnx(items, batch_size, progress)
         import torch
 
         from core.models import autocast_context
