@@ -87,13 +87,21 @@ def test_get_encoder_caches_one_instance_per_name(monkeypatch: pytest.MonkeyPatc
 
 
 def test_default_encoder_is_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.encoder import OnnxEncoder
+
     monkeypatch.delenv("MICROTHEORY_ENCODER", raising=False)
+    monkeypatch.delenv("MICROTHEORY_ENCODER_RUNTIME", raising=False)
     e = get_encoder()
-    assert isinstance(e, SentenceTransformerEncoder)
+    assert isinstance(e, OnnxEncoder) and e.quant == "fp32"  # the default runtime (docs/benchmarks.md)
     assert e.name == DEFAULT_NAME
-    assert isinstance(e.path, str) and Path(e.path).is_dir()  # a str, SentenceTransformer rejects PosixPath
-    fresh = SentenceTransformerEncoder(DEFAULT_NAME, path=e.path)
-    assert fresh._model is None and fresh._dim is None  # constructing loads nothing
+    assert isinstance(e.path, str) and Path(e.path).is_dir()
+    fresh = OnnxEncoder(DEFAULT_NAME, e.path)
+    assert fresh._sess is None and fresh.dim == 384  # constructing loads nothing; dim from the folder's config
+    t = get_encoder("minilm@torch")
+    assert isinstance(t, SentenceTransformerEncoder) and t.name == DEFAULT_NAME  # same vectors, same name
+    assert isinstance(t.path, str)  # a str, SentenceTransformer rejects PosixPath
+    fresh_t = SentenceTransformerEncoder(DEFAULT_NAME, path=t.path)
+    assert fresh_t._model is None and fresh_t._dim is None
 
 
 def test_missing_local_model_fails_fast_with_model_error(tmp_path: Path) -> None:
@@ -123,7 +131,7 @@ def test_real_minilm_encodes_normalised_384d() -> None:
 
 @pytest.mark.slow
 def test_small_batch_fast_path_matches_sentence_transformers() -> None:
-    e = get_encoder(DEFAULT_NAME)
+    e = get_encoder(DEFAULT_NAME + "@torch")
     texts = ["Which of these is a source of light energy for plants?", "water", "a much longer sentence " * 20]
     fast = e.encode(texts)
     ref = e._load().encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
@@ -152,9 +160,19 @@ def _minilm_bf16() -> Encoder:
     return SentenceTransformerEncoder("minilm-bf16", path=model_path("minilm"), autocast=True)
 
 
+def _minilm_torch() -> Encoder:
+    return get_encoder("minilm@torch")
+
+
+def _minilm_int8() -> Encoder:
+    return get_encoder("minilm@int8")
+
+
 ENCODER_BACKENDS = [
     pytest.param(_hashing, id="hashing"),
     pytest.param(_minilm, id="minilm", marks=pytest.mark.slow),
+    pytest.param(_minilm_torch, id="minilm-torch", marks=pytest.mark.slow),
+    pytest.param(_minilm_int8, id="minilm-onnx-int8", marks=pytest.mark.slow),
     pytest.param(_minilm_bf16, id="minilm-bf16", marks=pytest.mark.slow),
 ]
 
