@@ -17,8 +17,9 @@ VNNI and full-range u8 x s8 products saturate).
 - `pad_batch(encodings, pad_id)`: the int64 arrays ONNX Runtime takes, padded to the batch's longest.
 
 Thread count: `MICROTHEORY_ORT_THREADS`, else `DEFAULT_THREADS` (1). Measured on this project's
-2-core shared machine (bench/encoder_bench.py, docs/benchmarks.md "Encoder precision"): one
-intra-op thread per process is the choice when the cores are shared; set 2+ on a quiet machine.
+2-core machine shared with other jobs (load 8; docs/benchmarks.md "Encoder precision"): MiniLM fp32,
+1 thread 48 sentences/s wall, 2 threads 43 (37 with spinning threads); so one intra-op thread per
+process, and more only on a quiet machine (MICROTHEORY_ORT_THREADS=2).
 onnxruntime is imported lazily: `import retrieval.onnx_runtime` is cheap.
 """
 from __future__ import annotations
@@ -165,6 +166,8 @@ def session(path: Path, threads: int | None = None) -> Any:
     so.intra_op_num_threads = default_threads(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle threads sleep instead of spinning: with 2 threads at load 8, spinning cost 15% (37 vs 43 sent/s).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     try:
