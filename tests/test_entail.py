@@ -109,6 +109,13 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scorers trained here are random and new each run: their ONNX exports go to a temporary cache,
+    not the user's ~/.cache/microtheory (one export per module, shared by its tests)."""
+    monkeypatch.setenv("MICROTHEORY_CACHE", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+
+
+@pytest.fixture(autouse=True)
 def _one_thread() -> object:
     """Tiny models run fastest single-threaded (no thread sync on a busy machine); restored afterwards."""
     import torch
