@@ -460,7 +460,7 @@ def resolve_name(name: str | None = None) -> str:
 
 def runtime_for(name: str | None = None) -> str:
     """Which runtime `get_encoder(name)` uses: the name's suffix, else $MICROTHEORY_ENCODER_RUNTIME,
-    else DEFAULT_RUNTIME for the packaged MiniLM and torch for other models."""
+    else DEFAULT_RUNTIME for the packaged MiniLM on a CPU-only machine, and torch otherwise."""
     if name is None or not str(name).strip():
         name = os.environ.get(ENV_VAR) or DEFAULT_NAME
     _, runtime = split_runtime(str(name).strip())
@@ -468,8 +468,15 @@ def runtime_for(name: str | None = None) -> str:
         env = os.environ.get(RUNTIME_ENV, "").strip().lower()
         if env and env not in RUNTIMES:
             raise ModelError(f"${RUNTIME_ENV} must be one of {', '.join(RUNTIMES)}, not {env!r}")
-        runtime = env or (DEFAULT_RUNTIME if resolve_name(name) == DEFAULT_NAME else "torch")
+        runtime = env or (DEFAULT_RUNTIME if resolve_name(name) == DEFAULT_NAME and not _cuda() else "torch")
     return runtime
+
+
+def _cuda() -> bool:
+    """With a GPU the PyTorch path runs there (onnxruntime here is the CPU build)."""
+    from core.engine import cuda_present
+
+    return cuda_present()
 
 
 _CACHE: dict[tuple[str, str], Encoder] = {}

@@ -342,12 +342,16 @@ DEFAULT_RUNTIME = "onnx"  # measured: docs/benchmarks.md "Entailment scorer" (sa
 
 
 def scorer_runtime(runtime: str | None = None) -> str:
-    """`runtime` if given, else $MICROTHEORY_SCORER_RUNTIME, else DEFAULT_RUNTIME (torch without onnxruntime)."""
+    """`runtime` if given, else $MICROTHEORY_SCORER_RUNTIME, else DEFAULT_RUNTIME (torch with CUDA or
+    without onnxruntime)."""
+    from core.engine import cuda_present
     from retrieval import onnx_runtime as ox
 
     chosen = (runtime or os.environ.get(RUNTIME_ENV, "") or DEFAULT_RUNTIME).strip().lower()
     if chosen not in RUNTIMES:
         raise ModelError(f"unknown scorer runtime {chosen!r}; choose {', '.join(RUNTIMES)}")
+    if not runtime and not os.environ.get(RUNTIME_ENV) and cuda_present():
+        return "torch"  # the default on a GPU machine: PyTorch on CUDA (onnxruntime here is the CPU build)
     return chosen if chosen == "torch" or ox.available() else "torch"
 
 
