@@ -437,7 +437,7 @@ class CrossEncoderScorer:
 
     def __init__(self, path: str | Path | None = None, *, device: str | None = None,
                  threshold: float | None = None, max_length: int | None = None, untrained: bool = False,
-                 seed: int = 0, num_threads: int | None = None, config: EntailConfig | None = None,
+                 num_threads: int | None = None, config: EntailConfig | None = None,
                  quantize: bool = False, autocast: bool | None = None, runtime: str | None = None):
         self.path = Path(path) if path is not None else SHIPPED_DIR
         self.runtime = scorer_runtime(runtime) if not (untrained or quantize) else "torch"
@@ -448,7 +448,7 @@ class CrossEncoderScorer:
         self._threshold = threshold
         self._max_length = max_length
         self._device = device
-        self._seed = seed
+        self._seed = 0  # the untrained baseline's random head is seeded: the same baseline every run
         self._num_threads = num_threads
         self.quantize = quantize
         self.autocast = autocast  # None: bf16/fp16 where the hardware has it (core.models.autocast_context)
