@@ -18,8 +18,9 @@ VNNI and full-range u8 x s8 products saturate).
 
 Thread count: `MICROTHEORY_ORT_THREADS`, else `DEFAULT_THREADS` (1). Measured on this project's
 2-core machine shared with other jobs (load 8; docs/benchmarks.md "Encoder precision"): MiniLM fp32,
-1 thread 48 sentences/s wall, 2 threads 43 (37 with spinning threads); so one intra-op thread per
-process, and more only on a quiet machine (MICROTHEORY_ORT_THREADS=2).
+1 thread 48 sentences/s wall, 2 threads 43 (37 with spinning threads); at load 5, 2 threads won
+(59 vs 43). One intra-op thread per process, since the cores here are shared by several processes;
+MICROTHEORY_ORT_THREADS=2 on a quiet machine.
 onnxruntime is imported lazily: `import retrieval.onnx_runtime` is cheap.
 """
 from __future__ import annotations
