@@ -297,18 +297,8 @@ def _build_encoder_onnx(root: Path, quant: str, tmp: Path) -> None:
     module = _pooled_module(auto_model)
     samples = ["The sun is a star.", "A much longer sentence about how plants need water and light to grow well.", "x"]
     sample = dict(tok(samples[:2], padding=True, return_tensors="pt"))
-    ox.export(module, sample, tmp / "exported.onnx", "sentence_embedding")
-    src = tmp / "exported.onnx"
-    if auto_model.config.model_type == "bert":
-        ox.optimize_bert(src, tmp / "fused.onnx", auto_model.config.num_attention_heads, auto_model.config.hidden_size)
-        src = tmp / "fused.onnx"
-    if quant == "int8":
-        ox.quantize_int8(src, tmp / "model.onnx")
-    else:
-        os.replace(src, tmp / "model.onnx")
-    for junk in ("exported.onnx", "fused.onnx"):
-        (tmp / junk).unlink(missing_ok=True)
-    _check_export(tmp / "model.onnx", tok, module, samples, quant)
+    path = ox.build_model_file(module, sample, "sentence_embedding", auto_model.config, quant, tmp)
+    _check_export(path, tok, module, samples, quant)
 
 
 def _check_export(path: Path, tok: Any, module: Any, samples: list[str], quant: str) -> None:

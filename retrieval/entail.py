@@ -392,18 +392,7 @@ def _build_scorer_onnx(directory: Path, config: EntailConfig, quant: str, tmp: P
     tok, model = merged_model(config, directory, attn="eager")  # eager attention: ORT fuses it
     items = [(["The sun is a star.", "A star gives off light."], "The sun gives off light."), (["x"], "y")]
     sample = dict(encode_pairs(tok, items, config.max_length))
-    ox.export(model, sample, tmp / "exported.onnx", "logits")
-    src = tmp / "exported.onnx"
-    if model.bert.config.model_type == "bert":
-        ox.optimize_bert(src, tmp / "fused.onnx", model.bert.config.num_attention_heads, model.bert.config.hidden_size)
-        src = tmp / "fused.onnx"
-    if quant == "int8":
-        ox.quantize_int8(src, tmp / "model.onnx")
-    else:
-        os.replace(src, tmp / "model.onnx")
-    for junk in ("exported.onnx", "fused.onnx"):
-        (tmp / junk).unlink(missing_ok=True)
-    sess = ox.session(tmp / "model.onnx", 1)
+    sess = ox.session(ox.build_model_file(model, sample, "logits", model.bert.config, quant, tmp), 1)
     for batch in (items, items[1:]):
         enc = encode_pairs(tok, batch, config.max_length)
         got = sess.run(None, {i.name: enc[i.name].numpy() for i in sess.get_inputs()})[0]

@@ -159,6 +159,23 @@ def quantize_int8(src: Path, dst: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
+def build_model_file(module: Any, sample: dict[str, Any], output_name: str, hf_config: Any, quant: str,
+                     tmp: Path) -> Path:
+    """Export -> BERT fusions (for BERT-type models) -> int8 if asked, as `tmp/model.onnx`."""
+    src = tmp / "exported.onnx"
+    export(module, sample, src, output_name)
+    if hf_config.model_type == "bert":
+        optimize_bert(src, tmp / "fused.onnx", hf_config.num_attention_heads, hf_config.hidden_size)
+        src = tmp / "fused.onnx"
+    if quant == "int8":
+        quantize_int8(src, tmp / "model.onnx")
+    else:
+        os.replace(src, tmp / "model.onnx")
+    for junk in ("exported.onnx", "fused.onnx"):
+        (tmp / junk).unlink(missing_ok=True)
+    return tmp / "model.onnx"
+
+
 def session(path: Path, threads: int | None = None) -> Any:
     """An InferenceSession for `path` with `default_threads(threads)` intra-op threads."""
     import onnxruntime as ort
