@@ -41,17 +41,15 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
+
 from core.engine import EngineConfig, LocalEngine, RayEngine, connect_ray  # noqa: E402
 from core.outputs import is_header  # noqa: E402
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+    cpu = cpu_name()
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "load_before": [round(x, 2) for x in os.getloadavg()],
             "note": "2 CPU cores shared with other jobs (other helpers' tests and benchmarks ran meanwhile)"}
 

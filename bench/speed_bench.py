@@ -40,6 +40,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_name  # noqa: E402
 OUT = ROOT / "bench" / "results" / "speed_bench"
 
 
@@ -47,11 +49,7 @@ def machine() -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "platform": platform.platform(), "load_average_start": os.getloadavg(),
             "note": "2-core VM shared with other helpers' jobs during the run (see the load averages)"}

@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
+
 from retrieval.encoder import (  # noqa: E402
     DEFAULT_NAME,
     OnnxEncoder,
@@ -45,14 +47,7 @@ from retrieval.store import KnowledgeStore, normalise_text  # noqa: E402
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import faiss
     import torch
 
