@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core.errors import InputError, MicrotheoryError
+from core.errors import EngineError, InputError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,13 +38,7 @@ Worker = Callable[[list[Any]], list[Any]]
 WorkerFactory = Callable[[], Worker]
 
 ENGINES = ("local", "ray")
-EXIT_ENGINE = 7
-
-
-class EngineError(MicrotheoryError):
-    """The compute engine cannot run the job: Ray missing, cluster unreachable, workers lost for good."""
-
-    exit_code = EXIT_ENGINE
+EXIT_ENGINE = EngineError.exit_code
 
 
 class Engine(Protocol):

@@ -47,3 +47,9 @@ class SolverError(MicrotheoryError):
     """A selection strategy that cannot solve the instance it was given."""
 
     exit_code = 5
+
+
+class EngineError(MicrotheoryError):
+    """The compute engine cannot run the job: Ray missing, cluster unreachable, workers lost for good."""
+
+    exit_code = 7
