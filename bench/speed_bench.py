@@ -289,8 +289,14 @@ def critique_section(data: Path, n: int, rounds: int, rev: str) -> dict[str, Any
 
 
 def _same_critiques(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
-    dims = [x.get("dimension") == y.get("dimension") for x, y in zip(a, b)]
-    scores = [x.get("score") == y.get("score") for x, y in zip(a, b)]
+    """Share of rows whose critique (nested under "critique"; None for an error record) agrees."""
+    assert len(a) == len(b), (len(a), len(b))
+
+    def field(rec: dict[str, Any], key: str) -> Any:
+        return (rec.get("critique") or {}).get(key, ("error", rec.get("error")))
+
+    dims = [field(x, "dimension") == field(y, "dimension") for x, y in zip(a, b)]
+    scores = [field(x, "score") == field(y, "score") for x, y in zip(a, b)]
     return {"same_dimension": float(np.mean(dims)) if dims else None,
             "same_score": float(np.mean(scores)) if scores else None}
 
