@@ -160,7 +160,8 @@ def advice_config(advisor: Advisor | None, knowledge: str | None = None) -> dict
     sc = advisor.scorer
     scorer = model_identity(sc, "scorer") if sc is not None else {"scorer": "shipped", "scorer_digest": None}
     return {"knowledge": knowledge or type(advisor.knowledge).__name__, **scorer,
-            "threshold": getattr(sc, "threshold", None), "k": advisor.k, "min_similarity": advisor.min_similarity}
+            "threshold": advisor.threshold if advisor.threshold is not None else getattr(sc, "threshold", None),
+            "k": advisor.k, "min_similarity": advisor.min_similarity, "max_scored": advisor.max_scored}
 
 
 def header_config(backend: Backend, fmt: str, advisor: Advisor | None = None,
@@ -259,18 +260,33 @@ def _critique_rows(pending: list[Row], backend: Backend, advisor: Advisor | None
         chunk = pending[start:start + batch_size]
         good = [r for r in chunk if r.record is not None]
         results = {r.line: res for r, res in zip(good, _run(backend, [r.record for r in good if r.record]))}
+        if advisor is not None:
+            results.update(_advise(advisor, [(r, results[r.line]) for r in good]))
         for row in chunk:
             if row.error is not None:
                 out.append(_record(row, backend.name, fmt, error=str(row.error)))
                 continue
-            res = results[row.line]
-            if res.critique is not None and advisor is not None and row.record is not None:
-                try:
-                    res = CritiqueResult(res.id, critique=advisor.advise(row.record, res.critique, general=False),
-                                         raw=res.raw)
-                except MicrotheoryError as e:
-                    res = CritiqueResult(res.id, error=f"advice failed: {e}", raw=res.raw)
-            out.append(_record(row, backend.name, fmt, res))
+            out.append(_record(row, backend.name, fmt, results[row.line]))
+    return out
+
+
+def _advise(advisor: Advisor, done: list[tuple[Row, CritiqueResult]]) -> dict[int, CritiqueResult]:
+    """Specific advice for a batch's critiques in one advisor call; when that call fails, row by row,
+    so a row whose advice cannot be made gets an error record and the others keep theirs."""
+    todo = [(row, res) for row, res in done if res.critique is not None and row.record is not None]
+    try:
+        crits = advisor.advise_batch([r.record for r, _ in todo], [res.critique for _, res in todo],  # type: ignore[misc]
+                                     general=False)
+        return {row.line: CritiqueResult(res.id, critique=c, raw=res.raw) for (row, res), c in zip(todo, crits)}
+    except MicrotheoryError:
+        pass
+    out = {}
+    for row, res in todo:
+        try:
+            out[row.line] = CritiqueResult(res.id, critique=advisor.advise(row.record, res.critique, general=False),  # type: ignore[arg-type]
+                                           raw=res.raw)
+        except MicrotheoryError as e:
+            out[row.line] = CritiqueResult(res.id, error=f"advice failed: {e}", raw=res.raw)
     return out
 
 
@@ -382,16 +398,22 @@ class CritiqueRunConfig:
 
 def build_critic(cfg: CritiqueRunConfig) -> tuple[Backend, Advisor | None]:
     """The backend of `cfg` and, when it names knowledge, the advisor that grounds advice in it."""
-    from critique.advice import Advisor, load_knowledge
+    from critique.advice import Advisor, load_knowledge, plain_hypothesis
+    from retrieval.encoder import HashingEncoder
 
-    knowledge = load_knowledge(microtheory=cfg.microtheory, store=cfg.store)
+    lexical = cfg.fast and BACKENDS.canonical(cfg.backend) == "checks"
+    # Fast mode loads no model: a microtheory's facts are searched by shared words (a store still
+    # searches with its own encoder) and advice is grounded by word overlap instead of entailment.
+    encoder = HashingEncoder() if lexical else None
+    knowledge = load_knowledge(microtheory=cfg.microtheory, store=cfg.store, encoder=encoder)
     be = make_backend(cfg.backend, model=cfg.model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                       knowledge=knowledge, fast=cfg.fast, lm=cfg.lm)
     advisor = None
     if knowledge is not None:
-        from retrieval.entail import load_scorer
+        from retrieval.entail import OverlapScorer, load_scorer
 
-        advisor = Advisor(knowledge=knowledge, scorer=load_scorer(cfg.scorer))
+        advisor = (Advisor(knowledge=knowledge, scorer=OverlapScorer(), hypothesis=plain_hypothesis) if lexical
+                   else Advisor(knowledge=knowledge, scorer=load_scorer(cfg.scorer)))
     return be, advisor
 
 

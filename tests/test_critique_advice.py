@@ -130,3 +130,42 @@ def test_load_knowledge_from_a_folder_a_file_and_a_store(tmp_path):
     (d / "facts.jsonl").write_text('{"id": "f1"}\n')
     with pytest.raises(InputError, match=r"facts.jsonl:1: missing 'text'"):
         load_knowledge(microtheory=d)
+
+
+def test_batch_advice_equals_row_by_row():
+    rec2 = ModelOutput(**{**REC.to_json(), "id": "q2", "explanation": "Wood is a metal. So the answer is (A).",
+                          "predicted_answer": "A"})
+    recs = [REC, rec2, REC, rec2]
+    crits = [_crit("missing_information"), _crit("incorrect_information", idx=0), _crit("none"),
+             _crit("inconsistent_answer", idx=0)]
+    adv = _advisor()
+    assert adv.advise_batch(recs, crits) == [adv.advise(r, c) for r, c in zip(recs, crits)]
+    assert any(c.cited_facts for c in adv.advise_batch(recs, crits))   # the batch did ground something
+
+
+def test_scored_candidates_are_capped():
+    class Counting(OverlapScorer):
+        pairs = 0
+
+        def score_batch(self, items, batch_size=64):
+            Counting.pairs += len(items)
+            return super().score_batch(items, batch_size)
+
+    facts = [Fact(f"m:{i}", f"copper wire number {i} conducts electricity") for i in range(12)]
+    adv = Advisor(knowledge=FactIndex(facts, HashingEncoder()), scorer=Counting(), k=12, max_scored=3,
+                  hypothesis=lambda stem, option: f"{option} conducts electricity best")
+    adv.advise(REC, _crit("missing_information"))
+    assert Counting.pairs == 2 * 3 + 1   # stated? and explanation + fact for 3 candidates, plus the explanation alone
+
+
+def test_fast_critic_with_a_microtheory_loads_no_model(tmp_path):
+    from critique.advice import plain_hypothesis
+    from critique.batch import CritiqueRunConfig, build_critic
+
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text("".join(json.dumps({"id": f.id, "text": f.text}) + "\n" for f in FACTS))
+    _, adv = build_critic(CritiqueRunConfig(fast=True, microtheory=facts))
+    assert isinstance(adv.scorer, OverlapScorer) and adv.hypothesis is plain_hypothesis
+    assert adv.knowledge.search("copper metal", k=1)[0].fact.id == "mt:1"
+    c = adv.advise(REC, _crit("missing_information"))
+    _check_grounded(c, REC, FACTS)
