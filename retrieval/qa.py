@@ -36,7 +36,7 @@ from retrieval.entail import content_words
 from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, FoundProof, ProofStep, Prover, ProverConfig
-from retrieval.ranker import ALL_FEATURES, OptionRanker, QuestionRetrieval, option_features
+from retrieval.ranker import KNOWN_FEATURES, OptionRanker, QuestionRetrieval, option_features
 from core.types import Question
 
 
@@ -91,6 +91,26 @@ def _load_ranker(spec: str) -> OptionRanker:
     return OptionRanker.load(None if spec == "shipped" else spec)
 
 
+@lru_cache(maxsize=1)
+def _lm_engine() -> Any:
+    """The LM behind the option LM features (SmolLM2, one torch thread), loaded once per process, and
+    only when a ranker needs it."""
+    from core.lm_nll import ContinuationNll
+
+    return ContinuationNll()
+
+
+def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: OptionRanker) -> np.ndarray:
+    """The matrix `ranker` reads for one question: the retrieval features of every option, and the LM
+    features appended (one batched LM call for all options) when the ranker uses them."""
+    feats = option_features(r, prover)
+    if not ranker.needs_lm:
+        return feats
+    from retrieval.option_lm import lm_option_features
+
+    return np.hstack([feats, lm_option_features(_lm_engine(), [(q.stem, list(r.options))])[0]])
+
+
 def validate_question(q: Question) -> str | None:
     """Why `q` cannot be answered, or None when it can."""
     if not q.options:
@@ -143,7 +163,7 @@ def _option_record(text: str, hyp: str, ev: Evidence, score: float, prob: float 
     if prob is not None:
         rec["probability"] = round(float(prob), 4)
     if feats is not None:
-        rec["features"] = {k: round(float(v), 4) for k, v in zip(ALL_FEATURES, feats)}
+        rec["features"] = {k: round(float(v), 4) for k, v in zip(KNOWN_FEATURES, feats)}
     return rec
 
 
@@ -242,8 +262,8 @@ def _retrieval_answer(r: QuestionRetrieval) -> int:
 def _ranked_answer(q: Question, prover: Prover, config: QAConfig) -> dict[str, Any]:
     """The learned ranker picks from retrieval evidence; then only the chosen option is proved."""
     labels, hyps, r = question_retrieval(q, prover, config)
-    feats = option_features(r, prover)
     ranker = _load_ranker(config.ranker)
+    feats = ranker_features(q, r, prover, ranker)
     scores, probs = ranker.scores(feats), ranker.probabilities(feats)
     best = int(np.argmax(scores))
     policy = config.grounding or GroundingPolicy.of_ranker(ranker)
