@@ -7,7 +7,8 @@
    (task-1 train ids joined with the ARC train file for options) over the WorldTree corpus store,
    each option's retrieval.ranker.ALL_FEATURES -> runs/qa_ranker_features_v2.jsonl; and each
    option's LM features (retrieval.option_lm.LM_FEATURES: SmolLM2-135M reading the option after the
-   question and after "Answer:" alone; ~1 s per question on the shared CPU) -> runs/qa_lm_features_v1.jsonl
+   question, after "Answer:" alone and after the facts retrieved for the question; ~2 s per question
+   on the shared CPU) -> runs/qa_lm_features_v2.jsonl
    (`--no-lm`: retrieval features only).
 2. Ranker selection on a seeded 80/20 split of the train questions: 5-fold cross-validation (by
    question) on the 80% over feature sets x within-question transforms x L2; the best CV accuracy
@@ -56,14 +57,15 @@ from retrieval.ranker import (
 
 FEATURES_FILE = ROOT / "runs" / "qa_ranker_features_v2.jsonl"
 GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v2.jsonl"
-LM_FILE = ROOT / "runs" / "qa_lm_features_v1.jsonl"
+LM_FILE = ROOT / "runs" / "qa_lm_features_v2.jsonl"
 HYP = ("dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link", "option_cover")  # format-1 retrieval set
 NEW = ("dense_mean10", "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link",
        "qfacts_opt_cos", "qfacts_opt_cover")
 OPTION = ("option_in_stem", "option_words", "context_top1", "context_cover")
 RETRIEVAL_SETS = {"hypothesis": HYP + OPTION, "all": ALL_FEATURES}
 # With the option LM features (retrieval.option_lm) appended; used only when every row has them.
-LM_SETS = {"hypothesis+lm": HYP + OPTION + LM_FEATURES, "all+lm": ALL_FEATURES + LM_FEATURES}
+# "all+lm": the question and unconditional passes only; "all+lmfacts": the facts pass too.
+LM_SETS = {"all+lm": ALL_FEATURES + LM_FEATURES[:4], "all+lmfacts": ALL_FEATURES + LM_FEATURES}
 FEATURE_SETS = {**RETRIEVAL_SETS, **LM_SETS}
 TRANSFORM_SETS = {"raw": ("raw",), "raw+margin": ("raw", "margin"), "raw+z": ("raw", "z"), "all": TRANSFORMS}
 L2_GRID = (1.0, 10.0, 100.0)
@@ -116,22 +118,27 @@ def collect_features(path: Path, store: str, limit: int | None) -> None:
             fh.flush()
 
 
-def collect_lm_features(path: Path, limit: int | None, chunk: int = 16) -> None:
-    """Append the option LM features (retrieval.option_lm) of every train question not yet in `path`:
-    no retrieval, just SmolLM2 reading the options; chunks of `chunk` questions, so a kill loses one chunk."""
+def collect_lm_features(path: Path, store: str, limit: int | None, chunk: int = 16) -> None:
+    """Append the option LM features (retrieval.option_lm) of every train question not yet in `path`,
+    with the facts retrieved for its question sentence as `microtheory qa` retrieves them; chunks of
+    `chunk` questions, so a kill loses one chunk."""
     from tqdm import tqdm
 
-    from retrieval.option_lm import lm_option_features
+    from retrieval.hypothesis import split_stem
+    from retrieval.option_lm import FACTS, LmQuestion, lm_option_features
 
     todo = [q for q in _train_questions() if q.id not in _done(path)][:limit]
     if not todo:
         return
-    engine = _lm_engine()
+    prover, engine = _prover(store, scorer=False), _lm_engine()
     with open(path, "a", encoding="utf-8") as fh, tqdm(total=len(todo), desc="train LM features", unit="q") as bar:
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
             t0 = time.perf_counter()
-            feats = lm_option_features(engine, [(q.stem, list(q.options.values())) for q in part])
+            hits = prover.retrieve([split_stem(q.stem)[1] or q.stem for q in part])
+            lmq = [LmQuestion(q.stem, tuple(q.options.values()),
+                              tuple(c.text for c in h if c.source != "context")[:FACTS]) for q, h in zip(part, hits)]
+            feats = lm_option_features(engine, lmq)
             secs = (time.perf_counter() - t0) / len(part)
             fh.writelines(json.dumps({"id": q.id, "lm": x.round(5).tolist(), "seconds": round(secs, 3)}) + "\n"
                           for q, x in zip(part, feats))
@@ -416,7 +423,7 @@ def main() -> None:
     if not args.no_collect:
         collect_features(feats_path, args.store, args.limit)
         if lm_path is not None:
-            collect_lm_features(lm_path, args.limit)
+            collect_lm_features(lm_path, args.store, args.limit)
     rows = load_rows(feats_path, lm_path)
     fit_rows, held = split(rows)
     sel = select_ranker(fit_rows, held)

@@ -36,6 +36,7 @@ from retrieval.entail import content_words
 from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, FoundProof, ProofStep, Prover, ProverConfig
+from retrieval.option_lm import FACTS, LmQuestion, lm_option_features
 from retrieval.ranker import KNOWN_FEATURES, OptionRanker, QuestionRetrieval, option_features
 from core.types import Question
 
@@ -102,13 +103,13 @@ def _lm_engine() -> Any:
 
 def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: OptionRanker) -> np.ndarray:
     """The matrix `ranker` reads for one question: the retrieval features of every option, and the LM
-    features appended (one batched LM call for all options) when the ranker uses them."""
+    features appended (one batched LM call for all options and passes) when the ranker uses them. The
+    LM's facts are the ones retrieved for the question sentence (shared by the options)."""
     feats = option_features(r, prover)
     if not ranker.needs_lm:
         return feats
-    from retrieval.option_lm import lm_option_features
-
-    return np.hstack([feats, lm_option_features(_lm_engine(), [(q.stem, list(r.options))])[0]])
+    facts = tuple(c.text for c in r.question_hits if c.source != "context")[:FACTS]
+    return np.hstack([feats, lm_option_features(_lm_engine(), [LmQuestion(q.stem, r.options, facts)])[0]])
 
 
 def validate_question(q: Question) -> str | None:
@@ -532,6 +533,8 @@ def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str |
     # Load the models before the clock starts: questions/s measures answering, not loading.
     prover.encode(["warm up"])
     prover.scorer.score(["warm up"], "warm up")
+    if config.ranker != "none" and _load_ranker(config.ranker).needs_lm:
+        _lm_engine().nll_pairs([("Answer:", "warm up")])
     if len(ks) == 0 and (mt is None or len(mt) == 0):  # before OUT is opened: nothing is written
         raise StoreError("the corpus store is empty: add facts first (microtheory store add ...)", )
     inputs = [qset.source, corpus, microtheory]

@@ -15,7 +15,7 @@ from core.types import Fact, Question
 from retrieval import qa as qa_mod
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
-from retrieval.option_lm import LM_FEATURES, PASSES, features_from_nll, lm_option_features, option_pairs
+from retrieval.option_lm import LM_FEATURES, PASSES, LmQuestion, features_from_nll, lm_option_features, option_pairs
 from retrieval.prover import Prover
 from retrieval.qa import QAConfig, answer_question
 from retrieval.ranker import ALL_FEATURES, KNOWN_FEATURES, OptionRanker
@@ -41,44 +41,52 @@ def backend():
 
 
 class FakeEngine:
-    """NLL = a per-option table (question pass) and a constant (unconditional pass); counts its calls."""
+    """NLL = a per-option table after the question, 10 with no question, 1 less after facts; counts its calls."""
 
     def __init__(self, nll: dict[str, float]) -> None:
         self.nll, self.calls = nll, []
 
     def nll_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         self.calls.append(list(pairs))
-        return np.asarray([[self.nll[o] if p.startswith("Question:") else 10.0, 2.0] for p, o in pairs])
+        return np.asarray([[10.0 if p == "Answer:" else self.nll[o] - p.startswith("Facts:"), 2.0] for p, o in pairs])
 
 
-def test_features_are_the_option_logprob_and_its_pmi() -> None:
-    # Two options, question pass NLL 2 and 6 (2 tokens each), unconditional pass NLL 5 and 5.
-    x = features_from_nll(np.asarray([[2.0, 2], [6.0, 2], [5.0, 2], [5.0, 2]]), 2)
+def test_features_are_the_option_logprob_its_pmi_and_the_facts_gain() -> None:
+    # Two options (2 tokens each): NLL 2 and 6 after the question, 5 and 5 alone, 1 and 7 after the facts.
+    x = features_from_nll(np.asarray([[2.0, 2], [6.0, 2], [5.0, 2], [5.0, 2], [1.0, 2], [7.0, 2]]), 2)
     assert x.shape == (2, len(LM_FEATURES))
     got = dict(zip(LM_FEATURES, x.T))
     assert np.allclose(got["lm_logp_sum"], [-2, -6]) and np.allclose(got["lm_logp_mean"], [-1, -3])
     assert np.allclose(got["lm_pmi"], [3, -1]) and np.allclose(got["lm_pmi_mean"], [1.5, -0.5])
-    pairs = option_pairs("Why  is the sky\nblue?", ["light  scattering", "paint"])
+    assert np.allclose(got["lm_facts_logp_mean"], [-0.5, -3.5]) and np.allclose(got["lm_facts_gain"], [1, -1])
+    q = LmQuestion("Why  is the sky\nblue?", ("light  scattering", "paint"), ("blue light scatters most.", "sky"))
+    pairs = option_pairs(q)
     assert len(pairs) == 2 * len(PASSES) and pairs[0] == ("Question: Why is the sky blue?\nAnswer:", "light scattering")
     assert pairs[3] == ("Answer:", "paint")
+    assert pairs[5] == ("Facts: blue light scatters most. sky.\nQuestion: Why is the sky blue?\nAnswer:", "paint")
+    # No facts retrieved: the facts prompt is the question prompt, the facts gain 0.
+    assert option_pairs(LmQuestion("Why?", ("a",)))[2] == option_pairs(LmQuestion("Why?", ("a",)))[0]
 
 
 def test_one_engine_call_for_all_questions_rows_in_option_order() -> None:
     eng = FakeEngine({"wood": 8.0, "iron nails": 2.0, "sun": 1.0, "moon": 3.0, "rain": 2.0})
-    out = lm_option_features(eng, [("Q1?", ["wood", "iron nails"]), ("Q2?", ["sun", "moon", "rain"])])
-    assert len(eng.calls) == 1 and [x.shape for x in out] == [(2, 4), (3, 4)]
+    out = lm_option_features(eng, [LmQuestion("Q1?", ("wood", "iron nails"), ("f",)),
+                                   LmQuestion("Q2?", ("sun", "moon", "rain"), ("g",))])
+    assert len(eng.calls) == 1 and [x.shape for x in out] == [(2, 7), (3, 7)]
     assert np.allclose(out[0][:, 1], [-8, -2]) and np.allclose(out[1][:, 1], [-1, -3, -2])
+    assert np.allclose(out[1][:, LM_FEATURES.index("lm_facts_gain")], 1.0)
     assert lm_option_features(eng, []) == []
 
 
 def test_real_engine_features_are_finite_and_follow_the_options(backend) -> None:
     eng = ContinuationNll(NllConfig(threads=None, batch_size=3), backend=backend)
     opts = ["carbon dioxide", "oxygen", "a rock", "water vapour"]
-    a = lm_option_features(eng, [("Which gas do plants take in?", opts)])[0]
+    facts = ("plants take in carbon dioxide", "animals breathe oxygen")
+    a = lm_option_features(eng, [LmQuestion("Which gas do plants take in?", tuple(opts), facts)])[0]
     assert a.shape == (4, len(LM_FEATURES)) and np.isfinite(a).all()
     assert len(set(a[:, 1].round(6))) == 4  # distinct options, distinct scores
     fresh = ContinuationNll(NllConfig(threads=None, batch_size=1, pack_tokens=1), backend=backend)
-    b = lm_option_features(fresh, [("Which gas do plants take in?", opts[::-1])])[0]
+    b = lm_option_features(fresh, [LmQuestion("Which gas do plants take in?", tuple(opts[::-1]), facts)])[0]
     np.testing.assert_allclose(b[::-1], a, rtol=1e-4, atol=1e-3)  # option order and packing change nothing
     # The critic's scorer keys its cache with its own prompt version: the two never share entries.
     from critique.likelihood import LikelihoodScorer
@@ -124,6 +132,7 @@ def test_a_ranker_with_lm_features_runs_the_lm_once_per_question(tmp_path: Path,
     assert OptionRanker.load(path).needs_lm
     rec = answer_question(Q, prover, QAConfig(ranker=path))
     assert rec["answer"] == "A" and len(eng.calls) == 1 and len(eng.calls[0]) == 2 * len(PASSES)
+    assert any(p.startswith("Facts: a magnet attracts iron.") for p, _ in eng.calls[0])  # the question's facts
     assert set(rec["options"]["A"]["features"]) == set(KNOWN_FEATURES)
     assert rec["options"]["A"]["features"]["lm_logp_sum"] == -1.0
     # A matrix without the LM columns cannot feed such a ranker: a clear error, not a misread column.
