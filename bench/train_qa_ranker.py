@@ -350,6 +350,12 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | 
     weights = "\n".join(f"| {f} | {w:+.3f} |" for f, w in top)
     grid = "\n".join(f"| {g['features']} | {g['transforms']} | {g['l2']:g} | {pct(g['cv_accuracy'])} |"
                      for g in sel["grid"][:8])
+    by_set = "\n".join(f"| {k} | {g['transforms']} | {g['l2']:g} | {pct(g['cv_accuracy'])} | {pct(g['heldout_accuracy'])} |"
+                       for k, g in sel.get("heldout_by_set", {}).items())
+    lm = ("\n\nWith the option LM features (`retrieval.option_lm.LM_FEATURES`): SmolLM2-135M-Instruct's "
+          "log-probability of each option after the question, its PMI against \"Answer:\" alone, and after "
+          "the three facts retrieved for the question sentence; `microtheory qa` then loads the LM once and "
+          "runs it on every question's options (one packed, batched call).") if ranker.needs_lm else ""
     ground = "(grounding not collected)"
     if pol is not None:
         b, h = pol["best"], pol["heldout"]
@@ -367,13 +373,14 @@ text alone, and for the question sentence and the stem's context sentences), eac
 within its question when `transforms` says so (margin over the best other option, z-score). `microtheory qa` uses it by default. No entailment score
 is a feature: proof features added nothing on train CV (format 1 kept them; see docs/benchmarks.md).
 The ranker also carries the grounding policy (`config.grounding`): which proof of the chosen
-option counts.
+option counts.{lm}
 
 Data: the {sel['questions']} EntailmentBank task-1 **train** questions (train ids joined with the ARC
 train files for options and keys); corpus: the WorldTree store (11,941 sentences incl. ET_addon,
 11,471 facts). Dev and test questions were never used. Hypotheses: the rule rewriter, as at answer time.
 
-Command: `{command}` (caches: runs/qa_ranker_features_v2.jsonl, runs/qa_grounding_v2.jsonl).
+Command: `{command}` (caches: runs/qa_ranker_features_v2.jsonl, runs/qa_lm_features_v2.jsonl,
+runs/qa_grounding_v2.jsonl).
 
 Selection: seeded 80/20 split by question; 5-fold cross-validation by question on the 80% over
 feature sets x transforms x L2; best: features `{best['features']}`, transforms `{best['transforms']}`,
@@ -386,6 +393,13 @@ L2 {best['l2']:g}, CV accuracy {pct(best['cv_accuracy'])} (retrieval-only on the
 
 On the held-out 20% of train ({sel['heldout_questions']} questions; fitted on the 80%): **{pct(held['accuracy'])}**
 vs retrieval-only {pct(held['retrieval_only'])}.
+
+With and without a signal, on the same splits (the best configuration of each feature set by CV,
+then fitted on the 80% and scored on the held-out 20%; only the overall best by CV is shipped):
+
+| features | transforms | L2 | CV accuracy (80%) | held-out 20% |
+|---|---|---|---|---|
+{by_set}
 
 Grounding: {ground}
 

@@ -15,7 +15,14 @@ from core.types import Fact, Question
 from retrieval import qa as qa_mod
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
-from retrieval.option_lm import LM_FEATURES, PASSES, LmQuestion, features_from_nll, lm_option_features, option_pairs
+from retrieval.option_lm import (
+    LM_FEATURES,
+    PASSES,
+    LmQuestion,
+    features_from_nll,
+    lm_option_features,
+    option_pairs,
+)
 from retrieval.prover import Prover
 from retrieval.qa import QAConfig, answer_question
 from retrieval.ranker import ALL_FEATURES, KNOWN_FEATURES, OptionRanker
