@@ -7,8 +7,8 @@
    (task-1 train ids joined with the ARC train file for options) over the WorldTree corpus store,
    each option's retrieval.ranker.ALL_FEATURES -> runs/qa_ranker_features_v2.jsonl; and each
    option's LM features (retrieval.option_lm.LM_FEATURES: SmolLM2-135M reading the option after the
-   question, after "Answer:" alone and after the facts retrieved for the question; ~2 s per question
-   on the shared CPU) -> runs/qa_lm_features_v2.jsonl
+   facts retrieved for the question sentence and the question, and after "Answer:" alone; ~1.3 s per
+   question on the shared CPU) -> runs/qa_lm_features_v2.jsonl
    (`--no-lm`: retrieval features only).
 2. Ranker selection on a seeded 80/20 split of the train questions: 5-fold cross-validation (by
    question) on the 80% over feature sets x within-question transforms x L2; the best CV accuracy
@@ -64,8 +64,7 @@ NEW = ("dense_mean10", "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_t
 OPTION = ("option_in_stem", "option_words", "context_top1", "context_cover")
 RETRIEVAL_SETS = {"hypothesis": HYP + OPTION, "all": ALL_FEATURES}
 # With the option LM features (retrieval.option_lm) appended; used only when every row has them.
-# "all+lm": the question and unconditional passes only; "all+lmfacts": the facts pass too.
-LM_SETS = {"all+lm": ALL_FEATURES + LM_FEATURES[:4], "all+lmfacts": ALL_FEATURES + LM_FEATURES}
+LM_SETS = {"hypothesis+lm": HYP + OPTION + LM_FEATURES, "all+lm": ALL_FEATURES + LM_FEATURES}
 FEATURE_SETS = {**RETRIEVAL_SETS, **LM_SETS}
 TRANSFORM_SETS = {"raw": ("raw",), "raw+margin": ("raw", "margin"), "raw+z": ("raw", "z"), "all": TRANSFORMS}
 L2_GRID = (1.0, 10.0, 100.0)
@@ -353,8 +352,8 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | 
     by_set = "\n".join(f"| {k} | {g['transforms']} | {g['l2']:g} | {pct(g['cv_accuracy'])} | {pct(g['heldout_accuracy'])} |"
                        for k, g in sel.get("heldout_by_set", {}).items())
     lm = ("\n\nWith the option LM features (`retrieval.option_lm.LM_FEATURES`): SmolLM2-135M-Instruct's "
-          "log-probability of each option after the question, its PMI against \"Answer:\" alone, and after "
-          "the three facts retrieved for the question sentence; `microtheory qa` then loads the LM once and "
+          "log-probability of each option after the three facts retrieved for the question sentence and the "
+          "question, and its PMI against \"Answer:\" alone; `microtheory qa` then loads the LM once and "
           "runs it on every question's options (one packed, batched call).") if ranker.needs_lm else ""
     ground = "(grounding not collected)"
     if pol is not None:

@@ -1,26 +1,24 @@
 """A small causal LM's preference among a question's options, as option-ranker features.
 
 A signal independent of the retrieval scores: SmolLM2-135M-Instruct (the packaged model) reads each
-option as the continuation of three prompts,
+option as the continuation of two prompts,
 
-    Question: <stem>                      (the "question" pass)
+    Facts: <fact 1>. <fact 2>. <fact 3>.  (the "facts" pass: the facts retrieved for the question
+    Question: <stem>                       sentence, shared by all options; none retrieved: no line)
     Answer: <option>
 
     Answer: <option>                      (the "none" pass: no question)
 
-    Facts: <fact 1>. <fact 2>. <fact 3>.  (the "facts" pass: the facts retrieved for the question
-    Question: <stem>                       sentence, shared by all options)
-    Answer: <option>
-
 and the continuation's summed negative log-likelihood (nats) gives, per option (`LM_FEATURES`):
 
-- `lm_logp_mean`, `lm_logp_sum`: log-probability of the option given the question, per token and summed;
-- `lm_pmi`, `lm_pmi_mean`: log p(option | question) - log p(option | "Answer:"), summed and per token:
-  how much the question raises the option (PMI-style scoring discounts options that are likely
-  anyway: short, frequent words);
-- `lm_facts_logp_mean`: log-probability per token given the retrieved facts and the question;
-- `lm_facts_gain`, `lm_facts_gain_mean`: log p(option | facts, question) - log p(option | question):
-  how much the evidence raises the option.
+- `lm_logp_mean`, `lm_logp_sum`: log-probability of the option given the facts and the question, per
+  token and summed;
+- `lm_pmi`, `lm_pmi_mean`: that minus log p(option | "Answer:"), summed and per token: how much
+  facts and question raise the option (PMI-style scoring discounts options that are likely anyway:
+  short, frequent words).
+
+On EntailmentBank train cross-validation (bench/train_qa_ranker.py) a third pass with the question
+alone added nothing over these two and cost a third more LM time, so it is not run.
 
 The options of one question share each prompt, so the engine (`core.lm_nll`, which packs the
 continuations of one prompt into one LM row) computes each prompt once.
@@ -33,9 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-LM_FEATURES = ("lm_logp_mean", "lm_logp_sum", "lm_pmi", "lm_pmi_mean",
-               "lm_facts_logp_mean", "lm_facts_gain", "lm_facts_gain_mean")
-PASSES = ("question", "none", "facts")
+LM_FEATURES = ("lm_logp_mean", "lm_logp_sum", "lm_pmi", "lm_pmi_mean")
+PASSES = ("facts", "none")
 FACTS = 3  # retrieved facts in the facts prompt
 
 
@@ -59,12 +56,10 @@ def _clean(text: str) -> str:
 
 
 def prompts(stem: str, facts: Sequence[str] = ()) -> dict[str, str]:
-    """The prompt of each pass; an option follows after one space. No facts: the facts prompt is the
-    question prompt (the facts features are then 0)."""
+    """The prompt of each pass; an option follows after one space. No facts: no facts line."""
     question = f"Question: {_clean(stem)}\nAnswer:"
     kept = [_clean(f).rstrip(".") + "." for f in facts[:FACTS] if _clean(f)]
-    return {"question": question, "none": "Answer:",
-            "facts": f"Facts: {' '.join(kept)}\n{question}" if kept else question}
+    return {"facts": f"Facts: {' '.join(kept)}\n{question}" if kept else question, "none": "Answer:"}
 
 
 def option_pairs(q: LmQuestion) -> list[tuple[str, str]]:
@@ -76,10 +71,9 @@ def option_pairs(q: LmQuestion) -> list[tuple[str, str]]:
 def features_from_nll(nll: np.ndarray, options: int) -> np.ndarray:
     """(options x LM_FEATURES) from the (len(PASSES) * options, 2) NLL rows of `option_pairs`."""
     x = np.asarray(nll, dtype=np.float64).reshape(len(PASSES), options, 2)
-    cond, none, facts = x[0, :, 0], x[1, :, 0], x[2, :, 0]
+    cond, none = x[0, :, 0], x[1, :, 0]
     n = np.maximum(x[0, :, 1], 1.0)  # the option's tokens: the same after every prompt
-    return np.stack([-cond / n, -cond, none - cond, (none - cond) / n,
-                     -facts / n, cond - facts, (cond - facts) / n], axis=1)
+    return np.stack([-cond / n, -cond, none - cond, (none - cond) / n], axis=1)
 
 
 def lm_option_features(engine: PairNll, questions: Sequence[LmQuestion]) -> list[np.ndarray]:

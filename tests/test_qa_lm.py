@@ -48,40 +48,39 @@ def backend():
 
 
 class FakeEngine:
-    """NLL = a per-option table after the question, 10 with no question, 1 less after facts; counts its calls."""
+    """NLL = a per-option table after facts and question, 10 with no question; counts its calls."""
 
     def __init__(self, nll: dict[str, float]) -> None:
         self.nll, self.calls = nll, []
 
     def nll_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         self.calls.append(list(pairs))
-        return np.asarray([[10.0 if p == "Answer:" else self.nll[o] - p.startswith("Facts:"), 2.0] for p, o in pairs])
+        return np.asarray([[10.0 if p == "Answer:" else self.nll[o], 2.0] for p, o in pairs])
 
 
-def test_features_are_the_option_logprob_its_pmi_and_the_facts_gain() -> None:
-    # Two options (2 tokens each): NLL 2 and 6 after the question, 5 and 5 alone, 1 and 7 after the facts.
-    x = features_from_nll(np.asarray([[2.0, 2], [6.0, 2], [5.0, 2], [5.0, 2], [1.0, 2], [7.0, 2]]), 2)
+def test_features_are_the_option_logprob_and_its_pmi() -> None:
+    # Two options (2 tokens each): NLL 2 and 6 after facts and question, 5 and 5 alone.
+    x = features_from_nll(np.asarray([[2.0, 2], [6.0, 2], [5.0, 2], [5.0, 2]]), 2)
     assert x.shape == (2, len(LM_FEATURES))
     got = dict(zip(LM_FEATURES, x.T))
     assert np.allclose(got["lm_logp_sum"], [-2, -6]) and np.allclose(got["lm_logp_mean"], [-1, -3])
     assert np.allclose(got["lm_pmi"], [3, -1]) and np.allclose(got["lm_pmi_mean"], [1.5, -0.5])
-    assert np.allclose(got["lm_facts_logp_mean"], [-0.5, -3.5]) and np.allclose(got["lm_facts_gain"], [1, -1])
     q = LmQuestion("Why  is the sky\nblue?", ("light  scattering", "paint"), ("blue light scatters most.", "sky"))
     pairs = option_pairs(q)
-    assert len(pairs) == 2 * len(PASSES) and pairs[0] == ("Question: Why is the sky blue?\nAnswer:", "light scattering")
-    assert pairs[3] == ("Answer:", "paint")
-    assert pairs[5] == ("Facts: blue light scatters most. sky.\nQuestion: Why is the sky blue?\nAnswer:", "paint")
-    # No facts retrieved: the facts prompt is the question prompt, the facts gain 0.
-    assert option_pairs(LmQuestion("Why?", ("a",)))[2] == option_pairs(LmQuestion("Why?", ("a",)))[0]
+    facts_prompt = "Facts: blue light scatters most. sky.\nQuestion: Why is the sky blue?\nAnswer:"
+    assert len(pairs) == 2 * len(PASSES) and pairs[0] == (facts_prompt, "light scattering")
+    assert pairs[1] == (facts_prompt, "paint") and pairs[3] == ("Answer:", "paint")
+    # No facts retrieved: no facts line.
+    assert option_pairs(LmQuestion("Why?", ("a",)))[0] == ("Question: Why?\nAnswer:", "a")
 
 
 def test_one_engine_call_for_all_questions_rows_in_option_order() -> None:
     eng = FakeEngine({"wood": 8.0, "iron nails": 2.0, "sun": 1.0, "moon": 3.0, "rain": 2.0})
     out = lm_option_features(eng, [LmQuestion("Q1?", ("wood", "iron nails"), ("f",)),
                                    LmQuestion("Q2?", ("sun", "moon", "rain"), ("g",))])
-    assert len(eng.calls) == 1 and [x.shape for x in out] == [(2, 7), (3, 7)]
+    assert len(eng.calls) == 1 and [x.shape for x in out] == [(2, 4), (3, 4)]
     assert np.allclose(out[0][:, 1], [-8, -2]) and np.allclose(out[1][:, 1], [-1, -3, -2])
-    assert np.allclose(out[1][:, LM_FEATURES.index("lm_facts_gain")], 1.0)
+    assert np.allclose(out[1][:, LM_FEATURES.index("lm_pmi")], [9, 7, 8])
     assert lm_option_features(eng, []) == []
 
 
