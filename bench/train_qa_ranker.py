@@ -67,7 +67,7 @@ RETRIEVAL_SETS = {"hypothesis": HYP + OPTION, "all": ALL_FEATURES}
 LM_SETS = {"hypothesis+lm": HYP + OPTION + LM_FEATURES, "all+lm": ALL_FEATURES + LM_FEATURES}
 FEATURE_SETS = {**RETRIEVAL_SETS, **LM_SETS}
 TRANSFORM_SETS = {"raw": ("raw",), "raw+margin": ("raw", "margin"), "raw+z": ("raw", "z"), "all": TRANSFORMS}
-L2_GRID = (1.0, 10.0, 100.0)
+L2_GRID = (1.0, 10.0, 100.0, 1000.0)
 # Grounding policy grid: proof threshold x contrast margin (None: no contrast check).
 THRESHOLDS = (0.3, None, 0.45, 0.5, 0.6, 0.7, 0.8)
 MARGINS = (None, -0.2, 0.0, 0.1, 0.2, 0.3, 0.4)
