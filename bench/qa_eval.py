@@ -160,8 +160,8 @@ def speed_on_train(store: Path, n: int) -> dict[str, Any]:
     qa.lm_option_features = timed("lm", saved[2])
     load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     try:
-        for q in qs:
-            qa.answer_question(q, prover)
+        for _ in qa.iter_answers(qs, prover):  # as the command answers: LM features in blocks
+            pass
     finally:
         qa.question_retrieval, qa.ground_option, qa.lm_option_features = saved
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -135,11 +135,9 @@ class ContinuationNll:
         for k, (p, e) in todo.items():
             by_prompt.setdefault(p, []).append((k, self._encode(tok, e, True)))
         rows = [r for p, ex in by_prompt.items() for r in _pack(self._encode(tok, p, False), ex, self.config.pack_tokens)]
-        rows.sort(key=lambda r: r.width, reverse=True)  # similar lengths share a batch: little padding
         t0 = time.perf_counter()
-        bs, done = max(1, self.config.batch_size), 0
-        for i in range(0, len(rows), bs):
-            batch = rows[i:i + bs]
+        done = 0
+        for batch in _batches(rows, max(1, self.config.batch_size)):
             self.cache.put(_packed_nll(lm, batch))
             self.tokens_run += sum(r.width for r in batch)
             done += sum(len(r.keys) for r in batch)
@@ -147,6 +145,18 @@ class ContinuationNll:
                 print(f"  lm likelihood: {done}/{len(todo)} ({time.perf_counter() - t0:.0f} s)", flush=True)
         self.seconds += time.perf_counter() - t0
         self.rows_run += len(todo)
+
+
+def _batches(rows: list[_Packed], size: int, min_fill: float = 0.6) -> list[list[_Packed]]:
+    """Rows longest first, at most `size` a batch; a row shorter than `min_fill` of its batch's first
+    (longest) row starts a new batch, so that padding never costs more than the rows themselves
+    (a question's short unconditional row beside its long facts row would double the work)."""
+    out: list[list[_Packed]] = []
+    for r in sorted(rows, key=lambda r: r.width, reverse=True):
+        if not out or len(out[-1]) >= size or r.width < min_fill * out[-1][0].width:
+            out.append([])
+        out[-1].append(r)
+    return out
 
 
 @dataclass

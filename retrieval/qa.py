@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -374,12 +375,35 @@ def _bad_line_record(err: InputError) -> dict[str, Any]:
     return {**_error_record(Question(f"line{err.line}", "", {}, None), str(err)), "line": err.line}
 
 
+LM_BLOCK = 8  # questions whose LM features are computed in one batched call
+
+
+def _prefetched(questions: Iterable[Question | InputError], prover: Prover, config: QAConfig,
+                summary: QASummary) -> Iterator[Question | InputError]:
+    """`questions` as they come; when the ranker uses the LM, each block of LM_BLOCK questions first
+    has its LM features computed in one batched call (the engine caches them, so answering finds
+    them ready): batched rows run ~1.5x faster than one question's two rows. Time goes to `summary`."""
+    if config.ranker == "none" or not _load_ranker(config.ranker).needs_lm:
+        yield from questions
+        return
+    it = iter(questions)
+    while block := list(islice(it, LM_BLOCK)):
+        t0 = time.perf_counter()
+        ok = [q for q in block if isinstance(q, Question) and validate_question(q) is None]
+        hits = prover.retrieve([split_stem(q.stem)[1] or q.stem for q in ok]) if ok else []
+        lm_option_features(_lm_engine(), [LmQuestion(q.stem, tuple(q.options.values()),
+                                                     tuple(c.text for c in h if c.source != "context")[:FACTS])
+                                          for q, h in zip(ok, hits)])
+        summary.elapsed_s += time.perf_counter() - t0
+        yield from block
+
+
 def iter_answers(questions: Iterable[Question | InputError], prover: Prover, config: QAConfig | None = None,
                  summary: QASummary | None = None) -> Iterator[dict[str, Any]]:
     """Answer questions one by one, adding each record to `summary` (timing included). An InputError
     in `questions` (a bad input line, see `read_question_set`) yields its error record."""
     summary = summary if summary is not None else QASummary()
-    for q in questions:
+    for q in _prefetched(questions, prover, config or QAConfig(), summary):
         t0 = time.perf_counter()
         if isinstance(q, InputError):
             rec = _bad_line_record(q)

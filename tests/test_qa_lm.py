@@ -144,3 +144,26 @@ def test_a_ranker_with_lm_features_runs_the_lm_once_per_question(tmp_path: Path,
     # A matrix without the LM columns cannot feed such a ranker: a clear error, not a misread column.
     with pytest.raises(ModelError, match="needs features"):
         OptionRanker.load(path).scores(np.zeros((2, len(ALL_FEATURES))))
+
+
+def test_a_run_computes_the_lm_features_of_a_block_of_questions_at_once(tmp_path: Path, prover: Prover,
+                                                                        backend, monkeypatch) -> None:
+    from retrieval.qa import run_qa
+
+    eng = ContinuationNll(NllConfig(threads=None), backend=backend)
+    runs = []
+    real_run = eng._run
+    monkeypatch.setattr(eng, "_run", lambda todo, progress: (runs.append(len(todo)), real_run(todo, progress)))
+    monkeypatch.setattr(qa_mod, "_lm_engine", lambda: eng)
+    qs = [Q, Question("q2", "What does a magnet attract?", {"A": "iron", "B": "glass", "C": "paper"}, "A"),
+          Question("bad", "Which?", {}, "A")]
+    recs, _ = run_qa(qs, prover, QAConfig(ranker=_save(tmp_path, ["lm_pmi"], [1.0])))
+    assert [r["id"] for r in recs] == ["q1", "q2", "bad"] and recs[2]["error"]
+    # One LM call for the block (2 + 3 options, two passes each); answering found every pair cached.
+    assert runs == [2 * (2 + 3)]
+    for r, q in zip(recs[:2], qs[:2]):
+        alone = lm_option_features(ContinuationNll(NllConfig(threads=None), backend=backend),
+                                   [LmQuestion(q.stem, tuple(q.options.values()), ("a magnet attracts iron",
+                                                                                   "iron nails are made of iron"))])[0]
+        got = [r["options"][k]["features"]["lm_pmi"] for k in q.options]
+        np.testing.assert_allclose(got, alone[:, 2], atol=1e-3)
