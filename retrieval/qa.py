@@ -8,6 +8,9 @@ then proved (`ground_option`): the prover scores a few premise sets (and one cha
 answer is *grounded* when a set passes the grounding policy: it scores >= the policy's threshold
 and entails the chosen hypothesis by a margin more than any other option's hypothesis (premises
 that prove every option prove none of them). The policy ships inside the ranker, chosen on train.
+When the ranker uses them (the shipped one does), a small LM's preference among the options joins
+the retrieval evidence (retrieval.option_lm: SmolLM2 reading each option after the facts retrieved for
+the question); the LM is loaded once per process and run on blocks of questions (`_prefetched`).
 The record gives the proof, the contrast checks and the ranker's confidence. `ranker="none"` (the
 hand rule: prove every option, grounded first, then the proof score) is kept for comparison.
 
@@ -502,8 +505,9 @@ def qa_header(questions: QuestionSet, corpus: str | Path, microtheory: str | Pat
 
     ranker_file = None if config.ranker == "none" else \
         Path(SHIPPED_DIR if config.ranker == "shipped" else config.ranker) / FILE
+    lm = None if config.ranker == "none" or not _load_ranker(config.ranker).needs_lm else _lm_engine().model_id
     return jsonable({"questions": questions.source, "corpus": str(corpus),
-                     "ranker_digest": path_digest(ranker_file),
+                     "ranker_digest": path_digest(ranker_file), "option_lm": lm,
                      "microtheory": None if microtheory is None else str(microtheory),
                      **model_identity(prover.scorer, "scorer"), "threshold": prover.threshold,
                      "prover": asdict(prover.config) if prover.config is not None else None, "qa": asdict(config)})
