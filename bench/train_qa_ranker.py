@@ -227,7 +227,7 @@ def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) ->
     """5-fold CV on `fit_rows` over feature sets x transforms x L2; the best is reported on `held`.
     For the comparison with and without a signal, the best configuration of each feature set (by CV)
     is reported on `held` too (`heldout_by_set`); only the overall best is shipped."""
-    grid = []
+    grid: list[dict[str, Any]] = []
     for fname, feats in feature_sets(fit_rows + held).items():
         for tname, trans in TRANSFORM_SETS.items():
             for l2 in L2_GRID:

@@ -93,6 +93,7 @@ class LikelihoodScorer(ContinuationNll):
     """
 
     key_version = PROMPT_VERSION
+    config: LikelihoodConfig
 
     def __init__(self, config: LikelihoodConfig | None = None, *, backend: tuple[Any, Any] | None = None,
                  model_id: str | None = None, **overrides: Any) -> None:
