@@ -167,3 +167,12 @@ def test_a_run_computes_the_lm_features_of_a_block_of_questions_at_once(tmp_path
                                                                                    "iron nails are made of iron"))])[0]
         got = [r["options"][k]["features"]["lm_pmi"] for k in q.options]
         np.testing.assert_allclose(got, alone[:, 2], atol=1e-3)
+
+
+def test_the_shipped_ranker_reads_the_real_lm_and_its_features_are_finite(prover: Prover) -> None:
+    shipped = OptionRanker.load()
+    assert shipped.needs_lm and set(LM_FEATURES) <= set(shipped.features)
+    rec = answer_question(Q, prover)
+    lm = np.asarray([[o["features"][f] for f in LM_FEATURES] for o in rec["options"].values()])
+    assert lm.shape == (2, len(LM_FEATURES)) and np.isfinite(lm).all()
+    assert (lm[:, LM_FEATURES.index("lm_logp_sum")] < 0).all() and len(set(lm[:, 1])) == 2
