@@ -5,10 +5,15 @@
 
 1. Features (cheap: retrieval only, no entailment scoring): for every EntailmentBank train question
    (task-1 train ids joined with the ARC train file for options) over the WorldTree corpus store,
-   each option's retrieval.ranker.ALL_FEATURES -> runs/qa_ranker_features_v2.jsonl.
+   each option's retrieval.ranker.ALL_FEATURES -> runs/qa_ranker_features_v2.jsonl; and each
+   option's LM features (retrieval.option_lm.LM_FEATURES: SmolLM2-135M reading the option after the
+   facts retrieved for the question sentence and the question, and after "Answer:" alone; ~1.3 s per
+   question on the shared CPU) -> runs/qa_lm_features_v2.jsonl
+   (`--no-lm`: retrieval features only).
 2. Ranker selection on a seeded 80/20 split of the train questions: 5-fold cross-validation (by
    question) on the 80% over feature sets x within-question transforms x L2; the best CV accuracy
-   wins (ties: fewer columns). The 20% is touched once, to report the choice against retrieval-only.
+   wins (ties: fewer columns). The 20% is touched once, to report the choice against retrieval-only
+   (and the best configuration of each feature set, by CV, on it: the with/without comparison).
 3. Grounding (expensive: the entailment scorer): every train question's option as picked by a
    5-fold cross-validated ranker (never a ranker fitted on that question) is proved with the shipped
    search, and its best passing premise sets are scored against the other options' hypotheses ->
@@ -39,6 +44,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 from microtheory.datasets import DataPaths, load_eb_questions
+from retrieval.option_lm import LM_FEATURES
 from retrieval.ranker import (
     ALL_FEATURES,
     SHIPPED_DIR,
@@ -51,13 +57,17 @@ from retrieval.ranker import (
 
 FEATURES_FILE = ROOT / "runs" / "qa_ranker_features_v2.jsonl"
 GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v2.jsonl"
+LM_FILE = ROOT / "runs" / "qa_lm_features_v2.jsonl"
 HYP = ("dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link", "option_cover")  # format-1 retrieval set
 NEW = ("dense_mean10", "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link",
        "qfacts_opt_cos", "qfacts_opt_cover")
 OPTION = ("option_in_stem", "option_words", "context_top1", "context_cover")
-FEATURE_SETS = {"hypothesis": HYP + OPTION, "all": ALL_FEATURES}
+RETRIEVAL_SETS = {"hypothesis": HYP + OPTION, "all": ALL_FEATURES}
+# With the option LM features (retrieval.option_lm) appended; used only when every row has them.
+LM_SETS = {"hypothesis+lm": HYP + OPTION + LM_FEATURES, "all+lm": ALL_FEATURES + LM_FEATURES}
+FEATURE_SETS = {**RETRIEVAL_SETS, **LM_SETS}
 TRANSFORM_SETS = {"raw": ("raw",), "raw+margin": ("raw", "margin"), "raw+z": ("raw", "z"), "all": TRANSFORMS}
-L2_GRID = (1.0, 10.0, 100.0)
+L2_GRID = (1.0, 10.0, 100.0, 1000.0)
 # Grounding policy grid: proof threshold x contrast margin (None: no contrast check).
 THRESHOLDS = (0.3, None, 0.45, 0.5, 0.6, 0.7, 0.8)
 MARGINS = (None, -0.2, 0.0, 0.1, 0.2, 0.3, 0.4)
@@ -107,6 +117,40 @@ def collect_features(path: Path, store: str, limit: int | None) -> None:
             fh.flush()
 
 
+def collect_lm_features(path: Path, store: str, limit: int | None, chunk: int = 16) -> None:
+    """Append the option LM features (retrieval.option_lm) of every train question not yet in `path`,
+    with the facts retrieved for its question sentence as `microtheory qa` retrieves them; chunks of
+    `chunk` questions, so a kill loses one chunk."""
+    from tqdm import tqdm
+
+    from retrieval.hypothesis import split_stem
+    from retrieval.option_lm import FACTS, LmQuestion, lm_option_features
+
+    todo = [q for q in _train_questions() if q.id not in _done(path)][:limit]
+    if not todo:
+        return
+    prover, engine = _prover(store, scorer=False), _lm_engine()
+    with open(path, "a", encoding="utf-8") as fh, tqdm(total=len(todo), desc="train LM features", unit="q") as bar:
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            t0 = time.perf_counter()
+            hits = prover.retrieve([split_stem(q.stem)[1] or q.stem for q in part])
+            lmq = [LmQuestion(q.stem, tuple(q.options.values()),
+                              tuple(c.text for c in h if c.source != "context")[:FACTS]) for q, h in zip(part, hits)]
+            feats = lm_option_features(engine, lmq)
+            secs = (time.perf_counter() - t0) / len(part)
+            fh.writelines(json.dumps({"id": q.id, "lm": x.round(5).tolist(), "seconds": round(secs, 3)}) + "\n"
+                          for q, x in zip(part, feats))
+            fh.flush()
+            bar.update(len(part))
+
+
+def _lm_engine() -> Any:
+    from core.lm_nll import ContinuationNll, NllConfig
+
+    return ContinuationNll(NllConfig(batch_size=4, threads=1))  # the engine `microtheory qa` uses
+
+
 def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int | None) -> None:
     """Prove each question's cross-validated pick; record every passing set (>= 0.2) checked against rivals."""
     from tqdm import tqdm
@@ -136,10 +180,19 @@ def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int 
             fh.flush()
 
 
-def load_rows(path: Path) -> list[dict[str, Any]]:
+def load_rows(path: Path, lm_path: Path | None = None) -> list[dict[str, Any]]:
+    """The feature rows of `path`, one per question id; with `lm_path`, each row's option LM features
+    (when collected) appended to its retrieval features (KNOWN_FEATURES columns) and `has_lm` set."""
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     # One row per question id (a few train ids occur twice in EntailmentBank): no question in two folds.
-    return list({r["id"]: r for r in reversed(rows) if r["gold"] is not None}.values())[::-1]
+    rows = list({r["id"]: r for r in reversed(rows) if r["gold"] is not None}.values())[::-1]
+    lm = {} if lm_path is None or not lm_path.is_file() else \
+        {o["id"]: o["lm"] for o in (json.loads(x) for x in lm_path.read_text().splitlines() if x.strip())}
+    for r in rows:
+        r["has_lm"] = r["id"] in lm and len(lm[r["id"]]) == len(r["features"])
+        if r["has_lm"]:
+            r["features"] = [a + b for a, b in zip(r["features"], lm[r["id"]])]
+    return rows
 
 
 def groups_of(rows: list[dict[str, Any]]) -> list[tuple[np.ndarray, int]]:
@@ -165,10 +218,17 @@ def split(rows: list[dict[str, Any]], seed: int = 0) -> tuple[list[dict[str, Any
     return order[:cut], order[cut:]
 
 
+def feature_sets(rows: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """The feature sets the rows allow: the LM sets only when every row has the LM features."""
+    return FEATURE_SETS if rows and all(r.get("has_lm") for r in rows) else RETRIEVAL_SETS
+
+
 def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) -> dict[str, Any]:
-    """5-fold CV on `fit_rows` over feature sets x transforms x L2; the best is reported on `held`."""
-    grid = []
-    for fname, feats in FEATURE_SETS.items():
+    """5-fold CV on `fit_rows` over feature sets x transforms x L2; the best is reported on `held`.
+    For the comparison with and without a signal, the best configuration of each feature set (by CV)
+    is reported on `held` too (`heldout_by_set`); only the overall best is shipped."""
+    grid: list[dict[str, Any]] = []
+    for fname, feats in feature_sets(fit_rows + held).items():
         for tname, trans in TRANSFORM_SETS.items():
             for l2 in L2_GRID:
                 fit = FitConfig(tuple(feats), l2, tuple(trans))
@@ -179,7 +239,12 @@ def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) ->
     best = max(grid, key=lambda g: (g["cv_accuracy"], -g["columns"]))
     model = fit_ranker(groups_of(fit_rows), fit_config(best))
     grid.sort(key=lambda g: -g["cv_accuracy"])
-    return {"best": best, "grid": grid,
+    by_set = {}
+    for g in grid:
+        if g["features"] not in by_set:
+            m = fit_ranker(groups_of(fit_rows), fit_config(g))
+            by_set[g["features"]] = {**g, "heldout_accuracy": round(accuracy(m, groups_of(held)), 4)}
+    return {"best": best, "grid": grid, "heldout_by_set": by_set,
             "heldout": {"accuracy": round(accuracy(model, groups_of(held)), 4),
                         "retrieval_only": round(float(np.mean([r["retrieval_answer"] == r["gold"] for r in held])), 4)},
             "cv_retrieval_only": round(float(np.mean([r["retrieval_answer"] == r["gold"] for r in fit_rows])), 4)}
@@ -284,6 +349,12 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | 
     weights = "\n".join(f"| {f} | {w:+.3f} |" for f, w in top)
     grid = "\n".join(f"| {g['features']} | {g['transforms']} | {g['l2']:g} | {pct(g['cv_accuracy'])} |"
                      for g in sel["grid"][:8])
+    by_set = "\n".join(f"| {k} | {g['transforms']} | {g['l2']:g} | {pct(g['cv_accuracy'])} | {pct(g['heldout_accuracy'])} |"
+                       for k, g in sel.get("heldout_by_set", {}).items())
+    lm = ("\n\nWith the option LM features (`retrieval.option_lm.LM_FEATURES`): SmolLM2-135M-Instruct's "
+          "log-probability of each option after the three facts retrieved for the question sentence and the "
+          "question, and its PMI against \"Answer:\" alone; `microtheory qa` then loads the LM once and "
+          "runs it on every question's options (one packed, batched call).") if ranker.needs_lm else ""
     ground = "(grounding not collected)"
     if pol is not None:
         b, h = pol["best"], pol["heldout"]
@@ -301,13 +372,14 @@ text alone, and for the question sentence and the stem's context sentences), eac
 within its question when `transforms` says so (margin over the best other option, z-score). `microtheory qa` uses it by default. No entailment score
 is a feature: proof features added nothing on train CV (format 1 kept them; see docs/benchmarks.md).
 The ranker also carries the grounding policy (`config.grounding`): which proof of the chosen
-option counts.
+option counts.{lm}
 
 Data: the {sel['questions']} EntailmentBank task-1 **train** questions (train ids joined with the ARC
 train files for options and keys); corpus: the WorldTree store (11,941 sentences incl. ET_addon,
 11,471 facts). Dev and test questions were never used. Hypotheses: the rule rewriter, as at answer time.
 
-Command: `{command}` (caches: runs/qa_ranker_features_v2.jsonl, runs/qa_grounding_v2.jsonl).
+Command: `{command}` (caches: runs/qa_ranker_features_v2.jsonl, runs/qa_lm_features_v2.jsonl,
+runs/qa_grounding_v2.jsonl).
 
 Selection: seeded 80/20 split by question; 5-fold cross-validation by question on the 80% over
 feature sets x transforms x L2; best: features `{best['features']}`, transforms `{best['transforms']}`,
@@ -320,6 +392,13 @@ L2 {best['l2']:g}, CV accuracy {pct(best['cv_accuracy'])} (retrieval-only on the
 
 On the held-out 20% of train ({sel['heldout_questions']} questions; fitted on the 80%): **{pct(held['accuracy'])}**
 vs retrieval-only {pct(held['retrieval_only'])}.
+
+With and without a signal, on the same splits (the best configuration of each feature set by CV,
+then fitted on the 80% and scored on the held-out 20%; only the overall best by CV is shipped):
+
+| features | transforms | L2 | CV accuracy (80%) | held-out 20% |
+|---|---|---|---|---|
+{by_set}
 
 Grounding: {ground}
 
@@ -344,6 +423,8 @@ def main() -> None:
     ap.add_argument("--store", default=str(ROOT / "runs" / "worldtree_store"))
     ap.add_argument("--features", default=str(FEATURES_FILE))
     ap.add_argument("--grounding", default=str(GROUNDING_FILE))
+    ap.add_argument("--lm-features", default=str(LM_FILE), help="option LM features cache (retrieval.option_lm)")
+    ap.add_argument("--no-lm", action="store_true", help="retrieval features only (no LM feature sets)")
     ap.add_argument("--limit", type=int, default=None, help="questions to add to each cache in this run")
     ap.add_argument("--no-collect", action="store_true", help="fit and choose from the caches as they are")
     ap.add_argument("--max-pairs", type=float, default=12.0,
@@ -351,9 +432,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(SHIPPED_DIR))
     args = ap.parse_args()
     feats_path, ground_path = Path(args.features), Path(args.grounding)
+    lm_path = None if args.no_lm else Path(args.lm_features)
     if not args.no_collect:
         collect_features(feats_path, args.store, args.limit)
-    rows = load_rows(feats_path)
+        if lm_path is not None:
+            collect_lm_features(lm_path, args.store, args.limit)
+    rows = load_rows(feats_path, lm_path)
     fit_rows, held = split(rows)
     sel = select_ranker(fit_rows, held)
     sel.update(questions=len(rows), heldout_questions=len(held),

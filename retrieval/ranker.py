@@ -11,6 +11,11 @@ question (`expand`: margin over the best other option, z-score), and a condition
 over the options of one question, L2-regularised) turns it into one probability per option. The
 entailment scorer then only has to prove the chosen option (retrieval.qa.ground_option).
 
+Optionally (when the fitted model lists them) a second, independent signal joins: a small LM's
+preference among the options (`retrieval.option_lm.LM_FEATURES`: the option's log-probability after
+the question, and its PMI against an unconditional prompt), appended after the retrieval columns.
+A ranker without LM features never loads the LM.
+
 The fitted model is a small JSON (`ranker.json`: feature names, transforms, standardisation,
 weights, the grounding policy, the training configuration and metrics) in
 `retrieval/weights/qa_ranker/`, shipped with the package; `bench/train_qa_ranker.py` fits it
@@ -29,6 +34,7 @@ import numpy as np
 from core.errors import InputError, ModelError
 from retrieval.entail import content_words
 from retrieval.hypothesis import split_stem
+from retrieval.option_lm import LM_FEATURES
 from retrieval.prover import Candidate
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "qa_ranker"
@@ -44,6 +50,8 @@ ALL_FEATURES = (
     "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link", "qfacts_opt_cos",
     "qfacts_opt_cover", "option_in_stem", "option_words", "context_top1", "context_cover",
 )
+# The columns of a question's feature matrix when the LM features are computed too: retrieval first.
+KNOWN_FEATURES = ALL_FEATURES + LM_FEATURES
 # Within-question expansions of each feature: the value, its margin over the best other option, its z-score.
 TRANSFORMS = ("raw", "margin", "z")
 
@@ -174,13 +182,23 @@ class OptionRanker:
     metrics: dict[str, Any] = field(default_factory=dict)
     transforms: tuple[str, ...] = ("raw",)
 
+    @property
+    def needs_lm(self) -> bool:
+        """Whether the features include the LM's (retrieval.option_lm): the LM must then be run."""
+        return any(f in LM_FEATURES for f in self.features)
+
     def design(self, x: np.ndarray) -> np.ndarray:
-        """The model's input columns from one question's ALL_FEATURES matrix."""
-        idx = [ALL_FEATURES.index(f) for f in self.features]
-        return expand(np.asarray(x, dtype=np.float64)[:, idx], self.transforms)
+        """The model's input columns from one question's matrix: ALL_FEATURES columns, or
+        KNOWN_FEATURES ones (the LM features appended) when the LM was run."""
+        x = np.asarray(x, dtype=np.float64)
+        names = KNOWN_FEATURES if x.shape[1] == len(KNOWN_FEATURES) else ALL_FEATURES
+        missing = [f for f in self.features if f not in names]
+        if missing or x.shape[1] != len(names):
+            raise ModelError(f"the ranker needs features {missing or self.features} but got {x.shape[1]} columns")
+        return expand(x[:, [names.index(f) for f in self.features]], self.transforms)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """One score per option (rows of `x`, the ALL_FEATURES matrix of one question)."""
+        """One score per option (rows of `x`, one question's ALL_FEATURES or KNOWN_FEATURES matrix)."""
         return ((self.design(x) - self.mean) / self.std) @ self.weights
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -213,7 +231,7 @@ class OptionRanker:
         if obj.get("format") != FORMAT_VERSION or obj.get("kind") != "qa-option-ranker":
             raise ModelError(f"{f} is not a QA option ranker of format {FORMAT_VERSION} (retrain it with "
                              "bench/train_qa_ranker.py)")
-        unknown = [x for x in obj["features"] if x not in ALL_FEATURES]
+        unknown = [x for x in obj["features"] if x not in KNOWN_FEATURES]
         if unknown:
             raise ModelError(f"{f} uses features this version does not compute: {unknown}")
         transforms = tuple(obj.get("transforms", ("raw",)))
@@ -259,7 +277,7 @@ def _nll(w: np.ndarray, xs: np.ndarray, mask: np.ndarray, y: np.ndarray, penalty
 
 
 def fit_ranker(groups: Sequence[tuple[np.ndarray, int]], config: FitConfig = FitConfig()) -> OptionRanker:
-    """Fit on questions given as (ALL_FEATURES matrix, index of the correct option)."""
+    """Fit on questions given as (ALL_FEATURES or KNOWN_FEATURES matrix, index of the correct option)."""
     from scipy.optimize import minimize
 
     if not groups:
