@@ -25,7 +25,9 @@ def qa(
     max_triples: Optional[int] = typer.Option(None, "--max-triples", help="Three-premise sets scored (per proved option)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Entailment threshold of a proof (default: the grounding policy shipped with the ranker; with --ranker none the scorer's)."),
     ranker: str = typer.Option("shipped", "--ranker",
-                               help="Option ranker: shipped (learned on EntailmentBank train questions), a folder "
+                               help="Option ranker: shipped (learned on EntailmentBank train questions, reads SmolLM2's "
+                                    "preference among the options), fast (the same without the LM: ~2.4x faster, "
+                                    "~1 point less accurate on held-out train questions), a folder "
                                     "holding ranker.json, or none (the hand rule: grounded first, then proof "
                                     "score plus --w-retrieval x retrieval cosine)."),
     w_retrieval: float = typer.Option(0.0, "--w-retrieval",

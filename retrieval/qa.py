@@ -70,7 +70,7 @@ class QAConfig:
     """How options are ranked. Everything here was chosen on EntailmentBank train questions, never on dev.
 
     `ranker` names the learned option ranker: "shipped" (retrieval/weights/qa_ranker, the default),
-    a folder holding a ranker.json, or "none" for the hand rule (grounded options first, then the
+    "fast" (the same without the LM features, retrieval/weights/qa_ranker_fast), a folder holding a ranker.json, or "none" for the hand rule (grounded options first, then the
     proof score plus `w_retrieval` times the retrieval evidence), kept for comparison.
     """
 
@@ -88,12 +88,12 @@ class QAConfig:
         if self.retrieval_feature not in ("top1", "mean3"):
             raise InputError(f"unknown retrieval_feature {self.retrieval_feature!r}: use top1 or mean3")
         if not str(self.ranker).strip():
-            raise InputError("ranker must be 'shipped', 'none' or a folder holding ranker.json")
+            raise InputError("ranker must be 'shipped', 'fast', 'none' or a folder holding ranker.json")
 
 
 @lru_cache(maxsize=4)
 def _load_ranker(spec: str) -> OptionRanker:
-    return OptionRanker.load(None if spec == "shipped" else spec)
+    return OptionRanker.load(spec)
 
 
 @lru_cache(maxsize=1)
@@ -501,10 +501,9 @@ def qa_header(questions: QuestionSet, corpus: str | Path, microtheory: str | Pat
     from dataclasses import asdict
 
     from core.jsonl import jsonable, model_identity, path_digest
-    from retrieval.ranker import FILE, SHIPPED_DIR
+    from retrieval.ranker import FILE, ranker_dir
 
-    ranker_file = None if config.ranker == "none" else \
-        Path(SHIPPED_DIR if config.ranker == "shipped" else config.ranker) / FILE
+    ranker_file = None if config.ranker == "none" else ranker_dir(config.ranker) / FILE
     lm = None if config.ranker == "none" or not _load_ranker(config.ranker).needs_lm else _lm_engine().model_id
     return jsonable({"questions": questions.source, "corpus": str(corpus),
                      "ranker_digest": path_digest(ranker_file), "option_lm": lm,

@@ -129,6 +129,20 @@ def test_a_ranker_without_lm_features_never_loads_the_lm(tmp_path: Path, prover:
     assert not OptionRanker.load(_save(tmp_path, ["option_words"], [1.0])).needs_lm
 
 
+def test_the_fast_ranker_is_the_shipped_fit_without_the_lm(prover: Prover, monkeypatch) -> None:
+    fast, shipped = OptionRanker.load("fast"), OptionRanker.load("shipped")
+    assert shipped.needs_lm and not fast.needs_lm
+    assert set(fast.features) == set(shipped.features) - set(LM_FEATURES)
+    assert fast.config["grounding"] == shipped.config["grounding"]   # the same grounding policy
+
+    def refuse() -> None:
+        raise AssertionError("the fast ranker loaded the LM")
+
+    monkeypatch.setattr(qa_mod, "_lm_engine", refuse)
+    rec = answer_question(Q, prover, QAConfig(ranker="fast"))
+    assert rec["answer"] in Q.options
+
+
 def test_a_ranker_with_lm_features_runs_the_lm_once_per_question(tmp_path: Path, prover: Prover,
                                                                   monkeypatch) -> None:
     # The fake LM prefers "wood"; a ranker reading only lm_logp_sum follows it, whatever retrieval says.
