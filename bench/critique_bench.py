@@ -3,7 +3,7 @@ neither trained on, each number with its exact split; trains and (with --save-he
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critique_bench.py [--threads 2]
         [--folds 3] [--n-speed 60] [--skip-old] [--no-select] [--save-head critique/weights/checks/head.json]
-        [--acceptability]
+        [--acceptability [--acceptability-in-dim]]
 
 Reads the cached check features of `critique.checks_data` (runs/checks_feats; computed on first use),
 computes fast mode's lexical checks of the same rows, and for each mode (full, fast) selects the head
@@ -241,6 +241,8 @@ def main() -> None:
                     "measure the likelihood part on the rows it holds")
     ap.add_argument("--acceptability", action="store_true", help="give the full head the acceptability "
                     "regressor's output (critique.acceptability, shipped weights) as one more global feature")
+    ap.add_argument("--acceptability-in-dim", action="store_true", help="with --acceptability: the dimension "
+                    "net reads the feature too (default: the score net only)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     a = ap.parse_args()
 
@@ -265,7 +267,7 @@ def main() -> None:
         res["acceptability_computed_now"] = attach_acceptability(sets, data_dir=a.data)
         extra = (ACC_FEATURE,)
     head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select,
-                                 extra_features=extra)
+                                 extra_features=extra, extra_in_dim=a.acceptability_in_dim)
     res.update(report)
     if a.save_head:
         head.save(a.save_head)

@@ -234,7 +234,7 @@ GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, 
 def config_summary(cfg: HeadConfig) -> dict[str, Any]:
     return {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs,
             "score_weight": dict(cfg.score_weight), "dim_sources": list(cfg.dim_sources),
-            "extra_features": list(cfg.extra_features)}
+            "extra_features": list(cfg.extra_features), "extra_in_dim": cfg.extra_in_dim}
 
 
 def select(sp: Splits, grid: Sequence[HeadConfig] = GRID) -> tuple[int, list[dict[str, Any]]]:
@@ -250,7 +250,8 @@ def with_seed(cfg: HeadConfig, seed: int) -> HeadConfig:
 
 
 def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]], seed: int = 0, folds: int = 5,
-                  do_select: bool = True, extra_features: tuple[str, ...] = ()) -> tuple[CheckHead, dict[str, Any]]:
+                  do_select: bool = True, extra_features: tuple[str, ...] = (), extra_in_dim: bool = False
+                  ) -> tuple[CheckHead, dict[str, Any]]:
     """The head that ships and its measurements: for the full checks (`sets`) and for fast mode's
     lexical checks (`fast_sets`, `critique.checks_data.lexical_sets`) separately, the GRID point chosen
     by `select` (or GRID[0]), trained on `final_train_set`; the fast part goes into `head.fast`.
@@ -260,7 +261,8 @@ def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]],
     parts = []
     for mode, s in (("full", sets), ("fast", fast_sets)):
         sp = make_splits(s, seed=seed, folds=folds)
-        grid = [replace(c, extra_features=extra_features if mode == "full" else ()) for c in GRID]
+        grid = [replace(c, extra_features=extra_features if mode == "full" else (), extra_in_dim=extra_in_dim)
+                for c in GRID]
         if do_select:
             best, rows = select(sp, grid)
         else:
