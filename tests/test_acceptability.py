@@ -184,3 +184,11 @@ def test_a_tiny_soft_target_training_run_lowers_the_loss(tmp_path):
     losses = [json.loads(x)["loss"] for x in (tmp_path / "train_log.jsonl").read_text().splitlines()
               if '"loss"' in x]
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_backend_header_names_the_regressor_in_full_mode_only():
+    from critique.head import DEFAULT_HEAD, ChecksBackend
+
+    uses = ACC_FEATURE in CheckHead.load(DEFAULT_HEAD).extra_features
+    assert ("acceptability_digest" in ChecksBackend().describe()) == uses
+    assert "acceptability_digest" not in ChecksBackend(fast=True).describe()
