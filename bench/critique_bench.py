@@ -3,6 +3,7 @@ neither trained on, each number with its exact split; trains and (with --save-he
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critique_bench.py [--threads 2]
         [--folds 3] [--n-speed 60] [--skip-old] [--no-select] [--save-head critique/weights/checks/head.json]
+        [--acceptability [--acceptability-in-dim]]
 
 Reads the cached check features of `critique.checks_data` (runs/checks_feats; computed on first use),
 computes fast mode's lexical checks of the same rows, and for each mode (full, fast) selects the head
@@ -238,6 +239,10 @@ def main() -> None:
     ap.add_argument("--save-head", default=None, help="write the trained head here (what ships)")
     ap.add_argument("--lm-cache", default=None, help="likelihood cache (critique.likelihood JSONL): fit and "
                     "measure the likelihood part on the rows it holds")
+    ap.add_argument("--acceptability", action="store_true", help="give the full head the acceptability "
+                    "regressor's output (critique.acceptability, shipped weights) as one more global feature")
+    ap.add_argument("--acceptability-in-dim", action="store_true", help="with --acceptability: the dimension "
+                    "net reads the feature too (default: the score net only)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     a = ap.parse_args()
 
@@ -254,7 +259,15 @@ def main() -> None:
     if a.lm_cache:   # likelihood features from the cache only (an LM pass is ~1 explanation/s here)
         attach_records(sets, a.data)
         res["lm_rows"] = attach_lm(sets, lm_scorer(a.lm_cache))
-    head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select)
+    extra: tuple[str, ...] = ()
+    if a.acceptability:   # computed once per set and regressor, cached beside the check features
+        from critique.checks import ACC_FEATURE
+        from critique.checks_data import attach_acceptability
+
+        res["acceptability_computed_now"] = attach_acceptability(sets, data_dir=a.data)
+        extra = (ACC_FEATURE,)
+    head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select,
+                                 extra_features=extra, extra_in_dim=a.acceptability_in_dim)
     res.update(report)
     if a.save_head:
         head.save(a.save_head)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from critique.evaluate import auroc, read_acceptability, spearman
+from critique.evaluate import auroc, spearman
 from critique.likelihood import LikelihoodConfig, LikelihoodScorer
 
 FILES = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}
@@ -49,20 +48,12 @@ SIGNALS = ("neg_nll_sum", "neg_nll_mean", "neg_tokens", "answer_gain", "answer_g
 def acceptability_split(name: str, data_dir: Path, seed: int = 0, n_instances: int = 120, dev_share: float = 0.25,
                         heldout: int = 0) -> dict[str, list[Any]]:
     """{"train", "dev", "heldout"} HumanItems: the critic's seeded split (checks_data + make_splits) and
-    a seeded sample of `heldout` instances from outside the 120 kept ones."""
-    items, _ = read_acceptability(data_dir / "explanation_acceptability" / f"{FILES[name]}_train.csv")
-    inst = sorted({it.instance for it in items})
-    random.Random(f"{seed}:{name}").shuffle(inst)            # as checks_data._acceptability
-    keep, rest = inst[:n_instances], inst[n_instances:]
-    groups = sorted(keep)
-    random.Random(f"{seed}:dev:{name}").shuffle(groups)     # as checks_eval.make_splits
-    dev = set(groups[: int(round(len(groups) * dev_share))])  # noqa: RUF046 - same expression as make_splits
-    rest = sorted(rest)
-    random.Random(f"{seed}:heldout:{name}").shuffle(rest)
-    held = set(rest[:heldout])
-    return {"train": [it for it in items if it.instance in keep and it.instance not in dev],
-            "dev": [it for it in items if it.instance in dev],
-            "heldout": [it for it in items if it.instance in held]}
+    a seeded sample of `heldout` instances from outside the 120 kept ones (critique.acceptability, which
+    also names the acceptability regressor's rows: every other instance)."""
+    from critique.acceptability import acceptability_split as split
+
+    s = split(name, data_dir, seed, n_instances, dev_share, heldout)
+    return {k: s[k] for k in ("train", "dev", "heldout")}
 
 
 def signals(scorer: LikelihoodScorer, records: list[Any]) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ModelError
 from critique.inputs import ModelOutput, split_sentences
 
 # --- units ----------------------------------------------------------------------------------------
@@ -269,6 +270,10 @@ class ChecksConfig:
     lm: bool = False
     min_fact_sim: float = 0.5     # prune: a unit whose nearest fact is further than this is not fact-checked
     batch_size: int = 64
+    # The acceptability regressor's predicted accepting share (critique.acceptability): one MiniLM
+    # cross-encoder pass per record, batched across the records of a call; full mode only. Switched on
+    # by the critic when its head reads it (`ACC_FEATURE`).
+    acceptability: bool = False
 
 
 GLOBAL_FEATURES = (
@@ -279,6 +284,7 @@ GLOBAL_FEATURES = (
     "n_units", "n_content", "log_words", "has_answer_unit", "answer_unit_last",
     "has_knowledge", "fact_entail", "fact_contra", "fact_exact_share", "fact_sim_min", "fact_suspect_sim",
 )
+ACC_FEATURE = "acceptability"   # the regressor's output: an optional global feature after DERIVED_FEATURES
 UNIT_FEATURES = (
     "position", "is_first", "is_last", "is_answer", "prefix_entail", "prefix_low", "rel_qa", "rel_q",
     "rel_low", "redund", "overlap_q", "names_option", "fact_entail", "fact_contra", "fact_sim", "fact_diff",
@@ -295,6 +301,9 @@ class RecordChecks:
     u: np.ndarray                       # (n_units, len(UNIT_FEATURES))
     near_fact: list[tuple[str, str] | None] = field(default_factory=list)   # per unit: nearest (fact id, text)
     supported_option: str | None = None
+    # ACC_FEATURE (ChecksConfig.acceptability); None when not computed (fast mode, or off). Kept out of
+    # `g` so that feature vectors computed before it existed stay valid.
+    acceptability: float | None = None
 
     def named(self) -> dict[str, float]:
         return dict(zip(GLOBAL_FEATURES, map(float, self.g)))
@@ -334,6 +343,7 @@ class Checker:
         self._knowledge = knowledge
         self._facts: FactTable | SearchKnowledge | None = None
         self._vec_cache: dict[str, np.ndarray] = {}
+        self._acc: Any = None   # the acceptability regressor, loaded on first use
 
     @property
     def scorer(self) -> Any:
@@ -369,8 +379,20 @@ class Checker:
         items, where = self._scorer_items(preps, emb, fact_hits)
         probs = self.scorer.score_batch(items, batch_size=self.config.batch_size) if items else np.zeros(0)
         got = {key: float(probs[i]) for key, i in where.items()}
-        return [_assemble(p, emb[n], fact_hits.get(n, {}), got, n, self.facts is not None)
-                for n, p in enumerate(preps)]
+        out = [_assemble(p, emb[n], fact_hits.get(n, {}), got, n, self.facts is not None)
+               for n, p in enumerate(preps)]
+        if self.config.acceptability and not self.config.fast and out:
+            for c, v in zip(out, self.acceptability_scorer.score(records, batch_size=self.config.batch_size)):
+                c.acceptability = float(v)
+        return out
+
+    @property
+    def acceptability_scorer(self) -> Any:
+        if self._acc is None:
+            from critique.acceptability import load_acceptability
+
+            self._acc = load_acceptability()
+        return self._acc
 
     def _embed(self, preps: Sequence[_Prep]) -> list[dict[str, Any]]:
         """Unit, question and option vectors (texts embedded once per batch, cached across batches);
@@ -582,6 +604,19 @@ def unit_altered(u: np.ndarray) -> np.ndarray:
 
 def _col(u: np.ndarray, name: str) -> np.ndarray:
     return u[:, UNIT_FEATURES.index(name)]
+
+
+def head_input(c: RecordChecks, extra: Sequence[str] = (), knowledge: bool = True) -> np.ndarray:
+    """What a head reads for one record: `extend` of its checks (knowledge=False: as without knowledge),
+    then the optional features `extra` names (only ACC_FEATURE exists)."""
+    g, u = (c.g, c.u) if knowledge else without_knowledge(c.g, c.u)
+    x = extend(g, u)
+    if ACC_FEATURE in extra:
+        if c.acceptability is None:
+            raise ModelError("this head reads the acceptability feature, and these checks lack it "
+                             "(ChecksConfig(acceptability=True), full mode)")
+        x = np.append(x, np.asarray(c.acceptability, dtype=x.dtype))
+    return x
 
 
 def extend(g: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -382,3 +382,37 @@ def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checke
         tmp.replace(path)
         print(f"{name}: {len(out[name])} items, {time.perf_counter() - t0:.0f} s", flush=True)
     return out
+
+
+def attach_acceptability(sets: dict[str, list[Item]], scorer: Any = None, cache: str | Path | None = "runs/checks_feats",
+                         data_dir: str | None = None) -> dict[str, int]:
+    """Set `item.checks.acceptability` (critique.checks.ACC_FEATURE: the acceptability regressor's
+    output) for every item, in place. The cached feature vectors predate it, so it is computed apart
+    and cached beside them: <cache>/acceptability_<adapter digest>/<set>.json, keyed by record id and
+    explanation. Returns how many items of each set were computed now (not read from the cache)."""
+    import hashlib
+    import json
+
+    from core.jsonl import atomic_write_json, path_digest
+    from critique.acceptability import load_acceptability
+
+    scorer = scorer or load_acceptability()
+    attach_records(sets, data_dir)
+    folder = Path(cache) / f"acceptability_{path_digest(scorer.path)}" if cache else None
+    computed: dict[str, int] = {}
+    for name, items in sets.items():
+        keys = [f"{it.extra['record'].id}\t{hashlib.sha1(it.extra['record'].explanation.encode()).hexdigest()[:16]}"
+                for it in items]
+        path = folder / f"{name}.json" if folder else None
+        known: dict[str, float] = json.loads(path.read_text()) if path and path.is_file() else {}
+        todo = [i for i, k in enumerate(keys) if k not in known]
+        if todo:
+            vals = scorer.score([items[i].extra["record"] for i in todo])
+            known.update({keys[i]: float(v) for i, v in zip(todo, vals)})
+            if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path, known)
+        for it, k in zip(items, keys):
+            it.checks.acceptability = known[k]
+        computed[name] = len(todo)
+    return computed

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks import extend, without_knowledge
 from critique.checks_data import Item
 from critique.evaluate import auroc, spearman
 from critique.head import CheckHead, HeadConfig, fit_head
@@ -83,10 +82,7 @@ def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True) -> t
     """(dimension probabilities, raw 0-5 score) per item; knowledge=False drops the fact features (fast mode)."""
     if not items:
         return np.zeros((0, len(LABELS))), np.zeros(0)
-    if knowledge:
-        g = np.stack([extend(it.checks.g, it.checks.u) for it in items])
-    else:
-        g = np.stack([extend(*without_knowledge(it.checks.g, it.checks.u)) for it in items])
+    g = np.stack([head.features(it.checks, knowledge) for it in items])
     return head.dim_probs(g), head.score(g)
 
 
@@ -237,7 +233,8 @@ GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, 
 
 def config_summary(cfg: HeadConfig) -> dict[str, Any]:
     return {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs,
-            "score_weight": dict(cfg.score_weight), "dim_sources": list(cfg.dim_sources)}
+            "score_weight": dict(cfg.score_weight), "dim_sources": list(cfg.dim_sources),
+            "extra_features": list(cfg.extra_features), "extra_in_dim": cfg.extra_in_dim}
 
 
 def select(sp: Splits, grid: Sequence[HeadConfig] = GRID) -> tuple[int, list[dict[str, Any]]]:
@@ -253,22 +250,27 @@ def with_seed(cfg: HeadConfig, seed: int) -> HeadConfig:
 
 
 def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]], seed: int = 0, folds: int = 5,
-                  do_select: bool = True) -> tuple[CheckHead, dict[str, Any]]:
+                  do_select: bool = True, extra_features: tuple[str, ...] = (), extra_in_dim: bool = False
+                  ) -> tuple[CheckHead, dict[str, Any]]:
     """The head that ships and its measurements: for the full checks (`sets`) and for fast mode's
     lexical checks (`fast_sets`, `critique.checks_data.lexical_sets`) separately, the GRID point chosen
-    by `select` (or GRID[0]), trained on `final_train_set`; the fast part goes into `head.fast`."""
+    by `select` (or GRID[0]), trained on `final_train_set`; the fast part goes into `head.fast`.
+    `extra_features` (full part only): e.g. (ACC_FEATURE,), which every full item must carry
+    (`critique.checks_data.attach_acceptability`)."""
     report: dict[str, Any] = {}
     parts = []
     for mode, s in (("full", sets), ("fast", fast_sets)):
         sp = make_splits(s, seed=seed, folds=folds)
+        grid = [replace(c, extra_features=extra_features if mode == "full" else (), extra_in_dim=extra_in_dim)
+                for c in GRID]
         if do_select:
-            best, rows = select(sp)
+            best, rows = select(sp, grid)
         else:
-            best, rows = 0, [{"config": config_summary(GRID[0]), **measure(sp, GRID[0])}]
+            best, rows = 0, [{"config": config_summary(grid[0]), **measure(sp, grid[0])}]
         report[mode] = {"chosen": rows[best if do_select else 0], "grid": rows}
-        parts.append(fit_head(final_train_set(sp), GRID[best]))
+        parts.append(fit_head(final_train_set(sp), grid[best]))
         if mode == "full":
-            full_sp, full_cfg = sp, GRID[best]
+            full_sp, full_cfg = sp, grid[best]
     head, head.fast = parts
     if any("lm" in it.extra for it in full_sp.t5) and any("lm" in it.extra for it in full_sp.acc_dev):
         from critique.head import fit_lm_offset
@@ -310,7 +312,7 @@ def lm_select(sp: Splits, cfg: HeadConfig, weights: Sequence[float] = LM_WEIGHTS
             test = [i for i, it in enumerate(t5) if sp.t5_folds[it.group] == k]
             head = fit_lm_offset(fold_heads[k], stats, w)
             if test:
-                g = np.stack([extend(t5[i].checks.g, t5[i].checks.u) for i in test])
+                g = np.stack([head.features(t5[i].checks) for i in test])
                 score[test] = head.score_lm(g, np.stack([t5[i].extra["lm"] for i in test]))
         row: dict[str, Any] = {"weight": w, "t5_cv_n": len(t5), "t5_cv_auroc": _r(auroc(-score, y)),
                                "t5_auroc_lm_nll_mean_alone": _r(auroc(np.array([it.extra["lm"][mean_i] for it in t5]), y))}
@@ -318,7 +320,7 @@ def lm_select(sp: Splits, cfg: HeadConfig, weights: Sequence[float] = LM_WEIGHTS
         for name in ("acc_cqa", "acc_snli"):
             dev = [it for it in sp.acc_dev if it.source == name and "lm" in it.extra]
             if dev:
-                g = np.stack([extend(it.checks.g, it.checks.u) for it in dev])
+                g = np.stack([head.features(it.checks) for it in dev])
                 acc = [it.extra["acceptable"] for it in dev]
                 nll = np.array([it.extra["neg_nll"] for it in dev])
                 ok = ~np.isnan(nll)

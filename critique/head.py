@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks import (DERIVED_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, RecordChecks,
-                             extend, without_knowledge)
+from critique.checks import (ACC_FEATURE, DERIVED_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig,
+                             RecordChecks, head_input, without_knowledge)
 from critique.checks_data import LM_FEATURES
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput
@@ -52,6 +52,12 @@ class HeadConfig:
     score_weight_decay: float | None = None   # None: weight_decay
     dim_sources: tuple[str, ...] = ("syn", "t5", "fg")   # kinds whose dimension labels train the dimension net
     drop_knowledge_copies: bool = True   # train on each knowledge row also without its fact features (fast mode)
+    # Optional global features after the derived ones (`critique.checks.head_input`): () or (ACC_FEATURE,),
+    # the acceptability regressor's output (full mode only; the fast part never reads it).
+    extra_features: tuple[str, ...] = ()
+    # Whether the dimension net reads them too (else the score net only). Off: with the acceptability
+    # feature in the dimension net, leave-one-recipe-out macro-F1 fell 0.474 -> 0.455 (model card).
+    extra_in_dim: bool = False
 
 
 # --- tiny numpy networks -------------------------------------------------------------------------------
@@ -82,6 +88,11 @@ class CheckHead:
     meta: dict[str, Any] = field(default_factory=dict)
     fast: CheckHead | None = None   # the part that reads fast mode's lexical checks
     lm: dict[str, Any] | None = None   # optional likelihood part of the score ("mean", "std", "weight")
+    extra_features: tuple[str, ...] = ()   # optional features it reads after the derived ones (HeadConfig)
+
+    def features(self, c: RecordChecks, knowledge: bool = True) -> np.ndarray:
+        """The input row this head reads for one record's checks."""
+        return head_input(c, self.extra_features, knowledge)
 
     def _g(self, g: np.ndarray) -> np.ndarray:
         return (g - self.g_mean) / self.g_std
@@ -111,7 +122,7 @@ class CheckHead:
         arr = {k: v.tolist() for k, v in (("g_mean", self.g_mean), ("g_std", self.g_std), ("u_mean", self.u_mean),
                                             ("u_std", self.u_std), ("unit_w", self.unit_w))}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(LABELS),
-                "global_features": list(GLOBAL_FEATURES) + list(DERIVED_FEATURES), "unit_features": list(UNIT_FEATURES), **arr,
+                "global_features": _feature_names(self.extra_features), "unit_features": list(UNIT_FEATURES), **arr,
                 "dim_net": {k: v.tolist() for k, v in self.dim_net.items()},
                 "score_net": {k: v.tolist() for k, v in self.score_net.items()}, "meta": self.meta,
                 **({"fast_head": self.fast.to_json()} if self.fast is not None else {}),
@@ -122,7 +133,9 @@ class CheckHead:
     def from_json(cls, d: dict[str, Any], where: str = "head") -> CheckHead:
         if d.get("format") != FORMAT or not 1 <= int(d.get("format_version", 0)) <= FORMAT_VERSION:
             raise ModelError(f"{where}: not a checks head this library reads (format {d.get('format')!r})")
-        if d.get("global_features") != list(GLOBAL_FEATURES) + list(DERIVED_FEATURES) or d.get("unit_features") != list(UNIT_FEATURES):
+        extra = tuple(d.get("global_features", [])[len(GLOBAL_FEATURES) + len(DERIVED_FEATURES):])
+        if set(extra) - {ACC_FEATURE} or d.get("global_features") != _feature_names(extra) \
+                or d.get("unit_features") != list(UNIT_FEATURES):
             raise ModelError(f"{where}: trained on other check features than critique.checks computes; retrain it")
         a = {k: np.asarray(d[k], dtype=np.float64) for k in ("g_mean", "g_std", "u_mean", "u_std", "unit_w")}
         fast = cls.from_json(d["fast_head"], f"{where} (fast part)") if d.get("fast_head") else None
@@ -134,7 +147,7 @@ class CheckHead:
                   "weight": float(d["lm_score"]["weight"])}
         return cls(dim_net={k: np.asarray(v) for k, v in d["dim_net"].items()},
                    score_net={k: np.asarray(v) for k, v in d["score_net"].items()}, meta=d.get("meta", {}),
-                   fast=fast, lm=lm, **a)
+                   fast=fast, lm=lm, extra_features=extra, **a)
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)
@@ -155,6 +168,10 @@ class CheckHead:
             return cls.from_json(json.loads(p.read_text(encoding="utf-8")), str(p))
         except (ValueError, KeyError) as e:
             raise ModelError(f"{p}: unreadable checks head ({e})") from None
+
+
+def _feature_names(extra: Sequence[str]) -> list[str]:
+    return list(GLOBAL_FEATURES) + list(DERIVED_FEATURES) + list(extra)
 
 
 # --- training --------------------------------------------------------------------------------------------
@@ -188,7 +205,8 @@ def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
         if cfg.drop_knowledge_copies and it.checks.g[GLOBAL_FEATURES.index("has_knowledge")] > 0:
             copies.append(without_knowledge(it.checks.g, it.checks.u))
         for cg, cu in copies:
-            g.append(extend(cg, cu))
+            g.append(head_input(RecordChecks(it.checks.units, cg, cu, acceptability=it.checks.acceptability),
+                                cfg.extra_features))
             dim.append(it.dim if kind in cfg.dim_sources else -1)
             score.append(it.score)
             w.append(cfg.score_weight.get(kind, 1.0))
@@ -255,7 +273,10 @@ def _fit_head(items: Sequence[Any], cfg: HeadConfig) -> CheckHead:
     counts = np.bincount(r.dim[lab], minlength=len(LABELS)).astype(float)
     cw = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(LABELS), 0.0))
     yd = torch.tensor(r.dim[lab])
-    dim_net = _fit_net(x[lab], lambda o: torch.nn.functional.cross_entropy(o, yd, weight=cw), len(LABELS), cfg)
+    n_dim_in = x.shape[1] if cfg.extra_in_dim else x.shape[1] - len(cfg.extra_features)
+    dim_net = _fit_net(x[lab][:, :n_dim_in], lambda o: torch.nn.functional.cross_entropy(o, yd, weight=cw),
+                       len(LABELS), cfg)
+    dim_net = _zero_pad_inputs(dim_net, x.shape[1])
     sc = ~np.isnan(r.score) & (r.weight > 0)
     ys, ws = torch.tensor(r.score[sc] / 5.0), torch.tensor(_balanced(r.weight[sc], r, sc))
     score_net = _fit_net(x[sc], lambda o: (ws * (torch.sigmoid(o[:, 0]) - ys) ** 2).sum() / ws.sum(), 1, cfg,
@@ -263,7 +284,14 @@ def _fit_head(items: Sequence[Any], cfg: HeadConfig) -> CheckHead:
     unit_w = _fit_units(r, u_mean, u_std, cfg)
     return CheckHead(g_mean, g_std, u_mean, u_std, dim_net, score_net, unit_w,
                      {"config": asdict(cfg), "n_rows": int(len(r.g)), "n_dim_labelled": int(lab.sum()),
-                      "n_score_labelled": int(sc.sum())})
+                      "n_score_labelled": int(sc.sum())}, extra_features=tuple(cfg.extra_features))
+
+
+def _zero_pad_inputs(net: dict[str, np.ndarray], n_in: int) -> dict[str, np.ndarray]:
+    """The same net over `n_in` inputs: the extra (last) inputs get zero weights, so it ignores them."""
+    first = "w1" if "w1" in net else "w2"
+    w = net[first]
+    return {**net, first: np.vstack([w, np.zeros((n_in - w.shape[0], w.shape[1]))])}
 
 
 def fit_lm_offset(head: CheckHead, lm_rows: np.ndarray, weight: float) -> CheckHead:
@@ -281,8 +309,10 @@ def fit_head_pair(items: Sequence[Any], fast_items: Sequence[Any], cfg: HeadConf
                   fast_cfg: HeadConfig | None = None) -> CheckHead:
     """The shipped kind of head: trained on the full checks of `items`, with a `fast` part trained on
     fast mode's lexical checks of the same rows (`critique.checks_data.lexical_sets`)."""
+    from dataclasses import replace
+
     head = fit_head(items, cfg)
-    head.fast = fit_head(fast_items, fast_cfg or cfg)
+    head.fast = fit_head(fast_items, replace(fast_cfg or cfg, extra_features=()))
     return head
 
 
@@ -342,6 +372,10 @@ class ChecksCritic:
                                  "with `microtheory critique train --backend checks`")
             head = head.fast
         self.use_lm = self.checker.config.lm and not self.checker.config.fast
+        if ACC_FEATURE in head.extra_features and not self.checker.config.acceptability:
+            from dataclasses import replace
+
+            self.checker.config = replace(self.checker.config, acceptability=True)
         if self.use_lm and head.lm is None:
             raise ModelError("this checks head has no likelihood score part (needed with lm=True)")
         self.head = head
@@ -359,7 +393,7 @@ class ChecksCritic:
         return [self.critique_one(r, c, v) for r, c, v in zip(records, self.checker.run(records), lm)]
 
     def critique_one(self, r: ModelOutput, c: RecordChecks, lm: np.ndarray | None = None) -> Critique:
-        x = extend(c.g, c.u)
+        x = self.head.features(c)
         probs = self.head.dim_probs(x)[0]
         di = int(probs.argmax())
         dim = LABELS[di]
@@ -395,9 +429,14 @@ class ChecksBackend:
         from core.jsonl import path_digest
 
         path = Path(self.head) if self.head else DEFAULT_HEAD
-        return {"model": str(self.head or "shipped checks head"), "model_digest": path_digest(path),
-                "mode": "fast (lexical checks: no models, no fact checks)" if self.fast else
-                "full + likelihood" if self.lm else "full"}
+        out = {"model": str(self.head or "shipped checks head"), "model_digest": path_digest(path),
+               "mode": "fast (lexical checks: no models, no fact checks)" if self.fast else
+               "full + likelihood" if self.lm else "full"}
+        if not self.fast and path.is_file() and f'"{ACC_FEATURE}"' in path.read_text(encoding="utf-8"):
+            from critique.acceptability import SHIPPED_DIR
+
+            out["acceptability_digest"] = path_digest(SHIPPED_DIR)   # the regressor the head reads
+        return out
 
     def critique(self, records: Sequence[ModelOutput]) -> list[Any]:
         from critique.generative import CritiqueResult

@@ -31,17 +31,22 @@ from core.jsonl import atomic_write_json, iter_jsonl, write_jsonl
 
 @dataclass(frozen=True)
 class EntailExample:
-    """One labelled pair: do `premises` together entail `hypothesis`? `kind` says how it was made."""
+    """One labelled pair: do `premises` together entail `hypothesis`? `kind` says how it was made.
+
+    `target`: a soft training target in [0, 1] instead of `label` (regression on a share, e.g. the
+    acceptability regressor, `critique.acceptability`); `label` then still chooses the threshold."""
 
     premises: tuple[str, ...]
     hypothesis: str
     label: int
     kind: str = ""
     tree_id: str = ""
+    target: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"premises": list(self.premises), "hypothesis": self.hypothesis, "label": self.label,
-                "kind": self.kind, "tree_id": self.tree_id}
+        d = {"premises": list(self.premises), "hypothesis": self.hypothesis, "label": self.label,
+             "kind": self.kind, "tree_id": self.tree_id}
+        return d if self.target is None else d | {"target": self.target}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str | None = None, line: int | None = None) -> EntailExample:
@@ -55,7 +60,11 @@ class EntailExample:
             raise InputError("'premises' must be a list of strings", path, line)
         if not isinstance(hyp, str) or label not in (0, 1):
             raise InputError("'hypothesis' must be a string and 'label' 0 or 1", path, line)
-        return cls(tuple(prem), hyp, label, str(d.get("kind", "")), str(d.get("tree_id", "")))
+        target = d.get("target")
+        if target is not None and not (isinstance(target, (int, float)) and 0.0 <= float(target) <= 1.0):
+            raise InputError("'target' must be a number in [0, 1]", path, line)
+        return cls(tuple(prem), hyp, label, str(d.get("kind", "")), str(d.get("tree_id", "")),
+                   None if target is None else float(target))
 
 
 def read_examples(path: str | Path) -> list[EntailExample]:
@@ -400,7 +409,7 @@ def _loop(run: _Run, examples: Sequence[EntailExample], out: Path, stop: TrainSt
     import torch
 
     cfg, ck = run.cfg, out / "checkpoint"
-    labels = torch.tensor([float(e.label) for e in examples])
+    labels = torch.tensor([float(e.label if e.target is None else e.target) for e in examples])
     t0, seen, loss_acc, n_acc = time.time(), 0, 0.0, 0
     end = run.total if stop.at_step is None else min(run.total, stop.at_step)
     bar = None
