@@ -322,16 +322,22 @@ class ChecksTrainConfig:
     seed: int = 0
     data_dir: str | None = None
     select: bool = True          # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
+    acceptability: bool = True   # the acceptability regressor's output as a score-net input (as shipped)
 
 
 def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
     """Compute (or read cached) check features, select the head on held-out signals, train it on the
     final training set and write OUT/head.json + OUT/selection.json. Returns the summary."""
-    from critique.checks_data import DataConfig, lexical_sets, load_sets
+    from critique.checks import ACC_FEATURE
+    from critique.checks_data import DataConfig, attach_acceptability, lexical_sets, load_sets
     from critique.checks_eval import train_shipped
 
     sets = load_sets(cfg=DataConfig(data_dir=cfg.data_dir, cache=cfg.cache, seed=cfg.seed))
-    head, report = train_shipped(sets, lexical_sets(sets, cfg.data_dir), seed=cfg.seed, do_select=cfg.select)
+    fast_sets = lexical_sets(sets, cfg.data_dir)
+    if cfg.acceptability:
+        attach_acceptability(sets, cache=cfg.cache, data_dir=cfg.data_dir)
+    head, report = train_shipped(sets, fast_sets, seed=cfg.seed, do_select=cfg.select,
+                                 extra_features=(ACC_FEATURE,) if cfg.acceptability else ())
     rows = report["full"]["grid"]
     sizes = {k: len(v) for k, v in sets.items()}
     head.meta["selection"] = rows
