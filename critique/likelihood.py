@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.lm_nll import ContinuationNll, NllCache, cache_key
+from core.lm_nll import ContinuationNll, NllCache, NllConfig, cache_key
 
 BASE_FEATURES = ("lm_nll_sum", "lm_nll_mean", "lm_tokens")
 ANSWER_FEATURES = ("lm_answer_gain", "lm_answer_gain_mean")
@@ -53,16 +53,12 @@ class ExplainedRecord(Protocol):
 
 
 @dataclass(frozen=True)
-class LikelihoodConfig:
-    model: str = "smollm2"          # "smollm2" (packaged), a transformers folder or a hub name
-    threads: int | None = 1         # torch threads; None leaves torch's setting alone
-    batch_size: int = 8
-    max_tokens: int = 160           # explanation tokens scored (longer ones are truncated)
-    max_prompt_tokens: int = 256    # prompt tokens kept (from the end) before the explanation
+class LikelihoodConfig(NllConfig):
+    """The engine's settings (core.lm_nll.NllConfig; here the continuation is the explanation) and
+    which extra passes run."""
+
     answer_gain: bool = True        # second pass: the prompt without the answer
     context_gain: bool = False      # third pass: no question at all
-    cache_path: str | None = None   # JSONL cache shared across processes (None: memory only)
-    pack_tokens: int = 384          # explanations sharing a prompt share one LM row up to this width
 
 
 def answer_text(rec: ExplainedRecord) -> str:

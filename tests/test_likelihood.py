@@ -10,24 +10,12 @@ import pytest
 
 from critique.inputs import ModelOutput
 from critique.likelihood import FEATURES, LikelihoodConfig, LikelihoodScorer, answer_text, prompts
-
-
-class CharTokenizer:
-    """One token per character (ids 2..65): enough to test batching and token bookkeeping."""
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return [2 + ord(c) % 64 for c in text]
+from tiny_lm import tiny_backend
 
 
 @pytest.fixture(scope="module")
 def backend():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=66, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
-    return CharTokenizer(), LlamaForCausalLM(cfg).eval()
+    return tiny_backend()
 
 
 def rec(expl: str, q: str = "Which gas do plants take in?", pred: str = "B") -> ModelOutput:
