@@ -38,6 +38,9 @@ from retrieval.option_lm import LM_FEATURES
 from retrieval.prover import Candidate
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "qa_ranker"
+FILE = "ranker.json"
+# Format 2: retrieval-only features, expanded within each question (see `expand`).
+FORMAT_VERSION = 2
 # The same fit without the LM features: ~2.4x faster answers, no SmolLM2 needed, 1.2 points lower on
 # held-out train questions (bench/train_qa_ranker.py, "all" feature set); `qa --ranker fast`.
 FAST_DIR = Path(__file__).resolve().parent / "weights" / "qa_ranker_fast"
@@ -47,9 +50,7 @@ NAMED = {"shipped": SHIPPED_DIR, "fast": FAST_DIR}
 def ranker_dir(spec: str | Path | None) -> Path:
     """The folder of a ranker named "shipped" / "fast", or the folder given (None: shipped)."""
     return NAMED.get(str(spec), Path(spec)) if spec is not None else SHIPPED_DIR
-FILE = "ranker.json"
-# Format 2: retrieval-only features, expanded within each question (see `expand`).
-FORMAT_VERSION = 2
+
 
 # Every per-option feature `option_features` computes, in a fixed order. All come from retrieval
 # (no entailment scoring): on EntailmentBank train questions the proof scores added nothing to the
