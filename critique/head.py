@@ -56,7 +56,7 @@ class HeadConfig:
     # the acceptability regressor's output (full mode only; the fast part never reads it).
     extra_features: tuple[str, ...] = ()
     # Whether the dimension net reads them too (else the score net only). Off: with the acceptability
-    # feature in the dimension net, leave-one-recipe-out macro-F1 fell 0.474 -> 0.455 (model card).
+    # feature in the dimension net, leave-one-recipe-out macro-F1 fell 0.474 -> 0.449 (model card).
     extra_in_dim: bool = False
 
 
