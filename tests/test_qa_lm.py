@@ -13,8 +13,6 @@ from core.errors import ModelError
 from core.lm_nll import ContinuationNll, NllConfig
 from core.types import Fact, Question
 from retrieval import qa as qa_mod
-from retrieval.encoder import HashingEncoder
-from retrieval.entail import OverlapScorer
 from retrieval.option_lm import (
     LM_FEATURES,
     PASSES,
@@ -26,8 +24,8 @@ from retrieval.option_lm import (
 from retrieval.prover import Prover
 from retrieval.qa import QAConfig, answer_question
 from retrieval.ranker import ALL_FEATURES, KNOWN_FEATURES, OptionRanker
-from retrieval.store import KnowledgeStore
 from tiny_lm import tiny_backend
+from qa_fixture import overlap_prover
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +92,7 @@ Q = Question("q1", "Which of the following does a magnet attract?", {"A": "wood"
 
 @pytest.fixture()
 def prover(tmp_path: Path) -> Prover:
-    ks = KnowledgeStore.create(tmp_path / "c", encoder=HashingEncoder())
-    ks.add(FACTS)
-    ks.save()
-    return Prover(ks, OverlapScorer(threshold=0.99))
+    return overlap_prover(tmp_path / "c", FACTS)
 
 
 def _save(tmp_path: Path, features: list[str], weights: list[float]) -> str:

@@ -25,6 +25,7 @@ from retrieval.ranker import (
     fit_ranker,
 )
 from retrieval.store import KnowledgeStore
+from qa_fixture import overlap_prover
 
 LINK = ALL_FEATURES.index("link")
 
@@ -105,10 +106,7 @@ FACTS = [Fact("w1", "a magnet attracts iron"), Fact("w2", "iron nails are made o
 
 @pytest.fixture()
 def prover(tmp_path: Path) -> Prover:
-    ks = KnowledgeStore.create(tmp_path / "c", encoder=HashingEncoder())
-    ks.add(FACTS)
-    ks.save()
-    return Prover(ks, OverlapScorer(threshold=0.99))
+    return overlap_prover(tmp_path / "c", FACTS)
 
 
 Q = Question("q1", "Which of the following does a magnet attract?", {"A": "wood", "B": "iron nails"}, "B")
