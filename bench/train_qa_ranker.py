@@ -56,7 +56,7 @@ from retrieval.ranker import (
 )
 
 FEATURES_FILE = ROOT / "runs" / "qa_ranker_features_v2.jsonl"
-GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v2.jsonl"
+GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v3.jsonl"
 LM_FILE = ROOT / "runs" / "qa_lm_features_v2.jsonl"
 HYP = ("dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link", "option_cover")  # format-1 retrieval set
 NEW = ("dense_mean10", "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link",
@@ -68,9 +68,12 @@ LM_SETS = {"hypothesis+lm": HYP + OPTION + LM_FEATURES, "all+lm": ALL_FEATURES +
 FEATURE_SETS = {**RETRIEVAL_SETS, **LM_SETS}
 TRANSFORM_SETS = {"raw": ("raw",), "raw+margin": ("raw", "margin"), "raw+z": ("raw", "z"), "all": TRANSFORMS}
 L2_GRID = (1.0, 10.0, 100.0, 1000.0)
-# Grounding policy grid: proof threshold x contrast margin (None: no contrast check).
-THRESHOLDS = (0.3, None, 0.45, 0.5, 0.6, 0.7, 0.8)
+# Grounding policy grid: proof threshold x contrast margin (None: no contrast check) x the ranker's
+# least confidence in its pick (None: any). 0.2 is the floor: a premise set the scorer gives less than
+# a one-in-five chance of entailing the hypothesis is not called a proof, whatever else holds.
+THRESHOLDS = (0.2, 0.3, None, 0.45, 0.5, 0.6, 0.7, 0.8)
 MARGINS = (None, -0.2, 0.0, 0.1, 0.2, 0.3, 0.4)
+CONFIDENCES = (None, 0.3, 0.4, 0.5, 0.6, 0.7)
 CONTRAST_SETS = 3
 TARGET_GROUNDED_ACCURACY = 0.80
 
@@ -151,13 +154,16 @@ def _lm_engine() -> Any:
     return ContinuationNll(NllConfig(batch_size=4, threads=1))  # the engine `microtheory qa` uses
 
 
-def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int | None) -> None:
-    """Prove each question's cross-validated pick; record every passing set (>= 0.2) checked against rivals."""
+def collect_grounding(path: Path, store: str, picks: dict[str, tuple[int, float]], limit: int | None) -> None:
+    """Prove each question's cross-validated pick; record every passing set (>= the lowest threshold)
+    checked against the rivals, and the ranker's confidence in the pick. A recorded question whose
+    pick the current ranker no longer makes is proved again (the last record of an id counts)."""
     from tqdm import tqdm
 
     from retrieval.qa import GroundingPolicy, QAConfig, ground_option, question_retrieval
 
-    qs = [q for q in _train_questions() if q.id in picks and q.id not in _done(path)][:limit]
+    done = {i: r["pick"] for i, r in _grounding_rows(path).items()}
+    qs = [q for q in _train_questions() if q.id in picks and done.get(q.id) != picks[q.id][0]][:limit]
     if not qs:
         return
     # Threshold 0.99 makes the prover always chain, so that any runtime threshold can be replayed.
@@ -169,15 +175,23 @@ def collect_grounding(path: Path, store: str, picks: dict[str, int], limit: int 
         for q in tqdm(qs, desc="train grounding", unit="q"):
             t0 = time.perf_counter()
             labels, hyps, r = question_retrieval(q, prover, cfg)
-            pick = picks[q.id]
+            pick, conf = picks[q.id]
             g = ground_option(prover, hyps, pick, r.hypothesis_hits[pick], policy, check_all=True)
-            fh.write(json.dumps({"id": q.id, "pick": pick, "correct": labels[pick] == q.answer_key,
-                                 "options": len(hyps),
+            fh.write(json.dumps({"id": q.id, "pick": pick, "confidence": round(conf, 5),
+                                 "correct": labels[pick] == q.answer_key, "options": len(hyps),
+                                 "min_threshold": policy.threshold,
                                  "sizes": [len(x) for x in g.evidence.sets],
                                  "scores": [round(x, 5) for x in g.evidence.scores],
                                  "scored": g.evidence.scored, "checked": g.checked,
                                  "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
             fh.flush()
+
+
+def _grounding_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The grounding records of `path` by question id (the last record of an id wins)."""
+    if not path.is_file():
+        return {}
+    return {r["id"]: r for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
 
 
 def load_rows(path: Path, lm_path: Path | None = None) -> list[dict[str, Any]]:
@@ -199,15 +213,16 @@ def groups_of(rows: list[dict[str, Any]]) -> list[tuple[np.ndarray, int]]:
     return [(np.asarray(r["features"]), int(r["gold"])) for r in rows]
 
 
-def cv_picks(rows: list[dict[str, Any]], fit: FitConfig, folds: int = 5) -> dict[str, int]:
-    """Each question's pick by a ranker fitted on the other folds (by question)."""
+def cv_picks(rows: list[dict[str, Any]], fit: FitConfig, folds: int = 5) -> dict[str, tuple[int, float]]:
+    """Each question's pick by a ranker fitted on the other folds (by question), and its probability."""
     groups = groups_of(rows)
     picks = {}
     for k in range(folds):
         model = fit_ranker([g for n, g in enumerate(groups) if n % folds != k], fit)
         for n, (x, _) in enumerate(groups):
             if n % folds == k:
-                picks[rows[n]["id"]] = int(np.argmax(model.scores(x)))
+                p = model.probabilities(x)
+                picks[rows[n]["id"]] = (int(np.argmax(p)), float(p.max()))
     return picks
 
 
@@ -233,7 +248,7 @@ def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) ->
             for l2 in L2_GRID:
                 fit = FitConfig(tuple(feats), l2, tuple(trans))
                 picks = cv_picks(fit_rows, fit)
-                acc = float(np.mean([picks[r["id"]] == r["gold"] for r in fit_rows]))
+                acc = float(np.mean([picks[r["id"]][0] == r["gold"] for r in fit_rows]))
                 grid.append({"features": fname, "transforms": tname, "l2": l2, "cv_accuracy": round(acc, 4),
                              "columns": len(feats) * len(trans)})
     best = max(grid, key=lambda g: (g["cv_accuracy"], -g["columns"]))
@@ -276,26 +291,37 @@ def _kept(row: dict[str, Any], search: Search) -> list[int]:
     return keep
 
 
-def grounded(row: dict[str, Any], policy: tuple[float, float | None], chain_below: float, search: Search) -> tuple[bool, int]:
-    """(whether the policy (threshold, margin) accepts a proof for this recorded question, as
-    qa.ground_option would with that search; premise sets + contrast pairs it scores)."""
-    threshold, margin = policy
+def grounded(row: dict[str, Any], policy: Policy, chain_below: float, search: Search) -> tuple[bool, int]:
+    """(whether `policy` accepts a proof for this recorded question, as qa.ground_option would with
+    that search; premise sets + contrast pairs it scores: none when the ranker's confidence is below
+    the policy's, since the proof search is then skipped)."""
+    if policy.confidence is not None and row["confidence"] < policy.confidence:
+        return False, 0
     keep = set(_kept(row, search))
     scores = row["scores"]
     d1 = max((scores[i] for i in keep), default=0.0)
     full_best = int(np.argmax(scores)) if scores else -1
     # The prover chains the best failing set only when no set reached its threshold.
     chain = search.chain and full_best in keep and d1 < chain_below
-    sets = [c for c in row["checked"] if c["score"] >= threshold
+    sets = [c for c in row["checked"] if c["score"] >= policy.threshold
             and ((c["set"] in keep) if not c["chained"] else chain)][:CONTRAST_SETS]
-    cost = len(keep) + int(chain) + (len(sets) * (row.get("options", 4) - 1) if margin is not None else 0)
-    if margin is None:
+    cost = len(keep) + int(chain) + (len(sets) * (row.get("options", 4) - 1) if policy.margin is not None else 0)
+    if policy.margin is None:
         return bool(sets), cost
-    return any(c["score"] - c["rival"] >= margin for c in sets), cost
+    return any(c["score"] - c["rival"] >= policy.margin for c in sets), cost
 
 
-def policy_stats(rows: list[dict[str, Any]], policy: tuple[float, float | None], chain_below: float,
-                 search: Search) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Policy:
+    """A grounding policy as replayed here (qa.GroundingPolicy): proof threshold, contrast margin
+    (None: no contrast check), least ranker confidence (None: any)."""
+
+    threshold: float
+    margin: float | None
+    confidence: float | None = None
+
+
+def policy_stats(rows: list[dict[str, Any]], policy: Policy, chain_below: float, search: Search) -> dict[str, Any]:
     res = [grounded(r, policy, chain_below, search) for r in rows]
     g = [r["correct"] for r, (ok, _) in zip(rows, res) if ok]
     return {"accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else None,
@@ -311,17 +337,18 @@ def select_policy(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]], sc
     grid = []
     for search in SEARCHES:
         for t in THRESHOLDS:
-            thr = scorer_threshold if t is None else t
             for m in MARGINS:
-                grid.append({"threshold": t, "margin": m, "search": search.__dict__,
-                             **policy_stats(fit_rows, (thr, m), scorer_threshold, search)})
+                for c in CONFIDENCES:
+                    pol = Policy(scorer_threshold if t is None else t, m, c)
+                    grid.append({"threshold": t, "margin": m, "confidence": c, "search": search.__dict__,
+                                 **policy_stats(fit_rows, pol, scorer_threshold, search)})
     cheap = [g for g in grid if g["pairs_per_question"] <= max_pairs]
     ok = [g for g in cheap if (g["grounded_accuracy"] or 0) >= TARGET_GROUNDED_ACCURACY]
     best = max(ok, key=lambda g: (g["grounded_rate"], -g["pairs_per_question"])) if ok else \
         max(cheap, key=lambda g: (g["grounded_accuracy"] or 0))
-    thr = scorer_threshold if best["threshold"] is None else best["threshold"]
+    pol = Policy(scorer_threshold if best["threshold"] is None else best["threshold"], best["margin"], best["confidence"])
     return {"best": best, "grid": grid, "max_pairs": max_pairs,
-            "heldout": policy_stats(held, (thr, best["margin"]), scorer_threshold, Search(**best["search"])),
+            "heldout": policy_stats(held, pol, scorer_threshold, Search(**best["search"])),
             "questions": len(fit_rows) + len(held),
             "seconds_per_question": round(float(np.mean([r["seconds"] for r in fit_rows + held])), 3)}
 
@@ -360,7 +387,7 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], pol: dict[str, Any] | 
         b, h = pol["best"], pol["heldout"]
         ground = (f"Policy chosen on the questions of the 80% among the {pol['questions']} with grounding collected; proof threshold "
                   f"{b['threshold'] if b['threshold'] is not None else 'the scorer threshold'}, contrast margin "
-                  f"{b['margin']}: {pct(b['grounded_rate'])} grounded at {pct(b['grounded_accuracy'])} on the 80% "
+                  f"{b['margin']}, least ranker confidence {b.get('confidence')}: {pct(b['grounded_rate'])} grounded at {pct(b['grounded_accuracy'])} on the 80% "
                   f"(picks of the cross-validated ranker); on the held-out 20%: {pct(h['grounded_rate'])} "
                   f"grounded at {pct(h['grounded_accuracy'])}. Proof search + contrast check cost "
                   f"{pol['seconds_per_question']} s per question here (shared 2-core CPU).")
@@ -443,13 +470,17 @@ def main() -> None:
     sel.update(questions=len(rows), heldout_questions=len(held),
                seconds_per_question=round(float(np.mean([r.get("seconds", 0) for r in rows[1:]])), 3))
     fit = fit_config(sel["best"])
+    picks = cv_picks(rows, fit)
     if not args.no_collect:
-        collect_grounding(ground_path, args.store, cv_picks(rows, fit), args.limit)
+        collect_grounding(ground_path, args.store, picks, args.limit)
     pol = None
-    if ground_path.is_file():
+    # Only records of the picks this ranker makes, collected down to the lowest threshold of the grid.
+    floor = min(x for x in THRESHOLDS if x is not None)
+    g = {i: {**r, "confidence": picks[i][1]} for i, r in _grounding_rows(ground_path).items()
+         if i in picks and r["pick"] == picks[i][0] and r.get("min_threshold", 0.3) <= floor}
+    if g:
         from retrieval.entail import load_scorer
 
-        g = {r["id"]: r for r in (json.loads(x) for x in ground_path.read_text().splitlines() if x.strip())}
         fit_ids, held_ids = {r["id"] for r in fit_rows}, {r["id"] for r in held}
         pol = select_policy([g[i] for i in g if i in fit_ids], [g[i] for i in g if i in held_ids],
                             float(load_scorer(None).threshold), args.max_pairs)
@@ -457,6 +488,7 @@ def main() -> None:
     ranker.config.update({"feature_set": sel["best"]["features"], "transforms_set": sel["best"]["transforms"],
                           "columns": list(ranker.to_json()["columns"]),
                           "grounding": {"threshold": pol["best"]["threshold"], "margin": pol["best"]["margin"],
+                                        "confidence": pol["best"]["confidence"],
                                         "sets": CONTRAST_SETS, "search": pol["best"]["search"]}
                           if pol else {"threshold": None, "margin": None},
                           "split": "EntailmentBank task-1 train ids with ARC train options; WorldTree corpus "

@@ -49,20 +49,25 @@ from core.types import Question
 class GroundingPolicy:
     """When a premise set is the chosen option's proof: it scores >= `threshold` (None: the scorer's
     threshold) and entails the chosen option's hypothesis by at least `margin` more than any other
-    option's hypothesis (None: no such check). The best `sets` passing sets are checked, best first."""
+    option's hypothesis (None: no such check). The best `sets` passing sets are checked, best first.
+    An answer the ranker gives less than `confidence` probability is not proved at all (None: every
+    answer is): on train, a low-confidence pick with a passing set was right too rarely to call it grounded."""
 
     threshold: float | None = None
     margin: float | None = None
     sets: int = 3
+    confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.sets < 1:
             raise InputError(f"grounding sets must be >= 1, got {self.sets}")
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            raise InputError(f"grounding confidence must be in [0, 1], got {self.confidence}")
 
     @classmethod
     def of_ranker(cls, ranker: OptionRanker) -> GroundingPolicy:
         g = ranker.config.get("grounding") or {}
-        return cls(g.get("threshold"), g.get("margin"), int(g.get("sets", 3)))
+        return cls(g.get("threshold"), g.get("margin"), int(g.get("sets", 3)), g.get("confidence"))
 
 
 @dataclass(frozen=True)
@@ -274,11 +279,14 @@ def _ranked_answer(q: Question, prover: Prover, config: QAConfig) -> dict[str, A
     policy = config.grounding or GroundingPolicy.of_ranker(ranker)
     if config.grounding is None and prover.config.threshold is not None:
         # A threshold the caller set (qa --threshold) wins over the one shipped in the ranker's policy.
-        policy = GroundingPolicy(prover.config.threshold, policy.margin, policy.sets)
-    g = ground_option(prover, hyps, best, r.hypothesis_hits[best], policy)
+        policy = GroundingPolicy(prover.config.threshold, policy.margin, policy.sets, policy.confidence)
+    searched = policy.confidence is None or bool(probs[best] >= policy.confidence)
+    g = ground_option(prover, hyps, best, r.hypothesis_hits[best], policy) if searched else \
+        Grounding(Evidence(hyps[best], tuple(r.hypothesis_hits[best]), None, 0), None, [])
     evs = [g.evidence if n == best else Evidence(h, r.hypothesis_hits[n], None, 0) for n, h in enumerate(hyps)]
     rec = _answer_record(q, labels, hyps, evs, scores, probs, feats, best, _retrieval_answer(r))
     rec["grounded"] = g.proof is not None
+    rec["proof_searched"] = searched  # False: the ranker's confidence is below the policy's, no proof sought
     rec["proof"] = g.proof.to_json() if g.proof is not None else None
     rec["options"][labels[best]]["grounded"] = rec["grounded"]
     if g.checked:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import ModelError
+from core.errors import InputError, ModelError
 from core.types import Fact, Question
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
@@ -190,9 +190,9 @@ def test_contrast_checks_stop_at_the_first_accepted_set(tmp_path: Path) -> None:
 def test_grounding_replay_of_a_smaller_search_and_policy() -> None:
     """bench/train_qa_ranker.py chooses the policy by replaying recorded searches: the same rules as
     qa.ground_option (threshold, contrast margin, chained set only when no depth-1 set passed)."""
-    from bench.train_qa_ranker import CONTRAST_SETS, Search, _kept, grounded
+    from bench.train_qa_ranker import CONTRAST_SETS, Policy, Search, _kept, grounded
 
-    row = {"options": 4, "sizes": [1, 2, 2, 2, 3], "scores": [0.01, 0.2, 0.5, 0.35, 0.1],
+    row = {"options": 4, "confidence": 0.6, "sizes": [1, 2, 2, 2, 3], "scores": [0.01, 0.2, 0.5, 0.35, 0.1],
            "checked": [{"score": 0.5, "rival": 0.45, "chained": False, "set": 2},
                        {"score": 0.45, "rival": 0.1, "chained": True, "set": None},
                        {"score": 0.35, "rival": 0.0, "chained": False, "set": 3}]}
@@ -200,14 +200,17 @@ def test_grounding_replay_of_a_smaller_search_and_policy() -> None:
     assert CONTRAST_SETS >= 2
     full = Search(pairs=3, triples=1, chain=True)
     # No contrast check: the best set passes; the cost is the 5 sets + the chained one (0.5 < 0.6: it was tried).
-    assert grounded(row, (0.3, None), 0.6, full) == (True, 6)
+    assert grounded(row, Policy(0.3, None), 0.6, full) == (True, 6)
     # Margin 0.1: set 2 fails (0.05 above its rival), the chained set is accepted; 3 checks x 3 rivals scored.
-    assert grounded(row, (0.3, 0.1), 0.6, full) == (True, 6 + 3 * 3)
+    assert grounded(row, Policy(0.3, 0.1), 0.6, full) == (True, 6 + 3 * 3)
     # The prover chains only when no depth-1 set reached its threshold: at 0.4 the chain is never tried.
-    assert grounded(row, (0.3, 0.1), 0.4, full)[0] is True  # set 3 (0.35, rival 0.0) still passes
-    assert grounded(row, (0.4, 0.1), 0.4, full)[0] is False  # only set 2 is >= 0.4, and it fails the contrast
+    assert grounded(row, Policy(0.3, 0.1), 0.4, full)[0] is True  # set 3 (0.35, rival 0.0) still passes
+    assert grounded(row, Policy(0.4, 0.1), 0.4, full)[0] is False  # only set 2 is >= 0.4, and it fails the contrast
     # A smaller search without set 2 (one pair) and no chain: nothing reaches 0.3.
-    assert grounded(row, (0.3, None), 0.6, Search(pairs=1, triples=0, chain=False)) == (False, 2)
+    assert grounded(row, Policy(0.3, None), 0.6, Search(pairs=1, triples=0, chain=False)) == (False, 2)
+    # A pick the ranker is less sure of than the policy asks is never proved: not grounded, nothing scored.
+    assert grounded(row, Policy(0.3, None, confidence=0.6), 0.6, full) == (True, 6)
+    assert grounded(row, Policy(0.3, None, confidence=0.7), 0.6, full) == (False, 0)
 
 
 def test_an_explicit_prover_threshold_wins_over_the_shipped_policy(tmp_path: Path) -> None:
@@ -223,3 +226,18 @@ def test_an_explicit_prover_threshold_wins_over_the_shipped_policy(tmp_path: Pat
     # ... and not at an explicit threshold above any score.
     strict = Prover(ks, OverlapScorer(threshold=0.99), config=ProverConfig(threshold=1.01))
     assert not answer_question(Q, strict, q)["grounded"]
+
+
+def test_a_pick_below_the_policy_confidence_is_not_proved(tmp_path: Path, prover: Prover) -> None:
+    # The long-option ranker picks "iron nails" (provable from w1 + w2) with probability p < 1.
+    ranker = _ranker(tmp_path, 1.0)
+    p = answer_question(Q, prover, QAConfig(ranker=ranker))["confidence"]
+    sure = answer_question(Q, prover, QAConfig(ranker=ranker, grounding=GroundingPolicy(confidence=p - 0.01)))
+    assert sure["grounded"] and sure["proof_searched"]
+    unsure = answer_question(Q, prover, QAConfig(ranker=ranker, grounding=GroundingPolicy(confidence=min(1.0, p + 0.01))))
+    assert unsure["answer"] == sure["answer"] and not unsure["grounded"] and unsure["proof"] is None
+    assert unsure["proof_searched"] is False and unsure["options"]["B"]["best"] is None
+    # The policy a ranker ships carries its confidence; an out-of-range one is an input error.
+    assert GroundingPolicy.of_ranker(OptionRanker.load(_ranker(tmp_path, 2.0, {"confidence": 0.4}))).confidence == 0.4
+    with pytest.raises(InputError):
+        GroundingPolicy(confidence=1.5)
