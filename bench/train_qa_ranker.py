@@ -56,7 +56,7 @@ from retrieval.ranker import (
 )
 
 FEATURES_FILE = ROOT / "runs" / "qa_ranker_features_v2.jsonl"
-GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v3.jsonl"
+GROUNDING_FILE = ROOT / "runs" / "qa_grounding_v4.jsonl"
 LM_FILE = ROOT / "runs" / "qa_lm_features_v2.jsonl"
 HYP = ("dense_top1", "dense_mean3", "bm25_top1", "bm25_mean3", "link", "option_cover")  # format-1 retrieval set
 NEW = ("dense_mean10", "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link",
@@ -89,7 +89,7 @@ def _done(path: Path) -> set[str]:
     return {json.loads(x)["id"] for x in path.read_text().splitlines() if x.strip()} if path.is_file() else set()
 
 
-def _prover(store: str, scorer: bool, threshold: float | None = None) -> Any:
+def _prover(store: str, scorer: bool, threshold: float | None = None, search: Any = None) -> Any:
     import torch
 
     from bench.qa_eval import ensure_store
@@ -98,7 +98,8 @@ def _prover(store: str, scorer: bool, threshold: float | None = None) -> Any:
 
     torch.set_num_threads(1)
     ks = ensure_store(Path(store), DataPaths.default())
-    return Prover(ks, load_scorer(None) if scorer else OverlapScorer(), config=ProverConfig(threshold=threshold))
+    sizes = {} if search is None else dict(max_pairs=search.pairs, max_triples=search.triples, chain_k=int(search.chain))
+    return Prover(ks, load_scorer(None) if scorer else OverlapScorer(), config=ProverConfig(threshold=threshold, **sizes))
 
 
 def collect_features(path: Path, store: str, limit: int | None) -> None:
@@ -162,12 +163,12 @@ def collect_grounding(path: Path, store: str, picks: dict[str, tuple[int, float]
 
     from retrieval.qa import GroundingPolicy, QAConfig, ground_option, question_retrieval
 
-    done = {i: r["pick"] for i, r in _grounding_rows(path).items()}
+    done = {i: r["pick"] for i, r in _grounding_rows(path).items() if r.get("search") == COLLECT_SEARCH.__dict__}
     qs = [q for q in _train_questions() if q.id in picks and done.get(q.id) != picks[q.id][0]][:limit]
     if not qs:
         return
     # Threshold 0.99 makes the prover always chain, so that any runtime threshold can be replayed.
-    prover = _prover(store, scorer=True, threshold=0.99)
+    prover = _prover(store, scorer=True, threshold=0.99, search=COLLECT_SEARCH)
     cfg = QAConfig()
     # Every set >= the lowest threshold is checked against the rivals, so smaller searches replay exactly.
     policy = GroundingPolicy(min(x for x in THRESHOLDS if x is not None), -1e9, 100)
@@ -179,7 +180,7 @@ def collect_grounding(path: Path, store: str, picks: dict[str, tuple[int, float]
             g = ground_option(prover, hyps, pick, r.hypothesis_hits[pick], policy, check_all=True)
             fh.write(json.dumps({"id": q.id, "pick": pick, "confidence": round(conf, 5),
                                  "correct": labels[pick] == q.answer_key, "options": len(hyps),
-                                 "min_threshold": policy.threshold,
+                                 "min_threshold": policy.threshold, "search": COLLECT_SEARCH.__dict__,
                                  "sizes": [len(x) for x in g.evidence.sets],
                                  "scores": [round(x, 5) for x in g.evidence.scores],
                                  "scored": g.evidence.scored, "checked": g.checked,
@@ -279,7 +280,9 @@ class Search:
     chain: bool
 
 
-SEARCHES = [Search(p, t, c) for p in (2, 4, 6) for t in (0, 1, 2) for c in (False, True)]
+SEARCHES = [Search(p, t, c) for p in (2, 4, 6, 10) for t in (0, 1, 2, 4, 6) for c in (False, True)]
+# The search the grounding records are collected with: every search of the grid is a prefix of it.
+COLLECT_SEARCH = Search(pairs=10, triples=6, chain=True)
 
 
 def _kept(row: dict[str, Any], search: Search) -> list[int]:
@@ -474,10 +477,12 @@ def main() -> None:
     if not args.no_collect:
         collect_grounding(ground_path, args.store, picks, args.limit)
     pol = None
-    # Only records of the picks this ranker makes, collected down to the lowest threshold of the grid.
+    # Only records of the picks this ranker makes, collected with the whole search down to the lowest
+    # threshold of the grid.
     floor = min(x for x in THRESHOLDS if x is not None)
     g = {i: {**r, "confidence": picks[i][1]} for i, r in _grounding_rows(ground_path).items()
-         if i in picks and r["pick"] == picks[i][0] and r.get("min_threshold", 0.3) <= floor}
+         if i in picks and r["pick"] == picks[i][0] and r.get("min_threshold", 0.3) <= floor
+         and r.get("search") == COLLECT_SEARCH.__dict__}
     if g:
         from retrieval.entail import load_scorer
 

@@ -51,12 +51,11 @@ def qa(
     """
     from core.engine import make_engine
     from microtheory.datasets import load_question_set
-    from retrieval.prover import ProverConfig
-    from retrieval.qa import QAConfig, qa_files
+    from retrieval.qa import QAConfig, prover_config_for, qa_files
 
-    # Unset options keep the shipped search, the one the option ranker was trained with.
-    given = dict(k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples, threshold=threshold)
-    pcfg = ProverConfig(**{name: v for name, v in given.items() if v is not None})
+    # Unset options keep the search the ranker's grounding policy was chosen with (on train).
+    pcfg = prover_config_for(ranker, k=k, singles=singles, max_pairs=max_pairs, max_triples=max_triples,
+                             threshold=threshold)
     summary = qa_files(corpus, load_question_set(questions), out, microtheory=microtheory, scorer=scorer,
                        config=QAConfig(ranker=ranker, w_retrieval=w_retrieval), prover_config=pcfg,
                        progress=not no_progress and not json_out, force=force,

@@ -260,15 +260,15 @@ def _microtheory_store(env: StageEnv, corpus: CorpusResult, mt: MicrotheoryResul
 def stage_qa(env: StageEnv, inputs: InputsResult, corpus: CorpusResult, mt: MicrotheoryResult | None) -> QAResult:
     """Grounded QA on the held-out questions with the corpus alone, then with the microtheory added."""
     try:
-        from retrieval.prover import Prover, ProverConfig
-        from retrieval.qa import run_qa
+        from retrieval.prover import Prover
+        from retrieval.qa import prover_config_for, run_qa
     except ImportError as e:
         raise Skip(f"grounded QA is not importable ({e})") from None
     scorer = inputs.models.scorer
     if scorer is None:
         raise Skip(f"no entailment scorer ({inputs.models.scorer_error})")
     qs = inputs.test_questions[: env.config.qa_limit] if env.config.qa_limit is not None else inputs.test_questions
-    pcfg = ProverConfig(threshold=env.config.threshold)
+    pcfg = prover_config_for("shipped", threshold=env.config.threshold)  # the search `microtheory qa` uses
     # The held-out questions beside the answers, so that the report can show their stems.
     _write_jsonl(env.out / rd.QA_QUESTIONS, [q.to_json() for q in qs])
     alone = Prover(corpus.store, scorer, config=pcfg)

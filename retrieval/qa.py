@@ -110,6 +110,19 @@ def _lm_engine() -> Any:
     return ContinuationNll()
 
 
+def prover_config_for(ranker: str, **given: Any) -> ProverConfig:
+    """The prover settings `microtheory qa` runs with: those `given` (None: unset), and for the search
+    sizes left unset the search the ranker's grounding policy was chosen with (`config.grounding.search`,
+    bench/train_qa_ranker.py), so the policy's threshold means on dev what it meant on train."""
+    sizes: dict[str, Any] = {}
+    if ranker != "none":
+        search = (_load_ranker(ranker).config.get("grounding") or {}).get("search")
+        if search:
+            sizes = {"max_pairs": int(search["pairs"]), "max_triples": int(search["triples"]),
+                     "chain_k": int(bool(search["chain"]))}
+    return ProverConfig(**{**sizes, **{k: v for k, v in given.items() if v is not None}})
+
+
 def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: OptionRanker) -> np.ndarray:
     """The matrix `ranker` reads for one question: the retrieval features of every option, and the LM
     features appended (one batched LM call for all options and passes) when the ranker uses them. The

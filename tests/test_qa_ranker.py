@@ -162,12 +162,18 @@ def test_shipped_ranker_is_complete() -> None:
     assert (SHIPPED_DIR / "MODEL_CARD.md").is_file()
 
 
-def test_shipped_search_is_the_one_the_grounding_policy_was_chosen_with() -> None:
-    from retrieval.prover import ProverConfig
+def test_qa_proves_with_the_search_the_grounding_policy_was_chosen_with(tmp_path: Path) -> None:
+    from retrieval.qa import prover_config_for
 
-    search, cfg = OptionRanker.load().config["grounding"]["search"], ProverConfig()
-    assert (cfg.singles, cfg.max_pairs, cfg.max_triples, cfg.chain_k) == (
-        1, search["pairs"], search["triples"], int(search["chain"]))
+    for name in ("shipped", "fast"):
+        search, cfg = OptionRanker.load(name).config["grounding"]["search"], prover_config_for(name)
+        assert (cfg.singles, cfg.max_pairs, cfg.max_triples, cfg.chain_k) == (
+            1, search["pairs"], search["triples"], int(search["chain"]))
+    ranker = _ranker(tmp_path, 1.0, {"search": {"pairs": 7, "triples": 3, "chain": False}})
+    cfg = prover_config_for(ranker, max_triples=1, threshold=0.4, k=None)
+    # What the caller sets wins; the rest of the search is the policy's; the rest of the config the default.
+    assert (cfg.max_pairs, cfg.max_triples, cfg.chain_k, cfg.threshold, cfg.k) == (7, 1, 0, 0.4, 20)
+    assert prover_config_for("none").max_pairs == 2  # the hand rule has no policy: the prover's defaults
 
 
 def test_contrast_checks_stop_at_the_first_accepted_set(tmp_path: Path) -> None:
