@@ -40,9 +40,11 @@ def qa(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Turn each option into a hypothesis, retrieve facts for it (dense + BM25), and answer with the option
-    the learned ranker scores best from that evidence; then search premise sets that entail the chosen
-    option: the answer is grounded when one passes the entailment threshold and entails it more than
-    any other option (the proof is in the record). --ranker none proves every option instead.
+    the learned ranker scores best from that evidence; then, when the ranker is confident enough, search
+    premise sets that entail the chosen option: the answer is grounded when one passes the entailment
+    threshold (and, where the policy asks, entails it more than any other option). The proof is in the
+    record; threshold, confidence and search are the grounding policy chosen with the ranker on train
+    questions (its MODEL_CARD.md). --ranker none proves every option instead.
 
     A bad input line becomes an error record and the run goes on. OUT records the configuration it
     was made with; a rerun with the same one skips the questions already answered.

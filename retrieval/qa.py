@@ -4,10 +4,12 @@ For a question, every option becomes a hypothesis (retrieval.hypothesis). Retrie
 BM25, over the corpus and the microtheory) runs for each hypothesis, each option's text and the
 question sentence (`question_retrieval`); the learned option ranker (retrieval.ranker, fitted on
 EntailmentBank train questions only) picks the answer from that evidence. Only the chosen option is
-then proved (`ground_option`): the prover scores a few premise sets (and one chained set), and the
-answer is *grounded* when a set passes the grounding policy: it scores >= the policy's threshold
-and entails the chosen hypothesis by a margin more than any other option's hypothesis (premises
-that prove every option prove none of them). The policy ships inside the ranker, chosen on train.
+then proved (`ground_option`), and only when the ranker gives it at least the policy's confidence: the
+prover scores a few premise sets (and one chained set), and the answer is *grounded* when a set passes
+the grounding policy: it scores >= the policy's threshold and, when the policy sets a margin, entails
+the chosen hypothesis by that margin more than any other option's hypothesis (premises that prove every
+option prove none of them). The policy and its search (`prover_config_for`) ship inside the ranker,
+chosen on train.
 When the ranker uses them (the shipped one does), a small LM's preference among the options joins
 the retrieval evidence (retrieval.option_lm: SmolLM2 reading each option after the facts retrieved for
 the question); the LM is loaded once per process and run on blocks of questions (`_prefetched`).
