@@ -181,10 +181,13 @@ def evidence_ablation(sets: dict[str, list[Any]], cfg: Any, seeds: int, folds: i
     out: dict[str, Any] = {"seeds": seeds, "config": str(cfg)}
     for variant, s in (("without", _zero_evidence(sets)), ("with", sets)):
         sp = make_splits(s, folds=folds)
-        rows = []
+        rows, per_dim = [], {}
         for seed in range(seeds):
             m = measure(sp, replace(cfg, seed=seed))
             acc = m["acceptability"]
+            for r in sp.syn_dev:
+                for dim, f1 in m["loro"][r]["per_dimension_f1"].items():
+                    per_dim.setdefault(dim, []).append(f1)
             rows.append([m["loro"]["mean_macro_f1"], *(m["loro"][r]["macro_f1"] for r in sorted(sp.syn_dev)),
                          m["t5_cv"]["auroc_5_minus_score"], acc["acc_cqa"]["spearman_checks_score"],
                          acc["acc_snli"]["spearman_checks_score"], m["robustness"]["renderings_with_group_majority"],
@@ -194,6 +197,7 @@ def evidence_ablation(sets: dict[str, list[Any]], cfg: Any, seeds: int, folds: i
         arr = np.array(rows, float)
         out[variant] = {k: {"mean": round(float(arr[:, j].mean()), 4), "sd": round(float(arr[:, j].std()), 4),
                             "seed0": round(float(arr[0, j]), 4)} for j, k in enumerate(keys)}
+        out[variant]["loro_per_dimension_f1_mean"] = {d: round(float(np.mean(v)), 4) for d, v in per_dim.items()}
     return out
 
 
@@ -201,9 +205,13 @@ def _ablation_md(ab: dict[str, Any]) -> list[str]:
     L = [f"## (g) Text evidence features (head v4) on and off, chosen full config, {ab['seeds']} training seeds", "",
          "| check | without (zeroed) mean +- sd | with mean +- sd | seed 0 without / with |", "|---|---|---|---|"]
     for k, w in ab["without"].items():
+        if k == "loro_per_dimension_f1_mean":
+            continue
         v = ab["with"][k]
         L.append(f"| {k} | {w['mean']} +- {w['sd']} | **{v['mean']}** +- {v['sd']} | {w['seed0']} / {v['seed0']} |")
-    return L + [""]
+    w, v = ab["without"]["loro_per_dimension_f1_mean"], ab["with"]["loro_per_dimension_f1_mean"]
+    return L + ["", "LORO F1 per dimension (mean over the left-out recipes and seeds), without -> with: "
+                + ", ".join(f"{d} {w[d]} -> {v[d]}" for d in w), ""]
 
 
 def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
