@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from critique.acceptability import acceptability_split, load_acceptability  # noqa: E402
-from critique.checks import Checker, ChecksConfig  # noqa: E402
+from critique.checks import Checker, ChecksConfig, with_evidence  # noqa: E402
 from critique.checks_data import LM_FEATURES, lm_scorer, run_checks  # noqa: E402
 from critique.evaluate import spearman  # noqa: E402
 from critique.head import CheckHead  # noqa: E402
@@ -42,7 +42,8 @@ def cached_checks(name: str, recs: list, cache: Path) -> list:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".tmp").write_bytes(pickle.dumps(got))
         path.with_suffix(".tmp").replace(path)
-    return [got[(r.id, r.explanation)] for r in recs]
+    # checks cached before the text evidence features existed get them from their texts (no model)
+    return [with_evidence(got[(r.id, r.explanation)], r) for r in recs]
 
 
 def main() -> None:

@@ -19,7 +19,10 @@ config from `critique.checks_eval.GRID` by the selection checks only, then repor
 (d) rendering robustness: eb_alt drafts of dev trees, each in five renderings;
 (e) speed, critiques/s: checks full (WorldTree corpus as knowledge), checks --fast (lexical), and the
     old classifier, on the same T5-11B task-1 dev explanations in the same run;
-(f) with --demo: dimension accuracy on the 20 hand-labelled demo outputs (never trained or selected on).
+(f) with --demo: dimension accuracy on the 20 hand-labelled demo outputs (never trained or selected on);
+(g) with --evidence-ablation N: the chosen full config with and without the text evidence features
+    (`critique.checks.evidence`, head v4; "without" = those columns zeroed, the input width unchanged),
+    each over N training seeds: LORO, T5 CV AUROC, acceptability dev, robustness (mean and spread).
 The selection and the reported numbers use the same held-out rows (the grid is 4 points): read them
 as slightly optimistic. Writes bench/results/critique_bench.json and .md.
 """
@@ -150,6 +153,67 @@ def demo20(head_path: str | None) -> dict[str, Any]:
     return out
 
 
+def _zero_evidence(sets: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The same items with the text evidence features zeroed (what the head had before v4)."""
+    import copy
+
+    from critique.checks import BASE_GLOBAL_FEATURES, BASE_UNIT_FEATURES, RecordChecks
+
+    out: dict[str, list[Any]] = {}
+    for name, items in sets.items():
+        out[name] = []
+        for it in items:
+            c, new = it.checks, copy.copy(it)
+            g, u = c.g.copy(), c.u.copy()
+            g[len(BASE_GLOBAL_FEATURES):] = 0.0
+            u[:, len(BASE_UNIT_FEATURES):] = 0.0
+            new.checks = RecordChecks(c.units, g, u, c.near_fact, c.supported_option, c.acceptability)
+            out[name].append(new)
+    return out
+
+
+def evidence_ablation(sets: dict[str, list[Any]], cfg: Any, seeds: int, folds: int) -> dict[str, Any]:
+    """(g): the full config `cfg` with and without the evidence features, `seeds` training seeds each."""
+    from dataclasses import replace
+
+    from critique.checks_eval import make_splits, measure
+
+    out: dict[str, Any] = {"seeds": seeds, "config": str(cfg)}
+    for variant, s in (("without", _zero_evidence(sets)), ("with", sets)):
+        sp = make_splits(s, folds=folds)
+        rows, per_dim = [], {}
+        for seed in range(seeds):
+            m = measure(sp, replace(cfg, seed=seed))
+            acc = m["acceptability"]
+            for r in sp.syn_dev:
+                for dim, f1 in m["loro"][r]["per_dimension_f1"].items():
+                    per_dim.setdefault(dim, []).append(f1)
+            rows.append([m["loro"]["mean_macro_f1"], *(m["loro"][r]["macro_f1"] for r in sorted(sp.syn_dev)),
+                         m["t5_cv"]["auroc_5_minus_score"], acc["acc_cqa"]["spearman_checks_score"],
+                         acc["acc_snli"]["spearman_checks_score"], m["robustness"]["renderings_with_group_majority"],
+                         m["selection_value"]])
+        keys = ["loro", *(f"loro_{r}" for r in sorted(sp.syn_dev)), "t5_cv_auroc", "cqa_dev", "snli_dev",
+                "robust_majority", "selection_value"]
+        arr = np.array(rows, float)
+        out[variant] = {k: {"mean": round(float(arr[:, j].mean()), 4), "sd": round(float(arr[:, j].std()), 4),
+                            "seed0": round(float(arr[0, j]), 4)} for j, k in enumerate(keys)}
+        out[variant]["loro_per_dimension_f1_mean"] = {d: round(float(np.mean(v)), 4) for d, v in per_dim.items()}
+    return out
+
+
+def _ablation_md(ab: dict[str, Any]) -> list[str]:
+    L = [f"## (g) Text evidence features (head v4) on and off, chosen full config, {ab['seeds']} training seeds", "",
+         "| check | without (zeroed) mean +- sd | with mean +- sd | seed 0 without / with |", "|---|---|---|---|"]
+    for k, w in ab["without"].items():
+        if k == "loro_per_dimension_f1_mean":
+            continue
+        v = ab["with"][k]
+        L.append(f"| {k} | {w['mean']} +- {w['sd']} | **{v['mean']}** +- {v['sd']} | {w['seed0']} / {v['seed0']} |")
+    w, v = ab["without"]["loro_per_dimension_f1_mean"], ab["with"]["loro_per_dimension_f1_mean"]
+    return L + ["", "LORO F1 per dimension (mean over the left-out recipes and seeds), without -> with: "
+                + ", ".join(f"{d} {w[d]} -> {v[d]}" for d in w), ""]
+
+
 def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
     c = r["chosen"]
     lo, t5, acc, rb = c["loro"], c["t5_cv"], c["acceptability"], c["robustness"]
@@ -217,6 +281,8 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{c.get('spearman_neg_lm_nll_mean_alone')} / {n.get('spearman_neg_lm_nll_mean_alone')} | "
                      f"{c.get('spearman_gpt3_neg_nll')} / {n.get('spearman_gpt3_neg_nll')} |")
         L.append("")
+    if "evidence_ablation" in res:
+        L += _ablation_md(res["evidence_ablation"])
     if "demo20" in res:
         d = res["demo20"]
         L += ["## (f) The 20 hand-labelled demo outputs (never trained or selected on)", "",
@@ -243,6 +309,8 @@ def main() -> None:
                     "regressor's output (critique.acceptability, shipped weights) as one more global feature")
     ap.add_argument("--acceptability-in-dim", action="store_true", help="with --acceptability: the dimension "
                     "net reads the feature too (default: the score net only)")
+    ap.add_argument("--evidence-ablation", type=int, default=0, metavar="N", help="also measure the chosen full "
+                    "config with and without the text evidence features over N training seeds (g)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
     a = ap.parse_args()
 
@@ -269,6 +337,9 @@ def main() -> None:
     head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select,
                                  extra_features=extra, extra_in_dim=a.acceptability_in_dim)
     res.update(report)
+    if a.evidence_ablation:
+        res["evidence_ablation"] = evidence_ablation(sets, _chosen_full(report, extra, a.acceptability_in_dim),
+                                                     a.evidence_ablation, a.folds)
     if a.save_head:
         head.save(a.save_head)
     out = Path(a.out)
@@ -287,6 +358,16 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(res) + "\n")
     print(markdown(res))
+
+
+def _chosen_full(report: dict[str, Any], extra: tuple[str, ...], in_dim: bool) -> Any:
+    """The HeadConfig `train_shipped` chose for the full part (its report holds the summary only)."""
+    from dataclasses import replace
+
+    from critique.checks_eval import GRID, config_summary
+
+    grid = [replace(c, extra_features=extra, extra_in_dim=in_dim) for c in GRID]
+    return next(c for c in grid if config_summary(c) == report["full"]["chosen"]["config"])
 
 
 def _robust_majority(items: list[Any], pred: Any) -> float | None:

@@ -26,6 +26,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Any
 
 import numpy as np
@@ -276,7 +277,7 @@ class ChecksConfig:
     acceptability: bool = False
 
 
-GLOBAL_FEATURES = (
+BASE_GLOBAL_FEATURES = (
     "pred_is_key", "names_option", "named_is_pred", "named_is_key", "named_other", "n_named",
     "cos_pred_is_max", "cos_margin", "cos_expl_pred", "cos_expl_key", "cos_best_other_minus_pred",
     "cover_pred", "cover_key", "cover_question", "novel_words", "restates_question",
@@ -285,11 +286,27 @@ GLOBAL_FEATURES = (
     "has_knowledge", "fact_entail", "fact_contra", "fact_exact_share", "fact_sim_min", "fact_suspect_sim",
 )
 ACC_FEATURE = "acceptability"   # the regressor's output: an optional global feature after DERIVED_FEATURES
-UNIT_FEATURES = (
+BASE_UNIT_FEATURES = (
     "position", "is_first", "is_last", "is_answer", "prefix_entail", "prefix_low", "rel_qa", "rel_q",
     "rel_low", "redund", "overlap_q", "names_option", "fact_entail", "fact_contra", "fact_sim", "fact_diff",
     "fact_exact", "log_words", "is_weakest_prefix", "is_least_relevant", "is_suspect",
 )
+# Text evidence (`evidence`, head v4), from texts alone (no model), so cached checks get it from their
+# stored units and nearest facts (`with_evidence`):
+# - altered_vs_fact: a unit restates its nearest known fact with its polarity flipped, its numbers or its
+#   word order changed (swapped arguments), or a word or two replaced by one nothing else in the
+#   explanation mentions (a gold conclusion also differs from a fact in a word or two, but its words come
+#   from its premises);
+# - contra_vs_context: a unit restates another unit of the explanation with the polarity flipped or the
+#   word order inverted;
+# - ungrounded: content words no other unit, the question or the options mention;
+# - final_names_pred / _other: does the last non-answer unit (the final conclusion) name the predicted
+#   option, or another one more?
+EVIDENCE_UNIT_FEATURES = ("altered_vs_fact", "contra_vs_context", "ungrounded_share")
+EVIDENCE_GLOBAL_FEATURES = ("altered_vs_fact_any", "contra_vs_context_max", "ungrounded_max", "ungrounded_share_all",
+                            "final_names_pred", "final_names_other")
+GLOBAL_FEATURES = BASE_GLOBAL_FEATURES + EVIDENCE_GLOBAL_FEATURES
+UNIT_FEATURES = BASE_UNIT_FEATURES + EVIDENCE_UNIT_FEATURES
 
 
 @dataclass
@@ -546,7 +563,7 @@ def _assemble(p: _Prep, e: dict[str, Any], hits: dict[int, tuple], got: dict[tup
     ]
     weakest = int(np.nanargmin(np.where(content_mask, prefix, np.nan))) if len(pre_c) else -1
     least_rel = int(np.argmin(np.where(content_mask, rel_qa, 9.0)))
-    u = np.zeros((nu, len(UNIT_FEATURES)), np.float32)
+    u = np.zeros((nu, len(BASE_UNIT_FEATURES)), np.float32)
     for i in range(nu):
         u[i] = [i / max(nu - 1, 1), float(i == 0), float(i == nu - 1), float(i in p.answer_units),
                 _nz(prefix[i], 1.0), float(_nz(prefix[i], 1.0) < 0.5), float(rel_qa[i]), float(rel_q[i]),
@@ -556,7 +573,146 @@ def _assemble(p: _Prep, e: dict[str, Any], hits: dict[int, tuple], got: dict[tup
                 float(exact[i]), float(np.log1p(len(units[i].clean.split()))), float(i == weakest),
                 float(i == least_rel), float(i == sus)]
     facts = [(hits[i][0], hits[i][1]) if i in hits else None for i in range(nu)]
-    return RecordChecks(units, np.array(g, np.float32), u, facts, supported)
+    ev_g, ev_u = evidence(p, facts)
+    return RecordChecks(units, np.concatenate([np.array(g, np.float32), ev_g]), np.hstack([u, ev_u]), facts, supported)
+
+
+# --- text evidence: polarity, argument order, numbers, grounding (no model) -------------------------------
+
+_NEG = frozenset("not no never none nothing nobody neither nor without".split())
+_TOKEN = re.compile(r"[a-z0-9]+")
+_SYNONYMS = {"type": "kind", "sort": "kind"}   # "x is a type (form) of y" restates "x is a kind of y"
+_MATCH = 0.5        # content-word Jaccard from which two statements are "the same statement, maybe altered"
+_SMALL_EDIT = 4     # content words changed (both sides, fact parts left out included) for "a small edit"
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A statement as the evidence checks compare it: content words in order (cut to 7 letters,
+    numbers kept whatever their length), their set, polarity (negation words mod 2), numbers."""
+
+    seq: tuple[str, ...]
+    words: frozenset[str]
+    polarity: int
+    numbers: frozenset[str]
+
+    @classmethod
+    def of(cls, text: str) -> _Statement:
+        low = _strip_lead(text).lower().replace("n't", " not").replace("cannot", "can not").replace(" form of ", " kind of ")
+        toks = _TOKEN.findall(low)
+        seq = tuple(_stem(t) for t in toks if t[0].isdigit() or (t not in _STOP and len(t) > 2))
+        return cls(seq, frozenset(seq), sum(t in _NEG for t in toks) % 2,
+                   frozenset(t for t in toks if t[0].isdigit()))
+
+
+def _stem(w: str) -> str:
+    """A word as the evidence checks compare it: synonyms merged, plural "s" off, cut to 7 letters."""
+    w = _SYNONYMS.get(w, w)
+    return (w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)[:7]
+
+
+def _jac(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def inverted_share(a: Sequence[str], b: Sequence[str]) -> float:
+    """Share of the pairs of words that occur once in each statement whose order differs between
+    them: 1.0 for "x is a kind of y" vs "y is a kind of x", 0.0 for the same order."""
+    once = [w for w in a if a.count(w) == 1 and b.count(w) == 1]
+    pb = {w: b.index(w) for w in once}
+    pairs = [(x, y) for i, x in enumerate(once) for y in once[i + 1:]]
+    return sum(pb[x] > pb[y] for x, y in pairs) / len(pairs) if pairs else 0.0
+
+
+@dataclass(frozen=True)
+class _Diff:
+    """How a statement differs from a reference that is "the same statement" (or None when it is not)."""
+
+    polarity: bool
+    numbers: bool
+    inverted: float
+    changed: int             # content words edited inside the aligned span + reference words left out
+    inserted: frozenset[str]  # the statement's words inside the aligned span that the reference lacks
+    removed: frozenset[str]   # the reference's words the statement lacks
+
+
+def _diff(s: _Statement, ref: _Statement | None) -> _Diff | None:
+    if ref is None or _jac(s.words, ref.words) < _MATCH:
+        return None
+    blocks = [m for m in SequenceMatcher(None, s.seq, ref.seq, autojunk=False).get_matching_blocks() if m.size]
+    matched = sum(m.size for m in blocks)
+    a0, a1 = blocks[0].a, blocks[-1].a + blocks[-1].size    # the aligned spans; the statement's words before
+    b0, b1 = blocks[0].b, blocks[-1].b + blocks[-1].size    # or after its span are an intro or an extension,
+    if b0:                                                   # unless the reference's words there are missing:
+        a0, changed = 0, a0 + b0                             # then they replace those (an edit at the edge)
+    else:
+        changed = 0
+    if b1 < len(ref.seq):
+        changed, a1 = changed + (len(s.seq) - a1) + (len(ref.seq) - b1), len(s.seq)
+    changed += (blocks[-1].a + blocks[-1].size - blocks[0].a - matched) + (b1 - b0 - matched)
+    return _Diff(s.polarity != ref.polarity, bool(s.numbers and ref.numbers and s.numbers != ref.numbers),
+                 inverted_share(s.seq, ref.seq), changed, frozenset(s.seq[a0:a1]) - ref.words, ref.words - s.words)
+
+
+def _unsupported_edit(d: _Diff | None, elsewhere: set[str]) -> bool:
+    """A small substitution (a word or two of the reference replaced by others) that brings in a word
+    nothing else mentions: how a true statement is made false, not how a conclusion restates its
+    premises (its new words come from the other premises, and it often only adds or leaves out words)."""
+    return d is not None and 1 <= d.changed <= _SMALL_EDIT and bool(d.removed) and bool(d.inserted - elsewhere)
+
+
+def evidence(p: _Prep, facts: Sequence[tuple[str, str] | None]) -> tuple[np.ndarray, np.ndarray]:
+    """EVIDENCE_GLOBAL_FEATURES and (per unit) EVIDENCE_UNIT_FEATURES of one record, from its texts and
+    each unit's nearest known fact (None: none retrieved). Content units only; answer units get zeros."""
+    st = [_Statement.of(u.clean) for u in p.units]
+    asked = _Statement.of(p.rec.question).words.union(*(_Statement.of(v).words for v in p.rec.options.values()))
+    u = np.zeros((len(p.units), len(EVIDENCE_UNIT_FEATURES)), np.float32)
+    lone_all, words_all = 0, 0
+    for i in p.content:
+        said = set().union(*(st[j].words for j in range(len(p.units)) if j != i))   # what the rest says
+        fact = _Statement.of(facts[i][1]) if i < len(facts) and facts[i] is not None else None
+        fd = _diff(st[i], fact)
+        near = max((j for j in p.content if j != i), key=lambda j: (_jac(st[i].words, st[j].words), -abs(i - j)),
+                   default=None)
+        cd = _diff(st[i], st[near]) if near is not None else None
+        lone = len(st[i].words - said - asked)
+        lone_all, words_all = lone_all + lone, words_all + len(st[i].words)
+        u[i] = [float(fd is not None and fd.changed <= _SMALL_EDIT and (fd.polarity or fd.numbers or fd.inverted > 0
+                                                                        or _unsupported_edit(fd, said))),
+                max(float(cd.polarity), cd.inverted) if cd else 0.0,
+                lone / len(st[i].words) if st[i].words else 0.0]
+    c = u[p.content] if p.content else np.zeros((1, u.shape[1]), np.float32)
+    g = [float(c[:, 0].max()), float(c[:, 1].max()), float(c[:, 2].max()),
+         lone_all / words_all if words_all else 0.0, *_final_names(p, st)]
+    return np.array(g, np.float32), u
+
+
+def _final_names(p: _Prep, st: Sequence[_Statement]) -> tuple[float, float]:
+    """(share of the predicted option's own words in the explanation's last non-answer unit, the most
+    any other option has there minus that): does the final conclusion name what the answer says?"""
+    body = [i for i in range(len(p.units)) if i not in p.answer_units]
+    pred = p.rec.predicted_answer
+    if not body or pred not in p.rec.options:
+        return 0.0, 0.0
+    words = {k: _Statement.of(v).words for k, v in p.rec.options.items()}
+    own = {k: w - frozenset().union(*(x for j, x in words.items() if j != k)) for k, w in words.items()}
+    last = st[body[-1]].words
+    cover = {k: len(w & last) / len(w) if w else 0.0 for k, w in own.items()}
+    return cover[pred], max((v for k, v in cover.items() if k != pred), default=0.0) - cover[pred]
+
+
+def with_evidence(c: RecordChecks, record: ModelOutput, config: ChecksConfig | None = None) -> RecordChecks:
+    """Checks computed before the evidence features existed (base features only), with them added
+    from the record's texts and the stored nearest facts: what `Checker.run` computes now."""
+    if c.g.shape[-1] == len(GLOBAL_FEATURES) and c.u.shape[-1] == len(UNIT_FEATURES):
+        return c
+    p = _prepare(record, config or ChecksConfig())
+    if [x.clean for x in p.units] != [x.clean for x in c.units]:
+        raise ModelError(f"record {record.id}: its units differ from the cached checks' units")
+    ev_g, ev_u = evidence(p, c.near_fact)
+    return RecordChecks(c.units, np.concatenate([c.g[:len(BASE_GLOBAL_FEATURES)], ev_g]),
+                        np.hstack([c.u[:, :len(BASE_UNIT_FEATURES)], ev_u]), c.near_fact, c.supported_option,
+                        c.acceptability)
 
 
 def _nz(x: float, default: float) -> float:
@@ -568,9 +724,9 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 KNOWLEDGE_DEFAULTS_G = {"has_knowledge": 0.0, "fact_entail": 1.0, "fact_contra": 0.0, "fact_exact_share": 0.0,
-                        "fact_sim_min": 0.0, "fact_suspect_sim": 0.0}
+                        "fact_sim_min": 0.0, "fact_suspect_sim": 0.0, "altered_vs_fact_any": 0.0}
 KNOWLEDGE_DEFAULTS_U = {"fact_entail": 0.5, "fact_contra": 0.0, "fact_sim": 0.0, "fact_diff": 3.0, "fact_exact": 0.0,
-                        "is_suspect": 0.0}
+                        "is_suspect": 0.0, "altered_vs_fact": 0.0}
 
 
 def without_knowledge(g: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

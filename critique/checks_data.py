@@ -381,7 +381,22 @@ def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checke
         tmp.write_bytes(pickle.dumps(out[name]))
         tmp.replace(path)
         print(f"{name}: {len(out[name])} items, {time.perf_counter() - t0:.0f} s", flush=True)
+    attach_evidence(out, cfg.data_dir)
     return out
+
+
+def attach_evidence(sets: dict[str, list[Item]], data_dir: str | None = None) -> None:
+    """Give items cached before the text evidence features existed (`critique.checks.evidence`) those
+    features, in place, from their records' texts and stored nearest facts (no model; a few seconds)."""
+    from critique.checks import GLOBAL_FEATURES, with_evidence
+
+    old = {k: v for k, v in sets.items() if any(it.checks.g.shape[-1] != len(GLOBAL_FEATURES) for it in v)}
+    if not old:
+        return
+    attach_records(old, data_dir)
+    for items in old.values():
+        for it in items:
+            it.checks = with_evidence(it.checks, it.extra["record"])
 
 
 def attach_acceptability(sets: dict[str, list[Item]], scorer: Any = None, cache: str | Path | None = "runs/checks_feats",
