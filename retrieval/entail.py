@@ -538,6 +538,12 @@ class CrossEncoderScorer:
         out = np.zeros(n, dtype=np.float32)
         if n == 0:
             return out
+        # The same pair asked twice in one call (callers batch many rows' pairs) is scored once.
+        first: dict[tuple[tuple[str, ...], str], int] = {}
+        slot = [first.setdefault((tuple(p), h), len(first)) for p, h in items]
+        if len(first) < n:
+            uniq = [(list(p), h) for p, h in first]
+            return self.logits_batch(uniq, batch_size=batch_size, progress=progress)[slot]
         self._load()
         if self._sess is not None:
             return self._logits_onnx(items, batch_size, progress)
