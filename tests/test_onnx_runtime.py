@@ -220,3 +220,13 @@ def test_onnx_scorer_matches_torch() -> None:
     q = CrossEncoderScorer(runtime="int8").logits_batch(items)
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     assert np.abs(sig(q) - sig(ref)).max() < 0.15 and (np.sign(q) == np.sign(ref)).all()
+
+
+def test_length_batches_cap_padded_tokens() -> None:
+    lengths = [100, 10, 100, 10, 10, 100, 300]
+    batches = [b.tolist() for b in ox.length_batches(lengths, 64, max_tokens=250)]
+    # rows x the batch's longest row stays within 250 tokens; a row longer than the cap goes alone
+    assert batches == [[1, 3, 4], [0, 2], [5], [6]]
+    assert all(len(b) * max(lengths[i] for i in b) <= 250 for b in batches[:-1])
+    assert [b.tolist() for b in ox.length_batches(lengths, 64, max_tokens=None)] == [[1, 3, 4, 0, 2, 5, 6]]
+    assert [b.tolist() for b in ox.length_batches(lengths, 2, max_tokens=None)] == [[1, 3], [4, 0], [2, 5], [6]]
