@@ -17,6 +17,9 @@ VNNI and full-range u8 x s8 products saturate).
   not padded to the longest one in the input, and long rows go a few at a time (on this CPU small
   batches of long rows run faster per token: less padding, better cache use; measured below).
 - `pad_batch(encodings, pad_id)`: the int64 arrays ONNX Runtime takes, padded to the batch's longest.
+- `fast_tokenizer(folder)`: the folder's tokenizer.json run by the `tokenizers` library (a plain BERT
+  tokenizer only: same ids as transformers' AutoTokenizer), so that the ONNX paths start without
+  importing transformers and torch (~3-4 s of a command's start-up on this machine).
 
 Thread count: `MICROTHEORY_ORT_THREADS`, else `DEFAULT_THREADS` (1). Measured on this project's
 2-core machine shared with other jobs (load 8; docs/benchmarks.md "Encoder precision"): MiniLM fp32,
