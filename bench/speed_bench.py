@@ -17,8 +17,11 @@
 (c) critique: `critique run` with its defaults (checks backend, no knowledge) on the first N
     T5-11B task-1 dev explanations, the code at `--base` (a clean `git archive` copy; default the
     commit where this branch left main) vs this
-    tree, alternating (base, ours, ours, base, ...): whole command wall time, and warm throughput
-    (a second `run_critique` in the same process after a 4-row warm-up).
+    tree, alternating (base, ours, ours, base, ...): whole command wall time and CPU seconds, and warm
+    throughput (a second `run_critique` in the same process after a 4-row warm-up).
+    `--critique-microtheory DIR` gives both the knowledge (`--microtheory DIR`: fact checks and grounded
+    advice) and `--critique-fast` runs `--fast`; each combination is its own section
+    (`critique`, `critique_microtheory`, `critique_microtheory_fast`, `critique_fast`).
 Writes bench/results/speed_bench.json and .md (each section keeps its last result when skipped).
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -214,8 +218,8 @@ def scorer_section(data: Path, threads: int) -> dict[str, Any]:
 WARM_SNIPPET = """
 import json, sys, time
 from critique.batch import CritiqueRunConfig, run_critique
-inp, warm, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
-cfg = CritiqueRunConfig()
+inp, warm, out_dir, mt, fast = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] or None, sys.argv[5] == "1"
+cfg = CritiqueRunConfig(microtheory=mt, fast=fast)
 t0 = time.perf_counter(); run_critique(warm, out_dir + "/warm.jsonl", cfg, progress=False); t_warm = time.perf_counter() - t0
 c0, t0 = time.process_time(), time.perf_counter()
 s = run_critique(inp, out_dir + "/out.jsonl", cfg, progress=False)
@@ -244,22 +248,45 @@ def base_tree(rev: str, folder: Path) -> tuple[Path, str]:
     return target, commit
 
 
-def one_critique_run(tree: Path, inp: Path, warm: Path, work: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CritiqueMode:
+    """What `critique run` is given besides its input: knowledge (a microtheory path) and --fast."""
+
+    microtheory: Path | None = None
+    fast: bool = False
+
+    @property
+    def section(self) -> str:
+        return "critique" + ("_microtheory" if self.microtheory else "") + ("_fast" if self.fast else "")
+
+    def cli_args(self) -> list[str]:
+        return (["--microtheory", str(self.microtheory)] if self.microtheory else []) + (["--fast"] if self.fast else [])
+
+
+def one_critique_run(tree: Path, inp: Path, warm: Path, work: Path, mode: CritiqueMode) -> dict[str, Any]:
+    import resource
+
     env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     out = work / f"cli-{time.time_ns()}.jsonl"
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "critique", "run", str(inp),
-                    "--out", str(out), "--json"], cwd=tree, env=env, check=True, capture_output=True)
+                    "--out", str(out), "--json", *mode.cli_args()], cwd=tree, env=env, check=True, capture_output=True)
     cli_wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cli_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)   # all its threads
     d = work / f"warm-{time.time_ns()}"
     d.mkdir()
-    r = subprocess.run([sys.executable, "-c", WARM_SNIPPET, str(inp), str(warm), str(d)], cwd=tree, env=env,
+    r = subprocess.run([sys.executable, "-c", WARM_SNIPPET, str(inp), str(warm), str(d),
+                        str(mode.microtheory or ""), "1" if mode.fast else "0"], cwd=tree, env=env,
                        check=True, capture_output=True, text=True)
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    return {"cli_wall_s": cli_wall, **res, "records": [json.loads(x) for x in out.read_text().splitlines()[1:]]}
+    return {"cli_wall_s": cli_wall, "cli_cpu_s": cli_cpu, "load_1min_at_start": load, **res,
+            "records": [json.loads(x) for x in out.read_text().splitlines()[1:]]}
 
 
-def critique_section(data: Path, n: int, rounds: int, rev: str) -> dict[str, Any]:
+def critique_section(data: Path, n: int, rounds: int, rev: str, mode: CritiqueMode = CritiqueMode()) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="speed_bench-") as tmp:
         work = Path(tmp)
         inp, warm = t5_inputs(data, n, work)
@@ -268,12 +295,13 @@ def critique_section(data: Path, n: int, rounds: int, rev: str) -> dict[str, Any
         order = [("base", "ours"), ("ours", "base")] * rounds
         for pair in order[:rounds]:
             for who in pair:
-                r = one_critique_run(base if who == "base" else ROOT, inp, warm, work)
+                r = one_critique_run(base if who == "base" else ROOT, inp, warm, work, mode)
                 runs[who].append(r)
-                print(f"critique {who}: cli {r['cli_wall_s']:.1f} s, warm {n / r['wall_s']:.2f} critiques/s, "
-                      f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+                print(f"{mode.section} {who}: cli {r['cli_wall_s']:.1f} s ({r['cli_cpu_s']:.1f} CPU-s), warm "
+                      f"{n / r['wall_s']:.2f} critiques/s, load {r['load_1min_at_start']:.1f}", file=sys.stderr, flush=True)
     same = _same_critiques(runs["base"][0]["records"], runs["ours"][0]["records"])
-    summary = {who: {"cli_wall_s": min(r["cli_wall_s"] for r in rs), "warm_wall_s": min(r["wall_s"] for r in rs),
+    summary = {who: {"cli_wall_s": min(r["cli_wall_s"] for r in rs), "cli_cpu_s": min(r["cli_cpu_s"] for r in rs),
+                     "warm_wall_s": min(r["wall_s"] for r in rs),
                      "warm_cpu_s": min(r["cpu_s"] for r in rs), "errors": rs[0]["errors"]}
                for who, rs in runs.items()}
     for v in summary.values():
@@ -281,11 +309,13 @@ def critique_section(data: Path, n: int, rounds: int, rev: str) -> dict[str, Any
         v["critiques_per_cpu_s_warm"] = n / v["warm_cpu_s"]
         v["critiques_per_s_cli"] = n / v["cli_wall_s"]
     return {"n": n, "rounds": rounds, "base_rev": rev, "base_commit": commit, "inputs": "T5-11B task-1 dev explanations",
+            "microtheory": str(mode.microtheory) if mode.microtheory else None, "fast": mode.fast,
             "runs": {k: [{x: y for x, y in r.items() if x != "records"} for r in v] for k, v in runs.items()},
             "summary": summary, "agreement": same,
             "speedup_warm": summary["base"]["warm_wall_s"] / summary["ours"]["warm_wall_s"],
             "speedup_warm_cpu": summary["base"]["warm_cpu_s"] / summary["ours"]["warm_cpu_s"],
-            "speedup_cli": summary["base"]["cli_wall_s"] / summary["ours"]["cli_wall_s"]}
+            "speedup_cli": summary["base"]["cli_wall_s"] / summary["ours"]["cli_wall_s"],
+            "speedup_cli_cpu": summary["base"]["cli_cpu_s"] / summary["ours"]["cli_cpu_s"]}
 
 
 def _same_critiques(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
@@ -297,8 +327,21 @@ def _same_critiques(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[st
 
     dims = [field(x, "dimension") == field(y, "dimension") for x, y in zip(a, b)]
     scores = [field(x, "score") == field(y, "score") for x, y in zip(a, b)]
+    same = [_same_record(x, y) for x, y in zip(a, b)]
     return {"same_dimension": float(np.mean(dims)) if dims else None,
-            "same_score": float(np.mean(scores)) if scores else None}
+            "same_score": float(np.mean(scores)) if scores else None,
+            "same_record": float(np.mean(same)) if same else None}
+
+
+def _same_record(a: Any, b: Any, tol: float = 1e-4) -> bool:
+    """Equal records, every text and id exactly, floats (the confidence) within `tol`."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_record(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_record(x, y, tol) for x, y in zip(a, b))
+    return bool(a == b)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -314,8 +357,9 @@ def markdown(r: dict[str, Any]) -> str:
         L += _md_encoder(r["encoder"])
     if "scorer" in r:
         L += _md_scorer(r["scorer"])
-    if "critique" in r:
-        L += _md_critique(r["critique"])
+    for key in ("critique", "critique_fast", "critique_microtheory", "critique_microtheory_fast"):
+        if key in r:
+            L += _md_critique(r[key])
     return "\n".join(L) + "\n"
 
 
@@ -348,19 +392,28 @@ def _md_scorer(sc: dict[str, Any]) -> list[str]:
 
 
 def _md_critique(c: dict[str, Any]) -> list[str]:
-    s = c["summary"]
-    return ["## (c) Batch critique, `critique run` defaults (checks backend), before vs after", "",
-            f"{c['n']} {c['inputs']}; base = `{c['base_rev']}` ({c['base_commit'][:10]}), a clean copy; "
-            f"{c['rounds']} run(s) each, alternating; best run.", "",
-            "| code | critiques/s warm (wall) | critiques/CPU-s warm | whole command, s (incl. start-up) |",
-            "|---|---|---|---|",
-            f"| base | {s['base']['critiques_per_s_warm']:.2f} | {s['base']['critiques_per_cpu_s_warm']:.2f} | "
-            f"{s['base']['cli_wall_s']:.1f} |",
-            f"| this branch | {s['ours']['critiques_per_s_warm']:.2f} | {s['ours']['critiques_per_cpu_s_warm']:.2f} | "
-            f"{s['ours']['cli_wall_s']:.1f} |",
-            f"| ratio | **{c['speedup_warm']:.2f}x** | {c['speedup_warm_cpu']:.2f}x | {c['speedup_cli']:.2f}x |", "",
+    s, n = c["summary"], c["n"]
+    mt, fast = c.get("microtheory"), c.get("fast", False)
+    what = (f"`--microtheory {mt}`" if mt else "no knowledge") + (", `--fast`" if fast else "")
+    loads = [r.get("load_1min_at_start") for rs in c["runs"].values() for r in rs if r.get("load_1min_at_start") is not None]
+    cpu = {w: s[w].get("cli_cpu_s") for w in ("base", "ours")}
+    same = c["agreement"].get("same_record")
+    return [f"## (c) Batch critique, `critique run` (checks backend, {what}), before vs after", "",
+            f"{n} {c['inputs']}; base = `{c['base_rev']}` ({c['base_commit'][:10]}), a clean copy; "
+            f"{c['rounds']} run(s) each, alternating; best run"
+            + (f"; 1-min load {min(loads):.1f}-{max(loads):.1f} at the runs' starts." if loads else "."), "",
+            "| code | critiques/s warm (wall) | critiques/CPU-s warm | whole command, s (incl. start-up) | "
+            "whole command, critiques/s | whole command, CPU-s |",
+            "|---|---|---|---|---|---|",
+            *(f"| {label} | {s[w]['critiques_per_s_warm']:.2f} | {s[w]['critiques_per_cpu_s_warm']:.2f} | "
+              f"{s[w]['cli_wall_s']:.1f} | {n / s[w]['cli_wall_s']:.2f} | "
+              + (f"{cpu[w]:.1f} |" if cpu[w] is not None else "- |")
+              for label, w in (("base", "base"), ("this branch", "ours"))),
+            f"| ratio | **{c['speedup_warm']:.2f}x** | {c['speedup_warm_cpu']:.2f}x | {c['speedup_cli']:.2f}x | | "
+            + (f"{c['speedup_cli_cpu']:.2f}x |" if "speedup_cli_cpu" in c else "- |"), "",
             f"Same dimension in {c['agreement']['same_dimension']:.1%} and same score in "
-            f"{c['agreement']['same_score']:.1%} of the critiques.", ""]
+            f"{c['agreement']['same_score']:.1%} of the critiques"
+            + (f"; the same record (every field; floats within 1e-4) in {same:.1%}." if same is not None else "."), ""]
 
 
 def main() -> None:
@@ -373,6 +426,9 @@ def main() -> None:
     ap.add_argument("--n-critique", type=int, default=60)
     ap.add_argument("--base", default=None, help="git revision to compare batch critique against "
                     "(default: where this branch left main, `git merge-base HEAD main`)")
+    ap.add_argument("--critique-microtheory", type=Path, default=None,
+                    help="(c) with this knowledge (`critique run --microtheory`), e.g. runs/demo/microtheory")
+    ap.add_argument("--critique-fast", action="store_true", help="(c) with `critique run --fast`")
     ap.add_argument("--markdown-only", action="store_true")
     a = ap.parse_args()
     old = json.loads(OUT.with_suffix(".json").read_text()) if OUT.with_suffix(".json").is_file() else {}
@@ -392,7 +448,8 @@ def main() -> None:
     if "critique" in only:
         base = a.base or subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True,
                                         text=True, check=True).stdout.strip()
-        res["critique"] = critique_section(a.data, a.n_critique, a.rounds, base)
+        mode = CritiqueMode(a.critique_microtheory.resolve() if a.critique_microtheory else None, a.critique_fast)
+        res[mode.section] = critique_section(a.data, a.n_critique, a.rounds, base, mode)
     res["load_average_end"] = os.getloadavg()
     from core.jsonl import atomic_write_json
 

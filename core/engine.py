@@ -22,6 +22,7 @@ same whichever engine computed the results.
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -183,8 +184,15 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise _unreachable(address, f"{type(e).__name__}: {e}") from None
 
 
+# Device files a GPU that torch could use shows (NVIDIA, ROCm, WSL): without any, torch sees no GPU.
+_GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
 def cuda_present() -> bool:
-    """True where torch sees a CUDA device (an engine worker then puts its models there)."""
+    """True where torch sees a CUDA device (an engine worker then puts its models there). On a machine
+    with no GPU device file, False without importing torch (seconds at start-up of a CPU-only command)."""
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in _GPU_DEVICE_FILES):
+        return False
     try:
         import torch
 

@@ -17,6 +17,7 @@ text is fixed template wording, quotes of the question / options / explanation, 
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ from core.types import Fact
 from retrieval.knowledge import Knowledge, knowledge_from_facts, open_microtheory, open_store
 
 MAX_QUOTE = 200  # characters of a quoted sentence in advice
+# Dimensions whose flagged statement is checked against the closest known facts.
+_CHECKED_DIMENSIONS = ("incorrect_information", "incorrect_reasoning", "misunderstanding")
 
 
 # The old name of in-memory knowledge over a list of facts (cli/pipeline.py and tests use it).
@@ -55,12 +58,31 @@ def load_knowledge(microtheory: str | Path | None = None, store: str | Path | No
 
 def default_hypothesis(stem: str, option: str) -> str:
     """Question + answer as one statement (spaCy rules; a plain join when they are unavailable)."""
+    loading = _HYPOTHESIS_PRELOAD
+    if loading is not None and loading is not threading.current_thread():
+        loading.join()   # spaCy is being loaded in the background (`preload_hypothesis`): load it once
     try:
         from retrieval.hypothesis import make_hypothesis
 
         return make_hypothesis(stem, option)
     except Exception:  # noqa: BLE001 - the rewriter is a convenience: retrieval works on the plain join
         return plain_hypothesis(stem, option)
+
+
+_HYPOTHESIS_PRELOAD: threading.Thread | None = None
+_PRELOAD_LOCK = threading.Lock()
+
+
+def preload_hypothesis() -> None:
+    """Start loading what `default_hypothesis` needs (spaCy: a few seconds) in a background thread,
+    once per process, so that it overlaps the checks' model passes (ONNX Runtime releases the GIL)
+    instead of adding to the first advice; `default_hypothesis` waits for it."""
+    global _HYPOTHESIS_PRELOAD
+    with _PRELOAD_LOCK:
+        if _HYPOTHESIS_PRELOAD is None:
+            _HYPOTHESIS_PRELOAD = threading.Thread(target=default_hypothesis, args=("What is it?", "it"),
+                                                   name="preload-spacy", daemon=True)
+            _HYPOTHESIS_PRELOAD.start()
 
 
 def plain_hypothesis(stem: str, option: str) -> str:
@@ -104,6 +126,12 @@ class Advisor:
             self.scorer = load_scorer()
         return self.scorer
 
+    def prepare(self) -> None:
+        """Before a run: start loading, in the background, what grounded advice will need (the
+        hypothesis rewriter's spaCy pipeline), so that it overlaps the critic's own work."""
+        if self.knowledge is not None and self.hypothesis is default_hypothesis:
+            preload_hypothesis()
+
     def advise(self, record: ModelOutput, critique: Critique, general: bool = True) -> Critique:
         """The critique with general advice from the taxonomy (when `general`) and specific advice."""
         return self.advise_batch([record], [critique], general)[0]
@@ -113,7 +141,7 @@ class Advisor:
         """`advise` for many rows, with one entailment-scoring call for all of them (the scorer sorts
         the pairs by length, so a batch of rows costs much less than its rows one by one)."""
         out: list[Critique | None] = []
-        plans: list[tuple[int, _Plan]] = []
+        todo: list[tuple[int, ModelOutput, str, list[str], str | None]] = []
         for record, critique in zip(records, critiques, strict=True):
             gen = general_advice(critique.dimension) if general else critique.general
             if critique.dimension == NONE:
@@ -129,7 +157,8 @@ class Advisor:
                               cited_facts=())
             out.append(generic)
             if self.knowledge is not None:
-                plans.append((len(out) - 1, self._plan(record, critique.dimension, sentences, flaw)))
+                todo.append((len(out) - 1, record, critique.dimension, sentences, flaw))
+        plans = self._plans(todo)
         if plans:
             pairs = [pair for _, plan in plans for pair in plan.pairs()]
             scores = self._scorer().score_batch(pairs) if pairs else np.zeros(0, np.float32)
@@ -177,11 +206,36 @@ class Advisor:
 
     # -- grounded -----------------------------------------------------------------------------------
 
-    def _candidates(self, queries: Sequence[str]) -> list[tuple[Fact, float]]:
+    def _plans(self, todo: Sequence[tuple[int, ModelOutput, str, list[str], str | None]]) -> list[tuple[int, _Plan]]:
+        """`_plan` for each (output slot, record, dimension, sentences, flaw), with the retrieval of all
+        rows' queries in one `search_batch` (one encoder call instead of two or three per row)."""
+        if not todo:
+            return []
+        hyps = [self.hypothesis(r.question, r.options.get(r.answer_key, "")) for _, r, _, _, _ in todo]
+        queries = [q for (_, r, dim, _, flaw), hyp in zip(todo, hyps) for q in self._queries(r, dim, flaw, hyp)]
+        hits = self._search_many(queries)
+        return [(i, self._plan(r, dim, sents, flaw, hyp=hyp, hits=hits))
+                for (i, r, dim, sents, flaw), hyp in zip(todo, hyps)]
+
+    @staticmethod
+    def _queries(record: ModelOutput, dimension: str, flaw: str | None, hyp: str) -> list[str]:
+        """The retrieval queries `_plan` makes for a row (the flagged statement's, then the answer's)."""
+        flagged = [flaw] if flaw and dimension in _CHECKED_DIMENSIONS else []
+        return [*flagged, hyp, record.question + " " + record.options.get(record.answer_key, "")]
+
+    def _search_many(self, queries: Sequence[str]) -> dict[str, list[Any]]:
+        """query -> the knowledge's top `k` hits, each distinct query searched once, all in one call."""
+        assert self.knowledge is not None
+        uniq = list(dict.fromkeys(queries))
+        if not uniq or not hasattr(self.knowledge, "search_batch"):   # `_candidates` then searches one by one
+            return {}
+        return dict(zip(uniq, self.knowledge.search_batch(uniq, k=self.k)))
+
+    def _candidates(self, queries: Sequence[str], hits: dict[str, list[Any]] | None = None) -> list[tuple[Fact, float]]:
         assert self.knowledge is not None
         best: dict[str, tuple[Fact, float]] = {}
         for q in queries:
-            for hit in self.knowledge.search(q, k=self.k):
+            for hit in (hits[q] if hits is not None and q in hits else self.knowledge.search(q, k=self.k)):
                 f, s = hit.fact, float(hit.score)
                 if f.id not in best or s > best[f.id][1]:
                     best[f.id] = (f, s)
@@ -198,14 +252,16 @@ class Advisor:
         scores = self._scorer().score_batch(pairs) if pairs else np.zeros(0, np.float32)
         return plan.finish(scores, self._threshold())
 
-    def _plan(self, record: ModelOutput, dimension: str, sentences: Sequence[str], flaw: str | None) -> _Plan:
-        """What to score for one row: retrieval and the cheap lexical filters, before any scorer call."""
+    def _plan(self, record: ModelOutput, dimension: str, sentences: Sequence[str], flaw: str | None,
+              hyp: str | None = None, hits: dict[str, list[Any]] | None = None) -> _Plan:
+        """What to score for one row: retrieval and the cheap lexical filters, before any scorer call.
+        `hyp` / `hits`: the row's hypothesis and its queries' hits when already made (`_plans`)."""
         key_text = record.options.get(record.answer_key, "")
-        hyp = self.hypothesis(record.question, key_text)
+        hyp = hyp if hyp is not None else self.hypothesis(record.question, key_text)
         near: list[Fact] = []
         # (b) A statement flagged as false / invalid: facts about the same things, to check it against.
-        if flaw and dimension in ("incorrect_information", "incorrect_reasoning", "misunderstanding"):
-            cands = [(f, s) for f, s in self._candidates([flaw]) if s >= self.min_similarity]
+        if flaw and dimension in _CHECKED_DIMENSIONS:
+            cands = [(f, s) for f, s in self._candidates([flaw], hits) if s >= self.min_similarity]
             fw = content_words(flaw)
             shared = {f.id: len(content_words(f.text) & fw) for f, _ in cands}
             # Most shared content words first, then cosine.
@@ -214,7 +270,7 @@ class Advisor:
         # (a) Candidates for the relevant fact the explanation misses: about the question's topic
         # (an embedding-only neighbour about something else is dropped before it costs a scorer call).
         topic = content_words(hyp) | content_words(record.question) | content_words(key_text)
-        missing = [(f, s) for f, s in self._candidates([hyp, record.question + " " + key_text])
+        missing = [(f, s) for f, s in self._candidates([hyp, record.question + " " + key_text], hits)
                    if s >= self.min_similarity and content_words(f.text) & topic][: self.max_scored]
         return _Plan(flaw, hyp, list(sentences) or [record.explanation], near, missing,
                      inconsistent=dimension == "inconsistent_answer")

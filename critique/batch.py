@@ -256,6 +256,8 @@ def _critique_rows(pending: list[Row], backend: Backend, advisor: Advisor | None
                    batch_size: int) -> list[dict[str, Any]]:
     """Critique `pending` in batches: one record per row, in input order (one shard of a run)."""
     out: list[dict[str, Any]] = []
+    if advisor is not None and pending:
+        getattr(advisor, "prepare", lambda: None)()   # its models load in the background while the backend runs
     for start in range(0, len(pending), batch_size):
         chunk = pending[start:start + batch_size]
         good = [r for r in chunk if r.record is not None]

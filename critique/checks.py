@@ -248,8 +248,22 @@ def as_fact_source(knowledge: Any, encoder: Any) -> FactTable | SearchKnowledge 
     if facts is None and type(knowledge).__name__ != "KnowledgeStore" and hasattr(knowledge, "__iter__"):
         facts = list(knowledge)
     if facts is not None:
+        vectors = _own_vectors(knowledge, encoder, len(facts))
+        if vectors is not None:
+            return FactTable([f.id for f in facts], [f.text for f in facts], vectors)
         return FactTable.build([f.id for f in facts], [f.text for f in facts], encoder)
     return SearchKnowledge(knowledge)
+
+
+def _own_vectors(knowledge: Any, encoder: Any, n: int) -> np.ndarray | None:
+    """In-memory knowledge's own fact vectors (row i = fact i of its iteration) when its encoder is the
+    checks' encoder (same name): the facts are not encoded a second time. None otherwise."""
+    vectors, own = getattr(knowledge, "vectors", None), getattr(knowledge, "encoder", None)
+    if getattr(knowledge, "facts", None) is not None or not callable(vectors) or own is None or \
+            getattr(own, "name", None) != getattr(encoder, "name", None):
+        return None
+    v = np.asarray(vectors(), dtype=np.float32)
+    return v if v.ndim == 2 and v.shape[0] == n else None
 
 
 # --- the checks ------------------------------------------------------------------------------------

@@ -348,14 +348,10 @@ class OnnxEncoder:
         if self._sess is None:
             with self._lock:
                 if self._sess is None:
-                    from transformers import AutoTokenizer
-
-                    from core.models import quiet_transformers
                     from retrieval import onnx_runtime as ox
 
-                    quiet_transformers()
                     model_file = export_sentence_encoder(self.path, self.quant)
-                    self._tok = AutoTokenizer.from_pretrained(self.path)
+                    self._tok = ox.fast_tokenizer(self.path) or _auto_tokenizer(self.path)
                     sess = ox.session(model_file, self.threads)
                     self._names = [i.name for i in sess.get_inputs()]
                     self._sess = sess
@@ -385,6 +381,15 @@ class OnnxEncoder:
 
     def __repr__(self) -> str:
         return f"OnnxEncoder(name={self.name!r}, path={self.path!r}, quant={self.quant!r})"
+
+
+def _auto_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    from core.models import quiet_transformers
+
+    quiet_transformers()
+    return AutoTokenizer.from_pretrained(path)
 
 
 def default_model_path() -> str:

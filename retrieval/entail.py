@@ -467,14 +467,16 @@ class CrossEncoderScorer:
     def _load(self) -> None:
         if self._model is not None or self._sess is not None:
             return
+        from core.engine import cuda_present
+
+        dev = self._device or ("cuda" if cuda_present() else "cpu")
+        if self.runtime != "torch" and dev == "cpu":
+            self._load_onnx()   # imports neither torch nor transformers (seconds at start-up)
+            return
         import torch
 
         if self._num_threads and self.runtime == "torch":
             torch.set_num_threads(self._num_threads)
-        dev = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.runtime != "torch" and dev == "cpu":
-            self._load_onnx()
-            return
         self.runtime = "torch"
         tok, model = merged_model(self.config, None if self.untrained else self.path, self._seed)
         model.to(dev).eval()
@@ -492,9 +494,13 @@ class CrossEncoderScorer:
 
         quant = "int8" if self.runtime == "int8" else "fp32"
         model_file = export_scorer(self.path, self.config, quant)
-        from transformers import AutoTokenizer
+        base = resolve_base_model(self.config.base_model)
+        tok = ox.fast_tokenizer(base)
+        if tok is None:
+            from transformers import AutoTokenizer
 
-        self._tok = AutoTokenizer.from_pretrained(resolve_base_model(self.config.base_model))
+            tok = AutoTokenizer.from_pretrained(base)
+        self._tok = tok
         sess = ox.session(model_file, self._num_threads)
         self._names = [i.name for i in sess.get_inputs()]
         self._device, self._sess = "cpu", sess
@@ -538,6 +544,12 @@ class CrossEncoderScorer:
         out = np.zeros(n, dtype=np.float32)
         if n == 0:
             return out
+        # The same pair asked twice in one call (callers batch many rows' pairs) is scored once.
+        first: dict[tuple[tuple[str, ...], str], int] = {}
+        slot = [first.setdefault((tuple(p), h), len(first)) for p, h in items]
+        if len(first) < n:
+            uniq = [(list(p), h) for p, h in first]
+            return self.logits_batch(uniq, batch_size=batch_size, progress=progress)[slot]
         self._load()
         if self._sess is not None:
             return self._logits_onnx(items, batch_size, progress)

@@ -12,9 +12,14 @@ VNNI and full-range u8 x s8 products saturate).
   writes into a temporary sibling folder that is renamed into place only when complete, so a crash
   never leaves a half-written model and two processes racing both end up with one good copy.
 - `session(path, threads)`: an `InferenceSession` on the CPU (CUDA when onnxruntime-gpu has it).
-- `length_batches(lengths, batch_size)`: indices sorted by length, cut into batches; padding is per
-  batch, so short sentences are not padded to the longest one in the input.
+- `length_batches(lengths, batch_size, max_tokens)`: indices sorted by length, cut into batches of at
+  most `batch_size` rows and `max_tokens` padded tokens; padding is per batch, so short sentences are
+  not padded to the longest one in the input, and long rows go a few at a time (on this CPU small
+  batches of long rows run faster per token: less padding, better cache use; measured below).
 - `pad_batch(encodings, pad_id)`: the int64 arrays ONNX Runtime takes, padded to the batch's longest.
+- `fast_tokenizer(folder)`: the folder's tokenizer.json run by the `tokenizers` library (a plain BERT
+  tokenizer only: same ids as transformers' AutoTokenizer), so that the ONNX paths start without
+  importing transformers and torch (~3-4 s of a command's start-up on this machine).
 
 Thread count: `MICROTHEORY_ORT_THREADS`, else `DEFAULT_THREADS` (1). Measured on this project's
 2-core machine shared with other jobs (load 8; docs/benchmarks.md "Encoder precision"): MiniLM fp32,
@@ -79,10 +84,72 @@ def sha256_of(paths: Sequence[Path], extra: str = "") -> str:
 
 def _versions() -> str:
     import onnxruntime
-    import torch
 
     major_minor = (lambda v: ".".join(v.split("+")[0].split(".")[:2]))
-    return f"recipe{RECIPE_VERSION}-torch{major_minor(torch.__version__)}-ort{major_minor(onnxruntime.__version__)}"
+    return f"recipe{RECIPE_VERSION}-torch{major_minor(_torch_version())}-ort{major_minor(onnxruntime.__version__)}"
+
+
+def _torch_version() -> str:
+    """torch's version from its package metadata: a cache lookup must not import torch (~2-4 s)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        import torch
+
+        return str(torch.__version__)
+
+
+# Tokenizer classes whose tokenizer.json alone reproduces transformers' tokenizer (`fast_tokenizer`).
+_PLAIN_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast")
+
+
+class FastTokenizer:
+    """A model folder's tokenizer.json run by the `tokenizers` library itself: the ids, type ids and
+    attention masks the ONNX sessions take, truncated as transformers' `tok(a, [b], truncation=
+    "longest_first", max_length=n)` truncates, without importing transformers (and with it torch,
+    seconds at start-up). Same ids as AutoTokenizer on the project's MiniLM (tested)."""
+
+    def __init__(self, backend: Any, pad_token_id: int):
+        self._tok = backend
+        self.pad_token_id = pad_token_id
+        self._max_length: int | None = None
+        backend.no_padding()
+
+    def __call__(self, texts: Sequence[str], pairs: Sequence[str] | None = None, truncation: str = "longest_first",
+                 max_length: int | None = None) -> dict[str, list[list[int]]]:
+        if truncation != "longest_first" or max_length is None:
+            raise ValueError("FastTokenizer truncates longest_first to a max_length only")
+        if max_length != self._max_length:
+            self._tok.enable_truncation(max_length, strategy="longest_first")
+            self._max_length = max_length
+        encs = self._tok.encode_batch(list(zip(texts, pairs)) if pairs is not None else list(texts))
+        return {"input_ids": [e.ids for e in encs], "token_type_ids": [e.type_ids for e in encs],
+                "attention_mask": [e.attention_mask for e in encs]}
+
+
+def fast_tokenizer(folder: str | Path) -> FastTokenizer | None:
+    """`FastTokenizer` of `folder` when it holds a tokenizer.json of a plain BERT tokenizer (nothing
+    added beside it); None otherwise (the caller then loads transformers' AutoTokenizer)."""
+    root = Path(folder)
+    try:
+        conf = json.loads((root / "tokenizer_config.json").read_text(encoding="utf-8"))
+        spec = json.loads((root / "tokenizer.json").read_text(encoding="utf-8"))
+        norm = spec.get("normalizer") or {}
+        if conf.get("tokenizer_class") not in _PLAIN_TOKENIZERS or (root / "added_tokens.json").exists() or \
+                norm.get("type") != "BertNormalizer" or norm.get("lowercase") != conf.get("do_lower_case", True) or \
+                norm.get("strip_accents") != conf.get("strip_accents"):
+            return None
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(json.dumps(spec))
+    except Exception:  # noqa: BLE001 - no tokenizer.json, an odd one, or no tokenizers library: use transformers
+        return None
+    pad = (spec.get("padding") or {}).get("pad_id")
+    if pad is None:
+        pad = backend.token_to_id(str(conf.get("pad_token") or "[PAD]"))
+    return FastTokenizer(backend, int(pad or 0))
 
 
 def cache_root() -> Path:
@@ -195,13 +262,30 @@ def session(path: Path, threads: int | None = None) -> Any:
                          f"(delete {path.parent} to rebuild it)") from e
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
-    """Index arrays of at most `batch_size`, grouped by similar length (stable: ties keep input order)."""
+# Padded tokens per batch (rows x the batch's longest row). Measured on the 2-core CPU with the
+# scorer pairs and encoder texts of a 60-row `critique run --microtheory` (bench/speed_bench.py):
+# process CPU seconds for the scorer pairs 16.4-17.2 with 64-row batches, 14.8-15.1 at 2048 tokens,
+# 13.1-13.2 at 512, 12.9 at 256; encoder texts 5.5-5.9 -> 4.1-4.4 at 512. Scores differ by < 1e-7.
+MAX_BATCH_TOKENS = 512
+
+
+def length_batches(lengths: Sequence[int], batch_size: int,
+                   max_tokens: int | None = MAX_BATCH_TOKENS) -> Iterator[np.ndarray]:
+    """Index arrays grouped by similar length (stable: ties keep input order), each of at most
+    `batch_size` rows and, past its first row, at most `max_tokens` padded tokens (None: no cap)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lens, kind="stable")
+    start = 0
+    while start < len(order):
+        end = start + 1
+        # Ascending order: the row joining is the batch's longest, so the batch pads to its length.
+        while end < len(order) and end - start < batch_size and \
+                (max_tokens is None or (end - start + 1) * int(lens[order[end]]) <= max_tokens):
+            end += 1
+        yield order[start:end]
+        start = end
 
 
 def pad_batch(encodings: Sequence[dict[str, list[int]]], names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:
@@ -220,5 +304,5 @@ def pad_batch(encodings: Sequence[dict[str, list[int]]], names: Sequence[str], p
     return out
 
 
-__all__ = ["DEFAULT_THREADS", "QUANTS", "THREADS_ENV", "available", "cached_model", "default_threads", "export",
-           "length_batches", "optimize_bert", "pad_batch", "quantize_int8", "session", "sha256_of"]
+__all__ = ["DEFAULT_THREADS", "FastTokenizer", "MAX_BATCH_TOKENS", "QUANTS", "THREADS_ENV", "available", "cached_model", "default_threads", "export",
+           "fast_tokenizer", "length_batches", "optimize_bert", "pad_batch", "quantize_int8", "session", "sha256_of"]

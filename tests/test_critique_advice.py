@@ -169,3 +169,57 @@ def test_fast_critic_with_a_microtheory_loads_no_model(tmp_path):
     assert adv.knowledge.search("copper metal", k=1)[0].fact.id == "mt:1"
     c = adv.advise(REC, _crit("missing_information"))
     _check_grounded(c, REC, FACTS)
+
+
+def test_batch_advice_retrieves_every_row_in_one_search_call():
+    class CountingKnowledge:
+        """The advisor's knowledge, counting searches (one `search_batch` call expected per batch)."""
+
+        def __init__(self, inner: Knowledge):
+            self.inner, self.batch_calls, self.single_calls = inner, 0, 0
+
+        def search(self, q, k=10):
+            self.single_calls += 1
+            return self.inner.search(q, k=k)
+
+        def search_batch(self, qs, k=10):
+            self.batch_calls += 1
+            return self.inner.search_batch(qs, k=k)
+
+    rec2 = ModelOutput(**{**REC.to_json(), "id": "q2", "explanation": "Wood is a metal. So the answer is (A).",
+                          "predicted_answer": "A"})
+    recs = [REC, rec2, REC, rec2]
+    crits = [_crit("missing_information"), _crit("incorrect_information", idx=0), _crit("none"),
+             _crit("incorrect_reasoning", idx=0)]
+    counted = _advisor()
+    counted.knowledge = CountingKnowledge(counted.knowledge)
+    got = counted.advise_batch(recs, crits)
+    assert (counted.knowledge.batch_calls, counted.knowledge.single_calls) == (1, 0)
+    assert got == [_advisor().advise(r, c) for r, c in zip(recs, crits)]   # what row-by-row searching gives
+
+
+def test_spacy_preload_runs_once_and_the_hypothesis_waits_for_it(monkeypatch):
+    import threading
+    import time
+
+    import critique.advice as advice
+    import retrieval.hypothesis as hyp
+
+    calls: list[str] = []
+
+    def slow(stem, option):
+        calls.append(threading.current_thread().name)
+        time.sleep(0.2)   # a slow first load
+        return f"{option} answers {stem}"
+
+    monkeypatch.setattr(hyp, "make_hypothesis", slow)
+    monkeypatch.setattr(advice, "_HYPOTHESIS_PRELOAD", None)
+    Advisor(knowledge=None).prepare()               # no knowledge: nothing to preload
+    _advisor().prepare()                            # its own hypothesis: nothing to preload
+    assert advice._HYPOTHESIS_PRELOAD is None
+    adv = Advisor(knowledge=FactIndex(FACTS, HashingEncoder()), scorer=OverlapScorer())
+    adv.prepare()
+    adv.prepare()                                   # once per process
+    assert advice.default_hypothesis("Q?", "x") == "x answers Q?"   # waited for the preload, then ran
+    assert calls == ["preload-spacy", "MainThread"]
+    assert not advice._HYPOTHESIS_PRELOAD.is_alive()

@@ -324,3 +324,21 @@ def test_eval_command_on_a_dev_sample(data_dir: Path, tmp_path: Path) -> None:
     m = res["systems"]["cross-encoder (trained)"]
     assert res["dev_examples"] == 60 and 0.0 <= m["f1"] <= 1.0 and m["auroc"] > 0.6
     assert "F0.5" in r.output
+
+
+def test_the_same_pair_twice_in_one_call_is_scored_once() -> None:
+    from retrieval.entail import CrossEncoderScorer
+
+    sc = CrossEncoderScorer(untrained=True)
+    seen: list[list[tuple[list[str], str]]] = []
+
+    def fake_onnx(items, batch_size, progress):
+        seen.append(list(items))
+        return np.arange(len(items), dtype=np.float32)
+
+    sc._sess = object()          # "loaded": the ONNX path runs (faked here)
+    sc._logits_onnx = fake_onnx  # type: ignore[method-assign]
+    a, b = (["p1", "p2"], "h1"), (["p1"], "h1")
+    got = sc.logits_batch([a, b, a, (["p1", "p2"], "h1"), b])
+    assert seen == [[(["p1", "p2"], "h1"), (["p1"], "h1")]]
+    assert got.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]

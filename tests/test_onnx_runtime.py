@@ -220,3 +220,55 @@ def test_onnx_scorer_matches_torch() -> None:
     q = CrossEncoderScorer(runtime="int8").logits_batch(items)
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     assert np.abs(sig(q) - sig(ref)).max() < 0.15 and (np.sign(q) == np.sign(ref)).all()
+
+
+def test_length_batches_cap_padded_tokens() -> None:
+    lengths = [100, 10, 100, 10, 10, 100, 300]
+    batches = [b.tolist() for b in ox.length_batches(lengths, 64, max_tokens=250)]
+    # rows x the batch's longest row stays within 250 tokens; a row longer than the cap goes alone
+    assert batches == [[1, 3, 4], [0, 2], [5], [6]]
+    assert all(len(b) * max(lengths[i] for i in b) <= 250 for b in batches[:-1])
+    assert [b.tolist() for b in ox.length_batches(lengths, 64, max_tokens=None)] == [[1, 3, 4, 0, 2, 5, 6]]
+    assert [b.tolist() for b in ox.length_batches(lengths, 2, max_tokens=None)] == [[1, 3], [4, 0], [2, 5], [6]]
+
+
+def test_fast_tokenizer_gives_transformers_ids_on_the_packaged_minilm() -> None:
+    from transformers import AutoTokenizer
+
+    from retrieval.encoder import default_model_path
+
+    root = default_model_path()
+    fast, hf = ox.fast_tokenizer(root), AutoTokenizer.from_pretrained(root)
+    assert fast is not None and fast.pad_token_id == hf.pad_token_id
+    a = ["The sun is a star.", "Café naïve 東京 “quotes” – ok", " ".join(["long"] * 300), "x"]
+    b = ["A star is hot.", "", " ".join(["words and more"] * 80), "y z"]
+    for kw in ({"max_length": 128}, {"max_length": 16}):
+        want, got = hf(a, b, truncation="longest_first", **kw), fast(a, b, truncation="longest_first", **kw)
+        assert all(got[k] == want[k] for k in got)                  # pairs, truncated longest-first
+        want, got = hf(a, truncation="longest_first", **kw), fast(a, truncation="longest_first", **kw)
+        assert all(got[k] == want[k] for k in got)                  # single texts
+
+
+def test_fast_tokenizer_is_refused_for_other_tokenizers(tmp_path: Path) -> None:
+    assert ox.fast_tokenizer(tmp_path) is None                     # no tokenizer files: transformers decides
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "T5Tokenizer"}')
+    (tmp_path / "tokenizer.json").write_text('{"normalizer": {"type": "BertNormalizer", "lowercase": true}}')
+    assert ox.fast_tokenizer(tmp_path) is None
+
+
+@pytest.mark.skipif(any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")),
+                    reason="a GPU machine asks torch")
+def test_onnx_scoring_and_encoding_import_neither_torch_nor_transformers() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from retrieval.entail import load_scorer\n"
+            "from retrieval.encoder import get_encoder\n"
+            "assert load_scorer().score_batch([(['plants need water to grow.', 'a cactus is a plant.'], 'a cactus needs water to grow.')])[0] > 0.5\n"
+            "assert get_encoder().encode(['the sun is a star']).shape == (1, 384)\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"
