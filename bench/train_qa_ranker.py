@@ -15,11 +15,14 @@
    wins (ties: fewer columns). The 20% is touched once, to report the choice against retrieval-only
    (and the best configuration of each feature set, by CV, on it: the with/without comparison).
 3. Grounding (expensive: the entailment scorer): every train question's option as picked by a
-   5-fold cross-validated ranker (never a ranker fitted on that question) is proved with the shipped
-   search, and its best passing premise sets are scored against the other options' hypotheses ->
-   runs/qa_grounding_v2.jsonl.
-4. Grounding policy (proof threshold x contrast margin), chosen on the same 80%: the most answers
-   grounded with >= 80% of grounded answers right (else the most accurate grounding); reported on the 20%.
+   5-fold cross-validated ranker (never a ranker fitted on that question), with that ranker's
+   probability, is proved with the largest search of the grid (COLLECT_SEARCH; every smaller search is
+   a prefix of it), and its premise sets >= 0.2 are scored against the other options' hypotheses ->
+   runs/qa_grounding_v4.jsonl (a question is proved again when the ranker's pick changes).
+4. Grounding policy (search x proof threshold x contrast margin x least ranker confidence), chosen on
+   the same 80% within a budget of scored pairs per question: the most answers grounded with >= 80% of
+   grounded answers right (else the most accurate grounding); reported on the 20%. `microtheory qa`
+   then proves with that search (retrieval.qa.prover_config_for) and only picks at that confidence.
 5. The chosen ranker is refitted on all train questions and saved with the policy to
    retrieval/weights/qa_ranker/ (ranker.json, selection.json, MODEL_CARD.md).
 """
@@ -409,7 +412,7 @@ train files for options and keys); corpus: the WorldTree store (11,941 sentences
 11,471 facts). Dev and test questions were never used. Hypotheses: the rule rewriter, as at answer time.
 
 Command: `{command}` (caches: runs/qa_ranker_features_v2.jsonl, runs/qa_lm_features_v2.jsonl,
-runs/qa_grounding_v2.jsonl).
+runs/{GROUNDING_FILE.name}).
 
 Selection: seeded 80/20 split by question; 5-fold cross-validation by question on the 80% over
 feature sets x transforms x L2; best: features `{best['features']}`, transforms `{best['transforms']}`,
