@@ -98,10 +98,11 @@ def _prover(store: str, scorer: bool, threshold: float | None = None, search: An
     from bench.qa_eval import ensure_store
     from retrieval.entail import OverlapScorer, load_scorer
     from retrieval.prover import Prover, ProverConfig
+    from retrieval.qa import search_sizes
 
     torch.set_num_threads(1)
     ks = ensure_store(Path(store), DataPaths.default())
-    sizes = {} if search is None else dict(max_pairs=search.pairs, max_triples=search.triples, chain_k=int(search.chain))
+    sizes = search_sizes(None if search is None else search.__dict__)
     return Prover(ks, load_scorer(None) if scorer else OverlapScorer(), config=ProverConfig(threshold=threshold, **sizes))
 
 

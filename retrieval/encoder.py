@@ -351,7 +351,7 @@ class OnnxEncoder:
                     from retrieval import onnx_runtime as ox
 
                     model_file = export_sentence_encoder(self.path, self.quant)
-                    self._tok = ox.fast_tokenizer(self.path) or _auto_tokenizer(self.path)
+                    self._tok = ox.tokenizer(self.path)
                     sess = ox.session(model_file, self.threads)
                     self._names = [i.name for i in sess.get_inputs()]
                     self._sess = sess
@@ -381,15 +381,6 @@ class OnnxEncoder:
 
     def __repr__(self) -> str:
         return f"OnnxEncoder(name={self.name!r}, path={self.path!r}, quant={self.quant!r})"
-
-
-def _auto_tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    from core.models import quiet_transformers
-
-    quiet_transformers()
-    return AutoTokenizer.from_pretrained(path)
 
 
 def default_model_path() -> str:

@@ -494,13 +494,7 @@ class CrossEncoderScorer:
 
         quant = "int8" if self.runtime == "int8" else "fp32"
         model_file = export_scorer(self.path, self.config, quant)
-        base = resolve_base_model(self.config.base_model)
-        tok = ox.fast_tokenizer(base)
-        if tok is None:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(base)
-        self._tok = tok
+        self._tok = ox.tokenizer(resolve_base_model(self.config.base_model))
         sess = ox.session(model_file, self._num_threads)
         self._names = [i.name for i in sess.get_inputs()]
         self._device, self._sess = "cpu", sess

@@ -19,7 +19,8 @@ VNNI and full-range u8 x s8 products saturate).
 - `pad_batch(encodings, pad_id)`: the int64 arrays ONNX Runtime takes, padded to the batch's longest.
 - `fast_tokenizer(folder)`: the folder's tokenizer.json run by the `tokenizers` library (a plain BERT
   tokenizer only: same ids as transformers' AutoTokenizer), so that the ONNX paths start without
-  importing transformers and torch (~3-4 s of a command's start-up on this machine).
+  importing transformers and torch (~3-4 s of a command's start-up on this machine); `tokenizer(folder)`
+  is it, or AutoTokenizer where it does not apply.
 
 Thread count: `MICROTHEORY_ORT_THREADS`, else `DEFAULT_THREADS` (1). Measured on this project's
 2-core machine shared with other jobs (load 8; docs/benchmarks.md "Encoder precision"): MiniLM fp32,
@@ -150,6 +151,20 @@ def fast_tokenizer(folder: str | Path) -> FastTokenizer | None:
     if pad is None:
         pad = backend.token_to_id(str(conf.get("pad_token") or "[PAD]"))
     return FastTokenizer(backend, int(pad or 0))
+
+
+def tokenizer(folder: str | Path) -> Any:
+    """The tokenizer the ONNX sessions take for `folder`: `fast_tokenizer` when it can, else
+    transformers' AutoTokenizer (imports transformers: seconds)."""
+    fast = fast_tokenizer(folder)
+    if fast is not None:
+        return fast
+    from transformers import AutoTokenizer
+
+    from core.models import quiet_transformers
+
+    quiet_transformers()
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def cache_root() -> Path:
@@ -305,4 +320,4 @@ def pad_batch(encodings: Sequence[dict[str, list[int]]], names: Sequence[str], p
 
 
 __all__ = ["DEFAULT_THREADS", "FastTokenizer", "MAX_BATCH_TOKENS", "QUANTS", "THREADS_ENV", "available", "cached_model", "default_threads", "export",
-           "fast_tokenizer", "length_batches", "optimize_bert", "pad_batch", "quantize_int8", "session", "sha256_of"]
+           "fast_tokenizer", "length_batches", "tokenizer", "optimize_bert", "pad_batch", "quantize_int8", "session", "sha256_of"]

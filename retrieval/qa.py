@@ -30,7 +30,7 @@ from the same retrieval and reported beside the answers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -116,13 +116,15 @@ def prover_config_for(ranker: str, **given: Any) -> ProverConfig:
     """The prover settings `microtheory qa` runs with: those `given` (None: unset), and for the search
     sizes left unset the search the ranker's grounding policy was chosen with (`config.grounding.search`,
     bench/train_qa_ranker.py), so the policy's threshold means on dev what it meant on train."""
-    sizes: dict[str, Any] = {}
-    if ranker != "none":
-        search = (_load_ranker(ranker).config.get("grounding") or {}).get("search")
-        if search:
-            sizes = {"max_pairs": int(search["pairs"]), "max_triples": int(search["triples"]),
-                     "chain_k": int(bool(search["chain"]))}
-    return ProverConfig(**{**sizes, **{k: v for k, v in given.items() if v is not None}})
+    search = None if ranker == "none" else (_load_ranker(ranker).config.get("grounding") or {}).get("search")
+    return ProverConfig(**{**search_sizes(search), **{k: v for k, v in given.items() if v is not None}})
+
+
+def search_sizes(search: dict[str, Any] | None) -> dict[str, int]:
+    """The ProverConfig sizes of a grounding policy's search ({"pairs", "triples", "chain"}; None: {})."""
+    if not search:
+        return {}
+    return {"max_pairs": int(search["pairs"]), "max_triples": int(search["triples"]), "chain_k": int(bool(search["chain"]))}
 
 
 def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: OptionRanker) -> np.ndarray:
@@ -294,7 +296,7 @@ def _ranked_answer(q: Question, prover: Prover, config: QAConfig) -> dict[str, A
     policy = config.grounding or GroundingPolicy.of_ranker(ranker)
     if config.grounding is None and prover.config.threshold is not None:
         # A threshold the caller set (qa --threshold) wins over the one shipped in the ranker's policy.
-        policy = GroundingPolicy(prover.config.threshold, policy.margin, policy.sets, policy.confidence)
+        policy = replace(policy, threshold=prover.config.threshold)
     searched = policy.confidence is None or bool(probs[best] >= policy.confidence)
     g = ground_option(prover, hyps, best, r.hypothesis_hits[best], policy) if searched else \
         Grounding(Evidence(hyps[best], tuple(r.hypothesis_hits[best]), None, 0), None, [])

@@ -132,10 +132,15 @@ def test_load_knowledge_from_a_folder_a_file_and_a_store(tmp_path):
         load_knowledge(microtheory=d)
 
 
-def test_batch_advice_equals_row_by_row():
+def _four_rows() -> list[ModelOutput]:
+    """REC and a second row with a false sentence, twice each: a batch with repeated rows."""
     rec2 = ModelOutput(**{**REC.to_json(), "id": "q2", "explanation": "Wood is a metal. So the answer is (A).",
                           "predicted_answer": "A"})
-    recs = [REC, rec2, REC, rec2]
+    return [REC, rec2, REC, rec2]
+
+
+def test_batch_advice_equals_row_by_row():
+    recs = _four_rows()
     crits = [_crit("missing_information"), _crit("incorrect_information", idx=0), _crit("none"),
              _crit("inconsistent_answer", idx=0)]
     adv = _advisor()
@@ -186,9 +191,7 @@ def test_batch_advice_retrieves_every_row_in_one_search_call():
             self.batch_calls += 1
             return self.inner.search_batch(qs, k=k)
 
-    rec2 = ModelOutput(**{**REC.to_json(), "id": "q2", "explanation": "Wood is a metal. So the answer is (A).",
-                          "predicted_answer": "A"})
-    recs = [REC, rec2, REC, rec2]
+    recs = _four_rows()
     crits = [_crit("missing_information"), _crit("incorrect_information", idx=0), _crit("none"),
              _crit("incorrect_reasoning", idx=0)]
     counted = _advisor()
