@@ -243,12 +243,14 @@ def feature_sets(rows: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
     return FEATURE_SETS if rows and all(r.get("has_lm") for r in rows) else RETRIEVAL_SETS
 
 
-def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) -> dict[str, Any]:
+def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]],
+                  sets: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """5-fold CV on `fit_rows` over feature sets x transforms x L2; the best is reported on `held`.
     For the comparison with and without a signal, the best configuration of each feature set (by CV)
     is reported on `held` too (`heldout_by_set`); only the overall best is shipped."""
     grid: list[dict[str, Any]] = []
-    for fname, feats in feature_sets(fit_rows + held).items():
+    sets = sets or feature_sets(fit_rows + held)
+    for fname, feats in sets.items():
         for tname, trans in TRANSFORM_SETS.items():
             for l2 in L2_GRID:
                 fit = FitConfig(tuple(feats), l2, tuple(trans))
@@ -257,12 +259,12 @@ def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) ->
                 grid.append({"features": fname, "transforms": tname, "l2": l2, "cv_accuracy": round(acc, 4),
                              "columns": len(feats) * len(trans)})
     best = max(grid, key=lambda g: (g["cv_accuracy"], -g["columns"]))
-    model = fit_ranker(groups_of(fit_rows), fit_config(best))
+    model = fit_ranker(groups_of(fit_rows), fit_config(best, sets))
     grid.sort(key=lambda g: -g["cv_accuracy"])
     by_set = {}
     for g in grid:
         if g["features"] not in by_set:
-            m = fit_ranker(groups_of(fit_rows), fit_config(g))
+            m = fit_ranker(groups_of(fit_rows), fit_config(g, sets))
             by_set[g["features"]] = {**g, "heldout_accuracy": round(accuracy(m, groups_of(held)), 4)}
     return {"best": best, "grid": grid, "heldout_by_set": by_set,
             "heldout": {"accuracy": round(accuracy(model, groups_of(held)), 4),
@@ -270,8 +272,9 @@ def select_ranker(fit_rows: list[dict[str, Any]], held: list[dict[str, Any]]) ->
             "cv_retrieval_only": round(float(np.mean([r["retrieval_answer"] == r["gold"] for r in fit_rows])), 4)}
 
 
-def fit_config(best: dict[str, Any]) -> FitConfig:
-    return FitConfig(tuple(FEATURE_SETS[best["features"]]), best["l2"], tuple(TRANSFORM_SETS[best["transforms"]]))
+def fit_config(best: dict[str, Any], sets: dict[str, tuple[str, ...]] | None = None) -> FitConfig:
+    return FitConfig(tuple((sets or FEATURE_SETS)[best["features"]]), best["l2"],
+                     tuple(TRANSFORM_SETS[best["transforms"]]))
 
 
 @dataclass(frozen=True)

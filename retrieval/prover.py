@@ -202,6 +202,13 @@ class Prover:
         self._bm25: dict[Any, Any] = {}  # id(store) -> BM25 index built here; ("facts", id(store)) -> facts
         self._fact_vecs: dict[int, tuple[dict[str, int], np.ndarray] | None] = {}  # id(store) -> (row of id, vectors)
 
+    def over(self, store: SearchableStore) -> Prover:
+        """A prover over `store` alone (one of this prover's stores) with this one's scorer, config,
+        encoder and caches (keyed by store): the evidence of each store apart, without encoding twice."""
+        p = Prover(store, self.scorer, None, self.config, self.decomposer, self.encoder())
+        p._vectors, p._bm25, p._fact_vecs = self._vectors, self._bm25, self._fact_vecs
+        return p
+
     def encoder(self) -> Any:
         """The encoder that queries the stores (the given one, else the corpus store's), or None."""
         return self._encoder or _store_encoder(self.corpus)

@@ -43,7 +43,7 @@ from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, FoundProof, ProofStep, Prover, ProverConfig
 from retrieval.option_lm import FACTS, LmQuestion, lm_option_features
-from retrieval.ranker import KNOWN_FEATURES, OptionRanker, QuestionRetrieval, option_features
+from retrieval.ranker import OptionRanker, QuestionRetrieval, matrix_columns, microtheory_features, option_features
 from core.types import Question
 
 
@@ -127,15 +127,25 @@ def search_sizes(search: dict[str, Any] | None) -> dict[str, int]:
     return {"max_pairs": int(search["pairs"]), "max_triples": int(search["triples"]), "chain_k": int(bool(search["chain"]))}
 
 
-def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: OptionRanker) -> np.ndarray:
-    """The matrix `ranker` reads for one question: the retrieval features of every option, and the LM
-    features appended (one batched LM call for all options and passes) when the ranker uses them. The
-    LM's facts are the ones retrieved for the question sentence (shared by the options)."""
-    feats = option_features(r, prover)
-    if not ranker.needs_lm:
-        return feats
-    facts = tuple(c.text for c in r.question_hits if c.source != "context")[:FACTS]
-    return np.hstack([feats, lm_option_features(_lm_engine(), [LmQuestion(q.stem, r.options, facts)])[0]])
+def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: OptionRanker,
+                    config: QAConfig) -> np.ndarray:
+    """The matrix `ranker` reads for one question (columns: retrieval.ranker.matrix_columns): the
+    retrieval features of every option over the corpus alone, as on train (`r`, what retrieval over
+    every store found, is reused when the corpus is the only store); the LM features (one batched LM
+    call for all options and passes, its facts those retrieved for the question sentence) when the
+    ranker uses them; and the same retrieval evidence over the microtheory alone when it uses that."""
+    if prover.microtheory is not None:
+        r = question_retrieval(q, prover.over(prover.corpus), config)[2]
+    parts = [option_features(r, prover.over(prover.corpus))]
+    if ranker.needs_lm:
+        facts = tuple(c.text for c in r.question_hits if c.source != "context")[:FACTS]
+        parts.append(lm_option_features(_lm_engine(), [LmQuestion(q.stem, r.options, facts)])[0])
+    if ranker.needs_microtheory:
+        if prover.microtheory is None:
+            raise InputError("this option ranker reads a microtheory's evidence: give one (qa --microtheory)")
+        mp = prover.over(prover.microtheory)
+        parts.append(microtheory_features(question_retrieval(q, mp, config)[2], mp))
+    return np.hstack(parts)
 
 
 def validate_question(q: Question) -> str | None:
@@ -190,7 +200,7 @@ def _option_record(text: str, hyp: str, ev: Evidence, score: float, prob: float 
     if prob is not None:
         rec["probability"] = round(float(prob), 4)
     if feats is not None:
-        rec["features"] = {k: round(float(v), 4) for k, v in zip(KNOWN_FEATURES, feats)}
+        rec["features"] = {k: round(float(v), 4) for k, v in zip(matrix_columns(len(feats)), feats)}
     return rec
 
 
@@ -290,7 +300,7 @@ def _ranked_answer(q: Question, prover: Prover, config: QAConfig) -> dict[str, A
     """The learned ranker picks from retrieval evidence; then only the chosen option is proved."""
     labels, hyps, r = question_retrieval(q, prover, config)
     ranker = _load_ranker(config.ranker)
-    feats = ranker_features(q, r, prover, ranker)
+    feats = ranker_features(q, r, prover, ranker, config)
     scores, probs = ranker.scores(feats), ranker.probabilities(feats)
     best = int(np.argmax(scores))
     policy = config.grounding or GroundingPolicy.of_ranker(ranker)
@@ -418,7 +428,8 @@ def _prefetched(questions: Iterable[Question | InputError], prover: Prover, conf
     while block := list(islice(it, LM_BLOCK)):
         t0 = time.perf_counter()
         ok = [q for q in block if isinstance(q, Question) and validate_question(q) is None]
-        hits = prover.retrieve([split_stem(q.stem)[1] or q.stem for q in ok]) if ok else []
+        # The corpus alone, as ranker_features retrieves the LM's facts.
+        hits = prover.over(prover.corpus).retrieve([split_stem(q.stem)[1] or q.stem for q in ok]) if ok else []
         lm_option_features(_lm_engine(), [LmQuestion(q.stem, tuple(q.options.values()),
                                                      tuple(c.text for c in h if c.source != "context")[:FACTS])
                                           for q, h in zip(ok, hits)])
@@ -579,6 +590,9 @@ def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str |
 
     qset = questions if isinstance(questions, QuestionSet) else read_question_set(questions)
     config = config or QAConfig()
+    if microtheory is None and config.ranker != "none" and _load_ranker(config.ranker).needs_microtheory:
+        raise InputError(f"the option ranker {config.ranker!r} reads a microtheory's evidence: give one "
+                         "(--microtheory) or choose another ranker (--ranker shipped)")
     ks = KnowledgeStore.open(corpus)
     mt = open_microtheory(microtheory, ks.encoder) if microtheory is not None else None
     prover = Prover(ks, load_scorer(scorer), microtheory=mt, config=prover_config)

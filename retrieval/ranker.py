@@ -48,7 +48,7 @@ NAMED = {"shipped": SHIPPED_DIR, "fast": FAST_DIR}
 
 
 def ranker_dir(spec: str | Path | None) -> Path:
-    """The folder of a ranker named "shipped" / "fast", or the folder given (None: shipped)."""
+    """The folder of a ranker named in NAMED, or the folder given (None: shipped)."""
     return NAMED.get(str(spec), Path(spec)) if spec is not None else SHIPPED_DIR
 
 
@@ -60,10 +60,22 @@ ALL_FEATURES = (
     "hyp_cover", "joint_cover", "opt_dense_top1", "opt_bm25_top1", "opt_link", "qfacts_opt_cos",
     "qfacts_opt_cover", "option_in_stem", "option_words", "context_top1", "context_cover",
 )
-# The columns of a question's feature matrix when the LM features are computed too: retrieval first.
-KNOWN_FEATURES = ALL_FEATURES + LM_FEATURES
+# The same retrieval evidence over the microtheory alone (when `microtheory qa --microtheory` gives one):
+# the store-independent columns (option words, the stem's context) are not repeated.
+MT_FEATURES = tuple(f"mt_{f}" for f in ALL_FEATURES[:14])
+# Every column any ranker can read. A question's matrix holds ALL_FEATURES, then the LM features when
+# the LM was run, then MT_FEATURES when a microtheory was given (`matrix_columns`).
+KNOWN_FEATURES = ALL_FEATURES + LM_FEATURES + MT_FEATURES
 # Within-question expansions of each feature: the value, its margin over the best other option, its z-score.
 TRANSFORMS = ("raw", "margin", "z")
+
+
+def matrix_columns(width: int) -> tuple[str, ...]:
+    """The column names of a question's feature matrix of `width` columns (see KNOWN_FEATURES)."""
+    for cols in (ALL_FEATURES, ALL_FEATURES + LM_FEATURES, ALL_FEATURES + MT_FEATURES, KNOWN_FEATURES):
+        if len(cols) == width:
+            return cols
+    raise ModelError(f"a ranker feature matrix of {width} columns matches no known layout")
 
 
 def expand(x: np.ndarray, transforms: Sequence[str] = TRANSFORMS) -> np.ndarray:
@@ -180,6 +192,12 @@ def option_features(r: QuestionRetrieval, prover: Any) -> np.ndarray:
     return np.asarray([_option_row(r, n, prover, vecs) for n in range(len(r.options))], dtype=np.float64)
 
 
+def microtheory_features(r: QuestionRetrieval, microtheory_prover: Any) -> np.ndarray:
+    """(options x MT_FEATURES): what retrieval over the microtheory alone found (`r`, from a prover over
+    that store only), as the first ALL_FEATURES columns are computed over the corpus."""
+    return option_features(r, microtheory_prover)[:, :len(MT_FEATURES)]
+
+
 @dataclass
 class OptionRanker:
     """A conditional logit over options: score = ((expand(x) - mean) / std) @ weights, softmax per question."""
@@ -197,18 +215,22 @@ class OptionRanker:
         """Whether the features include the LM's (retrieval.option_lm): the LM must then be run."""
         return any(f in LM_FEATURES for f in self.features)
 
+    @property
+    def needs_microtheory(self) -> bool:
+        """Whether the features include the microtheory's (MT_FEATURES): `qa` must then be given one."""
+        return any(f in MT_FEATURES for f in self.features)
+
     def design(self, x: np.ndarray) -> np.ndarray:
-        """The model's input columns from one question's matrix: ALL_FEATURES columns, or
-        KNOWN_FEATURES ones (the LM features appended) when the LM was run."""
+        """The model's input columns from one question's matrix (its layout: `matrix_columns`)."""
         x = np.asarray(x, dtype=np.float64)
-        names = KNOWN_FEATURES if x.shape[1] == len(KNOWN_FEATURES) else ALL_FEATURES
+        names = matrix_columns(x.shape[1])
         missing = [f for f in self.features if f not in names]
-        if missing or x.shape[1] != len(names):
-            raise ModelError(f"the ranker needs features {missing or self.features} but got {x.shape[1]} columns")
+        if missing:
+            raise ModelError(f"the ranker needs features {missing} but got {x.shape[1]} columns")
         return expand(x[:, [names.index(f) for f in self.features]], self.transforms)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """One score per option (rows of `x`, one question's ALL_FEATURES or KNOWN_FEATURES matrix)."""
+        """One score per option (rows of `x`, one question's feature matrix)."""
         return ((self.design(x) - self.mean) / self.std) @ self.weights
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -287,7 +309,7 @@ def _nll(w: np.ndarray, xs: np.ndarray, mask: np.ndarray, y: np.ndarray, penalty
 
 
 def fit_ranker(groups: Sequence[tuple[np.ndarray, int]], config: FitConfig = FitConfig()) -> OptionRanker:
-    """Fit on questions given as (ALL_FEATURES or KNOWN_FEATURES matrix, index of the correct option)."""
+    """Fit on questions given as (feature matrix (`matrix_columns`), index of the correct option)."""
     from scipy.optimize import minimize
 
     if not groups:

@@ -252,7 +252,7 @@ def test_cli_run_writes_report(tmp_path):
     cfg = {"name": "tiny", "corpus": str(CORPORA_DIR / "science_corpus.jsonl"),
            "questions": str(CORPORA_DIR / "science_questions.jsonl"), "knowledge": "trees",
            "trees": str(CORPORA_DIR / "science_trees.jsonl"), "encoder": "hashing", "scorer": "overlap",
-           "qa_limit": 1, "budget": 5, "canonicalise": False}
+           "qa_limit": 3, "budget": 5, "canonicalise": False}  # q-009 is grounded: a proof is drawn
     p = tmp_path / "tiny.json"
     p.write_text(json.dumps(cfg))
     res = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "out"), "--json", "--no-progress"])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qa_fixture import overlap_prover
+from tiny_lm import tiny_backend
 
 from core.errors import ModelError
 from core.lm_nll import ContinuationNll, NllConfig
@@ -23,9 +25,7 @@ from retrieval.option_lm import (
 )
 from retrieval.prover import Prover
 from retrieval.qa import QAConfig, answer_question
-from retrieval.ranker import ALL_FEATURES, KNOWN_FEATURES, OptionRanker
-from tiny_lm import tiny_backend
-from qa_fixture import overlap_prover
+from retrieval.ranker import ALL_FEATURES, OptionRanker
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_a_ranker_with_lm_features_runs_the_lm_once_per_question(tmp_path: Path,
     rec = answer_question(Q, prover, QAConfig(ranker=path))
     assert rec["answer"] == "A" and len(eng.calls) == 1 and len(eng.calls[0]) == 2 * len(PASSES)
     assert any(p.startswith("Facts: a magnet attracts iron.") for p, _ in eng.calls[0])  # the question's facts
-    assert set(rec["options"]["A"]["features"]) == set(KNOWN_FEATURES)
+    assert set(rec["options"]["A"]["features"]) == set(ALL_FEATURES + LM_FEATURES)
     assert rec["options"]["A"]["features"]["lm_logp_sum"] == -1.0
     # A matrix without the LM columns cannot feed such a ranker: a clear error, not a misread column.
     with pytest.raises(ModelError, match="needs features"):
