@@ -38,6 +38,7 @@ import numpy as np
 
 from retrieval.entail import EntailmentScorer, content_words
 from retrieval.knowledge import Knowledge
+from retrieval.store.facts import normalise_text
 from core.errors import InputError, StoreError
 
 Decomposer = Callable[[str], Sequence[Sequence[str]]]
@@ -324,8 +325,9 @@ class Prover:
         return out
 
     def retrieve(self, hypotheses: Sequence[str]) -> list[list[Candidate]]:
-        """Fused dense + BM25 hits per hypothesis from the corpus and the microtheory, merged by id
-        (a fact in both stores keeps its best scores), best fused rank first."""
+        """Fused dense + BM25 hits per hypothesis from the corpus and the microtheory, merged by
+        normalised text (a sentence in both stores is the corpus's fact with its best scores in
+        either), best fused rank first."""
         self._check_stores()
         if not hypotheses:
             return []
@@ -339,12 +341,16 @@ class Prover:
             per_store.append(self._hybrid(self.microtheory, hypotheses, vectors, same))
         out = []
         for i in range(len(hypotheses)):
+            # Keyed by normalised text: a sentence both stores hold (a microtheory distilled from trees
+            # whose leaves are corpus sentences holds many, under other ids) is one candidate, the
+            # corpus's, not two that fill premise-set slots as a fact paired with itself.
             merged: dict[str, Candidate] = {}
             for found in per_store:
                 for c in found[i].values():
-                    prev = merged.get(c.id)
-                    merged[c.id] = c if prev is None else Candidate(
-                        c.id, c.text, max(c.score, prev.score), prev.source, max(c.bm25, prev.bm25),
+                    key = normalise_text(c.text)
+                    prev = merged.get(key)
+                    merged[key] = c if prev is None else Candidate(
+                        prev.id, prev.text, max(c.score, prev.score), prev.source, max(c.bm25, prev.bm25),
                         max(c.fused, prev.fused))
             out.append(sorted(merged.values(), key=lambda c: (-c.fused, -c.score)))
         return out

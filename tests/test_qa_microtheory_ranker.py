@@ -99,3 +99,14 @@ def test_a_fold_microtheory_never_holds_a_fact_only_its_own_questions_use() -> N
         for t in trees:
             own = f"own fact of {t.question_id}"
             assert (own in texts) == (folds[t.question_id] != k)
+
+
+def test_a_sentence_both_stores_hold_is_one_candidate_the_corpus_s(tmp_path: Path) -> None:
+    plain = overlap_prover(tmp_path / "a", CORPUS)
+    # The microtheory holds a corpus sentence under its own id (as one distilled from trees does).
+    mt = knowledge_from_facts([Fact("m9", "A magnet attracts iron.", "microtheory"), *MT], plain.encoder())
+    hits = Prover(plain.corpus, plain.scorer, mt, plain.config).retrieve(["a magnet attracts iron"])[0]
+    texts = [c.text.lower().rstrip(".") for c in hits]
+    assert texts.count("a magnet attracts iron") == 1
+    assert [c.id for c in hits if c.text.lower().rstrip(".") == "a magnet attracts iron"] == ["c1"]
+    assert "m1" in {c.id for c in hits}  # the microtheory's own sentence is still found
