@@ -134,9 +134,10 @@ def ranker_features(q: Question, r: QuestionRetrieval, prover: Prover, ranker: O
     every store found, is reused when the corpus is the only store); the LM features (one batched LM
     call for all options and passes, its facts those retrieved for the question sentence) when the
     ranker uses them; and the same retrieval evidence over the microtheory alone when it uses that."""
-    if prover.microtheory is not None:
-        r = question_retrieval(q, prover.over(prover.corpus), config)[2]
-    parts = [option_features(r, prover.over(prover.corpus))]
+    corpus = prover if prover.microtheory is None else prover.over(prover.corpus)
+    if corpus is not prover:
+        r = question_retrieval(q, corpus, config)[2]
+    parts = [option_features(r, corpus)]
     if ranker.needs_lm:
         facts = tuple(c.text for c in r.question_hits if c.source != "context")[:FACTS]
         parts.append(lm_option_features(_lm_engine(), [LmQuestion(q.stem, r.options, facts)])[0])
