@@ -40,6 +40,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ from bench.train_qa_ranker import (
     LM_FILE,
     _done,
     _train_questions,
+    collect_features,
+    collect_lm_features,
     fit_config,
     groups_of,
     load_rows,
@@ -82,25 +85,28 @@ def fold_of(ids: list[str], folds: int = FOLDS, seed: int = 7) -> dict[str, int]
 
 
 def fold_microtheories(trees: list[Any], folds: dict[str, int], n_folds: int = FOLDS,
-                       budget: int = BUDGET) -> list[list[Any]]:
+                       budget: int = BUDGET, corpus_texts: Iterable[str] = ()) -> list[list[Any]]:
     """For each fold, the facts of a qc-greedy(`budget`) microtheory of the `trees` of the questions in
-    the other folds (a tree whose question is in no fold counts for every fold)."""
+    the other folds (a tree whose question is in no fold counts for every fold). Facts whose text is in
+    `corpus_texts` are free (`distill run --corpus`): never counted, never part of the microtheory."""
     from microtheory.distill.graph import DistillGraph
     from microtheory.distill.strategies import select
-    from microtheory.trees_to_store import trees_to_records
+    from microtheory.trees_to_store import corpus_fact_ids, trees_to_records
 
     facts, proofs = trees_to_records(trees)
     by_id = {f.id: f for f in facts}
+    free = corpus_fact_ids(facts, corpus_texts)
     out = []
     for k in range(n_folds):
         kept = [p for p in proofs if folds.get(p.question_id, -1) != k]
-        sel = select(DistillGraph.from_proofs(kept, by_id), STRATEGY, budget=budget)
+        sel = select(DistillGraph.from_proofs(kept, by_id, free=free), STRATEGY, budget=budget)
         out.append([by_id[i] for i in sel.fact_ids])
     return out
 
 
-def collect_mt_features(path: Path, store: str, limit: int | None) -> None:
-    """Append MT_FEATURES rows (each question with its fold's microtheory) for train questions not in `path`."""
+def collect_mt_features(path: Path, store: str, limit: int | None, free_corpus: bool = False) -> None:
+    """Append MT_FEATURES rows (each question with its fold's microtheory) for train questions not in
+    `path`; `free_corpus`: the store's sentences are free in the fold distillations."""
     from tqdm import tqdm
 
     from bench.train_qa_ranker import _prover
@@ -116,7 +122,8 @@ def collect_mt_features(path: Path, store: str, limit: int | None) -> None:
         return
     corpus = _prover(store, scorer=False)
     t0 = time.perf_counter()
-    mts = fold_microtheories(load_eb_questions("train", DataPaths.default())[0], folds)
+    texts = [f.text for f in corpus.corpus] if free_corpus else []
+    mts = fold_microtheories(load_eb_questions("train", DataPaths.default())[0], folds, corpus_texts=texts)
     print(f"{FOLDS} fold microtheories ({[len(m) for m in mts]} facts) in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
     with open(path, "a", encoding="utf-8") as fh:
@@ -134,13 +141,14 @@ def collect_mt_features(path: Path, store: str, limit: int | None) -> None:
                 fh.flush()
 
 
-def with_mt(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
-    """`rows` (corpus + LM features) that have MT features, with those appended (KNOWN_FEATURES layout)."""
+def with_mt(rows: list[dict[str, Any]], path: Path, lm: bool = True) -> list[dict[str, Any]]:
+    """`rows` (corpus features, and the LM's when `lm`) that have MT features, with those appended
+    (the retrieval.ranker.matrix_columns layout)."""
     mt = {o["id"]: o["mt"] for o in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
     out = []
     for r in rows:
         m = mt.get(r["id"])
-        if r.get("has_lm") and m is not None and len(m) == len(r["features"]):
+        if (r.get("has_lm") or not lm) and m is not None and len(m) == len(r["features"]):
             out.append({**r, "features": [a + b for a, b in zip(r["features"], m)]})
     return out
 
@@ -151,18 +159,28 @@ def main() -> None:
     ap.add_argument("--features", default=str(FEATURES_FILE))
     ap.add_argument("--lm-features", default=str(LM_FILE))
     ap.add_argument("--mt-features", default=str(MT_FILE))
+    ap.add_argument("--no-lm", action="store_true", help="retrieval feature sets only (no LM features)")
+    ap.add_argument("--free-corpus", action="store_true",
+                    help="the store's sentences are free in the fold distillations (as `distill run --corpus` "
+                         "and bench/grounding_experiment.py): the microtheories hold only what the corpus lacks")
     ap.add_argument("--limit", type=int, default=None, help="questions to add to the cache in this run")
     ap.add_argument("--no-collect", action="store_true", help="fit from the cache as it is")
     ap.add_argument("--out", default=str(OUT_DIR), help="where the fitted ranker goes (qa --ranker OUT)")
     args = ap.parse_args()
-    mt_path = Path(args.mt_features)
+    mt_path, feats_path = Path(args.mt_features), Path(args.features)
+    lm_path = None if args.no_lm else Path(args.lm_features)
     if not args.no_collect:
-        collect_mt_features(mt_path, args.store, args.limit)
-    rows = with_mt(load_rows(Path(args.features), Path(args.lm_features)), mt_path)
+        # The corpus (and LM) features of the store given, when its caches are not complete yet.
+        collect_features(feats_path, args.store, args.limit)
+        if lm_path is not None:
+            collect_lm_features(lm_path, args.store, args.limit)
+        collect_mt_features(mt_path, args.store, args.limit, args.free_corpus)
+    rows = with_mt(load_rows(feats_path, lm_path), mt_path, lm=lm_path is not None)
+    sets = {k: v for k, v in SETS.items() if lm_path is not None or "lm" not in k}
     fit_rows, held = split(rows)
-    sel = select_ranker(fit_rows, held, SETS)
+    sel = select_ranker(fit_rows, held, sets)
     sel.update(questions=len(rows), heldout_questions=len(held))
-    fit = fit_config(sel["best"], SETS)
+    fit = fit_config(sel["best"], sets)
     ranker = fit_ranker(groups_of(rows), fit)
     shipped = OptionRanker.load(SHIPPED_DIR)
     ranker.config.update({
