@@ -49,6 +49,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,9 +72,18 @@ from bench.train_qa_ranker import (
     split,
 )
 from microtheory.datasets import DataPaths, load_eb_questions
-from retrieval.ranker import MT_FEATURES, SHIPPED_DIR, OptionRanker, accuracy, fit_ranker
+from retrieval.ranker import (
+    ALL_FEATURES,
+    FAST_DIR,
+    MT_FEATURES,
+    SHIPPED_DIR,
+    FitConfig,
+    OptionRanker,
+    accuracy,
+    fit_ranker,
+)
 
-MT_FILE = ROOT / "runs" / "qa_mt_features_v1.jsonl"
+MT_FILE = ROOT / "runs" / "qa_mt_features_v2.jsonl"
 # Not shipped: on train the microtheory's evidence added nothing (the module docstring's result).
 OUT_DIR = ROOT / "runs" / "qa_ranker_mt"
 FOLDS = 5
@@ -116,8 +127,9 @@ def collect_mt_features(path: Path, store: str, limit: int | None, free_corpus: 
 
     from bench.train_qa_ranker import _prover
     from retrieval.knowledge import knowledge_from_facts
+    from retrieval.prover import Prover
     from retrieval.qa import QAConfig, question_retrieval
-    from retrieval.ranker import microtheory_features
+    from retrieval.ranker import microtheory_features, option_features
 
     questions = _train_questions()
     folds = fold_of([q.id for q in questions])
@@ -136,13 +148,19 @@ def collect_mt_features(path: Path, store: str, limit: int | None, free_corpus: 
             part = [q for q in todo if folds[q.id] == k]
             if not part:
                 continue
-            # A prover over the fold's microtheory alone, with the corpus store's encoder and settings.
-            mp = corpus.over(knowledge_from_facts(mts[k], corpus.encoder()))
+            # A prover over the fold's microtheory alone, with the corpus store's encoder and settings;
+            # and one over corpus + microtheory together (what `qa` read before its features were the
+            # corpus's alone).
+            knowledge = knowledge_from_facts(mts[k], corpus.encoder())
+            mp = corpus.over(knowledge)
+            both = Prover(corpus.corpus, corpus.scorer, knowledge, corpus.config, encoder=corpus.encoder())
             for q in tqdm(part, desc=f"fold {k} microtheory features", unit="q"):
                 t1 = time.perf_counter()
                 x = microtheory_features(question_retrieval(q, mp, QAConfig())[2], mp)
+                merged = option_features(question_retrieval(q, both, QAConfig())[2], both)
                 fh.write(json.dumps({"id": q.id, "fold": k, "microtheory_facts": len(mts[k]),
-                                     "mt": x.round(5).tolist(), "seconds": round(time.perf_counter() - t1, 3)}) + "\n")
+                                     "mt": x.round(5).tolist(), "merged": merged.round(5).tolist(),
+                                     "seconds": round(time.perf_counter() - t1, 3)}) + "\n")
                 fh.flush()
 
 
@@ -156,6 +174,26 @@ def with_mt(rows: list[dict[str, Any]], path: Path, lm: bool = True) -> list[dic
         if (r.get("has_lm") or not lm) and m is not None and len(m) == len(r["features"]):
             out.append({**r, "features": [a + b for a, b in zip(r["features"], m)]})
     return out
+
+
+def merged_vs_corpus(rows: list[dict[str, Any]], path: Path, fit: Any, folds: int = 5) -> dict[str, Any]:
+    """Cross-validated accuracy (by question) of rankers fitted on corpus-only retrieval features, each
+    question answered from its corpus-only features and from its features over corpus + its fold's
+    microtheory (`merged`): which of the two `qa --microtheory` should feed the ranker. `fit` must read
+    ALL_FEATURES columns only (the merged features hold no LM columns)."""
+    merged = {o["id"]: o.get("merged") for o in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
+    rows = [r for r in rows if merged.get(r["id"]) is not None]
+    plain = [(np.asarray(r["features"])[:, :len(ALL_FEATURES)], int(r["gold"])) for r in rows]
+    both = [(np.asarray(merged[r["id"]]), int(r["gold"])) for r in rows]
+    right = {"corpus": 0, "merged": 0}
+    for k in range(folds):
+        model = fit_ranker([g for n, g in enumerate(plain) if n % folds != k], fit)
+        for n in range(k, len(rows), folds):
+            right["corpus"] += int(np.argmax(model.scores(plain[n][0])) == plain[n][1])
+            right["merged"] += int(np.argmax(model.scores(both[n][0])) == both[n][1])
+    return {"questions": len(rows), "features": list(fit.features), "transforms": list(fit.transforms),
+            "cv_accuracy_corpus_features": round(right["corpus"] / len(rows), 4),
+            "cv_accuracy_merged_features": round(right["merged"] / len(rows), 4)}
 
 
 def main() -> None:
@@ -180,11 +218,16 @@ def main() -> None:
         if lm_path is not None:
             collect_lm_features(lm_path, args.store, args.limit)
         collect_mt_features(mt_path, args.store, args.limit, args.free_corpus)
+    # Corpus-only vs corpus + microtheory features under the shipped fast ranker's configuration.
+    fast = OptionRanker.load(FAST_DIR)
+    merged_check = merged_vs_corpus(load_rows(feats_path, None), mt_path,
+                                    FitConfig(tuple(fast.features), fast.config["l2"], tuple(fast.transforms)))
+    print(json.dumps({"merged_vs_corpus": merged_check}), file=sys.stderr)
     rows = with_mt(load_rows(feats_path, lm_path), mt_path, lm=lm_path is not None)
     sets = {k: v for k, v in SETS.items() if lm_path is not None or "lm" not in k}
     fit_rows, held = split(rows)
     sel = select_ranker(fit_rows, held, sets)
-    sel.update(questions=len(rows), heldout_questions=len(held))
+    sel.update(questions=len(rows), heldout_questions=len(held), merged_vs_corpus=merged_check)
     fit = fit_config(sel["best"], sets)
     ranker = fit_ranker(groups_of(rows), fit)
     shipped = OptionRanker.load(SHIPPED_DIR)

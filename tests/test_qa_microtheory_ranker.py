@@ -110,3 +110,12 @@ def test_a_sentence_both_stores_hold_is_one_candidate_the_corpus_s(tmp_path: Pat
     assert texts.count("a magnet attracts iron") == 1
     assert [c.id for c in hits if c.text.lower().rstrip(".") == "a magnet attracts iron"] == ["c1"]
     assert "m1" in {c.id for c in hits}  # the microtheory's own sentence is still found
+
+
+def test_fold_microtheories_leave_out_what_the_corpus_holds() -> None:
+    trees = [_tree(f"q{i}", [f"shared fact {i % 2}", f"own fact of q{i}"]) for i in range(10)]
+    folds = fold_of([t.question_id for t in trees], folds=5)
+    with_shared = fold_microtheories(trees, folds, n_folds=5, budget=100)
+    free = fold_microtheories(trees, folds, n_folds=5, budget=100, corpus_texts=["Shared fact 0."])
+    assert all("shared fact 0" in {f.text for f in m} for m in with_shared)
+    assert all("shared fact 0" not in {f.text for f in m} and "shared fact 1" in {f.text for f in m} for m in free)
