@@ -3,7 +3,7 @@ neither trained on, each number with its exact split; trains and (with --save-he
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critique_bench.py [--threads 2]
         [--folds 3] [--n-speed 60] [--skip-old] [--no-select] [--save-head critique/weights/checks/head.json]
-        [--acceptability [--acceptability-in-dim]]
+        [--acceptability [--acceptability-in-dim] [--by-kind]]
 
 Reads the cached check features of `critique.checks_data` (runs/checks_feats; computed on first use),
 computes fast mode's lexical checks of the same rows, and for each mode (full, fast) selects the head
@@ -20,6 +20,8 @@ config from `critique.checks_eval.GRID` by the selection checks only, then repor
 (e) speed, critiques/s: checks full (WorldTree corpus as knowledge), checks --fast (lexical), and the
     old classifier, on the same T5-11B task-1 dev explanations in the same run;
 (f) with --demo: dimension accuracy on the 20 hand-labelled demo outputs (never trained or selected on);
+--by-kind (head v5): the score net also reads the explanation's kind (free text vs proof with an answer
+sentence) and the regressor's output on free text (`critique.checks.EXTRA_FEATURES`).
 (g) with --evidence-ablation N: the chosen full config with and without the text evidence features
     (`critique.checks.evidence`, head v4; "without" = those columns zeroed, the input width unchanged),
     each over N training seeds: LORO, T5 CV AUROC, acceptability dev, robustness (mean and spread).
@@ -222,7 +224,9 @@ def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
          "| config | LORO mean | T5 CV AUROC | CQA dev | SNLI dev | value |", "|---|---|---|---|---|---|"]
     for g in r["grid"]:
         a = g["acceptability"]
-        L.append(f"| {g['config']['hidden']} hidden, wd {g['config']['weight_decay']}, score sources "
+        swd = g["config"].get("score_weight_decay")
+        L.append(f"| {g['config']['hidden']} hidden, wd {g['config']['weight_decay']}"
+                 f"{f' (score net {swd})' if swd is not None else ''}, score sources "
                  f"{ {k: v for k, v in g['config']['score_weight'].items() if v} } | {g['loro']['mean_macro_f1']} | "
                  f"{g['t5_cv']['auroc_5_minus_score']} | {a.get('acc_cqa', {}).get('spearman_checks_score')} | "
                  f"{a.get('acc_snli', {}).get('spearman_checks_score')} | {g['selection_value']} |")
@@ -309,6 +313,8 @@ def main() -> None:
                     "regressor's output (critique.acceptability, shipped weights) as one more global feature")
     ap.add_argument("--acceptability-in-dim", action="store_true", help="with --acceptability: the dimension "
                     "net reads the feature too (default: the score net only)")
+    ap.add_argument("--by-kind", action="store_true", help="with --acceptability: the score net also reads the "
+                    "explanation's kind and the regressor's output on free text (critique.checks.EXTRA_FEATURES)")
     ap.add_argument("--evidence-ablation", type=int, default=0, metavar="N", help="also measure the chosen full "
                     "config with and without the text evidence features over N training seeds (g)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "critique_bench"))
@@ -329,11 +335,11 @@ def main() -> None:
         res["lm_rows"] = attach_lm(sets, lm_scorer(a.lm_cache))
     extra: tuple[str, ...] = ()
     if a.acceptability:   # computed once per set and regressor, cached beside the check features
-        from critique.checks import ACC_FEATURE
+        from critique.checks import ACC_FEATURE, EXTRA_FEATURES
         from critique.checks_data import attach_acceptability
 
         res["acceptability_computed_now"] = attach_acceptability(sets, data_dir=a.data)
-        extra = (ACC_FEATURE,)
+        extra = EXTRA_FEATURES if a.by_kind else (ACC_FEATURE,)
     head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select,
                                  extra_features=extra, extra_in_dim=a.acceptability_in_dim)
     res.update(report)

@@ -300,6 +300,16 @@ BASE_GLOBAL_FEATURES = (
     "has_knowledge", "fact_entail", "fact_contra", "fact_exact_share", "fact_sim_min", "fact_suspect_sim",
 )
 ACC_FEATURE = "acceptability"   # the regressor's output: an optional global feature after DERIVED_FEATURES
+# The explanation's kind (head v5), so that the score net can weigh the regressor per kind: the
+# regressor was trained on free-text explanations (CommonsenseQA, SNLI) and tracks their human
+# acceptability, while on EntailmentBank-style proofs it is weak (AUROC 0.59 on the T5 proofs). Proofs
+# close with an answer sentence ("So the answer is (A) ..."; every T5 row), the free-text explanations
+# almost never (1% of the CommonsenseQA rows, none of SNLI's): FREE_TEXT_FEATURE = 1 - has_answer_unit,
+# and ACC_BY_KIND_FEATURE = the regressor's output on free text, 0 on proofs (an interaction term:
+# the linear score net then has one regressor weight per kind).
+FREE_TEXT_FEATURE = "free_text"
+ACC_BY_KIND_FEATURE = "acceptability_x_free_text"
+EXTRA_FEATURES = (ACC_FEATURE, FREE_TEXT_FEATURE, ACC_BY_KIND_FEATURE)   # what a head's extra_features may name
 BASE_UNIT_FEATURES = (
     "position", "is_first", "is_last", "is_answer", "prefix_entail", "prefix_low", "rel_qa", "rel_q",
     "rel_low", "redund", "overlap_q", "names_option", "fact_entail", "fact_contra", "fact_sim", "fact_diff",
@@ -778,15 +788,24 @@ def _col(u: np.ndarray, name: str) -> np.ndarray:
 
 def head_input(c: RecordChecks, extra: Sequence[str] = (), knowledge: bool = True) -> np.ndarray:
     """What a head reads for one record: `extend` of its checks (knowledge=False: as without knowledge),
-    then the optional features `extra` names (only ACC_FEATURE exists)."""
+    then the optional features `extra` names, in that order (`EXTRA_FEATURES`)."""
     g, u = (c.g, c.u) if knowledge else without_knowledge(c.g, c.u)
     x = extend(g, u)
-    if ACC_FEATURE in extra:
+    if not extra:
+        return x
+    free = 1.0 - float(g[GLOBAL_FEATURES.index("has_answer_unit")])
+    vals = []
+    for name in extra:
+        if name == FREE_TEXT_FEATURE:
+            vals.append(free)
+            continue
+        if name not in (ACC_FEATURE, ACC_BY_KIND_FEATURE):
+            raise ModelError(f"unknown head feature {name!r} (known: {', '.join(EXTRA_FEATURES)})")
         if c.acceptability is None:
             raise ModelError("this head reads the acceptability feature, and these checks lack it "
                              "(ChecksConfig(acceptability=True), full mode)")
-        x = np.append(x, np.asarray(c.acceptability, dtype=x.dtype))
-    return x
+        vals.append(float(c.acceptability) * (free if name == ACC_BY_KIND_FEATURE else 1.0))
+    return np.append(x, np.asarray(vals, dtype=x.dtype))
 
 
 def extend(g: np.ndarray, u: np.ndarray) -> np.ndarray:

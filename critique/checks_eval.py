@@ -228,12 +228,16 @@ _REAL = {"syn": 0.0, "acc": 1.0, "t5": 1.0, "fg": 1.0}
 GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5")),
         HeadConfig(hidden=16, weight_decay=1e-2, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5")),
         HeadConfig(hidden=32, weight_decay=1e-2, epochs=400, score_weight=_REAL, dim_sources=("syn", "t5")),
-        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5")))
+        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5")),
+        # head v5: the same dimension net as the point above, a more regularised score net (its inputs
+        # grew by the explanation-kind features, `critique.checks.EXTRA_FEATURES`)
+        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5"),
+                   score_weight_decay=1e-2))
 
 
 def config_summary(cfg: HeadConfig) -> dict[str, Any]:
-    return {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs,
-            "score_weight": dict(cfg.score_weight), "dim_sources": list(cfg.dim_sources),
+    return {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "score_weight_decay": cfg.score_weight_decay,
+            "epochs": cfg.epochs, "score_weight": dict(cfg.score_weight), "dim_sources": list(cfg.dim_sources),
             "extra_features": list(cfg.extra_features), "extra_in_dim": cfg.extra_in_dim}
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks import (ACC_FEATURE, DERIVED_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig,
-                             RecordChecks, head_input, without_knowledge)
+from critique.checks import (ACC_BY_KIND_FEATURE, ACC_FEATURE, DERIVED_FEATURES, EXTRA_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker,
+                             ChecksConfig, RecordChecks, head_input, without_knowledge)
 from critique.checks_data import LM_FEATURES
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput
@@ -52,8 +52,9 @@ class HeadConfig:
     score_weight_decay: float | None = None   # None: weight_decay
     dim_sources: tuple[str, ...] = ("syn", "t5", "fg")   # kinds whose dimension labels train the dimension net
     drop_knowledge_copies: bool = True   # train on each knowledge row also without its fact features (fast mode)
-    # Optional global features after the derived ones (`critique.checks.head_input`): () or (ACC_FEATURE,),
-    # the acceptability regressor's output (full mode only; the fast part never reads it).
+    # Optional global features after the derived ones (`critique.checks.head_input`, EXTRA_FEATURES): (),
+    # (ACC_FEATURE,), the acceptability regressor's output, or all of EXTRA_FEATURES, that output with
+    # the explanation's kind and their product (head v5). Full mode only; the fast part never reads them.
     extra_features: tuple[str, ...] = ()
     # Whether the dimension net reads them too (else the score net only). Off: with the acceptability
     # feature in the dimension net, leave-one-recipe-out macro-F1 fell 0.474 -> 0.449 (model card).
@@ -134,7 +135,7 @@ class CheckHead:
         if d.get("format") != FORMAT or not 1 <= int(d.get("format_version", 0)) <= FORMAT_VERSION:
             raise ModelError(f"{where}: not a checks head this library reads (format {d.get('format')!r})")
         extra = tuple(d.get("global_features", [])[len(GLOBAL_FEATURES) + len(DERIVED_FEATURES):])
-        if set(extra) - {ACC_FEATURE} or d.get("global_features") != _feature_names(extra) \
+        if set(extra) - set(EXTRA_FEATURES) or d.get("global_features") != _feature_names(extra) \
                 or d.get("unit_features") != list(UNIT_FEATURES):
             raise ModelError(f"{where}: trained on other check features than critique.checks computes; retrain it")
         a = {k: np.asarray(d[k], dtype=np.float64) for k in ("g_mean", "g_std", "u_mean", "u_std", "unit_w")}
@@ -372,7 +373,7 @@ class ChecksCritic:
                                  "with `microtheory critique train --backend checks`")
             head = head.fast
         self.use_lm = self.checker.config.lm and not self.checker.config.fast
-        if ACC_FEATURE in head.extra_features and not self.checker.config.acceptability:
+        if {ACC_FEATURE, ACC_BY_KIND_FEATURE} & set(head.extra_features) and not self.checker.config.acceptability:
             from dataclasses import replace
 
             self.checker.config = replace(self.checker.config, acceptability=True)
