@@ -322,13 +322,13 @@ class ChecksTrainConfig:
     seed: int = 0
     data_dir: str | None = None
     select: bool = True          # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
-    acceptability: bool = True   # the acceptability regressor's output as a score-net input (as shipped)
+    acceptability: bool = True   # the acceptability regressor's output, per explanation kind, as score-net inputs (as shipped)
 
 
 def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
     """Compute (or read cached) check features, select the head on held-out signals, train it on the
     final training set and write OUT/head.json + OUT/selection.json. Returns the summary."""
-    from critique.checks import ACC_FEATURE
+    from critique.checks import EXTRA_FEATURES
     from critique.checks_data import DataConfig, attach_acceptability, lexical_sets, load_sets
     from critique.checks_eval import train_shipped
 
@@ -337,7 +337,7 @@ def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
     if cfg.acceptability:
         attach_acceptability(sets, cache=cfg.cache, data_dir=cfg.data_dir)
     head, report = train_shipped(sets, fast_sets, seed=cfg.seed, do_select=cfg.select,
-                                 extra_features=(ACC_FEATURE,) if cfg.acceptability else ())
+                                 extra_features=EXTRA_FEATURES if cfg.acceptability else ())
     rows = report["full"]["grid"]
     sizes = {k: len(v) for k, v in sets.items()}
     head.meta["selection"] = rows

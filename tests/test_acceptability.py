@@ -11,7 +11,8 @@ import pytest
 
 from core.errors import InputError, ModelError
 from critique.acceptability import SHIPPED_DIR, AcceptabilityScorer, examples, pair
-from critique.checks import ACC_FEATURE, DERIVED_FEATURES, GLOBAL_FEATURES, Checker, ChecksConfig, head_input
+from critique.checks import (ACC_BY_KIND_FEATURE, ACC_FEATURE, DERIVED_FEATURES, EXTRA_FEATURES, FREE_TEXT_FEATURE,
+                             GLOBAL_FEATURES, Checker, ChecksConfig, head_input)
 from critique.checks_data import Item, attach_acceptability
 from critique.head import CheckHead, ChecksCritic, HeadConfig, fit_head, fit_head_pair
 from critique.inputs import ModelOutput
@@ -74,6 +75,52 @@ def test_head_input_appends_the_feature_only_when_asked():
     c.acceptability = 0.7
     x = head_input(c, (ACC_FEATURE,))
     assert x.shape == (base.shape[0] + 1,) and x[-1] == pytest.approx(0.7) and np.array_equal(x[:-1], base)
+
+
+FREE = "Plants grow best when the days are long and warm."
+PROOF = FREE + " The answer is (B) summer."
+
+
+def test_kind_features_split_the_regressor_by_explanation_kind():
+    free, proof = Checker(OverlapScorer(), HashingEncoder(64), None, ChecksConfig()).run([_rec(FREE, "f"), _rec(PROOF, "p")])
+    n = len(GLOBAL_FEATURES) + len(DERIVED_FEATURES)
+    for c in (free, proof):
+        c.acceptability = 0.6
+    assert head_input(free, EXTRA_FEATURES)[n:] == pytest.approx([0.6, 1.0, 0.6])   # free text: the product is on
+    assert head_input(proof, EXTRA_FEATURES)[n:] == pytest.approx([0.6, 0.0, 0.0])  # answer unit: a proof
+    assert head_input(free, (FREE_TEXT_FEATURE, ACC_FEATURE))[n:] == pytest.approx([1.0, 0.6])   # in the order asked
+    with pytest.raises(ModelError):
+        head_input(free, ("not_a_feature",))
+    free.acceptability = None
+    assert head_input(free, (FREE_TEXT_FEATURE,))[n:] == pytest.approx([1.0])   # needs no regressor
+    with pytest.raises(ModelError):
+        head_input(free, (ACC_BY_KIND_FEATURE,))
+
+
+def test_kind_features_give_the_score_one_regressor_weight_per_kind(tmp_path):
+    """Score labels follow the regressor on free text and run against it on proofs: one regressor weight
+    (ACC_FEATURE alone) cannot fit both kinds; one per kind (EXTRA_FEATURES) can."""
+    ck = Checker(OverlapScorer(), HashingEncoder(64), None, ChecksConfig())
+    items = []
+    for i in range(60):
+        proof = i % 2 == 1
+        c = ck.run([_rec(PROOF if proof else FREE, str(i))])[0]
+        c.acceptability = (i // 2 % 5) / 4
+        target = 5.0 * (1 - c.acceptability if proof else c.acceptability)
+        items.append(Item(c, LABEL_INDEX["none"], target, -1, str(i), "t5_dev" if proof else "acc_cqa", {}))
+    y = [it.score for it in items]
+
+    def fit(extra: tuple[str, ...]) -> tuple[CheckHead, np.ndarray, float]:
+        head = fit_head(items, HeadConfig(hidden=0, epochs=300, extra_features=extra))
+        x = np.stack([head.features(it.checks) for it in items])
+        return head, x, float(np.corrcoef(head.score(x), y)[0, 1])
+
+    _, _, flat = fit((ACC_FEATURE,))
+    head, x, by_kind = fit(EXTRA_FEATURES)
+    assert by_kind > 0.95 and flat < 0.5, (by_kind, flat)
+    again = CheckHead.load(head.save(tmp_path / "head.json"))
+    assert again.extra_features == EXTRA_FEATURES and np.allclose(again.score(x), head.score(x))
+    assert ChecksCritic(again, Checker(OverlapScorer(), HashingEncoder(64), None, ChecksConfig())).checker.config.acceptability
 
 
 def _items(n: int = 40) -> list[Item]:

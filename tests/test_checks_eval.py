@@ -96,7 +96,8 @@ def test_train_checks_writes_a_loadable_head_with_a_fast_part(tmp_path):
     summary = train_checks(ChecksTrainConfig(out=str(out), cache=str(cache)))
     head = CheckHead.load(out / "head.json")
     assert head.fast is not None and head.lm is None
-    from critique.checks import ACC_FEATURE
-    assert ACC_FEATURE in head.meta["config"].get("extra_features", ())   # as shipped: the regressor feeds the score
+    from critique.checks import EXTRA_FEATURES
+    # as shipped: the regressor feeds the score, with the explanation's kind (head v5)
+    assert tuple(head.meta["config"].get("extra_features", ())) == EXTRA_FEATURES == head.extra_features
     sel = json.loads((out / "selection.json").read_text())
     assert len(sel["report"]["full"]["grid"]) == len(GRID) and summary["out"].endswith("head.json")
