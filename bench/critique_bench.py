@@ -25,7 +25,7 @@ sentence) and the regressor's output on free text (`critique.checks.EXTRA_FEATUR
 (g) with --evidence-ablation N: the chosen full config with and without the text evidence features
     (`critique.checks.evidence`, head v4; "without" = those columns zeroed, the input width unchanged),
     each over N training seeds: LORO, T5 CV AUROC, acceptability dev, robustness (mean and spread).
-The selection and the reported numbers use the same held-out rows (the grid is 4 points): read them
+The selection and the reported numbers use the same held-out rows (the grid is 5 points): read them
 as slightly optimistic. Writes bench/results/critique_bench.json and .md.
 """
 from __future__ import annotations
