@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks import (ACC_BY_KIND_FEATURE, ACC_FEATURE, DERIVED_FEATURES, EXTRA_FEATURES, GLOBAL_FEATURES, UNIT_FEATURES, Checker,
-                             ChecksConfig, RecordChecks, head_input, without_knowledge)
+from critique.checks import (ACC_BY_KIND_FEATURE, ACC_FEATURE, DERIVED_FEATURES, EXTRA_FEATURES, GLOBAL_FEATURES,
+                             UNIT_FEATURES, Checker, ChecksConfig, RecordChecks, head_input, without_knowledge)
 from critique.checks_data import LM_FEATURES
 from critique.format import NO_FLAW, Critique
 from critique.inputs import ModelOutput
