@@ -13,32 +13,31 @@ features and learn to trust the microtheory far more than it deserves on a new q
    (`microtheory.trees_to_store.trees_to_records` -> DistillGraph -> qc-greedy: what
    `distill build-store` + `distill run --strategy qc-greedy --budget 1000` do, without a store).
 2. Each question's options get `retrieval.ranker.MT_FEATURES`: the retrieval evidence of the
-   microtheory alone (the fold's, which holds none of the question's own tree) ->
-   runs/qa_mt_features_v1.jsonl. The corpus and LM features are the shipped ranker's caches
+   microtheory alone (the fold's, which holds none of the question's own tree), and ALL_FEATURES over
+   corpus + that microtheory retrieved together (`merged`, what `qa` read before) ->
+   runs/qa_mt_features_v2.jsonl. The corpus and LM features are the shipped ranker's caches
    (bench/train_qa_ranker.py), computed from the corpus alone, as `qa` computes them.
-3. Ranker selection exactly as bench/train_qa_ranker.py (the same seeded 80/20 split, 5-fold CV on the
+3. `merged_vs_corpus`: rankers fitted (CV by question) on corpus-only features answer each question
+   from its corpus-only and from its merged features: which of the two `qa --microtheory` should read.
+4. Ranker selection exactly as bench/train_qa_ranker.py (the same seeded 80/20 split, 5-fold CV on the
    80%, the 20% touched once), over feature sets with and without MT_FEATURES; the held-out 20% says
    whether the microtheory's evidence helps at all (the with/without table in the model card).
-4. The chosen ranker is refitted on all train questions and written to runs/qa_ranker_mt/ (use it with
+5. The chosen ranker is refitted on all train questions and written to runs/qa_ranker_mt/ (use it with
    `qa --microtheory M --ranker runs/qa_ranker_mt`) with the shipped ranker's grounding policy and
    search (chosen on train without a microtheory; not chosen again here).
 
-Result (2026-12-01, 1,311 train questions, 5 folds, qc-greedy(1000) fold microtheories of 999 facts):
-the microtheory's evidence adds nothing. Best by CV is the shipped feature set `all+lm` (CV 71.0%,
-held-out 20% 71.4%); the same set plus MT_FEATURES ties on CV (71.0%) and on the held-out 20%
-(71.4%); with the MT features every other set is equal or worse. Why: 849 of the 998 facts of the
-qc-greedy(1000) microtheory of the train trees are WorldTree sentences the corpus store already
-holds, so retrieval over the microtheory alone repeats what retrieval over the corpus found. Nor where the
-microtheory holds knowledge the corpus lacks: over the general WorldTree corpus (9,011 sentences,
-ET_addon left out, as bench/grounding_experiment.py; `--store runs/worldtree_general_store --features
-runs/qa_ranker_features_general.jsonl --mt-features runs/qa_mt_features_general.jsonl --no-lm
---free-corpus`, fold microtheories of 998-1000 facts none of which the corpus holds), `all` CV 68.0%,
-held-out 69.9%, vs `all+mt` CV 67.9%, held-out 67.9%. (A second collection of the same features gave
-`all+lm+mt` CV 71.4% vs 71.0%, held-out equal: noise.) And the features `qa` read before, over corpus
-+ microtheory together, lose to the corpus's alone under cross-validated rankers (`merged_vs_corpus`):
-69.9% vs 68.1% with the EntailmentBank corpus, 68.2% vs 68.7% with the general one. So no
-microtheory ranker ships; `qa --microtheory` keeps the shipped ranker, whose features come from the
-corpus alone (as on train), and the microtheory joins the proof search.
+Results (2026-12-01, 1,308 train questions, 5 folds, fold microtheories of 998-1000 facts):
+- EntailmentBank corpus (the default store): corpus-only features 69.9% vs merged 68.1% (step 3), so
+  `qa` reads the corpus alone. With MT_FEATURES: `all+lm` CV 71.0% / held-out 71.4%, `all+lm+mt` 71.4%
+  / 71.4% (a first collection of the same features: 71.0% / 71.4%): noise. Why: 849 of the 998 facts
+  of the qc-greedy(1000) microtheory of the train trees are sentences the corpus store already holds.
+- General WorldTree corpus (9,011 sentences, ET_addon left out, as bench/grounding_experiment.py), fold
+  microtheories with the corpus sentences free, so all their facts are new to the corpus (`--store
+  runs/worldtree_general_store --features runs/qa_ranker_features_general.jsonl --mt-features
+  runs/qa_mt_features_general_v2.jsonl --no-lm --free-corpus`): corpus-only 68.2% vs merged 68.7%
+  (a tie); `all` CV 68.0% / held-out 69.9% vs `all+mt` 67.9% / 67.9%.
+So no microtheory ranker ships; `qa --microtheory` keeps the shipped ranker on corpus-only features,
+and the microtheory joins the proof search.
 """
 from __future__ import annotations
 
