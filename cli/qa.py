@@ -17,7 +17,9 @@ def qa(
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: one record per input question, written as "
                                                       "answered; rerun to resume."),
     microtheory: Optional[Path] = typer.Option(None, "--microtheory", "-m",
-                                               help="Microtheory: a store folder, or a facts JSONL file."),
+                                               help="Microtheory: a store folder, or a facts JSONL file. Its facts "
+                                                    "join the proof search; the ranker reads the corpus's "
+                                                    "evidence alone, as it was trained."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
     k: Optional[int] = typer.Option(None, "--k", help="Facts retrieved per option and store (default: shipped search)."),
     singles: Optional[int] = typer.Option(None, "--singles", help="One-premise sets scored (per proved option)."),
