@@ -106,7 +106,9 @@ def fold_microtheories(trees: list[Any], folds: dict[str, int], n_folds: int = F
                        budget: int = BUDGET, corpus_texts: Iterable[str] = ()) -> list[list[Any]]:
     """For each fold, the facts of a qc-greedy(`budget`) microtheory of the `trees` of the questions in
     the other folds (a tree whose question is in no fold counts for every fold). Facts whose text is in
-    `corpus_texts` are free (`distill run --corpus`): never counted, never part of the microtheory."""
+    `corpus_texts` are free (`distill run --corpus`): never counted, never part of the microtheory.
+    `budget` 0: every fact (leaf or conclusion) of those trees, undistilled (the "whole store" row of
+    bench/grounding_experiment.py)."""
     from microtheory.distill.graph import DistillGraph
     from microtheory.distill.strategies import select
     from microtheory.trees_to_store import corpus_fact_ids, trees_to_records
@@ -116,13 +118,17 @@ def fold_microtheories(trees: list[Any], folds: dict[str, int], n_folds: int = F
     free = corpus_fact_ids(facts, corpus_texts)
     out = []
     for k in range(n_folds):
+        if budget == 0:
+            out.append([f for f in facts if any(folds.get(p["question_id"], -1) != k for p in f.provenance)])
+            continue
         kept = [p for p in proofs if folds.get(p.question_id, -1) != k]
         sel = select(DistillGraph.from_proofs(kept, by_id, free=free), STRATEGY, budget=budget)
         out.append([by_id[i] for i in sel.fact_ids])
     return out
 
 
-def collect_mt_features(path: Path, store: str, limit: int | None, free_corpus: bool = False) -> None:
+def collect_mt_features(path: Path, store: str, limit: int | None, free_corpus: bool = False,
+                        budget: int = BUDGET) -> None:
     """Append MT_FEATURES rows (each question with its fold's microtheory) for train questions not in
     `path`; `free_corpus`: the store's sentences are free in the fold distillations."""
     from tqdm import tqdm
@@ -142,7 +148,8 @@ def collect_mt_features(path: Path, store: str, limit: int | None, free_corpus: 
     corpus = _prover(store, scorer=False)
     t0 = time.perf_counter()
     texts = [f.text for f in corpus.corpus] if free_corpus else []
-    mts = fold_microtheories(load_eb_questions("train", DataPaths.default())[0], folds, corpus_texts=texts)
+    mts = fold_microtheories(load_eb_questions("train", DataPaths.default())[0], folds, budget=budget,
+                             corpus_texts=texts)
     print(f"{FOLDS} fold microtheories ({[len(m) for m in mts]} facts) in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
     with open(path, "a", encoding="utf-8") as fh:
@@ -208,6 +215,8 @@ def main() -> None:
     ap.add_argument("--free-corpus", action="store_true",
                     help="the store's sentences are free in the fold distillations (as `distill run --corpus` "
                          "and bench/grounding_experiment.py): the microtheories hold only what the corpus lacks")
+    ap.add_argument("--budget", type=int, default=BUDGET,
+                    help="facts per fold microtheory (qc-greedy); 0: every fact of the other folds' trees")
     ap.add_argument("--limit", type=int, default=None, help="questions to add to the cache in this run")
     ap.add_argument("--no-collect", action="store_true", help="fit from the cache as it is")
     ap.add_argument("--out", default=str(OUT_DIR), help="where the fitted ranker goes (qa --ranker OUT)")
@@ -219,7 +228,7 @@ def main() -> None:
         collect_features(feats_path, args.store, args.limit)
         if lm_path is not None:
             collect_lm_features(lm_path, args.store, args.limit)
-        collect_mt_features(mt_path, args.store, args.limit, args.free_corpus)
+        collect_mt_features(mt_path, args.store, args.limit, args.free_corpus, args.budget)
     # Corpus-only vs corpus + microtheory features under the shipped fast ranker's configuration.
     fast = OptionRanker.load(FAST_DIR)
     merged_check = merged_vs_corpus(load_rows(feats_path, None), mt_path,
