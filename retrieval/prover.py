@@ -325,9 +325,11 @@ class Prover:
         return out
 
     def retrieve(self, hypotheses: Sequence[str]) -> list[list[Candidate]]:
-        """Fused dense + BM25 hits per hypothesis from the corpus and the microtheory, merged by
-        normalised text (a sentence in both stores is the corpus's fact with its best scores in
-        either), best fused rank first."""
+        """Fused dense + BM25 hits per hypothesis from the corpus and the microtheory, best fused rank
+        first. A microtheory sentence the corpus also holds (normalised text) is the corpus's: its
+        microtheory hit is dropped, so the microtheory adds only what the corpus lacks and the corpus's
+        own ranking is left as it was (a microtheory distilled from trees whose leaves are corpus
+        sentences holds many, under other ids)."""
         self._check_stores()
         if not hypotheses:
             return []
@@ -338,22 +340,24 @@ class Prover:
         if self.microtheory is not None:
             same = (_store_encoder(self.microtheory) is not None and enc is not None
                     and getattr(_store_encoder(self.microtheory), "name", None) == getattr(enc, "name", None))
-            per_store.append(self._hybrid(self.microtheory, hypotheses, vectors, same))
+            known = self._corpus_texts()
+            per_store.append([{k: c for k, c in found.items() if normalise_text(c.text) not in known}
+                              for found in self._hybrid(self.microtheory, hypotheses, vectors, same)])
         out = []
         for i in range(len(hypotheses)):
-            # Keyed by normalised text: a sentence both stores hold (a microtheory distilled from trees
-            # whose leaves are corpus sentences holds many, under other ids) is one candidate, the
-            # corpus's, not two that fill premise-set slots as a fact paired with itself.
             merged: dict[str, Candidate] = {}
             for found in per_store:
-                for c in found[i].values():
-                    key = normalise_text(c.text)
-                    prev = merged.get(key)
-                    merged[key] = c if prev is None else Candidate(
-                        prev.id, prev.text, max(c.score, prev.score), prev.source, max(c.bm25, prev.bm25),
-                        max(c.fused, prev.fused))
+                merged.update({k: c for k, c in found[i].items() if k not in merged})
             out.append(sorted(merged.values(), key=lambda c: (-c.fused, -c.score)))
         return out
+
+    def _corpus_texts(self) -> frozenset[str]:
+        """Normalised texts of every corpus fact, read once (empty when the corpus cannot list them)."""
+        key = ("texts", id(self.corpus))
+        if key not in self._bm25:
+            facts = self._facts_of(self.corpus)
+            self._bm25[key] = frozenset(normalise_text(f.text) for f in facts.values()) if facts else frozenset()
+        return self._bm25[key]
 
     # -- candidate premise sets --------------------------------------------------------------
 
