@@ -1,6 +1,6 @@
-"""QA with a microtheory: the ranker's corpus features stay the corpus's alone (as on train), a ranker
-may read the microtheory's own evidence (MT_FEATURES), and the cross-fitted training never lets a
-question's fold microtheory hold its own tree."""
+"""QA with a microtheory: it adds only the sentences the corpus lacks (to retrieval, the ranker's features
+and the proofs), a ranker may read its own evidence (MT_FEATURES), and the cross-fitted training never
+lets a question's fold microtheory hold its own tree."""
 from __future__ import annotations
 
 import sys
@@ -53,17 +53,20 @@ def test_matrix_layouts_are_named_by_width() -> None:
     assert all(f"mt_{f}" in MT_FEATURES for f in ("dense_top1", "bm25_top1", "link", "hyp_cover"))
 
 
-def test_corpus_features_do_not_change_when_a_microtheory_joins(tmp_path: Path) -> None:
+def test_a_microtheory_adds_only_what_the_corpus_lacks(tmp_path: Path) -> None:
     plain = overlap_prover(tmp_path / "a", CORPUS)
-    # The microtheory states the hypothesis of the right option: only it can prove the answer.
-    proof_fact = Fact("m2", make_hypothesis(Q.stem, Q.options["B"]), "microtheory")
-    mt = knowledge_from_facts([*MT, proof_fact], plain.encoder())
     cfg = QAConfig(ranker=_ranker(tmp_path, ["option_words"], [1.0]))  # picks B (two words)
     without = answer_question(Q, plain, cfg)
-    with_mt = answer_question(Q, Prover(plain.corpus, plain.scorer, mt, plain.config), cfg)
+    # A microtheory holding only a corpus sentence (under its own id) changes nothing at all.
+    same = knowledge_from_facts([Fact("m9", "A magnet attracts iron.", "microtheory")], plain.encoder())
+    dup = answer_question(Q, Prover(plain.corpus, plain.scorer, same, plain.config), cfg)
     for label in Q.options:
-        assert with_mt["options"][label]["features"] == without["options"][label]["features"]
-    # ...while the proof search does use the microtheory.
+        assert dup["options"][label]["features"] == without["options"][label]["features"]
+    # One stating the right option's hypothesis joins its evidence and proves it.
+    proof_fact = Fact("m2", make_hypothesis(Q.stem, Q.options["B"]), "microtheory")
+    mt = knowledge_from_facts([*MT, proof_fact], plain.encoder())
+    with_mt = answer_question(Q, Prover(plain.corpus, plain.scorer, mt, plain.config), cfg)
+    assert with_mt["options"]["B"]["features"]["dense_top1"] > without["options"]["B"]["features"]["dense_top1"]
     assert with_mt["answer"] == "B" and with_mt["grounded"] and "m2" in with_mt["proof"]["fact_ids"]
     assert not without["grounded"]
 
