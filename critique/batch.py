@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.engine import Engine, is_local
+from core.engine import Engine, for_rows, is_local, parallelism, shard_size_for
 from core.errors import InputError, MicrotheoryError, ModelError
 from core.registry import Registry
 from critique.errors import CritiqueFormatError
@@ -292,14 +292,24 @@ def _advise(advisor: Advisor, done: list[tuple[Row, CritiqueResult]]) -> dict[in
     return out
 
 
+#: Full checks (models loaded: encoder, scorer, spaCy): from this many rows to critique, an automatic
+#: local engine (`critique run` without `--workers`) runs them in min(2, CPUs) processes. Measured on
+#: 2 cores (bench/speed_bench.py, docs/benchmarks.md): a worker's start-up is ~6 s and a row ~0.3 s,
+#: so a second process pays for itself from about 20 rows; `--fast` (~3 ms a row) never does here.
+AUTO_PROCESS_MIN_ROWS = 24
+
+
 @dataclass(frozen=True)
 class Scale:
-    """How `critique_file` spreads its rows: an engine (`core.engine`), and for a cluster the recipe
-    each worker builds its own backend and advisor from (loaded once per worker). Without a recipe the
-    backend and advisor objects themselves are sent to the workers (they must pickle)."""
+    """How `critique_file` spreads its rows: an engine (`core.engine`), and for workers outside this
+    process the recipe each builds its own backend and advisor from (loaded once per worker). Without a
+    recipe the backend and advisor objects themselves are sent to the workers (they must pickle).
+    `auto_min_rows`: with an automatic local engine (no `--workers`), the pending rows from which the
+    run moves to worker processes (None: it stays in this process)."""
 
     engine: Engine
     recipe: CritiqueRunConfig | None = None
+    auto_min_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -317,13 +327,13 @@ class _ShardWorker:
 
 
 def _shard_worker(backend: Backend, advisor: Advisor | None, fmt: str, batch_size: int,
-                  scale: Scale | None) -> tuple[Engine, _ShardWorker]:
-    from core.engine import LocalEngine
-
-    if scale is None or is_local(scale.engine) or scale.recipe is None:
-        engine = scale.engine if scale is not None else LocalEngine()
+                  scale: Scale | None, rows: int) -> tuple[Engine, _ShardWorker]:
+    """The engine for `rows` pending rows (an automatic one may become processes) and its worker factory."""
+    engine = for_rows(scale.engine if scale is not None else None, rows,
+                      scale.auto_min_rows if scale is not None else None)
+    if is_local(engine) or scale is None or scale.recipe is None:
         return engine, _ShardWorker(fmt, batch_size, built=(backend, advisor))
-    return scale.engine, _ShardWorker(fmt, batch_size, recipe=scale.recipe)
+    return engine, _ShardWorker(fmt, batch_size, recipe=scale.recipe)
 
 
 def critique_file(input_path: str | Path, out: str | Path, backend: Backend, advisor: Advisor | None = None,
@@ -351,11 +361,14 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
         done = read_done(out_p)
         _check_same_input(done, rows, out_p, input_path)
         pending = [r for r in rows if r.line not in done]
+        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale, len(pending))
         bar = None
         if progress and pending:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(pending), desc=f"critique ({backend.name})", unit="row")
+            n = parallelism(engine)
+            where = "" if n == 1 else f", {n} {engine.name} workers" if n else f", {engine.name}"
+            bar = tqdm(total=len(pending), desc=f"critique ({backend.name}{where})", unit="row")
 
         def emit(rec: dict[str, Any]) -> None:
             nonlocal written
@@ -364,9 +377,8 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
             if bar is not None:
                 bar.update(1)
 
-        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale)
         try:
-            for rec in engine.map(worker, pending, shard_size=batch_size):
+            for rec in engine.map(worker, pending, shard_size=shard_size_for(engine, len(pending), batch_size)):
                 emit(rec)
         finally:
             if bar is not None:
@@ -422,14 +434,18 @@ def build_critic(cfg: CritiqueRunConfig) -> tuple[Backend, Advisor | None]:
 def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig,
                  progress: bool = True, engine: Engine | None = None) -> BatchSummary:
     """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`;
-    `engine` (default: this process) runs the rows, each of its workers building its own backend."""
+    `engine` (default: this process) runs the rows, each of its workers building its own backend. An
+    automatic local engine (`make_engine("local")`, no `--workers`) moves the full checks to worker
+    processes from `AUTO_PROCESS_MIN_ROWS` pending rows; other backends and `--fast` stay here."""
     be, advisor = build_critic(cfg)
     source = cfg.microtheory or cfg.store
     extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
+    full_checks = BACKENDS.canonical(cfg.backend) == "checks" and not cfg.fast
+    scale = Scale(engine, cfg, AUTO_PROCESS_MIN_ROWS if full_checks else None) if engine is not None else None
     # A generative backend decodes a few rows at a time; the critic batches as asked.
     return critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt,
                          batch_size=4 if BACKENDS.canonical(cfg.backend) == "generative" else cfg.batch_size, progress=progress,
-                         force=cfg.force, config=extra, scale=Scale(engine, cfg) if engine is not None else None)
+                         force=cfg.force, config=extra, scale=scale)
 
 
 def _run(backend: Backend, records: list[ModelOutput]) -> list[CritiqueResult]:

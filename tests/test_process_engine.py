@@ -1,0 +1,209 @@
+"""`--engine local --workers N`: the process engine (core.engine.ProcessEngine) and batch critique on it.
+
+Worker processes are spawned (each imports this module to unpickle the test doubles below), so a test
+here takes a second or two, not minutes: nothing loads a model."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.engine import (EngineConfig, EngineError, LocalEngine, ProcessEngine, RayEngine, for_rows, make_engine,
+                         parallelism, shard_size_for)
+from core.errors import InputError, ModelError
+from core.outputs import is_header
+
+
+def _engine(workers: int = 2, **kw) -> ProcessEngine:
+    return ProcessEngine(EngineConfig(workers=workers, **kw))
+
+
+@dataclass(frozen=True)
+class _Square:
+    """A worker factory that notes each build (one line per build, the process id) in `log`; the worker
+    returns (x squared, its pid, its OMP_NUM_THREADS) and, on `fail_on`, raises or dies as `how` says."""
+
+    log: str
+    fail_on: int = -1
+    how: str = ""
+
+    def __call__(self):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+        def work(shard):
+            if self.fail_on in shard:
+                if self.how == "model":
+                    raise ModelError("the model cannot load")
+                if self.how == "input":
+                    raise InputError("bad row", "in.jsonl", 7)
+                if self.how == "unpicklable":
+                    raise _Unpicklable("needs two arguments", 2)
+                if self.how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return [(x * x, os.getpid(), os.environ.get("OMP_NUM_THREADS")) for x in shard]
+        return work
+
+
+class _Unpicklable(Exception):
+    def __init__(self, message: str, code: int):  # pickling re-calls __init__ with one argument: fails
+        super().__init__(message)
+        self.code = code
+
+
+def _builds(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+# ------------------------------------------------------------------------------------------ the engine
+
+def test_results_in_input_order_each_process_builds_its_worker_once(tmp_path):
+    log = tmp_path / "builds"
+    out = list(_engine().map(_Square(str(log)), list(range(50)), shard_size=3))
+    assert [o[0] for o in out] == [x * x for x in range(50)]
+    pids = {o[1] for o in out}
+    assert os.getpid() not in pids and len(pids) <= 2
+    assert sorted(_builds(log)) == sorted(str(p) for p in pids), "one build per worker process"
+    assert {o[2] for o in out} == {"1"}, "each worker pinned to one intra-op thread"
+
+
+def test_a_warm_pool_is_reused_for_an_equal_factory(tmp_path):
+    log = tmp_path / "builds"
+    eng = _engine(keep_warm=True)
+    try:
+        a = list(eng.map(_Square(str(log)), list(range(20)), shard_size=2))
+        b = list(eng.map(_Square(str(log)), list(range(20, 40)), shard_size=2))
+    finally:
+        eng.close()
+    assert [o[0] for o in a + b] == [x * x for x in range(40)]
+    assert len(_builds(log)) == len({o[1] for o in a + b}) <= 2, "the second map built nothing"
+    assert eng._executor is None
+
+
+def test_nothing_to_do_starts_nothing(tmp_path):
+    log = tmp_path / "builds"
+    eng = _engine()
+    assert list(eng.map(_Square(str(log)), [], shard_size=3)) == []
+    assert eng._executor is None and not log.exists()
+
+
+@pytest.mark.parametrize("how,error,match", [("model", ModelError, "the model cannot load"),
+                                             ("input", InputError, "in.jsonl:7: bad row"),
+                                             ("unpicklable", EngineError, "_Unpicklable: needs two arguments")])
+def test_a_worker_error_reaches_the_driver_as_itself(tmp_path, how, error, match):
+    eng = _engine()
+    with pytest.raises(error, match=match) as e:
+        list(eng.map(_Square(str(tmp_path / "b"), fail_on=13, how=how), list(range(30)), shard_size=4))
+    assert e.value.exit_code == error.exit_code
+    if how == "input":
+        assert (e.value.path, e.value.line) == ("in.jsonl", 7)
+    assert eng._executor is None, "the pool is stopped after an error"
+
+
+def test_a_killed_worker_is_one_clear_error_and_nothing_after_it_is_yielded(tmp_path):
+    got = []
+    with pytest.raises(EngineError, match="a worker process died .* rerun to resume") as e:
+        for x in _engine().map(_Square(str(tmp_path / "b"), fail_on=17, how="kill"), list(range(40)), shard_size=4):
+            got.append(x[0])
+    assert e.value.exit_code == 7
+    assert got == [x * x for x in range(len(got))] and len(got) <= 16, "an in-order prefix, before shard 4"
+
+
+def test_a_factory_that_cannot_travel_is_one_clear_error():
+    with pytest.raises(EngineError, match="cannot be sent to a process.*--workers 1"):
+        list(_engine().map(lambda: (lambda shard: shard), [1, 2, 3]))
+
+
+# ------------------------------------------------------------------------------ choosing the engine
+
+def test_make_engine_local_workers(monkeypatch):
+    auto, one, two = make_engine("local"), make_engine("local", 1), make_engine("local", 2)
+    assert isinstance(auto, LocalEngine) and auto.auto
+    assert isinstance(one, LocalEngine) and not one.auto
+    assert isinstance(two, ProcessEngine) and two.workers == 2 and two.name == "process"
+    assert isinstance(make_engine("ray", 2), RayEngine)
+    monkeypatch.setattr("core.engine.usable_cpus", lambda: 2)
+    assert isinstance(for_rows(auto, 24, 24), ProcessEngine) and for_rows(auto, 24, 24).workers == 2
+    assert for_rows(auto, 23, 24) is auto and for_rows(auto, 1000, None) is auto
+    assert for_rows(one, 1000, 24) is one and for_rows(two, 1, 24) is two
+    monkeypatch.setattr("core.engine.usable_cpus", lambda: 1)
+    assert for_rows(auto, 1000, 24) is auto, "one CPU: no second process"
+
+
+def test_shards_shrink_so_every_worker_gets_several():
+    assert shard_size_for(LocalEngine(), 60, 32) == 32
+    assert parallelism(_engine(2)) == 2 and shard_size_for(_engine(2), 60, 32) == 8
+    assert shard_size_for(_engine(2), 1000, 32) == 32 and shard_size_for(_engine(2), 3, 32) == 1
+
+
+# ---------------------------------------------------------------------------------- batch critique
+
+_FACTS = ["copper is a metal", "metals conduct electricity", "wood is an electrical insulator",
+          "evaporation changes a liquid into a gas"]
+
+
+def _inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """The demo model outputs plus a bad JSON line and an unknown answer key (error records), and a
+    facts file as the microtheory."""
+    rows = (Path(__file__).resolve().parent.parent / "corpora" / "model_outputs.jsonl").read_text().splitlines()
+    bad_key = json.loads(rows[3])
+    bad_key.update(id="bad-key", answer_key="Z")
+    rows[5:5] = ["{not json", json.dumps(bad_key)]
+    inp, facts = tmp_path / "in.jsonl", tmp_path / "facts.jsonl"
+    inp.write_text("\n".join(rows) + "\n")
+    facts.write_text("".join(json.dumps({"id": f"mt:{i}", "text": t}) + "\n" for i, t in enumerate(_FACTS)))
+    return inp, facts
+
+
+def _records(p: Path) -> list[dict]:
+    return [r for r in (json.loads(x) for x in p.read_text().splitlines() if x.strip()) if not is_header(r)]
+
+
+def test_critique_on_two_processes_writes_the_records_of_one(tmp_path):
+    from critique.batch import CritiqueRunConfig, run_critique
+
+    inp, facts = _inputs(tmp_path)
+    cfg = CritiqueRunConfig(fast=True, microtheory=str(facts), batch_size=4)
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    s1 = run_critique(inp, one, cfg, progress=False, engine=make_engine("local", 1))
+    s2 = run_critique(inp, two, cfg, progress=False, engine=make_engine("local", 2))
+    assert _records(two) == _records(one) and len(_records(one)) == s1.rows == 22
+    assert [r["line"] for r in _records(two)] == list(range(1, 23))
+    assert s2.errors == s1.errors == 2 and s2.written == 22
+    assert one.read_text().splitlines()[0] == two.read_text().splitlines()[0], "same header: resume either way"
+
+
+def test_critique_on_processes_resumes_a_partial_output(tmp_path):
+    from critique.batch import CritiqueRunConfig, run_critique
+
+    inp, facts = _inputs(tmp_path)
+    cfg = CritiqueRunConfig(fast=True, microtheory=str(facts), batch_size=4)
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    run_critique(inp, full, cfg, progress=False, engine=make_engine("local", 1))
+    lines = full.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:10]) + lines[10][:25])  # killed mid-line after 9 records
+    s = run_critique(inp, part, cfg, progress=False, engine=make_engine("local", 2))
+    assert s.skipped == 9 and s.written == 13
+    assert _records(part) == _records(full)
+
+
+def test_the_full_checks_move_to_processes_by_default_and_fast_stays(monkeypatch):
+    """Without --workers, `critique run` hands its full checks to min(2, CPUs) processes once the pending
+    rows reach AUTO_PROCESS_MIN_ROWS (each rebuilding the critic from the recipe); --fast stays here."""
+    import critique.batch as batch
+
+    monkeypatch.setattr("core.engine.usable_cpus", lambda: 2)
+    full, fast = batch.CritiqueRunConfig(), batch.CritiqueRunConfig(fast=True)
+    n = batch.AUTO_PROCESS_MIN_ROWS
+    for cfg, rows, where in ((full, n, "process"), (full, n - 1, "local"), (fast, 10 * n, "local")):
+        scale = batch.Scale(make_engine("local"), cfg, n if not cfg.fast else None)
+        engine, worker = batch._shard_worker(object(), None, "json", 32, scale, rows)  # type: ignore[arg-type]
+        assert engine.name == where
+        assert (worker.recipe is cfg) == (where == "process") and (worker.built is None) == (where == "process")
+    engine, _ = batch._shard_worker(object(), None, "json", 32,  # type: ignore[arg-type]
+                                    batch.Scale(make_engine("local", 1), full, n), 10 * n)
+    assert engine.name == "local", "--workers 1: in this process, whatever the rows"
