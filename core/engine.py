@@ -441,8 +441,10 @@ _GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 def cuda_present() -> bool:
     """True where torch sees a CUDA device (an engine worker then puts its models there). On a machine
-    with no GPU device file, False without importing torch (seconds at start-up of a CPU-only command)."""
-    if "torch" not in sys.modules and not any(os.path.exists(p) for p in _GPU_DEVICE_FILES):
+    with no GPU device file, False without touching torch: importing it costs seconds at start-up, and
+    where another thread is importing it (spaCy's background load) `import torch` would wait for that
+    import to finish (3 s of the critic's first batch on 2 cores)."""
+    if not any(os.path.exists(p) for p in _GPU_DEVICE_FILES):
         return False
     try:
         import torch
