@@ -14,7 +14,7 @@ same whichever engine computed the results.
 * `ProcessEngine`: `--engine local --workers N` (N > 1): N worker processes on this machine, a
   `spawn` pool (never fork a process that holds torch / ONNX Runtime thread pools), each process
   pinned to one intra-op thread (`thread_env`: two workers on two cores must not oversubscribe
-  them) and building its worker once, on its first shard (`make_worker` travels by pickle: a
+  them) and building its worker once, as it starts (`make_worker` travels by pickle: a
   module-level class, as every command's recipe worker is; a lambda is refused in one line). Why not a third engine name: `--workers`
   then means the same on both engines (how many copies of the models run at once), a user with a
   multi-core laptop needs no new word, and `--workers 1` is exactly the in-process path. Without
@@ -231,10 +231,7 @@ class _PoolEngine:
         shards = shards_of(items, shard_size)
         if not shards:
             return
-        if not (self._factory is not None and self._factory == make_worker and self._warm()):
-            self.close()
-            self._start(make_worker)
-            self._factory = make_worker
+        self._ready(make_worker)
         ok = False
         try:
             yield from self._ordered(shards)
@@ -245,8 +242,24 @@ class _PoolEngine:
             if not ok or not self.config.keep_warm:
                 self.close()
 
+    def start(self, make_worker: WorkerFactory) -> None:
+        """Start the workers now, each building its worker, while the caller does other work (loads
+        its own copy for the output header, reads its input); a map with an equal factory uses them.
+        The caller closes the engine when it never gets to that map."""
+        self._ready(make_worker)
+        self._prime()
+
+    def _ready(self, make_worker: WorkerFactory) -> None:
+        if not (self._factory is not None and self._factory == make_worker and self._warm()):
+            self.close()
+            self._start(make_worker)
+            self._factory = make_worker
+
+    def _prime(self) -> None:
+        """Have every worker build its worker before the first shard (where the pool can)."""
+
     def _warm(self) -> bool:
-        """The pool of the previous map is up and idle (its models are loaded)."""
+        """The pool of the previous map (or of `start`) is up and idle (its models are loaded)."""
         raise NotImplementedError
 
     def _start(self, make_worker: WorkerFactory) -> None:
@@ -284,17 +297,28 @@ def _process_init(payload: bytes, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _PROCESS_WORKER.clear()
     _PROCESS_WORKER["payload"] = payload
+    try:  # build now, before any shard arrives (a pool started early loads its models meanwhile)
+        _build_process_worker()
+    except Exception:  # noqa: BLE001 - an initializer that raises breaks the pool: the first shard
+        pass           # builds again and its error reaches the driver as itself
+
+
+def _build_process_worker() -> Any:
+    """This process's worker, built once from the pickled factory (kept until a build succeeds)."""
+    import pickle
+
+    if "worker" not in _PROCESS_WORKER:
+        _PROCESS_WORKER["worker"] = pickle.loads(_PROCESS_WORKER["payload"])()
+        del _PROCESS_WORKER["payload"]
+    return _PROCESS_WORKER["worker"]
 
 
 def _process_shard(shard: list[Any]) -> list[Any]:
-    """One shard in a worker process; the worker is built on the first (so a factory that fails is an
-    error of that shard, not a pool that keeps restarting processes)."""
+    """One shard in a worker process (an empty one only makes the pool start its processes)."""
     import pickle
 
     try:
-        if "worker" not in _PROCESS_WORKER:
-            _PROCESS_WORKER["worker"] = pickle.loads(_PROCESS_WORKER.pop("payload"))()
-        return list(_PROCESS_WORKER["worker"](shard))
+        return list(_build_process_worker()(shard)) if shard else []
     except Exception as e:
         try:  # the driver gets this exception itself when it survives pickling (project errors do)
             pickle.loads(pickle.dumps(e))
@@ -332,11 +356,25 @@ class ProcessEngine(_PoolEngine):
         self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_process_init, initargs=(payload, self.config.threads))
 
+    def _prime(self) -> None:
+        # The pool spawns a process per task while none is idle; each builds its worker as it starts.
+        for _ in range(self.workers):
+            self._executor.submit(_process_shard, [])
+
     def _ordered(self, shards: list[list[Any]]) -> Iterator[Any]:
-        from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         order = _InOrder(len(shards), self.workers * self.config.in_flight)
+        try:
+            yield from self._in_order(shards, order)
+        except BrokenProcessPool:
+            raise EngineError(f"a worker process died (killed, or out of memory) before shard {order.next + 1} of "
+                              f"{len(shards)} was done; the rows before it are written, nothing after: rerun to "
+                              "resume (or use --workers 1)") from None
+
+    def _in_order(self, shards: list[list[Any]], order: _InOrder) -> Iterator[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         running: dict[Any, int] = {}
         while not order.finished:
             while order.can_submit():
@@ -345,12 +383,7 @@ class ProcessEngine(_PoolEngine):
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=running.__getitem__):
                 i = running.pop(fut)
-                try:
-                    order.finish(i, _checked(fut.result(), shards[i]))
-                except BrokenProcessPool:
-                    raise EngineError(f"a worker process died (killed, or out of memory) while running shard {i} "
-                                      f"of {len(shards)}; the rows before it are written, nothing after: rerun "
-                                      "to resume (or use --workers 1)") from None
+                order.finish(i, _checked(fut.result(), shards[i]))
             yield from order.ready()
 
     def close(self) -> None:

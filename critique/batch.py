@@ -294,8 +294,8 @@ def _advise(advisor: Advisor, done: list[tuple[Row, CritiqueResult]]) -> dict[in
 
 #: Full checks (models loaded: encoder, scorer, spaCy): from this many rows to critique, an automatic
 #: local engine (`critique run` without `--workers`) runs them in min(2, CPUs) processes. Measured on
-#: 2 cores (bench/speed_bench.py, docs/benchmarks.md): a worker's start-up is ~6 s and a row ~0.3 s,
-#: so a second process pays for itself from about 20 rows; `--fast` (~3 ms a row) never does here.
+#: 2 cores (bench/speed_bench.py --critique-workers, docs/benchmarks.md): a worker's start-up is ~6 s
+#: and a row ~0.3 s; `--fast` (~3 ms a row) never pays for a second start-up here.
 AUTO_PROCESS_MIN_ROWS = 24
 
 
@@ -303,13 +303,10 @@ AUTO_PROCESS_MIN_ROWS = 24
 class Scale:
     """How `critique_file` spreads its rows: an engine (`core.engine`), and for workers outside this
     process the recipe each builds its own backend and advisor from (loaded once per worker). Without a
-    recipe the backend and advisor objects themselves are sent to the workers (they must pickle).
-    `auto_min_rows`: with an automatic local engine (no `--workers`), the pending rows from which the
-    run moves to worker processes (None: it stays in this process)."""
+    recipe the backend and advisor objects themselves are sent to the workers (they must pickle)."""
 
     engine: Engine
     recipe: CritiqueRunConfig | None = None
-    auto_min_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -327,13 +324,13 @@ class _ShardWorker:
 
 
 def _shard_worker(backend: Backend, advisor: Advisor | None, fmt: str, batch_size: int,
-                  scale: Scale | None, rows: int) -> tuple[Engine, _ShardWorker]:
-    """The engine for `rows` pending rows (an automatic one may become processes) and its worker factory."""
-    engine = for_rows(scale.engine if scale is not None else None, rows,
-                      scale.auto_min_rows if scale is not None else None)
-    if is_local(engine) or scale is None or scale.recipe is None:
+                  scale: Scale | None) -> tuple[Engine, _ShardWorker]:
+    from core.engine import LocalEngine
+
+    if scale is None or is_local(scale.engine) or scale.recipe is None:
+        engine = scale.engine if scale is not None else LocalEngine()
         return engine, _ShardWorker(fmt, batch_size, built=(backend, advisor))
-    return engine, _ShardWorker(fmt, batch_size, recipe=scale.recipe)
+    return scale.engine, _ShardWorker(fmt, batch_size, recipe=scale.recipe)
 
 
 def critique_file(input_path: str | Path, out: str | Path, backend: Backend, advisor: Advisor | None = None,
@@ -361,7 +358,7 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
         done = read_done(out_p)
         _check_same_input(done, rows, out_p, input_path)
         pending = [r for r in rows if r.line not in done]
-        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale, len(pending))
+        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale)
         bar = None
         if progress and pending:
             from tqdm import tqdm
@@ -436,16 +433,46 @@ def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig
     """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`;
     `engine` (default: this process) runs the rows, each of its workers building its own backend. An
     automatic local engine (`make_engine("local")`, no `--workers`) moves the full checks to worker
-    processes from `AUTO_PROCESS_MIN_ROWS` pending rows; other backends and `--fast` stay here."""
-    be, advisor = build_critic(cfg)
-    source = cfg.microtheory or cfg.store
-    extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
+    processes from `AUTO_PROCESS_MIN_ROWS` rows to do; other backends and `--fast` stay here. Worker
+    processes are started first, so they load their models while this process builds the header's."""
+    generative = BACKENDS.canonical(cfg.backend) == "generative"
+    batch_size = 4 if generative else cfg.batch_size  # a generative backend decodes a few rows at a time
+    engine = critique_engine(engine, cfg, _rows_to_do(input_path, out)) if engine is not None else None
+    start = getattr(engine, "start", None)
+    if start is not None and not is_local(engine):
+        start(_ShardWorker(cfg.fmt, batch_size, recipe=cfg))
+    ok = False
+    try:
+        be, advisor = build_critic(cfg)
+        source = cfg.microtheory or cfg.store
+        extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
+        summary = critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt, batch_size=batch_size,
+                                progress=progress, force=cfg.force, config=extra,
+                                scale=Scale(engine, cfg) if engine is not None else None)
+        ok = True
+        return summary
+    finally:  # workers started above that never got rows (an error, nothing left to do) stop here
+        if not ok or not getattr(getattr(engine, "config", None), "keep_warm", False):
+            getattr(engine, "close", lambda: None)()
+
+
+def critique_engine(engine: Engine, cfg: CritiqueRunConfig, rows: int) -> Engine:
+    """The engine `critique run` uses for about `rows` rows: an automatic local engine (no `--workers`)
+    becomes worker processes for the full checks from AUTO_PROCESS_MIN_ROWS rows; else `engine`."""
     full_checks = BACKENDS.canonical(cfg.backend) == "checks" and not cfg.fast
-    scale = Scale(engine, cfg, AUTO_PROCESS_MIN_ROWS if full_checks else None) if engine is not None else None
-    # A generative backend decodes a few rows at a time; the critic batches as asked.
-    return critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt,
-                         batch_size=4 if BACKENDS.canonical(cfg.backend) == "generative" else cfg.batch_size, progress=progress,
-                         force=cfg.force, config=extra, scale=scale)
+    return for_rows(engine, rows, AUTO_PROCESS_MIN_ROWS if full_checks else None)
+
+
+def _rows_to_do(input_path: str | Path, out: str | Path) -> int:
+    """About how many rows a run will critique (the input's non-blank lines less OUT's records), read
+    before the models load; the exact count is known once OUT is opened and checked."""
+    def lines(p: Path) -> int:
+        with p.open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+
+    inp, done = Path(input_path), Path(out)
+    n = lines(inp) if inp.is_file() else 0
+    return max(0, n - max(0, lines(done) - 1)) if done.is_file() else n
 
 
 def _run(backend: Backend, records: list[ModelOutput]) -> list[CritiqueResult]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def test_results_in_input_order_each_process_builds_its_worker_once(tmp_path):
     assert [o[0] for o in out] == [x * x for x in range(50)]
     pids = {o[1] for o in out}
     assert os.getpid() not in pids and len(pids) <= 2
-    assert sorted(_builds(log)) == sorted(str(p) for p in pids), "one build per worker process"
+    builds = _builds(log)
+    assert len(builds) == len(set(builds)) <= 2, "one build per worker process"
+    assert {str(p) for p in pids} <= set(builds)
     assert {o[2] for o in out} == {"1"}, "each worker pinned to one intra-op thread"
 
 
@@ -80,7 +83,37 @@ def test_a_warm_pool_is_reused_for_an_equal_factory(tmp_path):
     finally:
         eng.close()
     assert [o[0] for o in a + b] == [x * x for x in range(40)]
-    assert len(_builds(log)) == len({o[1] for o in a + b}) <= 2, "the second map built nothing"
+    builds = _builds(log)
+    assert len(builds) == len(set(builds)) <= 2, "the second map built nothing again"
+    assert {str(o[1]) for o in a + b} <= set(builds)
+    assert eng._executor is None
+
+
+def test_started_workers_build_before_the_map_and_serve_it(tmp_path):
+    log = tmp_path / "builds"
+    eng = _engine()
+    eng.start(_Square(str(log)))
+    deadline = time.monotonic() + 60
+    while len(_builds(log)) < 2 and time.monotonic() < deadline:  # both build with no shard sent yet
+        time.sleep(0.05)
+    out = list(eng.map(_Square(str(log)), list(range(30)), shard_size=2))
+    assert [o[0] for o in out] == [x * x for x in range(30)]
+    builds = _builds(log)
+    assert len(builds) == len(set(builds)) == 2, "both processes built in start(), once each"
+    assert {str(o[1]) for o in out} <= set(builds)
+
+
+@dataclass(frozen=True)
+class _BrokenModel:
+    def __call__(self):
+        raise ModelError("no weights at /nowhere")
+
+
+def test_a_build_that_fails_in_start_is_the_error_of_the_first_shard():
+    eng = _engine()
+    eng.start(_BrokenModel())  # does not raise: the workers build in the background
+    with pytest.raises(ModelError, match="no weights at /nowhere"):
+        list(eng.map(_BrokenModel(), [1, 2, 3], shard_size=1))
     assert eng._executor is None
 
 
@@ -191,22 +224,36 @@ def test_critique_on_processes_resumes_a_partial_output(tmp_path):
     assert _records(part) == _records(full)
 
 
-def test_the_full_checks_move_to_processes_by_default_and_fast_stays(monkeypatch):
-    """Without --workers, `critique run` hands its full checks to min(2, CPUs) processes once the pending
-    rows reach AUTO_PROCESS_MIN_ROWS (each rebuilding the critic from the recipe); --fast stays here."""
+def test_the_full_checks_move_to_processes_by_default_and_fast_stays(monkeypatch, tmp_path):
+    """Without --workers, `critique run` hands its full checks to min(2, CPUs) processes once the rows
+    to do reach AUTO_PROCESS_MIN_ROWS (a partial OUT's records do not count); --fast and --workers 1 stay."""
     import critique.batch as batch
 
     monkeypatch.setattr("core.engine.usable_cpus", lambda: 2)
-    full, fast = batch.CritiqueRunConfig(), batch.CritiqueRunConfig(fast=True)
-    n = batch.AUTO_PROCESS_MIN_ROWS
-    for cfg, rows, where in ((full, n, "process"), (full, n - 1, "local"), (fast, 10 * n, "local")):
-        scale = batch.Scale(make_engine("local"), cfg, n if not cfg.fast else None)
-        engine, worker = batch._shard_worker(object(), None, "json", 32, scale, rows)  # type: ignore[arg-type]
-        assert engine.name == where
-        assert (worker.recipe is cfg) == (where == "process") and (worker.built is None) == (where == "process")
-    engine, _ = batch._shard_worker(object(), None, "json", 32,  # type: ignore[arg-type]
-                                    batch.Scale(make_engine("local", 1), full, n), 10 * n)
-    assert engine.name == "local", "--workers 1: in this process, whatever the rows"
+    full, fast, n = batch.CritiqueRunConfig(), batch.CritiqueRunConfig(fast=True), batch.AUTO_PROCESS_MIN_ROWS
+    assert batch.critique_engine(make_engine("local"), full, n).name == "process"
+    assert batch.critique_engine(make_engine("local"), full, n - 1).name == "local"
+    assert batch.critique_engine(make_engine("local"), fast, 10 * n).name == "local"
+    assert batch.critique_engine(make_engine("local", 1), full, 10 * n).name == "local"
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("{}\n\n" * 30)
+    assert batch._rows_to_do(inp, out) == 30
+    out.write_text('{"_header": {}}\n' + '{"id": "x", "line": 1}\n' * 10)
+    assert batch._rows_to_do(inp, out) == 20
+
+
+def test_started_workers_stop_when_the_run_fails_before_its_rows(tmp_path, monkeypatch):
+    """`critique run` starts its worker processes before building its own critic; an input error after
+    that (here: OUT is a user's file) stops them, and writes nothing."""
+    from critique.batch import CritiqueRunConfig, run_critique
+
+    inp, facts = _inputs(tmp_path)
+    out = tmp_path / "mine.jsonl"
+    out.write_text('{"my": "data"}\n')
+    eng = make_engine("local", 2)
+    with pytest.raises(InputError):
+        run_critique(inp, out, CritiqueRunConfig(fast=True, microtheory=str(facts)), progress=False, engine=eng)
+    assert eng._executor is None and out.read_text() == '{"my": "data"}\n'
 
 
 def _close(a, b, tol: float = 1e-4) -> bool:
