@@ -320,6 +320,8 @@ class _ShardWorker:
 
     def __call__(self) -> Callable[[list[Row]], list[dict[str, Any]]]:
         backend, advisor = self.built if self.built is not None else build_critic(self.recipe)  # type: ignore[arg-type]
+        if self.built is None and advisor is not None:  # a worker process: spaCy loads before its first rows
+            getattr(advisor, "prepare", lambda: None)()
         return lambda shard: _critique_rows(shard, backend, advisor, self.fmt, self.batch_size)
 
 
