@@ -376,7 +376,8 @@ def critique_workers_section(data: Path, n: int, rounds: int, mode: CritiqueMode
                for w, rs in runs.items()}
     return {"n": n, "rounds": rounds, "inputs": "T5-11B task-1 dev explanations", "commit": _head(),
             "microtheory": str(mode.microtheory) if mode.microtheory else None, "fast": mode.fast,
-            "default_workers": 2 if not mode.fast and n >= AUTO_PROCESS_MIN_ROWS else 1,
+            "default_workers": "2 while two CPUs are idle, else 1" if not mode.fast and n >= AUTO_PROCESS_MIN_ROWS
+                               else "1",
             "runs": {f"workers_{w}": [{x: y for x, y in r.items() if x != "records"} for r in rs] for w, rs in runs.items()},
             "summary": summary, "agreement": _same_critiques(runs[1][0]["records"], runs[2][0]["records"]),
             "speedup_cli": summary["workers_1"]["cli_wall_s"] / summary["workers_2"]["cli_wall_s"],
@@ -431,8 +432,8 @@ def markdown(r: dict[str, Any]) -> str:
     for key in ("critique", "critique_fast", "critique_microtheory", "critique_microtheory_fast"):
         if key in r:
             L += _md_critique(r[key])
-        if key + "_workers" in r:
-            L += _md_workers(r[key + "_workers"])
+        for k in sorted(x for x in r if x.startswith(key + "_workers")):
+            L += _md_workers(r[k])
     return "\n".join(L) + "\n"
 
 
@@ -444,8 +445,8 @@ def _md_workers(c: dict[str, Any]) -> list[str]:
     L = [f"## (d) Batch critique on 1 vs 2 worker processes (checks backend, {what})", "",
          f"{n} {c['inputs']}, commit {c['commit']}; `critique run --workers 1` (this process) vs `--workers 2` "
          f"(two spawned processes, one thread each), {c['rounds']} run(s) each, alternating, in the same run; best run; "
-         f"1-min load {min(loads):.1f}-{max(loads):.1f} at the runs' starts. Without `--workers` this input runs "
-         f"on {c['default_workers']} worker(s).", "",
+         f"1-min load {min(loads):.1f}-{max(loads):.1f} at the runs' starts (other jobs on the machine). Without "
+         f"`--workers` this input runs on {c['default_workers']} worker(s).", "",
          "| workers | whole command, s (incl. start-up) | whole command, critiques/s | whole command, CPU-s "
          "| critiques/s warm (wall) |", "|---|---|---|---|---|"]
     for w in (1, 2):
@@ -535,6 +536,8 @@ def main() -> None:
     ap.add_argument("--critique-workers", action="store_true",
                     help="(d) instead of (c): this tree with --workers 1 vs 2 in the same run (section *_workers)")
     ap.add_argument("--few-rows", default="", help="(d) also the whole command on the first k rows, e.g. 12,24")
+    ap.add_argument("--section-suffix", default="", help="(d) appended to the section name, e.g. _busy (keeps "
+                    "an earlier run's section)")
     ap.add_argument("--markdown-only", action="store_true")
     a = ap.parse_args()
     old = json.loads(OUT.with_suffix(".json").read_text()) if OUT.with_suffix(".json").is_file() else {}
@@ -557,7 +560,8 @@ def main() -> None:
         mode = CritiqueMode(a.critique_microtheory.resolve() if a.critique_microtheory else None, a.critique_fast)
         if a.critique_workers:
             few = [int(k) for k in a.few_rows.split(",") if k]
-            res[mode.section + "_workers"] = critique_workers_section(a.data, a.n_critique, a.rounds, mode, few)
+            res[mode.section + "_workers" + a.section_suffix] = critique_workers_section(a.data, a.n_critique,
+                                                                                         a.rounds, mode, few)
         else:
             res[mode.section] = critique_section(a.data, a.n_critique, a.rounds, base, mode)
     res["load_average_end"] = os.getloadavg()

@@ -18,9 +18,10 @@ same whichever engine computed the results.
   module-level class, as every command's recipe worker is; a lambda is refused in one line). Why not a third engine name: `--workers`
   then means the same on both engines (how many copies of the models run at once), a user with a
   multi-core laptop needs no new word, and `--workers 1` is exactly the in-process path. Without
-  `--workers` the command decides (`for_rows`): the critique's full checks move to min(2, CPUs)
-  processes from the row count where a second worker's start-up (models, spaCy: seconds) paid for
-  itself when measured; everything else stays in this process. A worker process that dies ends the
+  `--workers` the command decides (`for_rows`): the critique's full checks move to 2 processes from
+  the row count where a second worker's start-up (models, spaCy: seconds) paid for itself when
+  measured, and only while two CPUs are idle (1-minute load average): on a busy machine a second
+  process only repeats the start-up. Everything else stays in this process. A worker process that dies ends the
   run with an EngineError (exit 7): the rows before its shard are written, nothing after, and a
   rerun resumes. It is not retried (a local process dies of a signal or of memory, which a retry
   would meet again).
@@ -121,17 +122,28 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def idle_cpus() -> float:
+    """CPUs no other process is using, on average over the last minute: usable CPUs less the 1-minute
+    load average (all usable CPUs where the OS has no load average)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(0.0, usable_cpus() - load)
+
+
 def for_rows(engine: Engine | None, rows: int, min_rows: int | None) -> Engine:
     """The engine to run `rows` rows on. An automatic local engine (`--engine local` without
-    `--workers`) becomes min(AUTO_WORKERS, CPUs) processes when `rows >= min_rows` (the command's
-    measured break-even: below it a second worker's start-up costs more than it saves), else stays
-    in this process; `min_rows=None` (not measured for this work) keeps it here. Any other engine
-    is returned as it is."""
+    `--workers`) becomes min(AUTO_WORKERS, idle CPUs) processes when `rows >= min_rows` (the command's
+    measured break-even: below it a second worker's start-up costs more than it saves) and at least
+    two CPUs are idle (on a busy machine a second process only repeats the start-up: measured slower);
+    else it stays in this process, as does `min_rows=None` (not measured for this work). Any other
+    engine is returned as it is."""
     if engine is None:
         return LocalEngine()
     if not getattr(engine, "auto", False) or min_rows is None or rows < min_rows:
         return engine
-    n = min(AUTO_WORKERS, usable_cpus())
+    n = min(AUTO_WORKERS, int(idle_cpus() + 0.5))
     if n < 2:
         return engine
     return ProcessEngine(dataclasses.replace(engine.config, workers=n))  # type: ignore[attr-defined]
@@ -620,4 +632,4 @@ class _ShardActor:
 
 __all__ = ["AUTO_WORKERS", "ENGINES", "EXIT_ENGINE", "Engine", "EngineConfig", "EngineError", "LocalEngine",
            "ProcessEngine", "RayEngine", "Worker", "WorkerFactory", "connect_ray", "cuda_present", "for_rows",
-           "is_local", "make_engine", "parallelism", "shard_size_for", "shards_of", "thread_env", "usable_cpus"]
+           "idle_cpus", "is_local", "make_engine", "parallelism", "shard_size_for", "shards_of", "thread_env", "usable_cpus"]

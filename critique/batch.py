@@ -293,7 +293,8 @@ def _advise(advisor: Advisor, done: list[tuple[Row, CritiqueResult]]) -> dict[in
 
 
 #: Full checks (models loaded: encoder, scorer, spaCy): from this many rows to critique, an automatic
-#: local engine (`critique run` without `--workers`) runs them in min(2, CPUs) processes. Measured on
+#: local engine (`critique run` without `--workers`) runs them in 2 processes when two CPUs are idle
+#: (`core.engine.for_rows`). Measured on
 #: 2 cores (bench/speed_bench.py --critique-workers, docs/benchmarks.md): a worker's start-up is ~6 s
 #: and a row ~0.3 s; `--fast` (~3 ms a row) never pays for a second start-up here.
 AUTO_PROCESS_MIN_ROWS = 24

@@ -160,10 +160,16 @@ def test_make_engine_local_workers(monkeypatch):
     assert isinstance(two, ProcessEngine) and two.workers == 2 and two.name == "process"
     assert isinstance(make_engine("ray", 2), RayEngine)
     monkeypatch.setattr("core.engine.usable_cpus", lambda: 2)
+    monkeypatch.setattr("os.getloadavg", lambda: (0.3, 0.2, 0.1))
     assert isinstance(for_rows(auto, 24, 24), ProcessEngine) and for_rows(auto, 24, 24).workers == 2
     assert for_rows(auto, 23, 24) is auto and for_rows(auto, 1000, None) is auto
     assert for_rows(one, 1000, 24) is one and for_rows(two, 1, 24) is two
+    monkeypatch.setattr("os.getloadavg", lambda: (0.8, 0.2, 0.1))
+    assert for_rows(auto, 1000, 24) is auto, "a core busy with other work: no second process"
+    monkeypatch.setattr("core.engine.usable_cpus", lambda: 16)
+    assert for_rows(auto, 1000, 24).workers == 2, "at most AUTO_WORKERS"
     monkeypatch.setattr("core.engine.usable_cpus", lambda: 1)
+    monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
     assert for_rows(auto, 1000, 24) is auto, "one CPU: no second process"
 
 
@@ -229,7 +235,7 @@ def test_the_full_checks_move_to_processes_by_default_and_fast_stays(monkeypatch
     to do reach AUTO_PROCESS_MIN_ROWS (a partial OUT's records do not count); --fast and --workers 1 stay."""
     import critique.batch as batch
 
-    monkeypatch.setattr("core.engine.usable_cpus", lambda: 2)
+    monkeypatch.setattr("core.engine.idle_cpus", lambda: 2.0)
     full, fast, n = batch.CritiqueRunConfig(), batch.CritiqueRunConfig(fast=True), batch.AUTO_PROCESS_MIN_ROWS
     assert batch.critique_engine(make_engine("local"), full, n).name == "process"
     assert batch.critique_engine(make_engine("local"), full, n - 1).name == "local"
