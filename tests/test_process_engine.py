@@ -287,3 +287,34 @@ def test_full_checks_with_knowledge_on_two_processes_equal_this_process(tmp_path
     a, b = _records(one), _records(two)
     assert len(a) == len(b) == 22 and sum("critique" in r for r in a) == 20
     assert all(_close(x, y) for x, y in zip(a, b)), [(x, y) for x, y in zip(a, b) if not _close(x, y)][:1]
+
+
+# ------------------------------------------------------------------ the other batch commands, unchanged
+
+def test_store_build_and_qa_on_two_processes_equal_this_process(tmp_path):
+    """`--workers 2` reaches store build and QA through their existing engine workers (no change there)."""
+    import numpy as np
+
+    from retrieval.qa import QAConfig, qa_files
+    from retrieval.store import KnowledgeStore
+    from retrieval.store.operations import BuildOptions, InputSpec, build_store
+
+    root = Path(__file__).resolve().parent.parent / "corpora"
+    stores = {}
+    for w in (1, 2):
+        out = tmp_path / f"store{w}"
+        build_store(InputSpec([root / "science_corpus.jsonl"]), out,
+                    BuildOptions(encoder="hashing-64", batch_size=16, progress=False, engine=make_engine("local", w)))
+        ks = KnowledgeStore.open(out)
+        stores[w] = ([f.to_json() for f in ks], ks.vectors().copy())
+    assert stores[2][0] == stores[1][0] and np.array_equal(stores[2][1], stores[1][1])
+    qs = tmp_path / "q.jsonl"
+    lines = (root / "science_questions.jsonl").read_text().splitlines()[:10]
+    lines.insert(4, "{not json")
+    qs.write_text("\n".join(lines) + "\n")
+    one, two = tmp_path / "qa1.jsonl", tmp_path / "qa2.jsonl"
+    cfg = QAConfig(ranker="none")  # the hand rule: no ranker models to load in three processes
+    s1 = qa_files(tmp_path / "store1", qs, one, scorer="overlap", config=cfg, engine=make_engine("local", 1))
+    s2 = qa_files(tmp_path / "store1", qs, two, scorer="overlap", config=cfg, engine=make_engine("local", 2))
+    assert _records(two) == _records(one) and len(_records(one)) == 11
+    assert (s2.answered, s2.errors, s2.correct) == (s1.answered, s1.errors, s1.correct) and s2.errors == 1
