@@ -262,21 +262,10 @@ def test_started_workers_stop_when_the_run_fails_before_its_rows(tmp_path, monke
     assert eng._executor is None and out.read_text() == '{"my": "data"}\n'
 
 
-def _close(a, b, tol: float = 1e-4) -> bool:
-    """Equal records, floats (the confidence) within `tol`: batched inference pads each batch to its
-    longest input, so a float can differ in its last digits with the rows it was computed beside."""
-    if isinstance(a, float) and isinstance(b, float):
-        return abs(a - b) <= tol
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
-    return a == b
-
-
 @pytest.mark.slow
 def test_full_checks_with_knowledge_on_two_processes_equal_this_process(tmp_path):
     """The default `critique run` (models loaded, grounded advice) on 2 worker processes vs in process."""
+    from bench.speed_bench import _same_record  # floats within 1e-4: batches pad to their longest input
     from critique.batch import CritiqueRunConfig, run_critique
 
     inp, facts = _inputs(tmp_path)
@@ -286,7 +275,7 @@ def test_full_checks_with_knowledge_on_two_processes_equal_this_process(tmp_path
     run_critique(inp, two, cfg, progress=False, engine=make_engine("local", 2))
     a, b = _records(one), _records(two)
     assert len(a) == len(b) == 22 and sum("critique" in r for r in a) == 20
-    assert all(_close(x, y) for x, y in zip(a, b)), [(x, y) for x, y in zip(a, b) if not _close(x, y)][:1]
+    assert all(_same_record(x, y) for x, y in zip(a, b)), [(x, y) for x, y in zip(a, b) if not _same_record(x, y)][:1]
 
 
 # ------------------------------------------------------------------ the other batch commands, unchanged
