@@ -286,7 +286,7 @@ class _PoolEngine:
 
 # --------------------------------------------------------------------------------- local processes
 
-#: In a worker process: the pickled factory until the first shard, then the worker built from it.
+#: In a worker process: the pickled factory until a build succeeds, then the worker built from it.
 _PROCESS_WORKER: dict[str, Any] = {}
 
 
