@@ -376,7 +376,7 @@ def critique_workers_section(data: Path, n: int, rounds: int, mode: CritiqueMode
                for w, rs in runs.items()}
     return {"n": n, "rounds": rounds, "inputs": "T5-11B task-1 dev explanations", "commit": _head(),
             "microtheory": str(mode.microtheory) if mode.microtheory else None, "fast": mode.fast,
-            "default_workers": "2 while two CPUs are idle, else 1" if not mode.fast and n >= AUTO_PROCESS_MIN_ROWS
+            "default_workers": "2 while two CPUs are idle, else 1" if not mode.fast and n >= (AUTO_PROCESS_MIN_ROWS or n + 1)
                                else "1",
             "runs": {f"workers_{w}": [{x: y for x, y in r.items() if x != "records"} for r in rs] for w, rs in runs.items()},
             "summary": summary, "agreement": _same_critiques(runs[1][0]["records"], runs[2][0]["records"]),

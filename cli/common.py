@@ -71,7 +71,7 @@ ENGINE_HELP = ("Where the work runs: local (this machine: this process, or --wor
                "the same; this process writes them.")
 WORKERS_HELP = ("Workers running at once, each loading the models once. local: processes on this machine, one "
                 "thread each (1: this process; default: the command decides: critique's full checks use 2 "
-                "processes from 24 rows when two CPUs are idle, everything else this process); ray: actors "
+                "processes from 32 rows when two CPUs are idle, everything else this process); ray: actors "
                 "(default: one per CPU of the cluster).")
 
 

@@ -200,7 +200,7 @@ def run_cmd(
     with another one is refused unless --force. A file that is not a critique output is never touched.
     With --workers N (or --engine ray) the rows are critiqued by N worker processes (actors), each loading
     the critic once; this process writes OUT, in input order, so the records are the same. Without
-    --workers the full checks use 2 processes from 24 rows while two CPUs are idle, else this process.
+    --workers the full checks use 2 processes from 32 rows while two CPUs are idle, else this process.
 
     Example: microtheory critique outputs.jsonl --out critiques.jsonl --microtheory runs/mt_arc --format ds
     """
