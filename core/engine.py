@@ -311,8 +311,8 @@ def _process_init(payload: bytes, threads: int) -> None:
     _PROCESS_WORKER["payload"] = payload
     try:  # build now, before any shard arrives (a pool started early loads its models meanwhile)
         _build_process_worker()
-    except Exception:  # noqa: BLE001 - an initializer that raises breaks the pool: the first shard
-        pass           # builds again and its error reaches the driver as itself
+    except Exception:  # noqa: BLE001, S110 - an initializer that raises breaks the pool: the first
+        pass           # shard builds again and its error reaches the driver as itself
 
 
 def _build_process_worker() -> Any:
@@ -334,7 +334,7 @@ def _process_shard(shard: list[Any]) -> list[Any]:
     except Exception as e:
         try:  # the driver gets this exception itself when it survives pickling (project errors do)
             pickle.loads(pickle.dumps(e))
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to travel: the message travels instead
             raise EngineError(f"a worker failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
         raise
 
@@ -362,7 +362,7 @@ class ProcessEngine(_PoolEngine):
 
         try:
             payload = pickle.dumps(make_worker)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - pickling raises several kinds (PicklingError, TypeError, ...)
             raise EngineError(f"--workers {self.workers}: the worker cannot be sent to a process "
                               f"({type(e).__name__}: {e}); use --workers 1") from None
         self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),

@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from core.engine import (EngineConfig, EngineError, LocalEngine, ProcessEngine, RayEngine, for_rows, make_engine,
-                         parallelism, shard_size_for)
+from core.engine import (
+    EngineConfig,
+    EngineError,
+    LocalEngine,
+    ProcessEngine,
+    RayEngine,
+    for_rows,
+    make_engine,
+    parallelism,
+    shard_size_for,
+)
 from core.errors import InputError, ModelError
 from core.outputs import is_header
 
@@ -233,7 +242,7 @@ def test_critique_on_processes_resumes_a_partial_output(tmp_path):
 def test_the_full_checks_move_to_processes_by_default_and_fast_stays(monkeypatch, tmp_path):
     """Without --workers, `critique run` hands its full checks to min(2, CPUs) processes once the rows
     to do reach AUTO_PROCESS_MIN_ROWS (a partial OUT's records do not count); --fast and --workers 1 stay."""
-    import critique.batch as batch
+    from critique import batch
 
     monkeypatch.setattr("core.engine.idle_cpus", lambda: 2.0)
     full, fast, n = batch.CritiqueRunConfig(), batch.CritiqueRunConfig(fast=True), batch.AUTO_PROCESS_MIN_ROWS
