@@ -13,18 +13,18 @@ same whichever engine computed the results.
   every command did before engines existed; `--workers 1`).
 * `ProcessEngine`: `--engine local --workers N` (N > 1): N worker processes on this machine, a
   `spawn` pool (never fork a process that holds torch / ONNX Runtime thread pools), each process
-  pinned to one intra-op thread (`thread_env`: two workers on two cores must not oversubscribe
-  them) and building its worker once, as it starts (`make_worker` travels by pickle: a
-  module-level class, as every command's recipe worker is; a lambda is refused in one line). Why not a third engine name: `--workers`
-  then means the same on both engines (how many copies of the models run at once), a user with a
-  multi-core laptop needs no new word, and `--workers 1` is exactly the in-process path. Without
-  `--workers` the command decides (`for_rows`): the critique's full checks move to 2 processes from
-  the row count where a second worker's start-up (models, spaCy: seconds) paid for itself when
-  measured, and only while two CPUs are idle (1-minute load average): on a busy machine a second
-  process only repeats the start-up. Everything else stays in this process. A worker process that dies ends the
-  run with an EngineError (exit 7): the rows before its shard are written, nothing after, and a
-  rerun resumes. It is not retried (a local process dies of a signal or of memory, which a retry
-  would meet again).
+  pinned to one intra-op thread (`thread_env`: two workers on two cores must not oversubscribe them)
+  and building its worker once, as it starts (`make_worker` travels by pickle: a module-level class,
+  as every command's recipe worker is; a lambda is refused in one line). Why not a third engine
+  name: `--workers` then means the same on both engines (how many copies of the models run at once),
+  a user with a multi-core laptop needs no new word, and `--workers 1` is exactly the in-process
+  path. Without `--workers` the command decides (`for_rows`): the critique's full checks move to 2
+  processes from the row count where a second worker's start-up (models, spaCy: seconds) paid for
+  itself when measured, and only while two CPUs are idle (1-minute load average): on a busy machine
+  a second process only repeats the start-up. Everything else stays in this process. A worker
+  process that dies ends the run with an EngineError (exit 7): the rows before its shard are
+  written, nothing after, and a rerun resumes. It is not retried (a local process dies of a signal
+  or of memory, which a retry would meet again).
 * `RayEngine`: connects to `$RAY_ADDRESS` (or `address`), else starts a local cluster with
   `num_cpus`; starts `workers` actors, each building its worker once (`make_worker` travels by
   cloudpickle), requesting a GPU each when the cluster has GPUs (Ray finds CUDA devices on its nodes). At most `in_flight` shards per actor
