@@ -19,8 +19,8 @@ same whichever engine computed the results.
   name: `--workers` then means the same on both engines (how many copies of the models run at once),
   a user with a multi-core laptop needs no new word, and `--workers 1` is exactly the in-process
   path. Without `--workers` the command decides (`for_rows`): the critique's full checks move to 2
-  processes from the row count where a second worker's start-up (models, spaCy: seconds) paid for
-  itself when measured, and only while two CPUs are idle (1-minute load average): on a busy machine
+  processes from a row count the command sets (where a second worker's start-up, models and spaCy:
+  seconds, pays for itself), and only while two CPUs are idle (1-minute load average): on a busy machine
   a second process only repeats the start-up. Everything else stays in this process. A worker
   process that dies ends the run with an EngineError (exit 7): the rows before its shard are
   written, nothing after, and a rerun resumes. It is not retried (a local process dies of a signal
