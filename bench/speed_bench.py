@@ -22,6 +22,9 @@
     `--critique-microtheory DIR` gives both the knowledge (`--microtheory DIR`: fact checks and grounded
     advice) and `--critique-fast` runs `--fast`; each combination is its own section
     (`critique`, `critique_microtheory`, `critique_microtheory_fast`, `critique_fast`).
+(d) `--critique-workers`: instead of (c), this tree only, `critique run --workers 1` vs `--workers 2`
+    (worker processes) in the same run, alternating, whole command and warm (a kept-warm pool), plus
+    `--few-rows 12,24` the whole command on fewer rows (sections `critique*_workers`).
 Writes bench/results/speed_bench.json and .md (each section keeps its last result when skipped).
 """
 from __future__ import annotations
@@ -219,12 +222,20 @@ WARM_SNIPPET = """
 import json, sys, time
 from critique.batch import CritiqueRunConfig, run_critique
 inp, warm, out_dir, mt, fast = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] or None, sys.argv[5] == "1"
+workers = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else None
 cfg = CritiqueRunConfig(microtheory=mt, fast=fast)
-t0 = time.perf_counter(); run_critique(warm, out_dir + "/warm.jsonl", cfg, progress=False); t_warm = time.perf_counter() - t0
+engine = None
+if workers:  # the same workers for the warm-up and the timed run (a kept-warm pool: models loaded)
+    from core.engine import EngineConfig, make_engine
+    engine = make_engine(EngineConfig(workers=workers, keep_warm=True))
+t0 = time.perf_counter(); run_critique(warm, out_dir + "/warm.jsonl", cfg, progress=False, engine=engine)
+t_warm = time.perf_counter() - t0
 c0, t0 = time.process_time(), time.perf_counter()
-s = run_critique(inp, out_dir + "/out.jsonl", cfg, progress=False)
-print(json.dumps({"warm_s": t_warm, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-                  "rows": s.rows, "errors": s.errors}))
+s = run_critique(inp, out_dir + "/out.jsonl", cfg, progress=False, engine=engine)
+res = {"warm_s": t_warm, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+       "rows": s.rows, "errors": s.errors}
+getattr(engine, "close", lambda: None)()
+print(json.dumps(res))
 """
 
 
@@ -254,16 +265,19 @@ class CritiqueMode:
 
     microtheory: Path | None = None
     fast: bool = False
+    workers: int | None = None   # `--workers N` (None: the command's default)
 
     @property
     def section(self) -> str:
         return "critique" + ("_microtheory" if self.microtheory else "") + ("_fast" if self.fast else "")
 
     def cli_args(self) -> list[str]:
-        return (["--microtheory", str(self.microtheory)] if self.microtheory else []) + (["--fast"] if self.fast else [])
+        return ((["--microtheory", str(self.microtheory)] if self.microtheory else []) + (["--fast"] if self.fast else [])
+                + (["--workers", str(self.workers)] if self.workers else []))
 
 
-def one_critique_run(tree: Path, inp: Path, warm: Path, work: Path, mode: CritiqueMode) -> dict[str, Any]:
+def cli_critique_run(tree: Path, inp: Path, work: Path, mode: CritiqueMode) -> dict[str, Any]:
+    """The whole `critique run` command: wall and CPU seconds (its threads and worker processes), the load."""
     import resource
 
     env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -275,15 +289,21 @@ def one_critique_run(tree: Path, inp: Path, warm: Path, work: Path, mode: Critiq
                     "--out", str(out), "--json", *mode.cli_args()], cwd=tree, env=env, check=True, capture_output=True)
     cli_wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cli_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)   # all its threads
+    cli_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)   # threads, reaped workers
+    return {"cli_wall_s": cli_wall, "cli_cpu_s": cli_cpu, "load_1min_at_start": load,
+            "records": [json.loads(x) for x in out.read_text().splitlines()[1:]]}
+
+
+def one_critique_run(tree: Path, inp: Path, warm: Path, work: Path, mode: CritiqueMode) -> dict[str, Any]:
+    """The whole command, then the warm throughput (a second run in one process after a 4-row warm-up)."""
+    cli = cli_critique_run(tree, inp, work, mode)
+    env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     d = work / f"warm-{time.time_ns()}"
     d.mkdir()
     r = subprocess.run([sys.executable, "-c", WARM_SNIPPET, str(inp), str(warm), str(d),
-                        str(mode.microtheory or ""), "1" if mode.fast else "0"], cwd=tree, env=env,
-                       check=True, capture_output=True, text=True)
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    return {"cli_wall_s": cli_wall, "cli_cpu_s": cli_cpu, "load_1min_at_start": load, **res,
-            "records": [json.loads(x) for x in out.read_text().splitlines()[1:]]}
+                        str(mode.microtheory or ""), "1" if mode.fast else "0", str(mode.workers or "")],
+                       cwd=tree, env=env, check=True, capture_output=True, text=True)
+    return {**cli, **json.loads(r.stdout.strip().splitlines()[-1])}
 
 
 def critique_section(data: Path, n: int, rounds: int, rev: str, mode: CritiqueMode = CritiqueMode()) -> dict[str, Any]:
@@ -316,6 +336,59 @@ def critique_section(data: Path, n: int, rounds: int, rev: str, mode: CritiqueMo
             "speedup_warm_cpu": summary["base"]["warm_cpu_s"] / summary["ours"]["warm_cpu_s"],
             "speedup_cli": summary["base"]["cli_wall_s"] / summary["ours"]["cli_wall_s"],
             "speedup_cli_cpu": summary["base"]["cli_cpu_s"] / summary["ours"]["cli_cpu_s"]}
+
+
+def critique_workers_section(data: Path, n: int, rounds: int, mode: CritiqueMode, small: list[int]) -> dict[str, Any]:
+    """(d) This tree only, in the same run: `critique run --workers 1` (this process) vs `--workers 2`
+    (two worker processes), alternating, the whole command and the warm throughput; then the whole
+    command on the first `small` rows, to see from how many rows the second process pays."""
+    from dataclasses import replace
+
+    from critique.batch import AUTO_PROCESS_MIN_ROWS
+
+    with tempfile.TemporaryDirectory(prefix="speed_bench-") as tmp:
+        work = Path(tmp)
+        inp, warm = t5_inputs(data, n, work)
+        runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        for r in range(rounds):
+            for w in ((1, 2) if r % 2 == 0 else (2, 1)):
+                res = one_critique_run(ROOT, inp, warm, work, replace(mode, workers=w))
+                runs[w].append(res)
+                print(f"{mode.section} --workers {w}: cli {res['cli_wall_s']:.1f} s ({res['cli_cpu_s']:.1f} CPU-s), warm "
+                      f"{n / res['wall_s']:.2f} critiques/s, load {res['load_1min_at_start']:.1f}", file=sys.stderr, flush=True)
+        lines = inp.read_text(encoding="utf-8").splitlines(keepends=True)
+        few: dict[str, dict[int, list[dict[str, Any]]]] = {}
+        for k in small:
+            part = work / f"first{k}.jsonl"
+            part.write_text("".join(lines[:k]), encoding="utf-8")
+            few[str(k)] = {1: [], 2: []}
+            for r in range(rounds):
+                for w in ((1, 2) if r % 2 == 0 else (2, 1)):
+                    res = {x: y for x, y in cli_critique_run(ROOT, part, work, replace(mode, workers=w)).items()
+                           if x != "records"}
+                    few[str(k)][w].append(res)
+                    print(f"{mode.section} {k} rows --workers {w}: cli {res['cli_wall_s']:.1f} s, load "
+                          f"{res['load_1min_at_start']:.1f}", file=sys.stderr, flush=True)
+    summary = {f"workers_{w}": {"cli_wall_s": min(r["cli_wall_s"] for r in rs), "cli_cpu_s": min(r["cli_cpu_s"] for r in rs),
+                                "warm_wall_s": min(r["wall_s"] for r in rs), "errors": rs[0]["errors"],
+                                "critiques_per_s_cli": n / min(r["cli_wall_s"] for r in rs),
+                                "critiques_per_s_warm": n / min(r["wall_s"] for r in rs)}
+               for w, rs in runs.items()}
+    return {"n": n, "rounds": rounds, "inputs": "T5-11B task-1 dev explanations", "commit": _head(),
+            "microtheory": str(mode.microtheory) if mode.microtheory else None, "fast": mode.fast,
+            "default_workers": "2 while two CPUs are idle, else 1" if not mode.fast and n >= (AUTO_PROCESS_MIN_ROWS or n + 1)
+                               else "1",
+            "runs": {f"workers_{w}": [{x: y for x, y in r.items() if x != "records"} for r in rs] for w, rs in runs.items()},
+            "summary": summary, "agreement": _same_critiques(runs[1][0]["records"], runs[2][0]["records"]),
+            "speedup_cli": summary["workers_1"]["cli_wall_s"] / summary["workers_2"]["cli_wall_s"],
+            "speedup_warm": summary["workers_1"]["warm_wall_s"] / summary["workers_2"]["warm_wall_s"],
+            "few_rows": {k: {f"workers_{w}": {"cli_wall_s": min(r["cli_wall_s"] for r in rs), "runs": rs}
+                             for w, rs in v.items()} for k, v in few.items()}}
+
+
+def _head() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def _same_critiques(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
@@ -360,7 +433,39 @@ def markdown(r: dict[str, Any]) -> str:
     for key in ("critique", "critique_fast", "critique_microtheory", "critique_microtheory_fast"):
         if key in r:
             L += _md_critique(r[key])
+        for k in sorted(x for x in r if x.startswith(key + "_workers")):
+            L += _md_workers(r[k])
     return "\n".join(L) + "\n"
+
+
+def _md_workers(c: dict[str, Any]) -> list[str]:
+    s, n = c["summary"], c["n"]
+    mt, fast = c.get("microtheory"), c.get("fast", False)
+    what = (f"`--microtheory {mt}`" if mt else "no knowledge") + (", `--fast`" if fast else "")
+    loads = [r["load_1min_at_start"] for rs in c["runs"].values() for r in rs]
+    L = [f"## (d) Batch critique on 1 vs 2 worker processes (checks backend, {what})", "",
+         f"{n} {c['inputs']}, commit {c['commit']}; `critique run --workers 1` (this process) vs `--workers 2` "
+         f"(two spawned processes, one thread each), {c['rounds']} run(s) each, alternating, in the same run; best run; "
+         f"1-min load {min(loads):.1f}-{max(loads):.1f} at the runs' starts (other jobs on the machine). Without "
+         f"`--workers` this input runs on {c['default_workers']} worker(s).", "",
+         "| workers | whole command, s (incl. start-up) | whole command, critiques/s | whole command, CPU-s "
+         "| critiques/s warm (wall) |", "|---|---|---|---|---|"]
+    for w in (1, 2):
+        v = s[f"workers_{w}"]
+        L.append(f"| {w} | {v['cli_wall_s']:.1f} | **{v['critiques_per_s_cli']:.2f}** | {v['cli_cpu_s']:.1f} | "
+                 f"{v['critiques_per_s_warm']:.2f} |")
+    L.append(f"| 2 vs 1 | {c['speedup_cli']:.2f}x | | | {c['speedup_warm']:.2f}x |")
+    a = c["agreement"]
+    L += ["", f"Same dimension in {a['same_dimension']:.1%}, same score in {a['same_score']:.1%}, the same record "
+          f"(every field; floats within 1e-4) in {a['same_record']:.1%} of the rows (2 workers vs 1).", ""]
+    if c.get("few_rows"):
+        L += ["Fewer rows (the first k of the same input), whole command, best run:", "",
+              "| rows | 1 worker, s | 2 workers, s | 2 vs 1 |", "|---|---|---|---|"]
+        for k, v in c["few_rows"].items():
+            a1, a2 = v["workers_1"]["cli_wall_s"], v["workers_2"]["cli_wall_s"]
+            L.append(f"| {k} | {a1:.1f} | {a2:.1f} | {a1 / a2:.2f}x |")
+        L.append("")
+    return L
 
 
 def _md_encoder(e: dict[str, Any]) -> list[str]:
@@ -429,6 +534,11 @@ def main() -> None:
     ap.add_argument("--critique-microtheory", type=Path, default=None,
                     help="(c) with this knowledge (`critique run --microtheory`), e.g. runs/demo/microtheory")
     ap.add_argument("--critique-fast", action="store_true", help="(c) with `critique run --fast`")
+    ap.add_argument("--critique-workers", action="store_true",
+                    help="(d) instead of (c): this tree with --workers 1 vs 2 in the same run (section *_workers)")
+    ap.add_argument("--few-rows", default="", help="(d) also the whole command on the first k rows, e.g. 12,24")
+    ap.add_argument("--section-suffix", default="", help="(d) appended to the section name, e.g. _busy (keeps "
+                    "an earlier run's section)")
     ap.add_argument("--markdown-only", action="store_true")
     a = ap.parse_args()
     old = json.loads(OUT.with_suffix(".json").read_text()) if OUT.with_suffix(".json").is_file() else {}
@@ -449,7 +559,12 @@ def main() -> None:
         base = a.base or subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True,
                                         text=True, check=True).stdout.strip()
         mode = CritiqueMode(a.critique_microtheory.resolve() if a.critique_microtheory else None, a.critique_fast)
-        res[mode.section] = critique_section(a.data, a.n_critique, a.rounds, base, mode)
+        if a.critique_workers:
+            few = [int(k) for k in a.few_rows.split(",") if k]
+            res[mode.section + "_workers" + a.section_suffix] = critique_workers_section(a.data, a.n_critique,
+                                                                                         a.rounds, mode, few)
+        else:
+            res[mode.section] = critique_section(a.data, a.n_critique, a.rounds, base, mode)
     res["load_average_end"] = os.getloadavg()
     from core.jsonl import atomic_write_json
 

@@ -66,9 +66,13 @@ def registry_help(lead: str, registry: Registry[Any], extra: tuple[str, ...] = (
     return f"{lead}: " + ", ".join((registry.help(), *extra)) + "."
 
 
-ENGINE_HELP = ("Where the work runs: local (this process) or ray (the cluster at $RAY_ADDRESS, else a local "
-               "Ray cluster; see docs/scaling.md). Results and output are the same; this process writes them.")
-WORKERS_HELP = "--engine ray: worker actors (default: one per CPU of the cluster)."
+ENGINE_HELP = ("Where the work runs: local (this machine: this process, or --workers N processes) or ray (the "
+               "cluster at $RAY_ADDRESS, else a local Ray cluster; see docs/scaling.md). Results and output are "
+               "the same; this process writes them.")
+WORKERS_HELP = ("Workers running at once, each loading the models once. local: processes on this machine, one "
+                "thread each (1: this process; default: the command decides: critique's full checks use 2 "
+                "processes from 32 rows when two CPUs are idle, everything else this process); ray: actors "
+                "(default: one per CPU of the cluster).")
 
 
 def engine_option() -> Any:

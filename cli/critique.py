@@ -198,8 +198,9 @@ def run_cmd(
 
     OUT records the configuration it was made with (backend, model digest, format, advice); a rerun
     with another one is refused unless --force. A file that is not a critique output is never touched.
-    With --engine ray the rows are critiqued by worker actors (each loads the critic once); this
-    process writes OUT, in input order, so the records are the local engine's.
+    With --workers N (or --engine ray) the rows are critiqued by N worker processes (actors), each loading
+    the critic once; this process writes OUT, in input order, so the records are the same. Without
+    --workers the full checks use 2 processes from 32 rows while two CPUs are idle, else this process.
 
     Example: microtheory critique outputs.jsonl --out critiques.jsonl --microtheory runs/mt_arc --format ds
     """

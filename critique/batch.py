@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.engine import Engine, is_local
+from core.engine import Engine, for_rows, is_local, parallelism, shard_size_for
 from core.errors import InputError, MicrotheoryError, ModelError
 from core.registry import Registry
 from critique.errors import CritiqueFormatError
@@ -292,11 +292,21 @@ def _advise(advisor: Advisor, done: list[tuple[Row, CritiqueResult]]) -> dict[in
     return out
 
 
+#: Full checks (models loaded: encoder, scorer, spaCy): from this many rows to critique, an automatic
+#: local engine (`critique run` without `--workers`) runs them in 2 processes when two CPUs are idle
+#: (`core.engine.for_rows`); None: never. Not a measured break-even (this shared machine was never
+#: idle for a whole run; busy, 2 processes lost at every size: docs/benchmarks.md) but one from the
+#: parts measured: a row ~0.3 s, the second process ~3-5 s more on the critical path (spawn, a second
+#: critic build, 3 processes on 2 cores while starting) -> break-even ~20-33 rows. `--fast` (~3 ms a
+#: row, 1.3 s start-up) never pays for a second start-up here.
+AUTO_PROCESS_MIN_ROWS: int | None = 32
+
+
 @dataclass(frozen=True)
 class Scale:
-    """How `critique_file` spreads its rows: an engine (`core.engine`), and for a cluster the recipe
-    each worker builds its own backend and advisor from (loaded once per worker). Without a recipe the
-    backend and advisor objects themselves are sent to the workers (they must pickle)."""
+    """How `critique_file` spreads its rows: an engine (`core.engine`), and for workers outside this
+    process the recipe each builds its own backend and advisor from (loaded once per worker). Without a
+    recipe the backend and advisor objects themselves are sent to the workers (they must pickle)."""
 
     engine: Engine
     recipe: CritiqueRunConfig | None = None
@@ -313,6 +323,8 @@ class _ShardWorker:
 
     def __call__(self) -> Callable[[list[Row]], list[dict[str, Any]]]:
         backend, advisor = self.built if self.built is not None else build_critic(self.recipe)  # type: ignore[arg-type]
+        if self.built is None and advisor is not None:  # a worker process: spaCy loads before its first rows
+            getattr(advisor, "prepare", lambda: None)()
         return lambda shard: _critique_rows(shard, backend, advisor, self.fmt, self.batch_size)
 
 
@@ -351,11 +363,14 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
         done = read_done(out_p)
         _check_same_input(done, rows, out_p, input_path)
         pending = [r for r in rows if r.line not in done]
+        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale)
         bar = None
         if progress and pending:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(pending), desc=f"critique ({backend.name})", unit="row")
+            n = parallelism(engine)
+            where = "" if n == 1 else f", {n} {engine.name} workers" if n else f", {engine.name}"
+            bar = tqdm(total=len(pending), desc=f"critique ({backend.name}{where})", unit="row")
 
         def emit(rec: dict[str, Any]) -> None:
             nonlocal written
@@ -364,9 +379,8 @@ def critique_file(input_path: str | Path, out: str | Path, backend: Backend, adv
             if bar is not None:
                 bar.update(1)
 
-        engine, worker = _shard_worker(backend, advisor, fmt, batch_size, scale)
         try:
-            for rec in engine.map(worker, pending, shard_size=batch_size):
+            for rec in engine.map(worker, pending, shard_size=shard_size_for(engine, len(pending), batch_size)):
                 emit(rec)
         finally:
             if bar is not None:
@@ -422,14 +436,48 @@ def build_critic(cfg: CritiqueRunConfig) -> tuple[Backend, Advisor | None]:
 def run_critique(input_path: str | Path, out: str | Path, cfg: CritiqueRunConfig,
                  progress: bool = True, engine: Engine | None = None) -> BatchSummary:
     """Build the backend and (with knowledge) the advisor of `cfg`, and critique `input_path` into `out`;
-    `engine` (default: this process) runs the rows, each of its workers building its own backend."""
-    be, advisor = build_critic(cfg)
-    source = cfg.microtheory or cfg.store
-    extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
-    # A generative backend decodes a few rows at a time; the critic batches as asked.
-    return critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt,
-                         batch_size=4 if BACKENDS.canonical(cfg.backend) == "generative" else cfg.batch_size, progress=progress,
-                         force=cfg.force, config=extra, scale=Scale(engine, cfg) if engine is not None else None)
+    `engine` (default: this process) runs the rows, each of its workers building its own backend. An
+    automatic local engine (`make_engine("local")`, no `--workers`) moves the full checks to worker
+    processes from `AUTO_PROCESS_MIN_ROWS` rows to do; other backends and `--fast` stay here. Worker
+    processes are started first, so they load their models while this process builds the header's."""
+    generative = BACKENDS.canonical(cfg.backend) == "generative"
+    batch_size = 4 if generative else cfg.batch_size  # a generative backend decodes a few rows at a time
+    engine = critique_engine(engine, cfg, _rows_to_do(input_path, out)) if engine is not None else None
+    start = getattr(engine, "start", None)
+    if start is not None and not is_local(engine):
+        start(_ShardWorker(cfg.fmt, batch_size, recipe=cfg))
+    ok = False
+    try:
+        be, advisor = build_critic(cfg)
+        source = cfg.microtheory or cfg.store
+        extra = {"advice": advice_config(advisor, str(source))} if advisor is not None else None
+        summary = critique_file(input_path, out, be, advisor=advisor, fmt=cfg.fmt, batch_size=batch_size,
+                                progress=progress, force=cfg.force, config=extra,
+                                scale=Scale(engine, cfg) if engine is not None else None)
+        ok = True
+        return summary
+    finally:  # workers started above that never got rows (an error, nothing left to do) stop here
+        if not ok or not getattr(getattr(engine, "config", None), "keep_warm", False):
+            getattr(engine, "close", lambda: None)()
+
+
+def critique_engine(engine: Engine, cfg: CritiqueRunConfig, rows: int) -> Engine:
+    """The engine `critique run` uses for about `rows` rows: an automatic local engine (no `--workers`)
+    becomes worker processes for the full checks from AUTO_PROCESS_MIN_ROWS rows; else `engine`."""
+    full_checks = BACKENDS.canonical(cfg.backend) == "checks" and not cfg.fast
+    return for_rows(engine, rows, AUTO_PROCESS_MIN_ROWS if full_checks else None)
+
+
+def _rows_to_do(input_path: str | Path, out: str | Path) -> int:
+    """About how many rows a run will critique (the input's non-blank lines less OUT's records), read
+    before the models load; the exact count is known once OUT is opened and checked."""
+    def lines(p: Path) -> int:
+        with p.open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+
+    inp, done = Path(input_path), Path(out)
+    n = lines(inp) if inp.is_file() else 0
+    return max(0, n - max(0, lines(done) - 1)) if done.is_file() else n
 
 
 def _run(backend: Backend, records: list[ModelOutput]) -> list[CritiqueResult]:
