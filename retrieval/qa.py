@@ -39,6 +39,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from retrieval.entail import content_words
+from core.engine import for_rows, is_local
 from core.errors import InputError, StoreError
 from retrieval.hypothesis import make_hypothesis, split_stem
 from retrieval.prover import Candidate, Evidence, FoundProof, ProofStep, Prover, ProverConfig
@@ -532,6 +533,11 @@ from retrieval.knowledge import open_microtheory  # noqa: E402 - moved there; qa
 
 QA_KIND = "qa"
 QA_FORMAT_VERSION = 1  # version 1: a header line first, records appended as answered
+# Without --workers, `qa` answers on two worker processes (core.engine.for_rows: only while two CPUs are
+# idle) from this many questions to answer. Measured on the idle 2-core machine, 187 dev questions:
+# 122.0 s on 2 processes vs 201.8 s on 1 (same records); a second worker's start-up (encoder, scorer,
+# SmolLM2) costs ~15 s, about 30 questions' gain: the break-even is an estimate, not a measurement.
+QA_AUTO_MIN_ROWS = 32
 
 
 def qa_header(questions: QuestionSet, corpus: str | Path, microtheory: str | Path | None, prover: Prover,
@@ -618,7 +624,8 @@ def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str |
             from tqdm import tqdm
 
             it = tqdm(todo, desc="qa", unit="q")
-        answers = iter_answers(it, prover, config, summary) if getattr(engine, "name", "local") == "local" else \
+        engine = for_rows(engine, len(todo), QA_AUTO_MIN_ROWS)
+        answers = iter_answers(it, prover, config, summary) if is_local(engine) else \
             engine_answers(engine, todo, QAWorker(str(corpus), microtheory, scorer, config, prover_config),
                            summary, progress)
         for rec in answers:

@@ -316,3 +316,33 @@ def test_store_build_and_qa_on_two_processes_equal_this_process(tmp_path):
     s2 = qa_files(tmp_path / "store1", qs, two, scorer="overlap", config=cfg, engine=make_engine("local", 2))
     assert _records(two) == _records(one) and len(_records(one)) == 11
     assert (s2.answered, s2.errors, s2.correct) == (s1.answered, s1.errors, s1.correct) and s2.errors == 1
+
+
+def test_qa_without_workers_moves_to_two_processes_on_an_idle_machine(tmp_path, monkeypatch):
+    """`qa` without --workers: enough questions and two idle CPUs -> two worker processes, same records."""
+    import core.engine as engine_mod
+    from retrieval import qa as qa_mod
+    from retrieval.store.operations import BuildOptions, InputSpec, build_store
+
+    root = Path(__file__).resolve().parent.parent / "corpora"
+    build_store(InputSpec([root / "science_corpus.jsonl"]), tmp_path / "s",
+                BuildOptions(encoder="hashing-64", batch_size=16, progress=False))
+    qs = tmp_path / "q.jsonl"
+    qs.write_text("\n".join((root / "science_questions.jsonl").read_text().splitlines()[:6]) + "\n")
+    cfg = qa_mod.QAConfig(ranker="none")
+    one = tmp_path / "qa1.jsonl"
+    qa_mod.qa_files(tmp_path / "s", qs, one, scorer="overlap", config=cfg, engine=make_engine("local", 1))
+    used = []
+    real_map = ProcessEngine.map
+
+    def spy(self, *a, **k):
+        used.append(self.name)
+        return real_map(self, *a, **k)
+
+    monkeypatch.setattr(ProcessEngine, "map", spy)
+    monkeypatch.setattr(engine_mod, "idle_cpus", lambda: 2.0)
+    monkeypatch.setattr(engine_mod, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(qa_mod, "QA_AUTO_MIN_ROWS", 3)
+    auto = tmp_path / "qa_auto.jsonl"
+    qa_mod.qa_files(tmp_path / "s", qs, auto, scorer="overlap", config=cfg, engine=make_engine("local", None))
+    assert used == ["process"] and _records(auto) == _records(one) and len(_records(one)) == 6
