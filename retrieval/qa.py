@@ -619,12 +619,12 @@ def qa_files(corpus: str | Path, questions: str | Path | QuestionSet, out: str |
         ids = {_row_id(q) for q in qset.rows}
         todo = [q for q in qset.rows if _row_id(q) not in done]
         summary = QASummary(skipped=len(qset.rows) - len(todo))
+        engine = for_rows(engine, len(todo), QA_AUTO_MIN_ROWS)
         it: Iterable[Question | InputError] = todo
-        if progress and todo:
+        if progress and todo and is_local(engine):  # engine_answers draws its own bar
             from tqdm import tqdm
 
             it = tqdm(todo, desc="qa", unit="q")
-        engine = for_rows(engine, len(todo), QA_AUTO_MIN_ROWS)
         answers = iter_answers(it, prover, config, summary) if is_local(engine) else \
             engine_answers(engine, todo, QAWorker(str(corpus), microtheory, scorer, config, prover_config),
                            summary, progress)
