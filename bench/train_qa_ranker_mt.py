@@ -18,7 +18,7 @@ features and learn to trust the microtheory far more than it deserves on a new q
    microtheory alone (the fold's, which holds none of the question's own tree), and ALL_FEATURES over
    corpus + that microtheory retrieved together (`merged`, what `qa` read before) ->
    runs/qa_mt_features_v2.jsonl. The corpus and LM features are the shipped ranker's caches
-   (bench/train_qa_ranker.py), computed from the corpus alone, as `qa` computes them.
+   (bench/train_qa_ranker.py), computed from the corpus alone, as `qa` computes them without a microtheory.
 3. `merged_vs_corpus`: rankers fitted (CV by question) on corpus-only features answer each question
    from its corpus-only and from its merged features: which of the two `qa --microtheory` should read.
 4. Ranker selection exactly as bench/train_qa_ranker.py (the same seeded 80/20 split, 5-fold CV on the
@@ -278,8 +278,9 @@ def model_card(ranker: OptionRanker, sel: dict[str, Any], command: str) -> str:
 
 What: the shipped ranker's conditional logit (retrieval/weights/qa_ranker/MODEL_CARD.md) with the
 microtheory's own retrieval evidence added (`retrieval.ranker.MT_FEATURES`: the dense, BM25, link and
-cover features of ALL_FEATURES computed over the microtheory alone; the corpus features stay those of
-the corpus alone). Use it with `microtheory qa --microtheory M --ranker DIR`; without a microtheory it cannot run. The microtheory also joins the proof search, as with any ranker.
+cover features of ALL_FEATURES computed over the microtheory alone). Fitted with the other columns
+computed over the corpus alone; `qa` computes them over corpus + microtheory (which on train answered
+as well or better: the script's step 3). Use it with `microtheory qa --microtheory M --ranker DIR`; without a microtheory it cannot run. The microtheory also joins the proof search, as with any ranker.
 
 Data: {sel['questions']} EntailmentBank task-1 **train** questions. Cross-fitted: {FOLDS} seeded folds by
 question; each question's microtheory features come from a {STRATEGY}({BUDGET}) microtheory of the
