@@ -18,8 +18,8 @@ same whichever engine computed the results.
   as every command's recipe worker is; a lambda is refused in one line). Why not a third engine
   name: `--workers` then means the same on both engines (how many copies of the models run at once),
   a user with a multi-core laptop needs no new word, and `--workers 1` is exactly the in-process
-  path. Without `--workers` the command decides (`for_rows`): the critique's full checks move to 2
-  processes from a row count the command sets (where a second worker's start-up, models and spaCy:
+  path. Without `--workers` the command decides (`for_rows`): the critique's full checks and `qa`
+  move to 2 processes from a row count the command sets (where a second worker's start-up, models and spaCy:
   seconds, pays for itself), and only while two CPUs are idle (1-minute load average): on a busy machine
   a second process only repeats the start-up. Everything else stays in this process. A worker
   process that dies ends the run with an EngineError (exit 7): the rows before its shard are
@@ -135,7 +135,7 @@ def idle_cpus() -> float:
 def for_rows(engine: Engine | None, rows: int, min_rows: int | None) -> Engine:
     """The engine to run `rows` rows on. An automatic local engine (`--engine local` without
     `--workers`) becomes min(AUTO_WORKERS, idle CPUs) processes when `rows >= min_rows` (the command's
-    measured break-even: below it a second worker's start-up costs more than it saves) and at least
+    break-even, estimated: below it a second worker's start-up costs more than it saves) and at least
     two CPUs are idle (on a busy machine a second process only repeats the start-up: measured slower);
     else it stays in this process, as does `min_rows=None` (not measured for this work). Any other
     engine is returned as it is."""

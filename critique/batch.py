@@ -294,9 +294,8 @@ def _advise(advisor: Advisor, done: list[tuple[Row, CritiqueResult]]) -> dict[in
 
 #: Full checks (models loaded: encoder, scorer, spaCy): from this many rows to critique, an automatic
 #: local engine (`critique run` without `--workers`) runs them in 2 processes when two CPUs are idle
-#: (`core.engine.for_rows`); None: never. Not a measured break-even (this shared machine was never
-#: idle for a whole run; busy, 2 processes lost at every size: docs/benchmarks.md) but one from the
-#: parts measured: a row ~0.3 s, the second process ~3-5 s more on the critical path (spawn, a second
+#: (`core.engine.for_rows`); None: never. Idle, 60 rows: 22.0 s on 2 processes vs 26.3 s on 1; busy,
+#: 2 processes lost at every size (docs/benchmarks.md). The break-even is estimated from the parts: a row ~0.3 s, the second process ~3-5 s more on the critical path (spawn, a second
 #: critic build, 3 processes on 2 cores while starting) -> break-even ~20-33 rows. `--fast` (~3 ms a
 #: row, 1.3 s start-up) never pays for a second start-up here.
 AUTO_PROCESS_MIN_ROWS: int | None = 32
