@@ -1,7 +1,9 @@
 """A checks head (default: the shipped one; default score and --lm score) on the held-out acceptability
 sample of critique.acceptability.acceptability_split (60 seeded instances per file outside the 120 the
 critic uses and outside the acceptability regressor's rows; never used for training or selection), with
-SmolLM2 -NLL/token alone, the acceptability regressor alone and GPT-3 -NLL on the same rows.
+SmolLM2 -NLL/token alone, the acceptability regressor alone and GPT-3 -NLL on the same rows. The
+critic's numbers are of the integer 0-5 score a critique carries (`spearman_default`, `spearman_lm`);
+`spearman_default_raw` is the score net's raw output, for reference.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python bench/critique_acc_heldout.py [--lm-cache LM_CACHE]
         [--head HEAD_JSON] [--out bench/results/critique_acc_heldout.json]
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from critique.acceptability import acceptability_split, load_acceptability  # noqa: E402
 from critique.checks import Checker, ChecksConfig, with_evidence  # noqa: E402
 from critique.checks_data import LM_FEATURES, lm_scorer, run_checks  # noqa: E402
+from critique.checks_eval import levels  # noqa: E402
 from critique.evaluate import spearman  # noqa: E402
 from critique.head import CheckHead  # noqa: E402
 from critique.likelihood import _cache_key, prompts  # noqa: E402
@@ -72,8 +75,9 @@ def main() -> None:
         nll = np.array([-it.nll if it.nll is not None else np.nan for it in items])
         ok = ~np.isnan(nll)
         out[name] = {"n": len(items), "n_instances": len({it.instance for it in items}),
-                     "spearman_default": spearman(head.score(g), acc),
-                     "spearman_lm": spearman(head.score_lm(g, lm), acc) if head.lm is not None else None,
+                     "spearman_default": spearman(levels(head, g, head.score(g)), acc),
+                     "spearman_lm": spearman(levels(head, g, head.score_lm(g, lm)), acc) if head.lm is not None else None,
+                     "spearman_default_raw": spearman(head.score(g), acc),
                      "spearman_regressor_alone": spearman(reg, acc),
                      "spearman_neg_lm_nll_mean": spearman(-lm[:, 1], acc),
                      "spearman_gpt3": spearman(nll[ok], np.array(acc)[ok])}

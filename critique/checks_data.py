@@ -372,7 +372,10 @@ def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checke
         if knows and checker._knowledge is None:
             checker._knowledge = _corpus_table(cfg, checker)
             checker._facts = None
-        ck = checker if knows else Checker(checker._scorer, checker._encoder, None, ChecksConfig(fast=True))
+        # Human-judged rows are checked as `critique run` without --microtheory checks them: full checks,
+        # no knowledge. (The models come from the properties, so they load here: a Checker given no
+        # scorer in fast mode would fall back to the lexical one and cache 512-d lexical vectors.)
+        ck = checker if knows else Checker(checker.scorer, checker.encoder, None, ChecksConfig())
         ck._vec_cache = checker._vec_cache
         t0 = time.perf_counter()
         out[name] = build_set(name, cfg, ck)

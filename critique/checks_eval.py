@@ -21,7 +21,7 @@ import numpy as np
 
 from critique.checks_data import Item
 from critique.evaluate import auroc, spearman
-from critique.head import CheckHead, HeadConfig, fit_head
+from critique.head import CheckHead, HeadConfig, fit_head, score_level
 from critique.taxonomy import LABEL_INDEX, LABELS, NONE
 
 NONE_I = LABEL_INDEX[NONE]
@@ -78,12 +78,21 @@ def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float
                   {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []), fg_train, fg_dev)
 
 
-def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(dimension probabilities, raw 0-5 score) per item; knowledge=False drops the fact features (fast mode)."""
+def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True, raw: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(dimension probabilities, score) per item; knowledge=False drops the fact features (fast mode).
+    The score is the integer 0-5 a critique carries (`critique.head.score_level` of the calibrated
+    score), what users and every check here see; raw=True: the score net's raw output instead."""
     if not items:
         return np.zeros((0, len(LABELS))), np.zeros(0)
     g = np.stack([head.features(it.checks, knowledge) for it in items])
-    return head.dim_probs(g), head.score(g)
+    s = head.score(g)
+    return head.dim_probs(g), s if raw else levels(head, g, s)
+
+
+def levels(head: CheckHead, g: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """The integer 0-5 scores critiques carry, from the head's raw scores of the input rows `g`."""
+    return np.array([score_level(v) for v in head.calibrated(g, raw)], np.float64)
 
 
 def _fit(train: list[Item], cfg: HeadConfig) -> CheckHead:
@@ -124,18 +133,21 @@ def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     n_folds = max(sp.t5_folds.values()) + 1 if sp.t5_folds else 0
     base = [it for its in sp.syn_train.values() for it in its] + sp.real_train()
     score = np.zeros(len(sp.t5))
+    raw = np.zeros(len(sp.t5))
     p_none = np.zeros(len(sp.t5))
     for k in range(n_folds):
         test = [i for i, it in enumerate(sp.t5) if sp.t5_folds[it.group] == k]
         head = _fit(base + [it for it in sp.t5 if sp.t5_folds[it.group] != k], cfg)
         probs, s = predict(head, [sp.t5[i] for i in test])
         score[test], p_none[test] = s, probs[:, NONE_I]
+        raw[test] = predict(head, [sp.t5[i] for i in test], raw=True)[1]
     y = np.array([it.extra["flawed"] for it in sp.t5])
     runs = sorted({it.extra["run"] for it in sp.t5})
     per_run = {r: round(auroc(-score[m], y[m]) or 0, 4) for r in runs
                for m in [np.array([it.extra["run"] == r for it in sp.t5])]}
     return {"n": len(y), "n_flawed": int(y.sum()), "folds": n_folds,
             "auroc_5_minus_score": round(auroc(-score, y) or 0, 4),
+            "auroc_5_minus_raw_score": round(auroc(-raw, y) or 0, 4),
             "auroc_1_minus_p_none": round(auroc(-p_none, y) or 0, 4), "auroc_by_run_5_minus_score": per_run}
 
 
@@ -160,6 +172,7 @@ def acceptability(head: CheckHead, sp: Splits) -> dict[str, Any]:
         ok = ~np.isnan(nll)
         out[name] = {"n_explanations": len(dev), "n_instances": len({it.group for it in dev}),
                      "spearman_checks_score": _r(spearman(s, acc)),
+                     "spearman_checks_raw_score": _r(spearman(predict(head, dev, raw=True)[1], acc)),
                      "spearman_gpt3_neg_nll": _r(spearman(nll[ok], np.array(acc)[ok])), "n_with_nll": int(ok.sum())}
     return out
 
@@ -317,7 +330,7 @@ def lm_select(sp: Splits, cfg: HeadConfig, weights: Sequence[float] = LM_WEIGHTS
             head = fit_lm_offset(fold_heads[k], stats, w)
             if test:
                 g = np.stack([head.features(t5[i].checks) for i in test])
-                score[test] = head.score_lm(g, np.stack([t5[i].extra["lm"] for i in test]))
+                score[test] = levels(head, g, head.score_lm(g, np.stack([t5[i].extra["lm"] for i in test])))
         row: dict[str, Any] = {"weight": w, "t5_cv_n": len(t5), "t5_cv_auroc": _r(auroc(-score, y)),
                                "t5_auroc_lm_nll_mean_alone": _r(auroc(np.array([it.extra["lm"][mean_i] for it in t5]), y))}
         head = fit_lm_offset(final, stats, w)
@@ -328,7 +341,8 @@ def lm_select(sp: Splits, cfg: HeadConfig, weights: Sequence[float] = LM_WEIGHTS
                 acc = [it.extra["acceptable"] for it in dev]
                 nll = np.array([it.extra["neg_nll"] for it in dev])
                 ok = ~np.isnan(nll)
-                row[name] = {"n": len(dev), "spearman": _r(spearman(head.score_lm(g, np.stack([it.extra["lm"] for it in dev])), acc)),
+                s = levels(head, g, head.score_lm(g, np.stack([it.extra["lm"] for it in dev])))
+                row[name] = {"n": len(dev), "spearman": _r(spearman(s, acc)),
                              "spearman_neg_lm_nll_mean_alone": _r(spearman(-np.array([it.extra["lm"][mean_i] for it in dev]), acc)),
                              "spearman_gpt3_neg_nll": _r(spearman(nll[ok], np.array(acc)[ok]))}
         accs = [row[n]["spearman"] or 0 for n in ("acc_cqa", "acc_snli") if n in row]

@@ -1,7 +1,8 @@
 """The Digital Socrates flaw dimensions (BACKGROUND.md section 3) plus `none`: one table everything reads.
 
-Each row holds the dimension's id, what it means, the 0-5 score range a critique of that dimension
-may take, the general (answer-agnostic) advice, the specific-advice template (`{s}` = the flawed
+Each row holds the dimension's id, what it means, the 0-5 score range typical of that dimension
+(the classifier critic, `critique.model`, decodes its score within it; the checks critic's score is
+its own calibrated estimate and may fall outside it, `critique.head`), the general (answer-agnostic) advice, the specific-advice template (`{s}` = the flawed
 sentence, `{pred}` = the predicted label, `{fact}` = a cited fact when a check found one), and the
 names of the flaw-injection recipes (`critique.flaws.RECIPES`) that make synthetic examples of it.
 
@@ -22,7 +23,7 @@ class Dimension:
     id: str
     description: str
     advice: str
-    score_range: tuple[int, int] = (0, 4)     # inclusive; a sound explanation scores 4-5
+    score_range: tuple[int, int] = (0, 4)     # inclusive, typical; a sound explanation scores 4-5
     specific: str = ""                        # template: {s} flawed sentence, {pred} label, {fact} cited fact
     specific_with_fact: str = ""              # used instead when a check cites a fact
     recipes: tuple[str, ...] = ()             # flaw recipes (critique.flaws.RECIPES) that inject it
@@ -86,7 +87,7 @@ def general_advice(dimension: str) -> str:
 
 
 def score_range(dimension: str) -> tuple[int, int]:
-    """The inclusive 0-5 score range a critique of this dimension may take."""
+    """The inclusive 0-5 score range typical of this dimension (the classifier critic decodes within it)."""
     return BY_ID[dimension].score_range
 
 

@@ -8,9 +8,10 @@ import pytest
 from critique.checks import (GLOBAL_FEATURES, UNIT_FEATURES, Checker, ChecksConfig, FactTable, extend, is_answer_unit,
                              named_options, split_units, without_knowledge)
 from critique.checks_data import Item
-from critique.head import CheckHead, ChecksBackend, ChecksCritic, HeadConfig, decode_score, fit_head
+from critique.head import (CheckHead, ChecksBackend, ChecksCritic, HeadConfig, fit_head, fit_score_calibration,
+                           score_level)
 from critique.inputs import ModelOutput
-from critique.taxonomy import LABEL_INDEX, LABELS, score_range
+from critique.taxonomy import LABEL_INDEX, LABELS
 from retrieval.encoder import HashingEncoder
 from retrieval.entail import OverlapScorer
 
@@ -92,10 +93,31 @@ def test_head_learns_separable_toy_and_round_trips(tmp_path):
     assert np.allclose(again.dim_probs(g), head.dim_probs(g)) and np.allclose(again.score(g), head.score(g))
 
 
-def test_decode_score_stays_in_dimension_range():
-    for lab in LABELS:
-        lo, hi = score_range(lab)
-        assert lo <= decode_score(lab, -3.0) <= hi and lo <= decode_score(lab, 9.0) <= hi
+def test_score_level_rounds_half_up_into_0_to_5():
+    assert [score_level(v) for v in (-3.0, 0.49, 0.5, 2.5, 4.49, 9.0)] == [0, 0, 1, 3, 4, 5]
+
+
+def test_score_calibration_gives_each_kind_its_targets_spread(tmp_path):
+    head = fit_head(_items(30), HeadConfig(hidden=0, epochs=20))
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(80, len(head.g_mean)))
+    g[:, GLOBAL_FEATURES.index("has_answer_unit")] = np.repeat([1.0, 0.0], 40)
+    raw = 2.0 + 0.3 * np.tanh(g[:, 0])                     # a shrunk score net ...
+    target = np.clip(2.5 + 1.5 * np.tanh(g[:, 0]) + rng.normal(0, 0.3, 80), 0, 5)   # ... of wider targets
+    target[40:] -= 1.0                                       # free text rated lower than proofs
+    head.score = lambda x: 2.0 + 0.3 * np.tanh(np.atleast_2d(x)[:, 0])
+    head.score_cal = fit_score_calibration(head, g, target)
+    assert set(head.score_cal) == {"proof", "free_text"}
+    cal = head.calibrated(g, raw)
+    for rows in (slice(0, 40), slice(40, 80)):
+        assert abs(cal[rows].mean() - target[rows].mean()) < 0.2
+        assert cal[rows].std() > 3 * raw[rows].std()        # stretched to the targets' spread
+        assert np.array_equal(np.argsort(cal[rows]), np.argsort(raw[rows]))   # the order within a kind kept
+    assert 0.0 <= cal.min() and cal.max() <= 5.0
+    again = CheckHead.from_json(head.to_json())
+    assert np.allclose(again.calibrated(g, raw), cal)
+    again.score_cal = None                                   # an old head: the raw score, clipped
+    assert np.allclose(again.calibrated(g, raw), raw)
 
 
 def test_critic_and_backend_one_result_per_record(tmp_path):
@@ -108,8 +130,7 @@ def test_critic_and_backend_one_result_per_record(tmp_path):
     crits = critic.predict(recs)
     assert len(crits) == 2
     for c in crits:
-        lo, hi = score_range(c.dimension)
-        assert lo <= c.score <= hi
+        assert 0 <= c.score <= 5 and isinstance(c.score, int)
         if c.flawed:
             assert c.flaw_sentence_index is not None and c.main_flaw.strip()
     be = ChecksBackend(head=str(tmp_path / "head.json"), fast=True)

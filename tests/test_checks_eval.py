@@ -101,3 +101,27 @@ def test_train_checks_writes_a_loadable_head_with_a_fast_part(tmp_path):
     assert tuple(head.meta["config"].get("extra_features", ())) == EXTRA_FEATURES == head.extra_features
     sel = json.loads((out / "selection.json").read_text())
     assert len(sel["report"]["full"]["grid"]) == len(GRID) and summary["out"].endswith("head.json")
+
+
+def test_load_sets_checks_human_rows_with_the_full_models_not_the_lexical_ones(tmp_path, monkeypatch):
+    """Regression: building the cache from scratch, the acceptability rows (no knowledge) were checked
+    by a fast-mode Checker given no models, i.e. lexical ones, whose 512-d vectors then crashed the
+    next set's full checks through the shared text cache."""
+    from critique import checks_data
+    from retrieval.encoder import HashingEncoder
+    from retrieval.entail import OverlapScorer
+
+    seen = {}
+
+    def fake_build(name, cfg, ck):
+        seen[name] = (ck.scorer, ck.encoder, ck.config.fast, ck._knowledge is not None)
+        return []
+
+    monkeypatch.setattr(checks_data, "build_set", fake_build)
+    monkeypatch.setattr(checks_data, "_corpus_table", lambda cfg, checker: object())
+    scorer, encoder = OverlapScorer(), HashingEncoder(64)
+    full = Checker(config=ChecksConfig())
+    full._scorer, full._encoder = scorer, encoder        # what the properties load on first use
+    checks_data.load_sets(("acc_cqa", "t5_dev"), checks_data.DataConfig(cache=str(tmp_path)), full)
+    assert seen["acc_cqa"] == (scorer, encoder, False, False)    # full checks, no knowledge
+    assert seen["t5_dev"][:3] == (scorer, encoder, False) and seen["t5_dev"][3]
