@@ -3,10 +3,15 @@ sample of critique.acceptability.acceptability_split (60 seeded instances per fi
 critic uses and outside the acceptability regressor's rows; never used for training or selection), with
 SmolLM2 -NLL/token alone, the acceptability regressor alone and GPT-3 -NLL on the same rows. The
 critic's numbers are of the integer 0-5 score a critique carries (`spearman_default`, `spearman_lm`);
-`spearman_default_raw` is the score net's raw output, for reference.
+`spearman_default_raw` is the score net's raw output and `spearman_default_clamped` the integer as
+heads up to v5 decoded it (clamped into the predicted dimension's score range), for reference.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python bench/critique_acc_heldout.py [--lm-cache LM_CACHE]
-        [--head HEAD_JSON] [--out bench/results/critique_acc_heldout.json]
+        [--head HEAD_JSON] [--out bench/results/critique_acc_heldout.json] [--via-cli]
+
+--via-cli: also write the rows as a model-outputs JSONL (runs/acc_heldout/<file>.jsonl) and critique
+them with `microtheory critique run` at its defaults (the shipped head; no knowledge), reporting the
+Spearman of the scores in its output records: the number a user of the command gets.
 
 Only rows whose likelihood is in LM_CACHE (default runs/likelihood_cache.jsonl, written by
 bench/likelihood_signals.py --stages heldout) are scored. The rows' checks are cached in
@@ -16,6 +21,7 @@ runs/checks_feats/acc_heldout_<file>.pkl (full checks, no knowledge: as `critiqu
 import argparse
 import json
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +37,7 @@ from critique.checks_data import LM_FEATURES, lm_scorer, run_checks  # noqa: E40
 from critique.checks_eval import levels  # noqa: E402
 from critique.evaluate import spearman  # noqa: E402
 from critique.head import CheckHead  # noqa: E402
+from critique.taxonomy import LABELS, score_range  # noqa: E402
 from critique.likelihood import _cache_key, prompts  # noqa: E402
 from microtheory.datasets import default_data_dir  # noqa: E402
 
@@ -49,12 +56,38 @@ def cached_checks(name: str, recs: list, cache: Path) -> list:
     return [with_evidence(got[(r.id, r.explanation)], r) for r in recs]
 
 
+def cli_scores(name: str, recs: list, folder: Path) -> list[int]:
+    """`microtheory critique run` at its defaults over the rows; the score of each output record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inp, out = folder / f"{name}.jsonl", folder / f"{name}.critiques.jsonl"
+    inp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in recs), encoding="utf-8")
+    out.unlink(missing_ok=True)     # this script made it (same folder, same name)
+    cli = Path(sys.executable).parent / "microtheory"
+    subprocess.run([str(cli), "critique", "run", str(inp), "--out", str(out)], check=True)
+    got = {}
+    for line in out.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        if "_header" not in d:
+            got[d["line"]] = d["critique"]["score"]
+    return [got[i + 1] for i in range(len(recs))]
+
+
+def clamped(head: CheckHead, g: np.ndarray) -> list[int]:
+    """The integer score as heads up to v5 decoded it: rounded into the predicted dimension's range."""
+    out = []
+    for d, x in zip(head.dim_probs(g).argmax(1), head.score(g)):
+        lo, hi = score_range(LABELS[d])
+        out.append(min(max(round(x), lo), hi))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lm-cache", default="runs/likelihood_cache.jsonl")
     ap.add_argument("--head", default=None)
     ap.add_argument("--cache", default="runs/checks_feats")
     ap.add_argument("--out", default="bench/results/critique_acc_heldout.json")
+    ap.add_argument("--via-cli", action="store_true", help="also run `microtheory critique run` over the rows")
     a = ap.parse_args()
     head = CheckHead.load(a.head)
     sc = lm_scorer(a.lm_cache)
@@ -78,9 +111,12 @@ def main() -> None:
                      "spearman_default": spearman(levels(head, g, head.score(g)), acc),
                      "spearman_lm": spearman(levels(head, g, head.score_lm(g, lm)), acc) if head.lm is not None else None,
                      "spearman_default_raw": spearman(head.score(g), acc),
+                     "spearman_default_clamped": spearman(clamped(head, g), acc),
                      "spearman_regressor_alone": spearman(reg, acc),
                      "spearman_neg_lm_nll_mean": spearman(-lm[:, 1], acc),
                      "spearman_gpt3": spearman(nll[ok], np.array(acc)[ok])}
+        if a.via_cli:
+            out[name]["spearman_critique_run"] = spearman(cli_scores(name, recs, Path("runs/acc_heldout")), acc)
         print(json.dumps(out[name]), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -56,7 +56,7 @@ def machine(threads: int) -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "cuda": torch.cuda.is_available(),
             "python": platform.python_version(), "torch": torch.__version__,
             "load_average_at_start": [round(x, 2) for x in load] if load else None,
-            "note": "2-core VM shared with other jobs (6 other helpers) during this run"}
+            "note": "2-core VM; other jobs of the session may share it (see the load average)"}
 
 
 def old_classifier(sp: Any, sets: dict[str, Any]) -> dict[str, Any]:
@@ -239,14 +239,19 @@ def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
         f"{rec}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
         for rec, v in lo.items() if rec != "mean_macro_f1"), "",
           f"(b) T5-11B dev proofs, n = {t5['n']} ({t5['n_flawed']} flawed), {t5['folds']}-fold CV by dev item: "
-          f"AUROC 5 - score **{t5['auroc_5_minus_score']}**, 1 - P(none) {t5['auroc_1_minus_p_none']}; by run "
+          f"AUROC 5 - score **{t5['auroc_5_minus_score']}** (the integer score critiques carry; raw score "
+          f"{t5.get('auroc_5_minus_raw_score', 'n/a')}; checked without knowledge, as `critique run` without "
+          f"--microtheory: {t5.get('auroc_5_minus_score_without_knowledge', 'n/a')}), 1 - P(none) "
+          f"{t5['auroc_1_minus_p_none']}; by run "
           f"{t5['auroc_by_run_5_minus_score']}. Old classifier: 5 - score {old.get('t5_auroc_5_minus_score', 'n/a')}, "
           f"5 - expected score {old.get('t5_auroc_5_minus_expected_score', 'n/a')}.", "",
-          "(c) Acceptability dev split (seeded, by instance; never trained on):", "",
+          "(c) Acceptability dev split (seeded, by instance; never trained on); checks score = the integer a "
+          "critique carries (the score net's raw output in brackets):", "",
           "| file | explanations (instances) | checks score | GPT-3 -NLL | old classifier (expected score) |",
           "|---|---|---|---|---|"]
     for fname, v in acc.items():
-        L.append(f"| {fname} | {v['n_explanations']} ({v['n_instances']}) | **{v['spearman_checks_score']}** | "
+        L.append(f"| {fname} | {v['n_explanations']} ({v['n_instances']}) | **{v['spearman_checks_score']}** "
+                 f"(raw {v.get('spearman_checks_raw_score', 'n/a')}) | "
                  f"{v['spearman_gpt3_neg_nll']} | {old.get(f'{fname}_dev_spearman_expected_score', 'n/a')} |")
     L += ["", "Fine-grained judgements, seeded dev split (human-written explanations): " + "; ".join(
         f"{k} (n {v['n']}): Spearman with accepting share {v['spearman_acceptable']}, factual share "

@@ -134,6 +134,7 @@ def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     base = [it for its in sp.syn_train.values() for it in its] + sp.real_train()
     score = np.zeros(len(sp.t5))
     raw = np.zeros(len(sp.t5))
+    bare = np.zeros(len(sp.t5))     # the same rows checked without knowledge (`critique run` without --microtheory)
     p_none = np.zeros(len(sp.t5))
     for k in range(n_folds):
         test = [i for i, it in enumerate(sp.t5) if sp.t5_folds[it.group] == k]
@@ -141,6 +142,7 @@ def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
         probs, s = predict(head, [sp.t5[i] for i in test])
         score[test], p_none[test] = s, probs[:, NONE_I]
         raw[test] = predict(head, [sp.t5[i] for i in test], raw=True)[1]
+        bare[test] = predict(head, [sp.t5[i] for i in test], knowledge=False)[1]
     y = np.array([it.extra["flawed"] for it in sp.t5])
     runs = sorted({it.extra["run"] for it in sp.t5})
     per_run = {r: round(auroc(-score[m], y[m]) or 0, 4) for r in runs
@@ -148,6 +150,7 @@ def t5_cv(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     return {"n": len(y), "n_flawed": int(y.sum()), "folds": n_folds,
             "auroc_5_minus_score": round(auroc(-score, y) or 0, 4),
             "auroc_5_minus_raw_score": round(auroc(-raw, y) or 0, 4),
+            "auroc_5_minus_score_without_knowledge": round(auroc(-bare, y) or 0, 4),
             "auroc_1_minus_p_none": round(auroc(-p_none, y) or 0, 4), "auroc_by_run_5_minus_score": per_run}
 
 
