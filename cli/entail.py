@@ -89,7 +89,8 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    scorer: Optional[Path] = typer.Option(None, "--scorer", help="Scorer folder (default: the shipped weights)."),
+    scorer: Optional[Path] = typer.Option(None, "--scorer", help="Scorer folder, or cascade:FOLDER (the shipped "
+                                          "scorer prunes for FOLDER's) (default: the shipped weights)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the full results JSON here."),
     heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out TRAIN examples JSONL for baseline thresholds."),
@@ -132,6 +133,8 @@ def eval_cmd(
         typer.echo(f"{name:30} {m['threshold']:7.3f} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
                    f"{m['f0.5']:6.3f} {m['auroc']:6.3f} {m['dev_pairs_per_s']:8.1f}")
         typer.echo("    accuracy by kind: " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in m["by_kind"].items()))
+        if m.get("stages"):
+            typer.echo("    pairs scored last by stage: " + ", ".join(f"{k} {v}" for k, v in m["stages"].items()))
     if out:
         typer.echo(f"wrote {out}")
 
@@ -140,7 +143,8 @@ def eval_cmd(
 def score_cmd(
     premise: list[str] = typer.Option(..., "--premise", "-p", help="A premise sentence (repeat for several)."),
     hypothesis: str = typer.Option(..., "--hypothesis", help="The sentence to prove."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, or 'overlap' (default: shipped)."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, 'overlap', or 'cascade:FOLDER' "
+                                         "(the shipped scorer prunes for FOLDER's) (default: shipped)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """P(premises entail hypothesis) and the decision at the scorer's threshold.
@@ -154,7 +158,11 @@ def score_cmd(
     p = sc.score(premise, hypothesis)
     rec = {"premises": premise, "hypothesis": hypothesis, "score": p, "threshold": sc.threshold,
            "entailed": bool(p >= sc.threshold)}
+    stages = getattr(sc, "last_stages", None)
+    if stages:
+        rec["stage"] = stages[0]
     if json_out:
         echo_json(rec)
     else:
-        typer.echo(f"{p:.4f} {'entailed' if rec['entailed'] else 'not entailed'} (threshold {sc.threshold:.3f})")
+        typer.echo(f"{p:.4f} {'entailed' if rec['entailed'] else 'not entailed'} (threshold {sc.threshold:.3f})"
+                   + (f"; scored by the {rec['stage']} stage" if stages else ""))

@@ -546,14 +546,20 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
 
     `int8=True` adds the same scorer with dynamic int8 linear layers (CPU speed-up) at the same threshold.
     `compare`: more trained scorers (label -> folder), each at its own threshold, on the same examples.
+    A scorer may be "cascade:DIR" (`retrieval.entail.CascadeScorer`: the shipped scorer prunes for
+    the one at DIR); its result says how many pairs each stage scored (`stages`).
     Baseline thresholds are chosen on held-out TRAIN examples (`heldout_path`, default: the ones
     written next to the scorer by training, else rebuilt from the train trees); dev is never tuned on.
     """
-    from retrieval.entail import SHIPPED_DIR, CrossEncoderScorer
+    from retrieval.entail import CASCADE_PREFIX, SHIPPED_DIR, CrossEncoderScorer, load_scorer
     from retrieval.entail_train import CosineScorer, evaluate, read_examples
 
+    def system(spec: str | Path) -> Any:
+        return load_scorer(str(spec)) if str(spec).startswith(CASCADE_PREFIX) else CrossEncoderScorer(Path(spec))
+
     dcfg = data_config or DataConfig()
-    path = Path(scorer_path) if scorer_path else SHIPPED_DIR
+    spec = str(scorer_path) if scorer_path else str(SHIPPED_DIR)
+    path = Path(spec[len(CASCADE_PREFIX):] if spec.startswith(CASCADE_PREFIX) else spec)
     dev = load_split_examples("dev", data_dir, dcfg, cache_dir=cache_dir)
     dev = _subsample(dev, max_dev, dcfg.seed)
     hp = Path(heldout_path) if heldout_path else path / "heldout_examples.jsonl"
@@ -561,18 +567,21 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
         held = read_examples(hp)
     else:
         _, held = split_by_tree(load_split_examples("train", data_dir, dcfg, cache_dir=cache_dir), 0.1, dcfg.seed)
-    systems: dict[str, Any] = {"cross-encoder (trained)": CrossEncoderScorer(path)}
+    systems: dict[str, Any] = {"cross-encoder (trained)": system(spec)}
     if int8:
         systems["cross-encoder (trained, int8)"] = CrossEncoderScorer(path, quantize=True)
     for label, other in (compare or {}).items():
-        systems[label] = CrossEncoderScorer(Path(other))
+        systems[label] = system(other)
     retune: list[str] = []
     if baselines:
         systems["embedding cosine (MiniLM)"] = CosineScorer()
         systems["cross-encoder (untrained)"] = CrossEncoderScorer(untrained=True)
         retune = ["embedding cosine (MiniLM)", "cross-encoder (untrained)"]
     res = evaluate(systems, held, dev, retune=retune, log=log)
-    res["scorer"] = str(path)
+    for name, sc in systems.items():
+        if isinstance(getattr(sc, "counts", None), dict):
+            res["systems"][name]["stages"] = dict(sc.counts)
+    res["scorer"] = spec
     res["dev_source"] = "EntailmentBank task_1 dev trees (distractors from task_2 dev), recipe seed " \
         f"{dcfg.seed}" + (f", subsample of {max_dev}" if max_dev else "")
     res["recipe"] = dcfg.to_json()

@@ -585,8 +585,58 @@ class CrossEncoderScorer:
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
+CASCADE_PREFIX = "cascade:"
+DEFAULT_PRUNE_BELOW = 0.05
+
+
+class CascadeScorer:
+    """Two stages for speed (issue 13): `fast` scores every item; an item it scores below
+    `prune_below` is rejected there and keeps that score, every other item is scored again by
+    `strong`, whose score replaces the fast one. Decisions use `strong`'s threshold, and
+    `prune_below` is never above it, so a pruned item is never called entailed.
+    `last_stages` names the stage that produced each score of the last call ("fast" or "strong");
+    `counts` adds them up over the scorer's life."""
+
+    def __init__(self, fast: EntailmentScorer, strong: EntailmentScorer, prune_below: float = DEFAULT_PRUNE_BELOW):
+        self.fast, self.strong = fast, strong
+        self._prune_below = float(prune_below)
+        self.last_stages: list[str] = []
+        self.counts = {"fast": 0, "strong": 0}
+
+    @property
+    def threshold(self) -> float:
+        return float(self.strong.threshold)
+
+    @property
+    def prune_below(self) -> float:
+        return min(self._prune_below, self.threshold)
+
+    @property
+    def name(self) -> str:
+        return (f"cascade({getattr(self.fast, 'name', 'fast')} -> {getattr(self.strong, 'name', 'strong')}, "
+                f"pruned below {self.prune_below:g})")
+
+    def score(self, premises: Sequence[str], hypothesis: str) -> float:
+        return float(self.score_batch([(premises, hypothesis)])[0])
+
+    def score_batch(self, items: Sequence[tuple[Sequence[str], str]], batch_size: int = 64) -> np.ndarray:
+        items = list(items)
+        out = np.asarray(self.fast.score_batch(items, batch_size=batch_size), dtype=np.float32).copy()
+        keep = np.flatnonzero(out >= self.prune_below)
+        if len(keep):
+            out[keep] = self.strong.score_batch([items[i] for i in keep], batch_size=batch_size)
+        self.last_stages = ["fast"] * len(items)
+        for i in keep:
+            self.last_stages[i] = "strong"
+        self.counts["strong"] += len(keep)
+        self.counts["fast"] += len(items) - len(keep)
+        return out
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(key: str) -> EntailmentScorer:
+    if key.startswith(CASCADE_PREFIX):
+        return CascadeScorer(load_scorer(None), load_scorer(key[len(CASCADE_PREFIX):]))
     if key == "overlap":
         return OverlapScorer()
     if key == "untrained":
@@ -601,10 +651,15 @@ def _load_cached(key: str) -> EntailmentScorer:
 def load_scorer(path: str | Path | None = None) -> EntailmentScorer:
     """The entailment scorer at `path`: None -> $MICROTHEORY_SCORER or the weights shipped in the package.
 
-    "overlap" gives the OverlapScorer test double. Cached once per process, keyed by path; the model
-    itself loads lazily on the first score.
+    "overlap" gives the OverlapScorer test double; "cascade:DIR" the shipped scorer pruning for the
+    scorer at DIR (`CascadeScorer`). Cached once per process, keyed by path; the model itself loads
+    lazily on the first score.
     """
     key = str(path) if path is not None else os.environ.get("MICROTHEORY_SCORER") or str(SHIPPED_DIR)
+    if key.startswith(CASCADE_PREFIX):
+        inner = key[len(CASCADE_PREFIX):]
+        return _load_cached(CASCADE_PREFIX + (inner if inner in ("overlap", "untrained")
+                                               else str(Path(inner).expanduser().resolve())))
     if key not in ("overlap", "untrained"):
         key = str(Path(key).expanduser().resolve())
     return _load_cached(key)

@@ -148,6 +148,7 @@ def test_lora_starts_at_the_base_and_merging_keeps_outputs(tiny_base: str) -> No
                 p.normal_(0, 0.1)
     model.eval()
     sc = CrossEncoderScorer.from_model(tok, model, cfg)
+    sc.autocast = False     # compare in fp32: on CPUs with native bf16, autocast alone moves scores ~1e-4
     items = [(e.premises, e.hypothesis) for e in EXAMPLES]
     before = sc.score_batch(items, batch_size=4)
     merge_lora(model)
@@ -342,3 +343,37 @@ def test_the_same_pair_twice_in_one_call_is_scored_once() -> None:
     got = sc.logits_batch([a, b, a, (["p1", "p2"], "h1"), b])
     assert seen == [[(["p1", "p2"], "h1"), (["p1"], "h1")]]
     assert got.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
+
+
+class _FixedScorer:
+    """A scorer double: scores from a dict keyed by hypothesis; records what it was asked."""
+
+    def __init__(self, scores: dict[str, float], threshold: float = 0.5):
+        self.scores, self.threshold, self.seen = scores, threshold, []
+
+    def score_batch(self, items, batch_size=64):
+        self.seen += [h for _, h in items]
+        return np.array([self.scores[h] for _, h in items], np.float32)
+
+
+def test_cascade_prunes_with_the_fast_stage_and_lets_the_strong_one_decide():
+    from retrieval.entail import CascadeScorer
+
+    fast = _FixedScorer({"a": 0.01, "b": 0.2, "c": 0.9}, threshold=0.4)
+    strong = _FixedScorer({"a": 0.99, "b": 0.7, "c": 0.1}, threshold=0.6)
+    cas = CascadeScorer(fast, strong, prune_below=0.05)
+    got = cas.score_batch([(["p"], "a"), (["p"], "b"), (["p"], "c")])
+    assert strong.seen == ["b", "c"]                       # "a" pruned: the strong stage never saw it
+    assert np.allclose(got, [0.01, 0.7, 0.1]) and cas.last_stages == ["fast", "strong", "strong"]
+    assert cas.threshold == 0.6 and cas.counts == {"fast": 1, "strong": 2}
+    assert cas.score(["p"], "b") == pytest.approx(0.7) and cas.last_stages == ["strong"]
+    # pruning never rejects what the strong scorer's threshold would accept
+    assert CascadeScorer(fast, _FixedScorer({}, threshold=0.03), prune_below=0.05).prune_below == 0.03
+
+
+def test_load_scorer_builds_a_cascade_from_its_spec():
+    from retrieval.entail import CascadeScorer, load_scorer
+
+    cas = load_scorer("cascade:overlap")
+    assert isinstance(cas, CascadeScorer) and isinstance(cas.strong, OverlapScorer)
+    assert isinstance(cas.fast, CrossEncoderScorer) and load_scorer("cascade:overlap") is cas
