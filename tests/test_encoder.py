@@ -130,7 +130,8 @@ def test_real_minilm_encodes_normalised_384d() -> None:
 
 
 @pytest.mark.slow
-def test_small_batch_fast_path_matches_sentence_transformers() -> None:
+def test_small_batch_fast_path_matches_sentence_transformers(monkeypatch) -> None:
+    monkeypatch.setenv("MICROTHEORY_BF16", "0")   # the paths compared in fp32 (bf16 CPUs autocast by default)
     e = get_encoder(DEFAULT_NAME + "@torch")
     texts = ["Which of these is a source of light energy for plants?", "water", "a much longer sentence " * 20]
     fast = e.encode(texts)

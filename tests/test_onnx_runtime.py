@@ -205,9 +205,10 @@ def test_store_built_with_int8_is_not_queried_with_fp32(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_onnx_scorer_matches_torch() -> None:
+def test_onnx_scorer_matches_torch(monkeypatch) -> None:
     from retrieval.entail import CrossEncoderScorer
 
+    monkeypatch.setenv("MICROTHEORY_BF16", "0")   # ONNX runs fp32: compare with torch in fp32 (bf16 CPUs autocast)
     items = [(["The sun is a star.", "A star gives off light."], "The sun gives off light."),
              (["Plants need water."], "The moon is made of cheese."),
              (["an animal needs food to survive", "a rabbit is a kind of animal"], "a rabbit needs food to survive"),
