@@ -233,11 +233,12 @@ def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
     L += ["", "(a) Leave-one-recipe-out dimension macro-F1 (synthetic labels; test = left-out recipe on dev trees):", "",
           "| left out | n | macro-F1 | old classifier |", "|---|---|---|---|"]
     for rec, v in lo.items():
-        if rec != "mean_macro_f1":
+        if isinstance(v, dict):
             L.append(f"| {rec} | {v['n']} | {v['macro_f1']} | {old.get(f'macro_f1_{rec}_dev', 'n/a')} |")
-    L += [f"| mean | | **{lo['mean_macro_f1']}** | |", "", "Per dimension F1: " + "; ".join(
+    L += [f"| mean | | **{lo['mean_macro_f1']}** (checked without knowledge, as `critique run` without "
+          f"--microtheory: {lo.get('mean_macro_f1_without_knowledge', 'n/a')}) | |", "", "Per dimension F1: " + "; ".join(
         f"{rec}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
-        for rec, v in lo.items() if rec != "mean_macro_f1"), "",
+        for rec, v in lo.items() if isinstance(v, dict)), "",
           f"(b) T5-11B dev proofs, n = {t5['n']} ({t5['n_flawed']} flawed), {t5['folds']}-fold CV by dev item: "
           f"AUROC 5 - score **{t5['auroc_5_minus_score']}** (the integer score critiques carry; raw score "
           f"{t5.get('auroc_5_minus_raw_score', 'n/a')}; checked without knowledge, as `critique run` without "

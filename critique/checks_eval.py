@@ -108,10 +108,16 @@ def loro(sp: Splits, cfg: HeadConfig, use_real: bool = True) -> dict[str, Any]:
         head = _fit(train, cfg)
         dev = sp.syn_dev[held]
         probs, _ = predict(head, dev)
+        bare, _ = predict(head, dev, knowledge=False)    # as `critique run` without --microtheory checks them
         out[held] = {"macro_f1": round(macro_f1([it.dim for it in dev], probs.argmax(1)), 4), "n": len(dev),
+                     "macro_f1_without_knowledge": round(macro_f1([it.dim for it in dev], bare.argmax(1)), 4),
                      "train_recipes": [r for r in sp.syn_train if r != held],
                      "per_dimension_f1": _per_dim(dev, probs.argmax(1))}
-    out["mean_macro_f1"] = round(float(np.mean([v["macro_f1"] for v in out.values()])), 4) if out else None
+    if out:
+        out["mean_macro_f1_without_knowledge"] = round(float(np.mean([v["macro_f1_without_knowledge"]
+                                                                       for v in out.values()])), 4)
+    out["mean_macro_f1"] = round(float(np.mean([v["macro_f1"] for v in out.values() if isinstance(v, dict)])), 4) \
+        if out else None
     return out
 
 
