@@ -89,8 +89,9 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    scorer: Optional[Path] = typer.Option(None, "--scorer", help="Scorer folder, or cascade:FOLDER (the shipped "
-                                          "scorer prunes for FOLDER's) (default: the shipped weights)."),
+    scorer: Optional[Path] = typer.Option(None, "--scorer", help="Scorer folder, 'mpnet' (packaged, opt-in), or "
+                                          "cascade:FOLDER|mpnet (the shipped scorer prunes for that one) "
+                                          "(default: the shipped weights)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="The shared data folder (default ../shared/data)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the full results JSON here."),
     heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out TRAIN examples JSONL for baseline thresholds."),
@@ -143,8 +144,9 @@ def eval_cmd(
 def score_cmd(
     premise: list[str] = typer.Option(..., "--premise", "-p", help="A premise sentence (repeat for several)."),
     hypothesis: str = typer.Option(..., "--hypothesis", help="The sentence to prove."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, 'overlap', or 'cascade:FOLDER' "
-                                         "(the shipped scorer prunes for FOLDER's) (default: shipped)."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer folder, 'overlap', 'mpnet', or "
+                                         "'cascade:FOLDER|mpnet' (the shipped scorer prunes for that one) "
+                                         "(default: shipped)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """P(premises entail hypothesis) and the decision at the scorer's threshold.

@@ -9,7 +9,7 @@ Three parts, all tiny and stored as one JSON file (`head.json`, a few kB):
   regressor), so per explanation kind (proof with an answer sentence / free text) an affine map fitted
   on its training rows gives it the targets' mean and spread before rounding to 0-5 (`score_cal`). The
   score does not depend on the predicted dimension: clamping it into the dimension's range (v5 and
-  earlier) cost most of its ranking power (T5 CV AUROC 0.834 raw -> 0.641 clamped; model card);
+  earlier) cost most of its ranking power (T5 CV AUROC 0.822 raw -> 0.724 clamped; model card);
 - flaw unit: per dimension, a linear scorer over the standardised unit features; softmax over the
   explanation's units picks the main flaw;
 - `fast`: the same three parts again, trained on fast mode's lexical checks of the same rows

@@ -655,8 +655,9 @@ def load_scorer(path: str | Path | None = None) -> EntailmentScorer:
     """The entailment scorer at `path`: None -> $MICROTHEORY_SCORER or the weights shipped in the package.
 
     "overlap" gives the OverlapScorer test double; "mpnet" the packaged MPNet-base scorer;
-    "cascade:DIR" (or "cascade:mpnet") the shipped scorer pruning for the scorer at DIR (`CascadeScorer`). Cached once per process, keyed by path; the model itself loads
-    lazily on the first score.
+    "cascade:DIR" (or "cascade:mpnet") the shipped scorer pruning for the scorer at DIR
+    (`CascadeScorer`). Cached once per process, keyed by path; the model itself loads lazily on the
+    first score.
     """
     key = str(path) if path is not None else os.environ.get("MICROTHEORY_SCORER") or str(SHIPPED_DIR)
 
