@@ -34,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from critique.acceptability import acceptability_split, load_acceptability  # noqa: E402
 from critique.checks import Checker, ChecksConfig, with_evidence  # noqa: E402
 from critique.checks_data import LM_FEATURES, lm_scorer, run_checks  # noqa: E402
-from critique.checks_eval import levels  # noqa: E402
+from critique.checks_eval import clamped_levels, levels  # noqa: E402
 from critique.evaluate import spearman  # noqa: E402
 from critique.head import CheckHead  # noqa: E402
-from critique.taxonomy import LABELS, score_range  # noqa: E402
 from critique.likelihood import _cache_key, prompts  # noqa: E402
 from microtheory.datasets import default_data_dir  # noqa: E402
 
@@ -72,15 +71,6 @@ def cli_scores(name: str, recs: list, folder: Path) -> list[int]:
     return [got[i + 1] for i in range(len(recs))]
 
 
-def clamped(head: CheckHead, g: np.ndarray) -> list[int]:
-    """The integer score as heads up to v5 decoded it: rounded into the predicted dimension's range."""
-    out = []
-    for d, x in zip(head.dim_probs(g).argmax(1), head.score(g)):
-        lo, hi = score_range(LABELS[d])
-        out.append(min(max(round(x), lo), hi))
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lm-cache", default="runs/likelihood_cache.jsonl")
@@ -111,7 +101,7 @@ def main() -> None:
                      "spearman_default": spearman(levels(head, g, head.score(g)), acc),
                      "spearman_lm": spearman(levels(head, g, head.score_lm(g, lm)), acc) if head.lm is not None else None,
                      "spearman_default_raw": spearman(head.score(g), acc),
-                     "spearman_default_clamped": spearman(clamped(head, g), acc),
+                     "spearman_default_clamped": spearman(clamped_levels(head, g), acc),
                      "spearman_regressor_alone": spearman(reg, acc),
                      "spearman_neg_lm_nll_mean": spearman(-lm[:, 1], acc),
                      "spearman_gpt3": spearman(nll[ok], np.array(acc)[ok])}

@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from critique.checks import GLOBAL_FEATURES  # noqa: E402
 from critique.checks_data import SETS, attach_acceptability, load_sets  # noqa: E402
-from critique.checks_eval import _fit, final_train_set, macro_f1, make_splits  # noqa: E402
+from critique.checks_eval import _fit, clamped_levels, final_train_set, levels, macro_f1, make_splits  # noqa: E402
 from critique.evaluate import auroc, spearman  # noqa: E402
 from critique.head import DEFAULT_HEAD, CheckHead, HeadConfig, score_level  # noqa: E402
-from critique.taxonomy import LABELS, NONE, score_range  # noqa: E402
+from critique.taxonomy import LABELS, NONE  # noqa: E402
 
 NONE_I = LABELS.index(NONE)
 ANSWER_UNIT = GLOBAL_FEATURES.index("has_answer_unit")
@@ -61,14 +61,13 @@ def decode(scheme: str, head: CheckHead, g: np.ndarray, quant: dict[int, np.ndar
     if scheme == "raw":
         return dim, raw
     if scheme == "clamp":
-        return dim, np.array([min(max(round(x), score_range(LABELS[d])[0]), score_range(LABELS[d])[1])
-                              for d, x in zip(dim, raw)], float)
+        return dim, clamped_levels(head, g)
     if scheme == "round":
         return dim, np.array([score_level(x) for x in raw], float)
     if scheme == "quantile":
         k = _kind(g)
         return dim, np.array([float(np.searchsorted(quant[kk], x)) for kk, x in zip(k, raw)])
-    s = np.array([score_level(x) for x in head.calibrated(g, raw)], float)     # stretch (v6)
+    s = levels(head, g, raw)     # stretch (v6)
     if scheme.endswith("+cap"):
         s = np.where(dim == NONE_I, np.maximum(s, 4), np.minimum(s, 4))
     if scheme.endswith("+five_is_none"):

@@ -22,7 +22,7 @@ import numpy as np
 from critique.checks_data import Item
 from critique.evaluate import auroc, spearman
 from critique.head import CheckHead, HeadConfig, fit_head, score_level
-from critique.taxonomy import LABEL_INDEX, LABELS, NONE
+from critique.taxonomy import LABEL_INDEX, LABELS, NONE, score_range
 
 NONE_I = LABEL_INDEX[NONE]
 
@@ -93,6 +93,16 @@ def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True, raw:
 def levels(head: CheckHead, g: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """The integer 0-5 scores critiques carry, from the head's raw scores of the input rows `g`."""
     return np.array([score_level(v) for v in head.calibrated(g, raw)], np.float64)
+
+
+def clamped_levels(head: CheckHead, g: np.ndarray) -> np.ndarray:
+    """The integer scores as heads up to v5 decoded them (kept to measure against): the raw score
+    rounded, then clamped into the predicted dimension's typical range (`critique.taxonomy`)."""
+    out = []
+    for d, x in zip(head.dim_probs(g).argmax(1), head.score(g)):
+        lo, hi = score_range(LABELS[d])
+        out.append(min(max(round(x), lo), hi))
+    return np.array(out, np.float64)
 
 
 def _fit(train: list[Item], cfg: HeadConfig) -> CheckHead:

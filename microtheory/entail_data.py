@@ -554,11 +554,6 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
     from retrieval.entail import ALIASES, CASCADE_PREFIX, SHIPPED_DIR, CrossEncoderScorer, load_scorer
     from retrieval.entail_train import CosineScorer, evaluate, read_examples
 
-    def system(spec: str | Path) -> Any:
-        if str(spec).startswith(CASCADE_PREFIX) or str(spec) in ALIASES:
-            return load_scorer(str(spec))
-        return CrossEncoderScorer(Path(spec))
-
     dcfg = data_config or DataConfig()
     spec = str(scorer_path) if scorer_path else str(SHIPPED_DIR)
     inner = spec[len(CASCADE_PREFIX):] if spec.startswith(CASCADE_PREFIX) else spec
@@ -570,11 +565,11 @@ def run_eval(scorer_path: str | Path | None = None, data_dir: str | Path | None 
         held = read_examples(hp)
     else:
         _, held = split_by_tree(load_split_examples("train", data_dir, dcfg, cache_dir=cache_dir), 0.1, dcfg.seed)
-    systems: dict[str, Any] = {"cross-encoder (trained)": system(spec)}
+    systems: dict[str, Any] = {"cross-encoder (trained)": load_scorer(spec)}
     if int8:
         systems["cross-encoder (trained, int8)"] = CrossEncoderScorer(path, quantize=True)
     for label, other in (compare or {}).items():
-        systems[label] = system(other)
+        systems[label] = load_scorer(str(other))
     retune: list[str] = []
     if baselines:
         systems["embedding cosine (MiniLM)"] = CosineScorer()

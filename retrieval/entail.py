@@ -639,7 +639,8 @@ class CascadeScorer:
 @functools.lru_cache(maxsize=8)
 def _load_cached(key: str) -> EntailmentScorer:
     if key.startswith(CASCADE_PREFIX):
-        return CascadeScorer(load_scorer(None), load_scorer(key[len(CASCADE_PREFIX):]))
+        # the fast stage is the shipped scorer itself, not $MICROTHEORY_SCORER (which may name this cascade)
+        return CascadeScorer(load_scorer(SHIPPED_DIR), load_scorer(key[len(CASCADE_PREFIX):]))
     if key == "overlap":
         return OverlapScorer()
     if key == "untrained":
