@@ -261,16 +261,19 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
 
 
 SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", "syn_eb_v1_dev", "syn_eb_alt_dev",
-        "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev")
+        "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev",
+        "syn_eb_merged_train", "syn_eb_merged_dev")
 
 
-def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None) -> None:
-    """Put each item's ModelOutput in item.extra['record'] (rebuilt the same way the sets were)."""
+def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg: DataConfig | None = None) -> None:
+    """Put each item's ModelOutput in item.extra['record'] (rebuilt the same way the sets were: pass the
+    DataConfig they were built with when it is not the default one)."""
     from critique import flaws
     from critique.evaluate import read_acceptability, t5_items
     from microtheory.datasets import default_data_dir
 
-    cfg = DataConfig(data_dir=data_dir)
+    cfg = cfg or DataConfig(data_dir=data_dir)
+    data_dir = cfg.data_dir
     for name, items in sets.items():
         if items and "record" in items[0].extra:
             continue
@@ -384,11 +387,11 @@ def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checke
         tmp.write_bytes(pickle.dumps(out[name]))
         tmp.replace(path)
         print(f"{name}: {len(out[name])} items, {time.perf_counter() - t0:.0f} s", flush=True)
-    attach_evidence(out, cfg.data_dir)
+    attach_evidence(out, cfg.data_dir, cfg)
     return out
 
 
-def attach_evidence(sets: dict[str, list[Item]], data_dir: str | None = None) -> None:
+def attach_evidence(sets: dict[str, list[Item]], data_dir: str | None = None, cfg: DataConfig | None = None) -> None:
     """Give items cached before the text evidence features existed (`critique.checks.evidence`) those
     features, in place, from their records' texts and stored nearest facts (no model; a few seconds)."""
     from critique.checks import GLOBAL_FEATURES, with_evidence
@@ -396,14 +399,14 @@ def attach_evidence(sets: dict[str, list[Item]], data_dir: str | None = None) ->
     old = {k: v for k, v in sets.items() if any(it.checks.g.shape[-1] != len(GLOBAL_FEATURES) for it in v)}
     if not old:
         return
-    attach_records(old, data_dir)
+    attach_records(old, data_dir, cfg)
     for items in old.values():
         for it in items:
             it.checks = with_evidence(it.checks, it.extra["record"])
 
 
 def attach_acceptability(sets: dict[str, list[Item]], scorer: Any = None, cache: str | Path | None = "runs/checks_feats",
-                         data_dir: str | None = None) -> dict[str, int]:
+                         data_dir: str | None = None, cfg: DataConfig | None = None) -> dict[str, int]:
     """Set `item.checks.acceptability` (critique.checks.ACC_FEATURE: the acceptability regressor's
     output) for every item, in place. The cached feature vectors predate it, so it is computed apart
     and cached beside them: <cache>/acceptability_<adapter digest>/<set>.json, keyed by record id and
@@ -415,7 +418,7 @@ def attach_acceptability(sets: dict[str, list[Item]], scorer: Any = None, cache:
     from critique.acceptability import load_acceptability
 
     scorer = scorer or load_acceptability()
-    attach_records(sets, data_dir)
+    attach_records(sets, data_dir, cfg)
     folder = Path(cache) / f"acceptability_{path_digest(scorer.path)}" if cache else None
     computed: dict[str, int] = {}
     for name, items in sets.items():

@@ -1130,3 +1130,198 @@ def robustness_set(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0
                 groups.append([finish(draft, t, q, split, r, random.Random(f"{seed}:{t.id}:{r.name}"))
                                for r in ROBUSTNESS_RENDERINGS])
     return groups
+
+
+# --- a fourth independent recipe: eb_merged ---------------------------------------------------------------
+# Written apart from the other three, so that leave-one-recipe-out trains on three recipes: other
+# operations (one fact's predicate transplanted from another tree's fact with the same verb, the leaf
+# that alone supplies the hypothesis' words dropped, a conclusion's roles reversed, the last step left
+# out, a wrong option named by letter only, a fact about a wrong option inserted, the chain of another
+# question that fits a wrong option, a circular claim) and its own renderer: each step's facts and
+# conclusion in one sentence ("Since A and B, C."), or labelled lines ("Fact: A." / "Inference: C.").
+
+MERGED_FORMS = ["Since {p}, {c}.", "Because {p}, {c}.", "{P}, and therefore {c}.", "If {p}, then {c}.",
+                "Given that {p}, it follows that {c}.", "{P}, which means {c}."]
+MERGED_JOINS = [" and ", ", and ", " and also "]
+MERGED_ONLY_CONCL = ["Putting these together, {c}.", "Combining the above, {c}.", "From this, {c}.",
+                     "Taken together, {c}."]
+MERGED_ANSWERS = ["Answer: {T}.", "Hence I would go with {T} ({L}).", "Correct option: {L}.",
+                  "The option that fits is {L}, {T}.", "My final choice is {T}."]
+MERGED_LAYOUTS = ("merged", "labelled")
+_ROLE_RE = re.compile(r"^(?P<x>[a-z][a-z' ]{2,60}?) (?P<v>is a kind of|are a kind of|is a type of|are a type of|"
+                      r"is a part of|are a part of|is a source of|is made of|are made of|is a property of|"
+                      r"can cause|causes|cause|produces|produce|requires|require|contains|contain|eats|eat|"
+                      r"absorbs|reflects|protects|helps|uses|use|needs|need|converts|transfers|orbits|has|have) "
+                      r"(?P<y>[a-z][a-z' ]{2,60})$", re.I)
+
+
+@dataclass
+class _MStep:
+    leaves: list[tuple[str, str]]        # (item, text) introduced by this step
+    concl: tuple[str, str] | None        # (item, text); None = left out
+
+
+def _merged_steps(tree: Any, replace: dict[str, str] | None = None, drop: set[str] | None = None,
+                  cut_last: bool = False) -> list[_MStep]:
+    replace, drop = replace or {}, drop or set()
+    out: list[_MStep] = []
+    seen: set[str] = set()
+    for n, st in enumerate(tree.steps):
+        leaves = []
+        for p in st.premises:
+            if p.startswith("sent") and p not in seen and p not in drop:
+                seen.add(p)
+                leaves.append((p, replace.get(p, tree.sentences[p])))
+        last = n == len(tree.steps) - 1
+        concl = None if cut_last and last else (st.conclusion, replace.get(st.conclusion, tree.text(st.conclusion)))
+        if leaves or concl:
+            out.append(_MStep(leaves, concl))
+    return out
+
+
+def _merged_units(steps: Sequence[_MStep], layout: str, rng: random.Random) -> tuple[list[str], dict[str, int]]:
+    """(units, item -> unit index) of the steps in one layout."""
+    units: list[str] = []
+    where: dict[str, int] = {}
+    for st in steps:
+        if layout == "labelled":
+            for item, text in st.leaves:
+                where[item] = len(units)
+                units.append(f"Fact: {_clean(text)}.")
+            if st.concl:
+                where[st.concl[0]] = len(units)
+                units.append(f"Inference: {_clean(st.concl[1])}.")
+            continue
+        for item, _ in st.leaves:
+            where[item] = len(units)
+        if st.concl:
+            where[st.concl[0]] = len(units)
+        p = rng.choice(MERGED_JOINS).join(_clean(t) for _, t in st.leaves)
+        c = _lower_first(_clean(st.concl[1])) if st.concl else ""
+        if p and c:
+            form = rng.choice(MERGED_FORMS)
+            units.append(_cap(form.format(p=_lower_first(p), P=_cap(p), c=c)))
+        elif c:
+            units.append(rng.choice(MERGED_ONLY_CONCL).format(c=c))
+        else:
+            units.append(_cap(p) + ".")
+    return units, where
+
+
+def _transplant(text: str, pools: _Pools, tree: Any, rng: random.Random) -> str | None:
+    """The fact's subject with the predicate of another tree's fact that has the same verb."""
+    m = _SUBJ_RE.match(text)
+    if not m:
+        return None
+    for _ in range(80):
+        tid, other = rng.choice(pools.leaves)
+        mo = _SUBJ_RE.match(other)
+        if tid != tree.id and mo and mo.group("v") == m.group("v") and \
+                mo.group("s").lower() != m.group("s").lower():
+            new = m.group("s") + other[len(mo.group("s")):]
+            if _words(new) - _words(text):
+                return new
+    return None
+
+
+def _reversed_roles(text: str) -> str | None:
+    m = _ROLE_RE.match(_clean(text))
+    if not m or m.group("x").lower() == m.group("y").lower():
+        return None
+    return f"{m.group('y')} {m.group('v')} {m.group('x')}"
+
+
+def _merged_draft(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Random
+                  ) -> tuple[list[_MStep], str | None, str, str, str | None] | None:
+    """(steps, flawed item or "answer" or an extra's item, predicted label, operation, the gold text the
+    flaw concerns (the corrupted or dropped fact, the reversed conclusion) or None)."""
+    key, wrong = q.answer_key, _wrong_option(q, rng)
+    if label == NONE:
+        return _merged_steps(tree), None, key, "gold", None
+    if label == "incorrect_information":
+        for sid in rng.sample(list(tree.leaves), len(tree.leaves)):
+            new = _transplant(tree.sentences[sid], pools, tree, rng)
+            if new:
+                return _merged_steps(tree, replace={sid: new}), sid, key if rng.random() < 0.75 else wrong, \
+                    "predicate_transplant", tree.sentences[sid]
+        return None
+    if label == "missing_information":
+        if len(tree.leaves) < 2:
+            return None
+        hyp = _words(tree.hypothesis)
+
+        def unique(sid: str) -> int:
+            others = set().union(*(_words(tree.sentences[o]) for o in tree.leaves if o != sid))
+            return len((_words(tree.sentences[sid]) & hyp) - others)
+        sid = max(tree.leaves, key=lambda s: (unique(s), rng.random()))
+        step = next(s for s in tree.steps if sid in s.premises)
+        return _merged_steps(tree, drop={sid}), step.conclusion, key, "unique_support_leaf_dropped", tree.sentences[sid]
+    if label == "incorrect_reasoning":
+        cids = rng.sample([*tree.intermediates, "hypothesis"], len(tree.intermediates) + 1)
+        for how, op in (("roles_reversed", _reversed_roles), ("conclusion_negated", negate)):
+            for cid in cids:
+                new = op(tree.text(cid))
+                if new and new != tree.text(cid):
+                    pred = key if cid != "hypothesis" or rng.random() < 0.6 else wrong
+                    return _merged_steps(tree, replace={cid: new}), cid, pred, how, tree.text(cid)
+        return None
+    if label == "incomplete_reasoning":
+        if len(tree.steps) < 2:
+            return None
+        steps = _merged_steps(tree, cut_last=True)
+        last = steps[-1].leaves[-1][0] if steps[-1].leaves else steps[-1].concl[0]
+        return steps, last, key, "last_step_left_out", tree.hypothesis
+    if label == "inconsistent_answer":
+        return _merged_steps(tree), "answer", wrong, "wrong_letter_named", None
+    if label == "irrelevant":
+        anchor = _words(q.options[wrong]) | _words(q.stem)
+        cands = _related(pools.leaves, tree, anchor, rng)
+        if not cands:
+            return None
+        steps = _merged_steps(tree)
+        at = rng.randint(0, len(steps) - 1)
+        steps.insert(at, _MStep([("extra", cands[0])], None))
+        return steps, "extra", key, "wrong_option_fact_inserted", None
+    if label == "misunderstanding":
+        cands = [t for t in (rng.choice(pools.trees) for _ in range(30)) if t.id != tree.id]
+        if not cands:
+            return None
+        other = max(cands, key=lambda t: len(_words(t.hypothesis) & _words(q.options[wrong])))
+        return _merged_steps(other), "hypothesis", wrong, "chain_fitting_a_wrong_option", None
+    if label == "lack_justification":
+        pred = key if rng.random() < 0.5 else wrong
+        t = _clean(q.options[pred])
+        claim = rng.choice([f"{t} is correct because it is the right answer", f"It must be {t}, since none of "
+                            f"the other options works", f"Based on general knowledge, {t} is true"])
+        return [_MStep([("claim", claim)], None)], "claim", pred, "circular_claim", None
+    raise ValueError(f"unknown label {label!r}")
+
+
+@recipe("eb_merged")
+def build_merged(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: str) -> FlawExample | None:
+    """The eb_merged example of one label for one tree."""
+    rng = random.Random(f"merged:{seed}:{tree.id}:{label}")
+    d = _merged_draft(tree, q, label, pools, rng)
+    if d is None:
+        return None
+    steps, flaw, pred, op, ref = d
+    layout = rng.choice(MERGED_LAYOUTS) if label != "lack_justification" else "merged"
+    units, where = _merged_units(steps, layout, rng)
+    style = "none" if label not in ("inconsistent_answer", "lack_justification") and rng.random() < 0.2 else \
+        "letter" if label == "inconsistent_answer" else "any"
+    if style == "letter":
+        units.append(rng.choice(["Correct option: {L}.", "So I pick {L}."]).format(L=pred))
+    elif style == "any":
+        units.append(rng.choice(MERGED_ANSWERS).format(L=pred, T=_clean(q.options[pred])))
+    from critique.checks import split_units
+
+    if len(split_units(" ".join(units))) != len(units):   # a fact the unit splitter cuts ("0 / -459 / ...")
+        return None
+    idx = None if flaw is None else len(units) - 1 if flaw == "answer" else where[flaw]
+    with_key, wrong_s = SCORES[label]
+    return FlawExample(id=f"{q.id}:{label}:eb_merged", source_id=q.id, split=split, question=q.stem,
+                       options=dict(q.options), answer_key=q.answer_key, sentences=tuple(units),
+                       predicted_answer=pred, dimension=label, flaw_index=idx,
+                       flaw_text=units[idx] if idx is not None else "None",
+                       score=with_key if pred == q.answer_key else wrong_s, recipe=f"eb_merged/{op} [{layout}/{style}]",
+                       reference=ref)

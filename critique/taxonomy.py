@@ -29,7 +29,7 @@ class Dimension:
     recipes: tuple[str, ...] = ()             # flaw recipes (critique.flaws.RECIPES) that inject it
 
 
-_ALL_RECIPES = ("eb_v1", "eb_alt", "eb_prose")
+_ALL_RECIPES = ("eb_v1", "eb_alt", "eb_prose", "eb_merged")
 
 DIMENSIONS: tuple[Dimension, ...] = (
     Dimension(NONE, "no significant flaw: the explanation is correct and supports the keyed answer",

@@ -203,3 +203,48 @@ def test_eb_prose_is_seeded():
     trees, qs = _toy()
     a = [e.to_json() for e in build_recipe("eb_prose", trees, qs, seed=5)]
     assert a == [e.to_json() for e in build_recipe("eb_prose", trees, qs, seed=5)]
+
+
+def test_eb_merged_fourth_recipe_splits_back_points_at_its_flaw_and_differs_from_the_others():
+    from critique.checks import split_units
+    from critique.flaws import RECIPES, build_recipe
+
+    assert "eb_merged" in RECIPES
+    trees, qs = _toy()
+    ex = [e for seed in range(4) for e in build_recipe("eb_merged", trees, qs, seed=seed)]
+    assert {e.dimension for e in ex} >= {"none", "missing_information", "inconsistent_answer", "lack_justification",
+                                         "irrelevant", "misunderstanding"}
+    for e in ex:
+        assert e.recipe.startswith("eb_merged/")
+        assert len(split_units(e.explanation)) == len(e.sentences), e.sentences
+        if e.dimension == "none":
+            assert e.flaw_index is None and e.predicted_answer == e.answer_key
+        else:
+            assert 0 <= e.flaw_index < len(e.sentences)
+        if e.dimension == "inconsistent_answer":
+            # a wrong option named by letter only, in the closing sentence
+            assert e.predicted_answer != e.answer_key and e.flaw_index == len(e.sentences) - 1
+            assert e.options[e.predicted_answer] not in e.sentences[-1]
+        if e.dimension in ("missing_information", "incorrect_information"):
+            assert e.reference in {t.id: t for t in trees}[e.source_id].sentences.values()
+            assert e.reference.lower() not in e.explanation.lower()
+    others = {e.explanation for name in ("eb_v1", "eb_alt", "eb_prose") for s in range(4)
+              for e in build_recipe(name, trees, qs, seed=s)}
+    assert not others & {e.explanation for e in ex}
+    a = [e.to_json() for e in build_recipe("eb_merged", trees, qs, seed=5)]
+    assert a == [e.to_json() for e in build_recipe("eb_merged", trees, qs, seed=5)]
+
+
+def test_eb_merged_operations_change_what_they_say():
+    from critique.flaws import _reversed_roles, _merged_steps, _merged_units
+    import random
+
+    assert _reversed_roles("a bird is a kind of animal") == "animal is a kind of a bird"
+    assert _reversed_roles("the weather is nice") is None
+    trees, _ = _toy()
+    t = trees[0]
+    steps = _merged_steps(t, cut_last=True)
+    assert all(st.concl is None or st.concl[0] != "hypothesis" for st in steps)
+    units, where = _merged_units(_merged_steps(t), "labelled", random.Random(0))
+    assert units[where["hypothesis"]].startswith("Inference:")
+    assert all(units[where[s]].startswith("Fact:") for s in t.leaves)
