@@ -36,6 +36,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,6 @@ def _zero_evidence(sets: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 def evidence_ablation(sets: dict[str, list[Any]], cfg: Any, seeds: int, folds: int) -> dict[str, Any]:
     """(g): the full config `cfg` with and without the evidence features, `seeds` training seeds each."""
-    from dataclasses import replace
-
     from critique.checks_eval import make_splits, measure
 
     out: dict[str, Any] = {"seeds": seeds, "config": str(cfg)}
@@ -305,6 +304,8 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--train-trees", type=int, default=None,
+                    help="EntailmentBank train trees per flaw recipe (default: DataConfig's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-speed", type=int, default=60)
     ap.add_argument("--skip-old", action="store_true", help="do not run the old classifier")
@@ -334,19 +335,23 @@ def main() -> None:
 
     res: dict[str, Any] = {"command": "python bench/critique_bench.py " + " ".join(sys.argv[1:]),
                            "machine": machine(a.threads), "head": a.save_head or "(not saved)"}
-    sets = load_sets(cfg=DataConfig(data_dir=a.data))
+    data = DataConfig(data_dir=a.data)
+    if a.train_trees:
+        data = replace(data, train_trees=a.train_trees)
+    res["train_trees"] = data.train_trees
+    sets = load_sets(cfg=data)
     res["sets"] = {k: len(v) for k, v in sets.items()}
     if a.lm_cache:   # likelihood features from the cache only (an LM pass is ~1 explanation/s here)
-        attach_records(sets, a.data)
+        attach_records(sets, a.data, data)
         res["lm_rows"] = attach_lm(sets, lm_scorer(a.lm_cache))
     extra: tuple[str, ...] = ()
     if a.acceptability:   # computed once per set and regressor, cached beside the check features
         from critique.checks import ACC_FEATURE, EXTRA_FEATURES
         from critique.checks_data import attach_acceptability
 
-        res["acceptability_computed_now"] = attach_acceptability(sets, data_dir=a.data)
+        res["acceptability_computed_now"] = attach_acceptability(sets, cfg=data)
         extra = EXTRA_FEATURES if a.by_kind else (ACC_FEATURE,)
-    head, report = train_shipped(sets, lexical_sets(sets, a.data), folds=a.folds, do_select=not a.no_select,
+    head, report = train_shipped(sets, lexical_sets(sets, a.data, data), folds=a.folds, do_select=not a.no_select,
                                  extra_features=extra, extra_in_dim=a.acceptability_in_dim)
     res.update(report)
     if a.evidence_ablation:
@@ -358,7 +363,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     if not a.skip_old:
-        attach_records(sets, a.data)
+        attach_records(sets, a.data, data)
         res["old"] = old_classifier(make_splits(sets, folds=a.folds), sets)
     head_path = a.save_head or str(out.with_suffix(".head.json"))
     if not a.save_head:
@@ -374,8 +379,6 @@ def main() -> None:
 
 def _chosen_full(report: dict[str, Any], extra: tuple[str, ...], in_dim: bool) -> Any:
     """The HeadConfig `train_shipped` chose for the full part (its report holds the summary only)."""
-    from dataclasses import replace
-
     from critique.checks_eval import GRID, config_summary
 
     grid = [replace(c, extra_features=extra, extra_in_dim=in_dim) for c in GRID]

@@ -73,6 +73,9 @@ def train_cmd(
     backend: str = typer.Option("classifier", "--backend",
                                 help="classifier (fine-tune the encoder critic) or checks (the head over verifier checks)."),
     cache: Path = typer.Option(Path("runs/checks_feats"), "--cache", help="checks: cached check features."),
+    train_trees: Optional[int] = typer.Option(None, "--train-trees", min=1,
+                                              help="checks: EntailmentBank train trees per flaw recipe "
+                                                   "(default: critique.checks_data.DataConfig's)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a critic: the fine-tuned classifier on flaw-injected EntailmentBank train trees (synthetic
@@ -88,7 +91,7 @@ def train_cmd(
     if backend == "checks":
         from critique.train import ChecksTrainConfig, train_checks
 
-        summary = train_checks(ChecksTrainConfig(out=str(out), cache=str(cache), seed=seed,
+        summary = train_checks(ChecksTrainConfig(out=str(out), cache=str(cache), seed=seed, train_trees=train_trees,
                                                  data_dir=str(data_dir) if data_dir else None))
         echo_json(summary) if json_out else typer.echo(f"saved {summary['out']} (config {summary['chosen']})")
         return

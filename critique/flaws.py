@@ -1291,8 +1291,9 @@ def _merged_draft(tree: Any, q: Any, label: str, pools: _Pools, rng: random.Rand
     if label == "lack_justification":
         pred = key if rng.random() < 0.5 else wrong
         t = _clean(q.options[pred])
-        claim = rng.choice([f"{t} is correct because it is the right answer", f"It must be {t}, since none of "
-                            f"the other options works", f"Based on general knowledge, {t} is true"])
+        claim = rng.choice([f"{t} is correct because it is the right answer",
+                            f"It must be {t}, since none of the other options works",
+                            f"Based on general knowledge, {t} is true"])
         return [_MStep([("claim", claim)], None)], "claim", pred, "circular_claim", None
     raise ValueError(f"unknown label {label!r}")
 

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +321,7 @@ class ChecksTrainConfig:
     cache: str = "runs/checks_feats"
     seed: int = 0
     data_dir: str | None = None
+    train_trees: int | None = None   # EntailmentBank train trees per flaw recipe (None: DataConfig's default)
     select: bool = True          # choose the head's size / regularisation on LORO + T5 CV + acceptability dev
     acceptability: bool = True   # the acceptability regressor's output, per explanation kind, as score-net inputs (as shipped)
 
@@ -332,10 +333,13 @@ def train_checks(cfg: ChecksTrainConfig) -> dict[str, Any]:
     from critique.checks_data import DataConfig, attach_acceptability, lexical_sets, load_sets
     from critique.checks_eval import train_shipped
 
-    sets = load_sets(cfg=DataConfig(data_dir=cfg.data_dir, cache=cfg.cache, seed=cfg.seed))
-    fast_sets = lexical_sets(sets, cfg.data_dir)
+    data = DataConfig(data_dir=cfg.data_dir, cache=cfg.cache, seed=cfg.seed)
+    if cfg.train_trees:
+        data = replace(data, train_trees=cfg.train_trees)
+    sets = load_sets(cfg=data)
+    fast_sets = lexical_sets(sets, cfg.data_dir, data)
     if cfg.acceptability:
-        attach_acceptability(sets, cache=cfg.cache, data_dir=cfg.data_dir)
+        attach_acceptability(sets, cache=cfg.cache, cfg=data)
     head, report = train_shipped(sets, fast_sets, seed=cfg.seed, do_select=cfg.select,
                                  extra_features=EXTRA_FEATURES if cfg.acceptability else ())
     rows = report["full"]["grid"]

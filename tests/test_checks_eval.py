@@ -76,7 +76,7 @@ def test_train_checks_writes_a_loadable_head_with_a_fast_part(tmp_path):
     import json
     import pickle
 
-    from critique.checks_data import SETS
+    from critique.checks_data import SETS, DataConfig
     from critique.head import CheckHead
     from critique.train import ChecksTrainConfig, train_checks
 
@@ -91,7 +91,7 @@ def test_train_checks_writes_a_loadable_head_with_a_fast_part(tmp_path):
             it.extra.setdefault("robust_group", 0)
             if name.startswith("fg"):
                 it.extra.update(factual=1.0, supports=it.extra["acceptable"])
-        (cache / f"{name}.pkl").write_bytes(pickle.dumps(items))
+        DataConfig(cache=str(cache)).cache_file(name).write_bytes(pickle.dumps(items))
     out = tmp_path / "head"
     summary = train_checks(ChecksTrainConfig(out=str(out), cache=str(cache)))
     head = CheckHead.load(out / "head.json")
@@ -125,3 +125,13 @@ def test_load_sets_checks_human_rows_with_the_full_models_not_the_lexical_ones(t
     checks_data.load_sets(("acc_cqa", "t5_dev"), checks_data.DataConfig(cache=str(tmp_path)), full)
     assert seen["acc_cqa"] == (scorer, encoder, False, False)    # full checks, no knowledge
     assert seen["t5_dev"][:3] == (scorer, encoder, False) and seen["t5_dev"][3]
+
+
+def test_recipe_sets_are_cached_per_tree_count():
+    """A set built from 40 trees must never be read back as the 480-tree one (or the other way round)."""
+    from critique.checks_data import DataConfig
+
+    a, b = DataConfig(cache="c"), DataConfig(cache="c", train_trees=480)
+    assert a.cache_file("syn_eb_v1_train") != b.cache_file("syn_eb_v1_train")
+    assert a.cache_file("syn_eb_v1_dev") == b.cache_file("syn_eb_v1_dev")     # same dev trees
+    assert a.cache_file("t5_dev").name == "t5_dev.pkl"

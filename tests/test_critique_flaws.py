@@ -236,8 +236,9 @@ def test_eb_merged_fourth_recipe_splits_back_points_at_its_flaw_and_differs_from
 
 
 def test_eb_merged_operations_change_what_they_say():
-    from critique.flaws import _reversed_roles, _merged_steps, _merged_units
     import random
+
+    from critique.flaws import _merged_steps, _merged_units, _reversed_roles
 
     assert _reversed_roles("a bird is a kind of animal") == "animal is a kind of a bird"
     assert _reversed_roles("the weather is nice") is None
