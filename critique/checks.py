@@ -38,6 +38,11 @@ from critique.inputs import ModelOutput, split_sentences
 
 _NUM_ONLY = re.compile(r"^(?:\(?\d{1,2}[.):]|step\s*\d{1,2}\s*[:.)]?)$", re.I)
 _NUM_PREFIX = re.compile(r"^\s*(?:\(?\d{1,2}[.):]|step\s*\d{1,2}\s*[:.)]|[-*\u2022])\s*", re.I)
+# A role label before a unit's statement ("Fact: ...", "Premise 2: ...", "Conclusion: ..."), as LM outputs
+# and some proof renderings write them: left out of the unit's clean text, so that the fact check
+# compares the statement itself with known facts. ("Answer: ..." stays: it marks an answer unit.)
+_ROLE_PREFIX = re.compile(r"^\s*(?:fact|premise|evidence|inference|conclusion|intermediate conclusion|reasoning|"
+                          r"claim|observation|rule|given)\s*\d{0,2}\s*:\s*", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("""a an the of to in on at by for with from and or but if then than that this these those is are
 was were be been being it its as into so such which what when where who how why there their they them can will
@@ -71,7 +76,7 @@ def split_units(text: str) -> list[Unit]:
         pending = ""
         parts = [p.strip() for p in re.split(r";\s+", full) if p.strip()]
         for p in parts:
-            clean = _NUM_PREFIX.sub("", p).strip().rstrip(";").strip()
+            clean = _ROLE_PREFIX.sub("", _NUM_PREFIX.sub("", p)).strip().rstrip(";").strip()
             if clean:
                 out.append(Unit(p, clean, si))
     if pending.strip():

@@ -26,6 +26,13 @@ def _checker(knowledge=None, fast=False) -> Checker:
     return Checker(OverlapScorer(), HashingEncoder(64), knowledge, ChecksConfig(fast=fast))
 
 
+def test_split_units_leaves_role_labels_out_of_the_clean_text_but_keeps_answer_labels():
+    units = split_units("Fact: a bird is an animal. Step 2: Premise 1: birds can fly. Inference: so it can fly. "
+                        "Answer: (A).")
+    assert [u.clean for u in units] == ["a bird is an animal.", "birds can fly.", "so it can fly.", "Answer: (A)."]
+    assert units[1].text.startswith("Step 2: Premise 1:")     # the unit's own text is unchanged
+
+
 def test_split_units_numbered_and_paragraph():
     units = split_units("1. Plants need sunlight. 2. Summer has the most sunlight. The answer is (B).")
     assert [u.clean for u in units] == ["Plants need sunlight.", "Summer has the most sunlight.", "The answer is (B)."]

@@ -131,7 +131,7 @@ def test_recipe_sets_are_cached_per_tree_count():
     """A set built from 40 trees must never be read back as the 480-tree one (or the other way round)."""
     from critique.checks_data import DataConfig
 
-    a, b = DataConfig(cache="c"), DataConfig(cache="c", train_trees=480)
+    a, b = DataConfig(cache="c", train_trees=40), DataConfig(cache="c", train_trees=480)
     assert a.cache_file("syn_eb_v1_train") != b.cache_file("syn_eb_v1_train")
     assert a.cache_file("syn_eb_v1_dev") == b.cache_file("syn_eb_v1_dev")     # same dev trees
     assert a.cache_file("t5_dev").name == "t5_dev.pkl"
