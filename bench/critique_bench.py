@@ -256,6 +256,11 @@ def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
     L += ["", "Fine-grained judgements, seeded dev split (human-written explanations): " + "; ".join(
         f"{k} (n {v['n']}): Spearman with accepting share {v['spearman_acceptable']}, factual share "
         f"{v['spearman_factual']}, supports share {v['spearman_supports']}" for k, v in c["fine_grained"].items()), "",
+          "Does the dimension say `none` for explanations most annotators accept (>= 80%) and a flaw for those most "
+          "reject (<= 40%)? (dev splits, never trained on): " + "; ".join(
+              f"{k} (n {v['n']}, {v['n_accepted']} accepted, {v['n_rejected']} rejected): AUROC of P(none) "
+              f"{v['auroc_p_none_accepted']}, predicted `none` for {v['none_share_accepted']} of the accepted and "
+              f"{v['none_share_rejected']} of the rejected" for k, v in c.get("none_detection", {}).items()), "",
           f"(d) Rendering robustness, {rb.get('groups')} groups x 5 renderings: renderings with their group's majority "
           f"dimension **{rb.get('renderings_with_group_majority')}**, groups all five the same {rb.get('all_five_same')} "
           f"(old classifier: majority {old.get('robust_majority', 'n/a')}, all five {old.get('robust_all_five_same', 'n/a')}).", ""]

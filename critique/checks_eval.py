@@ -213,6 +213,28 @@ def fine_grained(head: CheckHead, sp: Splits) -> dict[str, Any]:
     return out
 
 
+def none_detection(head: CheckHead, sp: Splits) -> dict[str, Any]:
+    """On human-judged dev rows (acceptability, fine-grained; never trained on): does the dimension say
+    `none` for explanations most annotators accept (share >= NONE_ACCEPTED) and a flaw for those most
+    reject (<= NONE_REJECTED)? AUROC of P(none) for "accepted" over all rows, and the share predicted
+    `none` in each group."""
+    from critique.head import NONE_ACCEPTED, NONE_REJECTED
+
+    out = {}
+    for name, items in (("acc_dev", list(sp.acc_dev)), ("fg_dev", list(sp.fg_dev))):
+        if not items:
+            continue
+        probs, _ = predict(head, items)
+        share = np.array([it.extra.get("acceptable", it.score / 5.0) for it in items], float)
+        yes, no = share >= NONE_ACCEPTED - 1e-9, share <= NONE_REJECTED + 1e-9
+        pred = probs.argmax(1) == NONE_I
+        out[name] = {"n": len(items), "n_accepted": int(yes.sum()), "n_rejected": int(no.sum()),
+                     "auroc_p_none_accepted": _r(auroc(probs[:, NONE_I], yes.astype(int))),
+                     "none_share_accepted": _r(float(pred[yes].mean())) if yes.any() else None,
+                     "none_share_rejected": _r(float(pred[no].mean())) if no.any() else None}
+    return out
+
+
 def robustness(head: CheckHead, items: Sequence[Item]) -> dict[str, Any]:
     if not items:
         return {}
@@ -249,7 +271,7 @@ def measure(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     acc = acceptability(head, sp)
     sp_mean = float(np.mean([v["spearman_checks_score"] or 0 for v in acc.values()])) if acc else 0.0
     return {"loro": lo, "t5_cv": t5, "acceptability": acc, "fine_grained": fine_grained(head, sp),
-            "robustness": robustness(head, sp.robust),
+            "none_detection": none_detection(head, sp), "robustness": robustness(head, sp.robust),
             "selection_value": round(float(np.mean([lo["mean_macro_f1"] or 0, t5["auroc_5_minus_score"], sp_mean])), 4)}
 
 
@@ -257,20 +279,28 @@ def measure(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
 # checks (measured: runs/ notes in the model card); dimensions from recipes and T5 only (the
 # fine-grained attribute -> dimension priors lowered LORO).
 _REAL = {"syn": 0.0, "acc": 1.0, "t5": 1.0, "fg": 1.0}
-GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5")),
-        HeadConfig(hidden=16, weight_decay=1e-2, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5")),
-        HeadConfig(hidden=32, weight_decay=1e-2, epochs=400, score_weight=_REAL, dim_sources=("syn", "t5")),
-        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5")),
+# Head v8: every point also learns `none` vs "a flaw" from the acceptability train rows
+# (HeadConfig.none_from_acceptability; weight 1.0 and 3.0 were compared on the dev rows, model card).
+_NONE_W = 1.0
+GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5"),
+                   none_from_acceptability=_NONE_W),
+        HeadConfig(hidden=16, weight_decay=1e-2, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5"),
+                   none_from_acceptability=_NONE_W),
+        HeadConfig(hidden=32, weight_decay=1e-2, epochs=400, score_weight=_REAL, dim_sources=("syn", "t5"),
+                   none_from_acceptability=_NONE_W),
+        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5"),
+                   none_from_acceptability=_NONE_W),
         # head v5: the same dimension net as the point above, a more regularised score net (its inputs
         # grew by the explanation-kind features, `critique.checks.EXTRA_FEATURES`)
         HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5"),
-                   score_weight_decay=1e-2))
+                   score_weight_decay=1e-2, none_from_acceptability=_NONE_W))
 
 
 def config_summary(cfg: HeadConfig) -> dict[str, Any]:
     return {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "score_weight_decay": cfg.score_weight_decay,
             "epochs": cfg.epochs, "score_weight": dict(cfg.score_weight), "dim_sources": list(cfg.dim_sources),
-            "extra_features": list(cfg.extra_features), "extra_in_dim": cfg.extra_in_dim}
+            "extra_features": list(cfg.extra_features), "extra_in_dim": cfg.extra_in_dim,
+            "none_from_acceptability": cfg.none_from_acceptability}
 
 
 def select(sp: Splits, grid: Sequence[HeadConfig] = GRID) -> tuple[int, list[dict[str, Any]]]:

@@ -37,6 +37,7 @@ from critique.taxonomy import LABELS, NONE, general_advice, specific_advice
 from core.errors import ModelError
 
 FORMAT = "microtheory-checks-head"
+NONE_INDEX = LABELS.index(NONE)
 FORMAT_VERSION = 2   # 2: optional "fast_head" (fast mode's lexical checks), more derived features
 DEFAULT_HEAD = Path(__file__).resolve().parent / "weights" / "checks" / "head.json"
 
@@ -63,6 +64,12 @@ class HeadConfig:
     # Whether the dimension net reads them too (else the score net only). Off: with the acceptability
     # feature in the dimension net, leave-one-recipe-out macro-F1 fell 0.474 -> 0.449 (model card).
     extra_in_dim: bool = False
+    # Human acceptability rows as partial dimension labels (head v8): an explanation at least
+    # NONE_ACCEPTED of the annotators accept counts as `none`, one at most NONE_REJECTED accept as "some
+    # flaw" (which one is unknown: the loss is -log(1 - P(none))); this weight scales that loss against
+    # the recipes' and T5's labels. 0: the dimension net never sees a free-text explanation, and called
+    # every one of them flawed (0 of 300 acceptability dev rows `none`, head v7).
+    none_from_acceptability: float = 0.0
 
 
 # --- tiny numpy networks -------------------------------------------------------------------------------
@@ -230,6 +237,7 @@ class TrainRows:
     weight: np.ndarray
     units: list[np.ndarray]
     flaw: np.ndarray
+    kind: np.ndarray = None    # source kind per row (`source_kind`)
 
 
 def source_kind(source: str) -> str:
@@ -241,7 +249,7 @@ def source_kind(source: str) -> str:
 
 
 def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
-    g, dim, score, w, units, flaw = [], [], [], [], [], []
+    g, dim, score, w, units, flaw, kinds = [], [], [], [], [], [], []
     for it in items:
         kind = source_kind(it.source)
         copies = [(it.checks.g, it.checks.u)]
@@ -255,8 +263,9 @@ def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
             w.append(cfg.score_weight.get(kind, 1.0))
             units.append(cu)
             flaw.append(it.flaw)
+            kinds.append(kind)
     return TrainRows(np.array(g, np.float64), np.array(dim), np.array(score, np.float64), np.array(w, np.float64),
-                     units, np.array(flaw))
+                     units, np.array(flaw), np.array(kinds))
 
 
 def _init(n_in: int, n_out: int, hidden: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -315,10 +324,22 @@ def _fit_head(items: Sequence[Any], cfg: HeadConfig) -> CheckHead:
     lab = r.dim >= 0
     counts = np.bincount(r.dim[lab], minlength=len(LABELS)).astype(float)
     cw = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(LABELS), 0.0))
-    yd = torch.tensor(r.dim[lab])
     n_dim_in = x.shape[1] if cfg.extra_in_dim else x.shape[1] - len(cfg.extra_features)
-    dim_net = _fit_net(x[lab][:, :n_dim_in], lambda o: torch.nn.functional.cross_entropy(o, yd, weight=cw),
-                       len(LABELS), cfg)
+    accepted, rejected = acceptability_none_labels(r) if cfg.none_from_acceptability else (lab & False, lab & False)
+    rows = lab | accepted | rejected
+    yd = torch.tensor(r.dim[rows])
+    full, acc_yes, acc_no = (torch.tensor(m[rows]) for m in (lab, accepted, rejected))
+    n_partial = max(int(accepted.sum() + rejected.sum()), 1)
+
+    def dim_loss(o: Any) -> Any:
+        loss = torch.nn.functional.cross_entropy(o[full], yd[full], weight=cw)
+        if not cfg.none_from_acceptability:
+            return loss
+        log_none = torch.log_softmax(o, 1)[:, NONE_INDEX]
+        partial = -log_none[acc_yes].sum() - torch.log1p(-log_none[acc_no].exp().clamp(max=1 - 1e-6)).sum()
+        return loss + cfg.none_from_acceptability * partial / n_partial
+
+    dim_net = _fit_net(x[rows][:, :n_dim_in], dim_loss, len(LABELS), cfg)
     dim_net = _zero_pad_inputs(dim_net, x.shape[1])
     sc = ~np.isnan(r.score) & (r.weight > 0)
     ys, ws = torch.tensor(r.score[sc] / 5.0), torch.tensor(_balanced(r.weight[sc], r, sc))
@@ -330,6 +351,17 @@ def _fit_head(items: Sequence[Any], cfg: HeadConfig) -> CheckHead:
                       "n_score_labelled": int(sc.sum())}, extra_features=tuple(cfg.extra_features))
     head.score_cal = fit_score_calibration(head, r.g[sc], r.score[sc]) or None
     return head
+
+
+NONE_ACCEPTED, NONE_REJECTED = 0.8, 0.4   # accepting shares for `none` / "some flaw" (HeadConfig.none_from_acceptability)
+
+
+def acceptability_none_labels(r: TrainRows) -> tuple[np.ndarray, np.ndarray]:
+    """(accepted, rejected) masks over the rows: human acceptability rows (not T5, not the recipes)
+    whose accepting share (score target / 5) is >= NONE_ACCEPTED / <= NONE_REJECTED."""
+    share = r.score / 5.0
+    acc = (r.kind == "acc") & ~np.isnan(share) & (r.dim < 0)
+    return acc & (share >= NONE_ACCEPTED - 1e-9), acc & (share <= NONE_REJECTED + 1e-9)
 
 
 def _zero_pad_inputs(net: dict[str, np.ndarray], n_in: int) -> dict[str, np.ndarray]:

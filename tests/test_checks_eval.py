@@ -135,3 +135,27 @@ def test_recipe_sets_are_cached_per_tree_count():
     assert a.cache_file("syn_eb_v1_train") != b.cache_file("syn_eb_v1_train")
     assert a.cache_file("syn_eb_v1_dev") == b.cache_file("syn_eb_v1_dev")     # same dev trees
     assert a.cache_file("t5_dev").name == "t5_dev.pkl"
+
+
+def test_acceptability_rows_teach_the_dimension_net_none_only_when_asked():
+    """Head v8: with no `none` among the recipe labels, only the accepted acceptability rows can teach
+    the dimension net to say `none` for a sound free-text explanation."""
+    from dataclasses import replace
+
+    from critique.checks_eval import predict
+    from critique.head import HeadConfig, acceptability_none_labels, fit_head, rows_from_items
+
+    syn = _items("syn_r1_train", 16)
+    for it in syn:      # recipe rows: two flaw classes, never `none`
+        it.dim = LABEL_INDEX["lack_justification" if it.dim != LABEL_INDEX["none"] else "incomplete_reasoning"]
+    acc = _items("acc_cqa", 16, 500)      # shares 0.9 (the chain) / 0.2 (the bare answer), no dimension
+    cfg = HeadConfig(dim_sources=("syn",), epochs=150)
+    yes, no = acceptability_none_labels(rows_from_items(syn + acc, replace(cfg, none_from_acceptability=1.0)))
+    assert yes.sum() == 8 and no.sum() == 8
+    none = LABEL_INDEX["none"]
+    good = [it for it in acc if it.extra["acceptable"] > 0.5]
+    off = predict(fit_head(syn + acc, cfg), good)[0][:, none]
+    on_head = fit_head(syn + acc, replace(cfg, none_from_acceptability=1.0))
+    on = predict(on_head, good)[0][:, none]
+    bad = predict(on_head, [it for it in acc if it.extra["acceptable"] < 0.5])[0][:, none]
+    assert off.max() < 0.2 < on.mean() and on.mean() > bad.mean() + 0.3
