@@ -11,7 +11,8 @@ heads up to v5 decoded it (clamped into the predicted dimension's score range), 
 
 --via-cli: also write the rows as a model-outputs JSONL (runs/acc_heldout/<file>.jsonl) and critique
 them with `microtheory critique run` at its defaults (the shipped head; no knowledge), reporting the
-Spearman of the scores in its output records: the number a user of the command gets.
+Spearman of the scores in its output records (the number a user of the command gets) and how often
+their dimension is `none` among the explanations most annotators accept / reject.
 
 Only rows whose likelihood is in LM_CACHE (default runs/likelihood_cache.jsonl, written by
 bench/likelihood_signals.py --stages heldout) are scored. The rows' checks are cached in
@@ -55,8 +56,8 @@ def cached_checks(name: str, recs: list, cache: Path) -> list:
     return [with_evidence(got[(r.id, r.explanation)], r) for r in recs]
 
 
-def cli_scores(name: str, recs: list, folder: Path) -> list[int]:
-    """`microtheory critique run` at its defaults over the rows; the score of each output record."""
+def cli_critiques(name: str, recs: list, folder: Path) -> list[dict]:
+    """`microtheory critique run` at its defaults over the rows; the critique of each output record."""
     folder.mkdir(parents=True, exist_ok=True)
     inp, out = folder / f"{name}.jsonl", folder / f"{name}.critiques.jsonl"
     inp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in recs), encoding="utf-8")
@@ -67,8 +68,17 @@ def cli_scores(name: str, recs: list, folder: Path) -> list[int]:
     for line in out.read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
         if "_header" not in d:
-            got[d["line"]] = d["critique"]["score"]
+            got[d["line"]] = d["critique"]
     return [got[i + 1] for i in range(len(recs))]
+
+
+def none_shares(dims: list[str], acc: list[float]) -> dict:
+    """How often the dimension is `none` among explanations >= 80% of annotators accept and <= 40% accept."""
+    yes = [d == "none" for d, a in zip(dims, acc) if a >= 0.8 - 1e-9]
+    no = [d == "none" for d, a in zip(dims, acc) if a <= 0.4 + 1e-9]
+    return {"n_accepted": len(yes), "n_rejected": len(no),
+            "none_share_accepted": round(float(np.mean(yes)), 4) if yes else None,
+            "none_share_rejected": round(float(np.mean(no)), 4) if no else None}
 
 
 def main() -> None:
@@ -106,7 +116,9 @@ def main() -> None:
                      "spearman_neg_lm_nll_mean": spearman(-lm[:, 1], acc),
                      "spearman_gpt3": spearman(nll[ok], np.array(acc)[ok])}
         if a.via_cli:
-            out[name]["spearman_critique_run"] = spearman(cli_scores(name, recs, Path("runs/acc_heldout")), acc)
+            crit = cli_critiques(name, recs, Path("runs/acc_heldout"))
+            out[name]["spearman_critique_run"] = spearman([c["score"] for c in crit], acc)
+            out[name]["critique_run_dimensions"] = none_shares([c["dimension"] for c in crit], acc)
         print(json.dumps(out[name]), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
