@@ -1097,12 +1097,20 @@ def build_prose(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split: 
         units.append(ans)
         ans_i = len(units) - 1
     idx = None if flaw is None else (ans_i if ans_i is not None else len(units) - 1) if flaw == ANSWER else flaw + offset
-    with_key, wrong_s = SCORES[label]
-    return FlawExample(id=f"{q.id}:{label}:eb_prose", source_id=q.id, split=split, question=q.stem,
+    return recipe_example("eb_prose", q, label, split, units, pred, idx, f"{op} [{layout}]")
+
+
+def recipe_example(name: str, q: Any, label: str, split: str, units: Sequence[str], pred: str, idx: int | None,
+                   how: str, reference: str | None = None) -> FlawExample:
+    """A recipe's example of `label` for question `q` (id `<question>:<label>:<recipe name>`): its units,
+    predicted option, flaw unit (None for `none`), operation and rendering (`how`), the gold text the
+    flaw concerns; the score follows SCORES."""
+    with_key, wrong = SCORES[label]
+    return FlawExample(id=f"{q.id}:{label}:{name}", source_id=q.id, split=split, question=q.stem,
                        options=dict(q.options), answer_key=q.answer_key, sentences=tuple(units),
                        predicted_answer=pred, dimension=label, flaw_index=idx,
                        flaw_text=units[idx] if idx is not None else "None",
-                       score=with_key if pred == q.answer_key else wrong_s, recipe=f"eb_prose/{op} [{layout}]")
+                       score=with_key if pred == q.answer_key else wrong, recipe=f"{name}/{how}", reference=reference)
 
 
 def build_recipe(recipe_name: str, trees: Sequence[Any], questions: Sequence[Any], seed: int = 0,
@@ -1319,10 +1327,4 @@ def build_merged(tree: Any, q: Any, label: str, pools: _Pools, seed: int, split:
     if len(split_units(" ".join(units))) != len(units):   # a fact the unit splitter cuts ("0 / -459 / ...")
         return None
     idx = None if flaw is None else len(units) - 1 if flaw == "answer" else where[flaw]
-    with_key, wrong_s = SCORES[label]
-    return FlawExample(id=f"{q.id}:{label}:eb_merged", source_id=q.id, split=split, question=q.stem,
-                       options=dict(q.options), answer_key=q.answer_key, sentences=tuple(units),
-                       predicted_answer=pred, dimension=label, flaw_index=idx,
-                       flaw_text=units[idx] if idx is not None else "None",
-                       score=with_key if pred == q.answer_key else wrong_s, recipe=f"eb_merged/{op} [{layout}/{style}]",
-                       reference=ref)
+    return recipe_example("eb_merged", q, label, split, units, pred, idx, f"{op} [{layout}/{style}]", ref)

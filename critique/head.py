@@ -37,9 +37,9 @@ from critique.taxonomy import LABELS, NONE, general_advice, specific_advice
 from core.errors import ModelError
 
 FORMAT = "microtheory-checks-head"
-NONE_INDEX = LABELS.index(NONE)
 FORMAT_VERSION = 2   # 2: optional "fast_head" (fast mode's lexical checks), more derived features
 DEFAULT_HEAD = Path(__file__).resolve().parent / "weights" / "checks" / "head.json"
+NONE_INDEX = LABELS.index(NONE)
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ class TrainRows:
     weight: np.ndarray
     units: list[np.ndarray]
     flaw: np.ndarray
-    kind: np.ndarray = None    # source kind per row (`source_kind`)
+    kind: np.ndarray | None = None    # source kind per row (`source_kind`)
 
 
 def source_kind(source: str) -> str:

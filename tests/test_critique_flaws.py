@@ -170,8 +170,21 @@ def test_toy_build_is_pinned():
     assert (VERSION, h.hexdigest()[:16]) == (1, "37f311202262ad2d")
 
 
-def test_eb_prose_third_recipe_splits_back_and_differs_from_the_others():
+def _check_recipe_examples(ex: list, name: str) -> None:
+    """What every recipe's examples must satisfy: named after it, units that split back exactly, `none`
+    unflawed with the key predicted, every other label pointing at one of its units."""
     from critique.checks import split_units
+
+    for e in ex:
+        assert e.recipe.startswith(f"{name}/")
+        assert len(split_units(e.explanation)) == len(e.sentences), e.sentences
+        if e.dimension == "none":
+            assert e.flaw_index is None and e.predicted_answer == e.answer_key
+        else:
+            assert 0 <= e.flaw_index < len(e.sentences)
+
+
+def test_eb_prose_third_recipe_splits_back_and_differs_from_the_others():
     from critique.flaws import RECIPES, build_recipe
 
     assert {"eb_v1", "eb_alt", "eb_prose"} <= set(RECIPES)
@@ -181,13 +194,8 @@ def test_eb_prose_third_recipe_splits_back_and_differs_from_the_others():
         ex += build_recipe("eb_prose", trees, qs, seed=seed)
     assert {e.dimension for e in ex} >= {"none", "incomplete_reasoning", "inconsistent_answer", "lack_justification",
                                          "irrelevant", "misunderstanding"}
+    _check_recipe_examples(ex, "eb_prose")
     for e in ex:
-        assert e.recipe.startswith("eb_prose/")
-        assert len(split_units(e.explanation)) == len(e.sentences), e.sentences
-        if e.dimension == "none":
-            assert e.flaw_index is None and e.predicted_answer == e.answer_key
-        else:
-            assert 0 <= e.flaw_index < len(e.sentences)
         if e.dimension == "inconsistent_answer":
             # stated first, against the key
             assert e.predicted_answer != e.answer_key and e.flaw_index == 0
@@ -206,7 +214,6 @@ def test_eb_prose_is_seeded():
 
 
 def test_eb_merged_fourth_recipe_splits_back_points_at_its_flaw_and_differs_from_the_others():
-    from critique.checks import split_units
     from critique.flaws import RECIPES, build_recipe
 
     assert "eb_merged" in RECIPES
@@ -214,13 +221,8 @@ def test_eb_merged_fourth_recipe_splits_back_points_at_its_flaw_and_differs_from
     ex = [e for seed in range(4) for e in build_recipe("eb_merged", trees, qs, seed=seed)]
     assert {e.dimension for e in ex} >= {"none", "missing_information", "inconsistent_answer", "lack_justification",
                                          "irrelevant", "misunderstanding"}
+    _check_recipe_examples(ex, "eb_merged")
     for e in ex:
-        assert e.recipe.startswith("eb_merged/")
-        assert len(split_units(e.explanation)) == len(e.sentences), e.sentences
-        if e.dimension == "none":
-            assert e.flaw_index is None and e.predicted_answer == e.answer_key
-        else:
-            assert 0 <= e.flaw_index < len(e.sentences)
         if e.dimension == "inconsistent_answer":
             # a wrong option named by letter only, in the closing sentence
             assert e.predicted_answer != e.answer_key and e.flaw_index == len(e.sentences) - 1
