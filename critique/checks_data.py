@@ -127,7 +127,7 @@ def build_set(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
         for i, it in enumerate(items):
             it.extra["robust_group"] = i // 5
         return items
-    if name.startswith("acc_"):
+    if name.startswith(("acc_", "accans_")):
         return _acceptability(name, cfg, checker)
     if name == "t5_dev":
         return _t5(cfg, checker)
@@ -136,19 +136,37 @@ def build_set(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
     raise KeyError(name)
 
 
+def answered(rec: ModelOutput) -> ModelOutput:
+    """The same explanation closed by a sentence naming its predicted option ("The answer is (B) X."):
+    the human-judged free-text rows in a second rendering, as proofs and many LM outputs end."""
+    from dataclasses import replace as _replace
+
+    opt = rec.options.get(rec.predicted_answer)
+    tail = f"The answer is ({rec.predicted_answer}) {opt}." if opt else f"The answer is {rec.predicted_answer}."
+    text = rec.explanation.rstrip()
+    text = text if text.endswith((".", "!", "?")) else text + "."
+    return _replace(rec, id=f"{rec.id}#answered", explanation=f"{text} {tail}")
+
+
 def _acceptability(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
+    """`acc_<file>`: the seeded instances of an acceptability train CSV, score target 5 x the accepting
+    share. `accans_<file>`: the same rows `answered`, for the dimension net's `none` labels only (no
+    score target: the score net trains on each explanation once)."""
     from critique.evaluate import read_acceptability
     from microtheory.datasets import default_data_dir
 
+    base_name = name.replace("accans_", "acc_")
     base = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name]
+    file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[base_name]
     items, _ = read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")
     inst = sorted({it.instance for it in items})
-    random.Random(f"{cfg.seed}:{name}").shuffle(inst)
+    random.Random(f"{cfg.seed}:{base_name}").shuffle(inst)
     keep = set(inst[: cfg.acc_instances])
     items = [it for it in items if it.instance in keep]
-    checks = run_checks(checker, [it.record for it in items], cfg.batch, name)
-    return [Item(c, -1, 5.0 * it.acceptable, -1, it.instance, name,
+    rendered = name != base_name
+    recs = [answered(it.record) if rendered else it.record for it in items]
+    checks = run_checks(checker, recs, cfg.batch, name)
+    return [Item(c, -1, float("nan") if rendered else 5.0 * it.acceptable, -1, it.instance, name,
                  {"acceptable": it.acceptable, "neg_nll": -it.nll if it.nll is not None else float("nan")})
             for it, c in zip(items, checks)]
 
@@ -270,7 +288,7 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
 
 SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", "syn_eb_v1_dev", "syn_eb_alt_dev",
         "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev",
-        "syn_eb_merged_train", "syn_eb_merged_dev")
+        "syn_eb_merged_train", "syn_eb_merged_dev", "accans_cqa", "accans_snli")
 
 
 def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg: DataConfig | None = None) -> None:
@@ -303,9 +321,9 @@ def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg:
                     recs[(f"task{task}/{model}", t.item_id)] = t.record
             for it in items:
                 it.extra["record"] = recs[(it.extra["run"], it.group)]
-        elif name.startswith("acc_"):
+        elif name.startswith(("acc_", "accans_")):
             base = Path(data_dir) if data_dir else default_data_dir()
-            file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name]
+            file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name.replace("accans_", "acc_")]
             got = {(h.instance, h.record.id): h.record for h in
                    read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")[0]}
             by_inst: dict[str, list[Any]] = {}
@@ -314,7 +332,8 @@ def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg:
             seen: dict[str, int] = {}
             for it in items:
                 k = seen.get(it.group, 0)
-                it.extra["record"] = by_inst[it.group][k]
+                rec = by_inst[it.group][k]
+                it.extra["record"] = answered(rec) if name.startswith("accans_") else rec
                 seen[it.group] = k + 1
 
 
@@ -380,7 +399,7 @@ def load_sets(names: Sequence[str] = SETS, cfg: DataConfig | None = None, checke
             continue
         if checker is None:
             checker = Checker(config=ChecksConfig())
-        knows = not name.startswith(("acc_", "fg_"))
+        knows = not name.startswith(("acc_", "accans_", "fg_"))
         if knows and checker._knowledge is None:
             checker._knowledge = _corpus_table(cfg, checker)
             checker._facts = None

@@ -61,9 +61,10 @@ class Splits:
 
 def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float = 0.25, folds: int = 5) -> Splits:
     acc_train, acc_dev, fg_train, fg_dev = [], [], [], []
-    for name in ("acc_cqa", "acc_snli", "fg_cose", "fg_ecqa", "fg_esnli"):
-        inst = sorted({it.group for it in sets.get(name, [])})
-        random.Random(f"{seed}:dev:{name}").shuffle(inst)
+    for name in ("acc_cqa", "acc_snli", "accans_cqa", "accans_snli", "fg_cose", "fg_ecqa", "fg_esnli"):
+        base = name.replace("accans_", "acc_")    # both renderings of a row fall on the same side
+        inst = sorted({it.group for it in sets.get(base, sets.get(name, []))})
+        random.Random(f"{seed}:dev:{base}").shuffle(inst)
         dev = set(inst[: int(round(len(inst) * acc_dev_share))])
         tr, de = (acc_train, acc_dev) if name.startswith("acc") else (fg_train, fg_dev)
         for it in sets.get(name, []):
@@ -221,7 +222,9 @@ def none_detection(head: CheckHead, sp: Splits) -> dict[str, Any]:
     from critique.head import NONE_ACCEPTED, NONE_REJECTED
 
     out = {}
-    for name, items in (("acc_dev", list(sp.acc_dev)), ("fg_dev", list(sp.fg_dev))):
+    for name, items in (("acc_dev", [it for it in sp.acc_dev if it.source.startswith("acc_")]),
+                        ("acc_dev_answered", [it for it in sp.acc_dev if it.source.startswith("accans_")]),
+                        ("fg_dev", list(sp.fg_dev))):
         if not items:
             continue
         probs, _ = predict(head, items)

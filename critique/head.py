@@ -238,18 +238,19 @@ class TrainRows:
     units: list[np.ndarray]
     flaw: np.ndarray
     kind: np.ndarray | None = None    # source kind per row (`source_kind`)
+    share: np.ndarray | None = None   # human accepting share per row (nan: not human-judged)
 
 
 def source_kind(source: str) -> str:
     """The kind of a training set by its name (see `critique.checks_data.SETS`)."""
-    for kind in ("acc", "t5", "fg"):
+    for kind in ("accans", "acc", "t5", "fg"):   # accans: acceptability rows closed by an answer sentence
         if source.startswith(kind):
             return kind
     return "syn"
 
 
 def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
-    g, dim, score, w, units, flaw, kinds = [], [], [], [], [], [], []
+    g, dim, score, w, units, flaw, kinds, shares = [], [], [], [], [], [], [], []
     for it in items:
         kind = source_kind(it.source)
         copies = [(it.checks.g, it.checks.u)]
@@ -264,8 +265,9 @@ def rows_from_items(items: Sequence[Any], cfg: HeadConfig) -> TrainRows:
             units.append(cu)
             flaw.append(it.flaw)
             kinds.append(kind)
+            shares.append(float(it.extra.get("acceptable", np.nan)) if kind in ("acc", "accans") else np.nan)
     return TrainRows(np.array(g, np.float64), np.array(dim), np.array(score, np.float64), np.array(w, np.float64),
-                     units, np.array(flaw), np.array(kinds))
+                     units, np.array(flaw), np.array(kinds), np.array(shares, np.float64))
 
 
 def _init(n_in: int, n_out: int, hidden: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -357,11 +359,10 @@ NONE_ACCEPTED, NONE_REJECTED = 0.8, 0.4   # accepting shares for `none` / "some 
 
 
 def acceptability_none_labels(r: TrainRows) -> tuple[np.ndarray, np.ndarray]:
-    """(accepted, rejected) masks over the rows: human acceptability rows (not T5, not the recipes)
-    whose accepting share (score target / 5) is >= NONE_ACCEPTED / <= NONE_REJECTED."""
-    share = r.score / 5.0
-    acc = (r.kind == "acc") & ~np.isnan(share) & (r.dim < 0)
-    return acc & (share >= NONE_ACCEPTED - 1e-9), acc & (share <= NONE_REJECTED + 1e-9)
+    """(accepted, rejected) masks over the rows: human acceptability rows, in either rendering (not T5,
+    not the recipes), whose accepting share is >= NONE_ACCEPTED / <= NONE_REJECTED."""
+    acc = np.isin(r.kind, ("acc", "accans")) & ~np.isnan(r.share) & (r.dim < 0)
+    return acc & (r.share >= NONE_ACCEPTED - 1e-9), acc & (r.share <= NONE_REJECTED + 1e-9)
 
 
 def _zero_pad_inputs(net: dict[str, np.ndarray], n_in: int) -> dict[str, np.ndarray]:

@@ -159,3 +159,23 @@ def test_acceptability_rows_teach_the_dimension_net_none_only_when_asked():
     on = predict(on_head, good)[0][:, none]
     bad = predict(on_head, [it for it in acc if it.extra["acceptable"] < 0.5])[0][:, none]
     assert off.max() < 0.2 < on.mean() and on.mean() > bad.mean() + 0.3
+
+
+def test_answered_rendering_of_human_rows_labels_none_but_trains_no_score_and_splits_with_its_row():
+    from critique.checks_data import answered
+    from critique.head import HeadConfig, acceptability_none_labels, rows_from_items
+
+    acc = _items("acc_cqa", 8, 500)
+    ans = _items("accans_cqa", 8, 500)
+    for it in ans:
+        it.score = float("nan")
+        it.extra["record"] = answered(it.extra["record"])
+    rec = ans[0].extra["record"]
+    assert rec.explanation.endswith("The answer is (B) summer.") and rec.id.endswith("#answered")
+    r = rows_from_items(acc + ans, HeadConfig(dim_sources=("syn",)))
+    yes, no = acceptability_none_labels(r)
+    assert yes.sum() == 8 and no.sum() == 8          # both renderings carry the partial labels
+    assert np.isnan(r.score[list(r.kind).index("accans")])   # ... and only the plain one a score target
+    sp = make_splits({"acc_cqa": acc, "accans_cqa": ans, **{k: v for k, v in _sets().items() if k != "acc_cqa"}})
+    dev = {it.group for it in sp.acc_dev if it.source == "acc_cqa"}
+    assert dev == {it.group for it in sp.acc_dev if it.source == "accans_cqa"}
