@@ -148,16 +148,22 @@ def answered(rec: ModelOutput) -> ModelOutput:
     return _replace(rec, id=f"{rec.id}#answered", explanation=f"{text} {tail}")
 
 
+def acc_base(name: str) -> str:
+    """The acceptability set an `accans_` set renders again (`acc_cqa` for `accans_cqa`); other names as given."""
+    return name.replace("accans_", "acc_", 1) if name.startswith("accans_") else name
+
+
 def _acceptability(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
     """`acc_<file>`: the seeded instances of an acceptability train CSV, score target 5 x the accepting
     share. `accans_<file>`: the same rows `answered`, for the dimension net's `none` labels only (no
     score target: the score net trains on each explanation once)."""
+    from critique.acceptability import FILES
     from critique.evaluate import read_acceptability
     from microtheory.datasets import default_data_dir
 
-    base_name = name.replace("accans_", "acc_")
+    base_name = acc_base(name)
     base = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[base_name]
+    file = FILES[base_name]
     items, _ = read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")
     inst = sorted({it.instance for it in items})
     random.Random(f"{cfg.seed}:{base_name}").shuffle(inst)
@@ -323,7 +329,9 @@ def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg:
                 it.extra["record"] = recs[(it.extra["run"], it.group)]
         elif name.startswith(("acc_", "accans_")):
             base = Path(data_dir) if data_dir else default_data_dir()
-            file = {"acc_cqa": "commonsenseqa", "acc_snli": "snli"}[name.replace("accans_", "acc_")]
+            from critique.acceptability import FILES
+
+            file = FILES[acc_base(name)]
             got = {(h.instance, h.record.id): h.record for h in
                    read_acceptability(base / "explanation_acceptability" / f"{file}_train.csv")[0]}
             by_inst: dict[str, list[Any]] = {}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks_data import Item
+from critique.checks_data import Item, acc_base
 from critique.evaluate import auroc, spearman
 from critique.head import CheckHead, HeadConfig, fit_head, score_level
 from critique.taxonomy import LABEL_INDEX, LABELS, NONE, score_range
@@ -62,7 +62,7 @@ class Splits:
 def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float = 0.25, folds: int = 5) -> Splits:
     acc_train, acc_dev, fg_train, fg_dev = [], [], [], []
     for name in ("acc_cqa", "acc_snli", "accans_cqa", "accans_snli", "fg_cose", "fg_ecqa", "fg_esnli"):
-        base = name.replace("accans_", "acc_")    # both renderings of a row fall on the same side
+        base = acc_base(name)    # both renderings of a row fall on the same side
         inst = sorted({it.group for it in sets.get(base, sets.get(name, []))})
         random.Random(f"{seed}:dev:{base}").shuffle(inst)
         dev = set(inst[: int(round(len(inst) * acc_dev_share))])
@@ -285,18 +285,15 @@ _REAL = {"syn": 0.0, "acc": 1.0, "t5": 1.0, "fg": 1.0}
 # Head v8: every point also learns `none` vs "a flaw" from the acceptability train rows
 # (HeadConfig.none_from_acceptability; weight 1.0 and 3.0 were compared on the dev rows, model card).
 _NONE_W = 1.0
-GRID = (HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5"),
-                   none_from_acceptability=_NONE_W),
-        HeadConfig(hidden=16, weight_decay=1e-2, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5"),
-                   none_from_acceptability=_NONE_W),
-        HeadConfig(hidden=32, weight_decay=1e-2, epochs=400, score_weight=_REAL, dim_sources=("syn", "t5"),
-                   none_from_acceptability=_NONE_W),
-        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5"),
-                   none_from_acceptability=_NONE_W),
-        # head v5: the same dimension net as the point above, a more regularised score net (its inputs
-        # grew by the explanation-kind features, `critique.checks.EXTRA_FEATURES`)
-        HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5"),
-                   score_weight_decay=1e-2, none_from_acceptability=_NONE_W))
+GRID = tuple(replace(c, none_from_acceptability=_NONE_W) for c in (
+    HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5")),
+    HeadConfig(hidden=16, weight_decay=1e-2, epochs=200, score_weight=_REAL, dim_sources=("syn", "t5")),
+    HeadConfig(hidden=32, weight_decay=1e-2, epochs=400, score_weight=_REAL, dim_sources=("syn", "t5")),
+    HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5")),
+    # head v5: the same dimension net as the point above, a more regularised score net (its inputs
+    # grew by the explanation-kind features, `critique.checks.EXTRA_FEATURES`)
+    HeadConfig(hidden=0, weight_decay=1e-3, epochs=200, score_weight={**_REAL, "fg": 0.0}, dim_sources=("syn", "t5"),
+               score_weight_decay=1e-2)))
 
 
 def config_summary(cfg: HeadConfig) -> dict[str, Any]:
