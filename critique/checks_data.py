@@ -8,6 +8,8 @@ flaw unit, a group (the question; splits and cross-validation never cut a group)
 Sets (`SETS`), each with its exact split:
 - `syn_<recipe>_train`: flaw recipe on EntailmentBank **train** trees (a seeded subset);
 - `syn_<recipe>_dev`: the same recipe on EntailmentBank **dev** trees (measurement only);
+- `short_<recipe>_<train|dev>`: the recipe on the next trees of the same seeded order, each cut to its
+  final step (`critique.flaws.last_step`): short explanations, which real model outputs mostly are;
 - `robust_dev`: eb_alt drafts of dev trees in the five robustness renderings;
 - `acc_<cqa|snli>`: human acceptability train CSVs (instances subset, seeded), split by instance
   into train / dev (`acc_dev_share`) inside the head trainer;
@@ -54,6 +56,10 @@ class DataConfig:
     seed: int = 0
     train_trees: int = 480   # per recipe; LORO macro-F1 0.480 with 40 (3 recipes), 0.516-0.538 with 160-480 (session 10)
     dev_trees: int = 25
+    # `short_<recipe>_<split>` sets: the recipe on other trees (the next ones of the same seeded order,
+    # so never the full sets' trees) cut to their final step (`critique.flaws.last_step`)
+    short_train_trees: int = 240
+    short_dev_trees: int = 25
     robust_trees: int = 5
     acc_instances: int = 120
     t5_runs: tuple[tuple[int, str], ...] = ((1, "T5_11B"), (2, "T5_11B"))
@@ -62,10 +68,29 @@ class DataConfig:
     def cache_file(self, name: str) -> Path:
         """Where set `name` is cached: a recipe set's file names its tree count, so that sets built
         from another number of trees are never read back as these."""
-        if name.startswith("syn_"):
-            n = self.train_trees if name.endswith("_train") else self.dev_trees
-            return Path(self.cache) / f"{name}_{n}trees.pkl"
+        if name.startswith(("syn_", "short_")):
+            return Path(self.cache) / f"{name}_{len(recipe_trees(name, self, load=False)[2])}trees.pkl"
         return Path(self.cache) / f"{name}.pkl"
+
+
+def recipe_trees(name: str, cfg: DataConfig, load: bool = True) -> tuple[str, str, list[Any], list[Any]]:
+    """(recipe, split, trees, questions) of a recipe set `syn_<recipe>_<split>` (the first trees of the
+    split's seeded order) or `short_<recipe>_<split>` (the next ones, cut to their final step). With
+    load=False the tree lists are placeholders of the right length (no data read)."""
+    from critique.flaws import last_step
+
+    prefix, rest = name.split("_", 1)
+    recipe, split = rest.rsplit("_", 1)
+    full = cfg.train_trees if split == "train" else cfg.dev_trees
+    if prefix == "syn":
+        start, n = 0, full
+    else:
+        start, n = full, cfg.short_train_trees if split == "train" else cfg.short_dev_trees
+    if not load:
+        return recipe, split, [None] * n, [None] * n
+    trees, qs = _trees(split, start + n, cfg.seed, cfg)
+    trees, qs = trees[start:], qs[start:]
+    return recipe, split, [last_step(t) for t in trees] if prefix == "short" else trees, qs
 
 
 def _corpus_table(cfg: DataConfig, checker: Checker) -> FactTable:
@@ -113,10 +138,9 @@ def build_set(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
     """One named set (see the module doc), computed now."""
     from critique import flaws
 
-    if name.startswith("syn_"):
-        recipe, split = name[4:].rsplit("_", 1)
+    if name.startswith(("syn_", "short_")):
         # Other-tree material (distractors, other chains) comes from the same subset: same split only.
-        trees, qs = _trees(split, cfg.train_trees if split == "train" else cfg.dev_trees, cfg.seed, cfg)
+        recipe, split, trees, qs = recipe_trees(name, cfg)
         ex = flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)
         return _flaw_items(ex, run_checks(checker, [e.model_output() for e in ex], cfg.batch, name), name)
     if name == "robust_dev":
@@ -294,7 +318,8 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
 
 SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", "syn_eb_v1_dev", "syn_eb_alt_dev",
         "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev",
-        "syn_eb_merged_train", "syn_eb_merged_dev", "accans_cqa", "accans_snli")
+        "syn_eb_merged_train", "syn_eb_merged_dev", "accans_cqa", "accans_snli",
+        *(f"short_{r}_{split}" for r in ("eb_v1", "eb_alt", "eb_prose", "eb_merged") for split in ("train", "dev")))
 
 
 def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg: DataConfig | None = None) -> None:
@@ -309,9 +334,8 @@ def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg:
     for name, items in sets.items():
         if items and "record" in items[0].extra:
             continue
-        if name.startswith("syn_"):
-            recipe, split = name[4:].rsplit("_", 1)
-            trees, qs = _trees(split, cfg.train_trees if split == "train" else cfg.dev_trees, cfg.seed, cfg)
+        if name.startswith(("syn_", "short_")):
+            recipe, split, trees, qs = recipe_trees(name, cfg)
             by_id = {e.id: e for e in flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)}
             for it in items:
                 it.extra["record"] = by_id[it.extra["id"]].model_output()

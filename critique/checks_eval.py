@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ class Splits:
     robust: list[Item]
     fg_train: list[Item] = ()            # fine-grained human judgements, training part
     fg_dev: list[Item] = ()              # ... seeded dev part (by instance; never trained on)
+    short_dev: dict[str, list[Item]] = field(default_factory=dict)   # recipe -> dev trees cut to their last step
 
     def real_train(self) -> list[Item]:
         """The real-label training rows every head here trains on besides the recipes (T5 aside)."""
@@ -74,9 +75,12 @@ def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float
     random.Random(f"{seed}:t5folds").shuffle(groups)
     t5_folds = {g: i % folds for i, g in enumerate(groups)}
     recipes = sorted({k[4:].rsplit("_", 1)[0] for k in sets if k.startswith("syn_")})
+    # a recipe's training rows: its full trees and its short ones (`short_<recipe>_train`, trees cut to
+    # their final step); its short dev rows are measured apart, so that the full-tree LORO stays comparable
     return Splits(acc_train, acc_dev, t5, t5_folds,
-                  {r: sets.get(f"syn_{r}_train", []) for r in recipes},
-                  {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []), fg_train, fg_dev)
+                  {r: sets.get(f"syn_{r}_train", []) + sets.get(f"short_{r}_train", []) for r in recipes},
+                  {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []), fg_train, fg_dev,
+                  {r: sets[f"short_{r}_dev"] for r in recipes if sets.get(f"short_{r}_dev")})
 
 
 def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True, raw: bool = False
@@ -124,11 +128,18 @@ def loro(sp: Splits, cfg: HeadConfig, use_real: bool = True) -> dict[str, Any]:
                      "macro_f1_without_knowledge": round(macro_f1([it.dim for it in dev], bare.argmax(1)), 4),
                      "train_recipes": [r for r in sp.syn_train if r != held],
                      "per_dimension_f1": _per_dim(dev, probs.argmax(1))}
+        short = sp.short_dev.get(held)
+        if short:
+            sprobs, _ = predict(head, short)
+            out[held].update({"macro_f1_short": round(macro_f1([it.dim for it in short], sprobs.argmax(1)), 4),
+                              "n_short": len(short), "per_dimension_f1_short": _per_dim(short, sprobs.argmax(1))})
+    folds = [v for v in out.values() if isinstance(v, dict)]
     if out:
         out["mean_macro_f1_without_knowledge"] = round(float(np.mean([v["macro_f1_without_knowledge"]
-                                                                       for v in out.values()])), 4)
-    out["mean_macro_f1"] = round(float(np.mean([v["macro_f1"] for v in out.values() if isinstance(v, dict)])), 4) \
-        if out else None
+                                                                       for v in folds])), 4)
+    if any("macro_f1_short" in v for v in folds):
+        out["mean_macro_f1_short"] = round(float(np.mean([v["macro_f1_short"] for v in folds if "macro_f1_short" in v])), 4)
+    out["mean_macro_f1"] = round(float(np.mean([v["macro_f1"] for v in folds])), 4) if folds else None
     return out
 
 
@@ -275,7 +286,14 @@ def measure(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
     sp_mean = float(np.mean([v["spearman_checks_score"] or 0 for v in acc.values()])) if acc else 0.0
     return {"loro": lo, "t5_cv": t5, "acceptability": acc, "fine_grained": fine_grained(head, sp),
             "none_detection": none_detection(head, sp), "robustness": robustness(head, sp.robust),
-            "selection_value": round(float(np.mean([lo["mean_macro_f1"] or 0, t5["auroc_5_minus_score"], sp_mean])), 4)}
+            "selection_value": round(float(np.mean([_loro_value(lo), t5["auroc_5_minus_score"], sp_mean])), 4)}
+
+
+def _loro_value(lo: dict[str, Any]) -> float:
+    """LORO's part of the selection value: the full-tree mean, averaged with the short-tree mean when
+    there are short dev rows (real outputs come in both lengths)."""
+    full = lo["mean_macro_f1"] or 0.0
+    return (full + lo["mean_macro_f1_short"]) / 2 if "mean_macro_f1_short" in lo else full
 
 
 # Real-label score sources only: synthetic scores (a recipe's convention) hurt the T5 and acceptability
@@ -346,7 +364,8 @@ def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]],
                           for it in its if "lm" in it.extra])
         fit_lm_offset(head, stats, w)
         report["lm"] = {"chosen_weight": w, "grid": rows}
-    head.meta.update({"trained_on": "syn_*_train (all recipes, EntailmentBank train trees), acceptability and "
+    head.meta.update({"trained_on": "syn_*_train and short_*_train (all recipes, EntailmentBank train trees, full and "
+                                    "cut to their final step), acceptability and "
                                     "fine-grained train parts (dev parts kept apart), all T5-11B dev rows "
                                     "(T5 numbers are CV)", "sets": {k: len(v) for k, v in sets.items()},
                       "chosen_full": report["full"]["chosen"]["config"], "chosen_fast": report["fast"]["chosen"]["config"]})

@@ -1123,6 +1123,24 @@ def build_recipe(recipe_name: str, trees: Sequence[Any], questions: Sequence[Any
     return _run_recipe(RECIPES[recipe_name], trees, questions, seed, split, labels)
 
 
+def last_step(tree: Any) -> Any:
+    """The tree cut to its final step: the premises that entail the hypothesis become its leaves (an
+    intermediate premise becomes a leaf `sent_<intN>` with the intermediate's text). The recipes run on
+    such trees give the short explanations real model outputs mostly are (two or three sentences and an
+    answer); on full trees every label but lack_justification is long, so a head learns "short means
+    unjustified" (session 11: 15 of the 20 demo outputs, sound ones included, got lack_justification)."""
+    from dataclasses import replace as _replace
+
+    from microtheory.trees import HYPOTHESIS, Step
+
+    if len(tree.steps) <= 1:
+        return tree
+    final = next(s for s in tree.steps if s.conclusion == HYPOTHESIS)
+    ids = {p: p if p.startswith("sent") else f"sent_{p}" for p in final.premises}
+    return _replace(tree, sentences={ids[p]: tree.sentences[p] for p in final.premises},
+                    steps=(Step(tuple(ids[p] for p in final.premises), HYPOTHESIS),))
+
+
 def robustness_set(trees: Sequence[Any], questions: Sequence[Any], seed: int = 0,
                    split: str = "dev") -> list[list[FlawExample]]:
     """For each (tree, label) of eb_alt: the same draft in the five ROBUSTNESS_RENDERINGS."""

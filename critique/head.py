@@ -438,6 +438,13 @@ def score_level(value: float) -> int:
     return int(min(max(math.floor(value + 0.5), 0), 5))
 
 
+# The most a critique scores an explanation whose predicted option is not the known key. The score net
+# learns from real labels only (acceptability, T5 proofs), and every one of those rows predicts the key,
+# so left alone it gave wrong-answer explanations 4-5 (session 11: 9 of the 10 in the demo outputs);
+# the synthetic convention (critique.flaws.SCORES) scores them 0-3.
+WRONG_ANSWER_MAX_SCORE = 2
+
+
 class ChecksCritic:
     """Checks + head -> one Critique per record. `fast` skips the fact checks."""
 
@@ -473,10 +480,16 @@ class ChecksCritic:
     def critique_one(self, r: ModelOutput, c: RecordChecks, lm: np.ndarray | None = None) -> Critique:
         x = self.head.features(c)
         probs = self.head.dim_probs(x)[0]
+        wrong = r.answer_key is not None and r.predicted_answer != r.answer_key
+        if wrong:   # an explanation ending on an option other than the known key has a flaw
+            probs = probs.copy()
+            probs[NONE_INDEX] = 0.0
         di = int(probs.argmax())
         dim = LABELS[di]
         raw = self.head.score_lm(x, lm) if lm is not None else self.head.score(x)
         score = score_level(float(self.head.calibrated(np.atleast_2d(x), raw)[0]))
+        if wrong:
+            score = min(score, WRONG_ANSWER_MAX_SCORE)
         if dim == NONE:
             return Critique(NO_FLAW, NONE, general_advice(NONE), NO_FLAW, score, None, float(probs[di]))
         ui = int(self.head.unit_probs(c.u, di).argmax()) if len(c.units) else 0

@@ -285,3 +285,24 @@ def test_likelihood_part_round_trips_and_moves_the_score(tmp_path):
     with pytest.raises(ModelError, match="likelihood"):
         ChecksCritic(fit_head(items, HeadConfig(hidden=0, epochs=5)),
                      Checker(OverlapScorer(), HashingEncoder(64), None, ChecksConfig(lm=True)))
+
+
+def test_an_explanation_ending_on_a_wrong_option_is_never_none_and_scores_at_most_2():
+    """The score net learns from real labels only, all of which predict the key: a head that says
+    `none` / 5 for everything must still flag an explanation whose predicted option is not the key."""
+    from critique.head import NONE_INDEX, WRONG_ANSWER_MAX_SCORE
+
+    head = fit_head(_items(), HeadConfig(hidden=0, epochs=50))
+    for net in (head.dim_net, head.score_net):
+        net["w2"] = net["w2"] * 0
+    head.dim_net["b2"] = np.where(np.arange(len(LABELS)) == NONE_INDEX, 50.0, 0.0)
+    head.score_net["b2"] = head.score_net["b2"] * 0 + 50.0
+    head.score_cal = None
+    critic = ChecksCritic(head, _checker())
+    expl = "Plants need sunlight to grow. Summer has the most sunlight. The answer is (B)."
+    right, wrong = critic.predict([_rec(expl, pred="B"), _rec(expl.replace("(B)", "(C)"), pred="C")])
+    assert right.dimension == "none" and right.score == 5
+    assert wrong.dimension != "none" and wrong.score == WRONG_ANSWER_MAX_SCORE == 2
+    # no key given: nothing to compare with, the head decides alone
+    nokey = ModelOutput("n", "In which season do garden plants get the most sunlight?", OPTS, None, expl, "C")
+    assert critic.predict([nokey])[0].dimension == "none"

@@ -179,3 +179,42 @@ def test_answered_rendering_of_human_rows_labels_none_but_trains_no_score_and_sp
     sp = make_splits({"acc_cqa": acc, "accans_cqa": ans, **{k: v for k, v in _sets().items() if k != "acc_cqa"}})
     dev = {it.group for it in sp.acc_dev if it.source == "acc_cqa"}
     assert dev == {it.group for it in sp.acc_dev if it.source == "accans_cqa"}
+
+
+def test_short_recipe_sets_train_with_their_recipe_and_are_measured_apart():
+    """`short_<recipe>_train` rows join their recipe's training rows (so LORO leaves them out with it);
+    `short_<recipe>_dev` rows are measured apart (macro_f1_short), the full-tree LORO unchanged."""
+    sets = _sets()
+    sets["short_r1_train"] = _items("short_r1_train", 6, 600)
+    sets["short_r1_dev"] = _items("short_r1_dev", 4, 700)
+    sp = make_splits(sets, folds=3)
+    assert len(sp.syn_train["r1"]) == 18 and len(sp.syn_dev["r1"]) == 8
+    assert set(sp.short_dev) == {"r1"} and len(sp.short_dev["r1"]) == 4
+    m = measure(sp, GRID[0])
+    assert m["loro"]["r1"]["n_short"] == 4 and "macro_f1_short" not in m["loro"]["r2"]
+    assert m["loro"]["mean_macro_f1_short"] == m["loro"]["r1"]["macro_f1_short"]
+    # the r2 fold trains on r1's rows, short ones included; r1's fold on r2's only
+    assert m["loro"]["r2"]["train_recipes"] == ["r1"]
+
+
+def test_short_sets_use_other_trees_than_the_full_ones(monkeypatch):
+    """A short set's trees follow the full set's in the same seeded order (never the same trees) and
+    are cut to their final step; its cache file names its own tree count."""
+    from microtheory.trees import EntailmentTree, Step
+    from critique import checks_data
+    from critique.checks_data import DataConfig, recipe_trees
+
+    def tree(i: int) -> EntailmentTree:
+        return EntailmentTree(f"t{i}", f"q{i}", "h", {"sent1": "a", "sent2": "b", "sent3": "c", "int1": "ab"},
+                              (Step(("sent1", "sent2"), "int1"), Step(("int1", "sent3"), "hypothesis")))
+
+    monkeypatch.setattr(checks_data, "_trees", lambda split, n, seed, cfg: ([tree(i) for i in range(n)],
+                                                                             [f"q{i}" for i in range(n)]))
+    cfg = DataConfig(cache="c", train_trees=3, short_train_trees=2)
+    _, _, full, _ = recipe_trees("syn_eb_v1_train", cfg)
+    recipe, split, short, qs = recipe_trees("short_eb_v1_train", cfg)
+    assert (recipe, split) == ("eb_v1", "train") and qs == ["q3", "q4"]
+    assert [t.id for t in full] == ["t0", "t1", "t2"] and [t.id for t in short] == ["t3", "t4"]
+    assert [len(t.steps) for t in short] == [1, 1] and short[0].leaves == ("sent_int1", "sent3")
+    assert short[0].sentences["sent_int1"] == "ab"
+    assert cfg.cache_file("short_eb_v1_train").name == "short_eb_v1_train_2trees.pkl"
