@@ -219,32 +219,37 @@ def _mode_md(name: str, r: dict[str, Any], old: dict[str, Any]) -> list[str]:
     c = r["chosen"]
     lo, t5, acc, rb = c["loro"], c["t5_cv"], c["acceptability"], c["robustness"]
     L = [f"## {name}: chosen config {c['config']} (selection value {c['selection_value']})", "",
-         "Grid (selection value = mean of LORO macro-F1 (the mean of the full-tree and short-tree means), T5 CV AUROC, mean acceptability dev Spearman):", "",
-         "| config | LORO mean (full trees / short trees) | T5 CV AUROC | CQA dev | SNLI dev | value |", "|---|---|---|---|---|---|"]
+         "Grid (selection value = mean of LORO macro-F1 (the mean of the full-tree, short-tree and without-own-facts means), T5 CV AUROC, mean acceptability dev Spearman):", "",
+         "| config | LORO mean (full trees / short trees / without own facts) | T5 CV AUROC | CQA dev | SNLI dev | value |",
+         "|---|---|---|---|---|---|"]
     for g in r["grid"]:
         a = g["acceptability"]
         swd = g["config"].get("score_weight_decay")
         L.append(f"| {g['config']['hidden']} hidden, wd {g['config']['weight_decay']}"
                  f"{f' (score net {swd})' if swd is not None else ''}, score sources "
                  f"{ {k: v for k, v in g['config']['score_weight'].items() if v} } | {g['loro']['mean_macro_f1']} / "
-                 f"{g['loro'].get('mean_macro_f1_short', 'n/a')} | "
+                 f"{g['loro'].get('mean_macro_f1_short', 'n/a')} / {g['loro'].get('mean_macro_f1_nofacts', 'n/a')} | "
                  f"{g['t5_cv']['auroc_5_minus_score']} | {a.get('acc_cqa', {}).get('spearman_checks_score')} | "
                  f"{a.get('acc_snli', {}).get('spearman_checks_score')} | {g['selection_value']} |")
     L += ["", "(a) Leave-one-recipe-out dimension macro-F1 (synthetic labels; test = left-out recipe on dev trees; "
-          "short: the left-out recipe on other dev trees cut to their final step):", "",
-          "| left out | n | macro-F1 | n short | macro-F1 short | old classifier |", "|---|---|---|---|---|---|"]
+          "short: the left-out recipe on other dev trees cut to their final step; nofacts: the full-tree dev rows "
+          "checked against the corpus without their trees' own facts):", "",
+          "| left out | n | macro-F1 | n short | macro-F1 short | macro-F1 nofacts | old classifier |",
+          "|---|---|---|---|---|---|---|"]
     for rec, v in lo.items():
         if isinstance(v, dict):
             L.append(f"| {rec} | {v['n']} | {v['macro_f1']} | {v.get('n_short', 'n/a')} | {v.get('macro_f1_short', 'n/a')} "
-                     f"| {old.get(f'macro_f1_{rec}_dev', 'n/a')} |")
+                     f"| {v.get('macro_f1_nofacts', 'n/a')} | {old.get(f'macro_f1_{rec}_dev', 'n/a')} |")
     L += [f"| mean | | **{lo['mean_macro_f1']}** (checked without knowledge, as `critique run` without "
-          f"--microtheory: {lo.get('mean_macro_f1_without_knowledge', 'n/a')}) | | **{lo.get('mean_macro_f1_short', 'n/a')}** | |",
-          "", "Per dimension F1: " + "; ".join(
+          f"--microtheory: {lo.get('mean_macro_f1_without_knowledge', 'n/a')}) | | **{lo.get('mean_macro_f1_short', 'n/a')}** "
+          f"| **{lo.get('mean_macro_f1_nofacts', 'n/a')}** | |", "", "Per dimension F1: " + "; ".join(
         f"{rec}: " + ", ".join(f"{k} {x}" for k, x in v["per_dimension_f1"].items())
-        for rec, v in lo.items() if isinstance(v, dict)), "",
-          "Per dimension F1, short trees: " + "; ".join(
-        f"{rec}: " + ", ".join(f"{k} {x}" for k, x in v.get("per_dimension_f1_short", {}).items())
-        for rec, v in lo.items() if isinstance(v, dict)), "",
+        for rec, v in lo.items() if isinstance(v, dict)), ""]
+    for var in ("short", "nofacts"):
+        L += [f"Per dimension F1, {var}: " + "; ".join(
+            f"{rec}: " + ", ".join(f"{k} {x}" for k, x in v.get(f"per_dimension_f1_{var}", {}).items())
+            for rec, v in lo.items() if isinstance(v, dict)), ""]
+    L += [
           f"(b) T5-11B dev proofs, n = {t5['n']} ({t5['n_flawed']} flawed), {t5['folds']}-fold CV by dev item: "
           f"AUROC 5 - score **{t5['auroc_5_minus_score']}** (the integer score critiques carry; raw score "
           f"{t5.get('auroc_5_minus_raw_score', 'n/a')}; checked without knowledge, as `critique run` without "

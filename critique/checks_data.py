@@ -10,6 +10,9 @@ Sets (`SETS`), each with its exact split:
 - `syn_<recipe>_dev`: the same recipe on EntailmentBank **dev** trees (measurement only);
 - `short_<recipe>_<train|dev>`: the recipe on the next trees of the same seeded order, each cut to its
   final step (`critique.flaws.last_step`): short explanations, which real model outputs mostly are;
+- `nofacts_<recipe>_<train|dev>`: the `syn_` set's examples checked against the corpus **without** the
+  facts of the set's own trees (`_corpus_table(exclude=...)`): knowledge that holds facts like the
+  explanation's but not its own sentences, as a small microtheory or an LM's own wording meets it;
 - `robust_dev`: eb_alt drafts of dev trees in the five robustness renderings;
 - `acc_<cqa|snli>`: human acceptability train CSVs (instances subset, seeded), split by instance
   into train / dev (`acc_dev_share`) inside the head trainer;
@@ -68,21 +71,28 @@ class DataConfig:
     def cache_file(self, name: str) -> Path:
         """Where set `name` is cached: a recipe set's file names its tree count, so that sets built
         from another number of trees are never read back as these."""
-        if name.startswith(("syn_", "short_")):
+        if name.startswith(RECIPE_PREFIXES):
             return Path(self.cache) / f"{name}_{len(recipe_trees(name, self, load=False)[2])}trees.pkl"
         return Path(self.cache) / f"{name}.pkl"
 
 
+# Recipe set families: the recipe on full trees (`syn_`), on other trees cut to their final step
+# (`short_`), and the `syn_` examples checked against the corpus without their own facts (`nofacts_`).
+# Each family's train rows train with their recipe; its dev rows are measured apart.
+RECIPE_PREFIXES = ("syn_", "short_", "nofacts_")
+VARIANTS = ("short", "nofacts")
+
+
 def recipe_trees(name: str, cfg: DataConfig, load: bool = True) -> tuple[str, str, list[Any], list[Any]]:
-    """(recipe, split, trees, questions) of a recipe set `syn_<recipe>_<split>` (the first trees of the
-    split's seeded order) or `short_<recipe>_<split>` (the next ones, cut to their final step). With
-    load=False the tree lists are placeholders of the right length (no data read)."""
+    """(recipe, split, trees, questions) of a recipe set `syn_<recipe>_<split>` or `nofacts_...` (the
+    first trees of the split's seeded order) or `short_<recipe>_<split>` (the next ones, cut to their
+    final step). With load=False the tree lists are placeholders of the right length (no data read)."""
     from critique.flaws import last_step
 
     prefix, rest = name.split("_", 1)
     recipe, split = rest.rsplit("_", 1)
     full = cfg.train_trees if split == "train" else cfg.dev_trees
-    if prefix == "syn":
+    if prefix in ("syn", "nofacts"):
         start, n = 0, full
     else:
         start, n = full, cfg.short_train_trees if split == "train" else cfg.short_dev_trees
@@ -93,21 +103,33 @@ def recipe_trees(name: str, cfg: DataConfig, load: bool = True) -> tuple[str, st
     return recipe, split, [last_step(t) for t in trees] if prefix == "short" else trees, qs
 
 
-def _corpus_table(cfg: DataConfig, checker: Checker) -> FactTable:
+def _corpus_table(cfg: DataConfig, checker: Checker, exclude: Sequence[str] = ()) -> FactTable:
+    """The WorldTree corpus as a FactTable (vectors cached); `exclude`: texts whose corpus sentences are
+    left out (compared lower-cased, spaces collapsed)."""
     from microtheory.datasets import DataPaths, read_worldtree_corpus
 
     cache = Path(cfg.cache) / "worldtree_vectors.npz"
     paths = DataPaths(Path(cfg.data_dir)) if cfg.data_dir else DataPaths.default()
     corpus = read_worldtree_corpus(paths.require(paths.worldtree_corpus))
     ids, texts = list(corpus), list(corpus.values())
+    table = None
     if cache.is_file():
         z = np.load(cache, allow_pickle=True)
         if list(z["ids"]) == ids:
-            return FactTable(ids, texts, z["vectors"])
-    table = FactTable.build(ids, texts, checker.encoder)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, ids=np.array(ids, dtype=object), vectors=table.vectors)
-    return table
+            table = FactTable(ids, texts, z["vectors"])
+    if table is None:
+        table = FactTable.build(ids, texts, checker.encoder)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, ids=np.array(ids, dtype=object), vectors=table.vectors)
+    if not exclude:
+        return table
+    drop = {_fact_key(t) for t in exclude}
+    keep = [i for i, t in enumerate(texts) if _fact_key(t) not in drop]
+    return FactTable([ids[i] for i in keep], [texts[i] for i in keep], table.vectors[keep])
+
+
+def _fact_key(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".")
 
 
 def run_checks(checker: Checker, records: Sequence[ModelOutput], batch: int, label: str = "") -> list[RecordChecks]:
@@ -138,10 +160,16 @@ def build_set(name: str, cfg: DataConfig, checker: Checker) -> list[Item]:
     """One named set (see the module doc), computed now."""
     from critique import flaws
 
-    if name.startswith(("syn_", "short_")):
+    if name.startswith(RECIPE_PREFIXES):
         # Other-tree material (distractors, other chains) comes from the same subset: same split only.
         recipe, split, trees, qs = recipe_trees(name, cfg)
         ex = flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)
+        if name.startswith("nofacts_"):
+            own = [t for tree in trees for t in tree.sentences.values()]
+            cache = checker._vec_cache
+            checker = Checker(checker.scorer, checker.encoder, _corpus_table(cfg, checker, exclude=own),
+                              checker.config)
+            checker._vec_cache = cache
         return _flaw_items(ex, run_checks(checker, [e.model_output() for e in ex], cfg.batch, name), name)
     if name == "robust_dev":
         trees, qs = _trees("dev", cfg.robust_trees, cfg.seed + 1, cfg)
@@ -316,10 +344,14 @@ def _t5(cfg: DataConfig, checker: Checker) -> list[Item]:
     return out
 
 
+RECIPE_NAMES = ("eb_v1", "eb_alt", "eb_prose", "eb_merged")
 SETS = ("acc_cqa", "acc_snli", "syn_eb_alt_train", "syn_eb_v1_train", "t5_dev", "syn_eb_v1_dev", "syn_eb_alt_dev",
         "robust_dev", "fg_cose", "fg_ecqa", "fg_esnli", "syn_eb_prose_train", "syn_eb_prose_dev",
         "syn_eb_merged_train", "syn_eb_merged_dev", "accans_cqa", "accans_snli",
-        *(f"short_{r}_{split}" for r in ("eb_v1", "eb_alt", "eb_prose", "eb_merged") for split in ("train", "dev")))
+        *(f"short_{r}_{split}" for r in RECIPE_NAMES for split in ("train", "dev")),
+        # measured, not trained on: training on nofacts_<recipe>_train too lowered LORO (full trees 0.536 ->
+        # 0.527, short 0.649 -> 0.619) for +0.012 on these rows (session 11, docs/critique_data.md)
+        *(f"nofacts_{r}_dev" for r in RECIPE_NAMES))
 
 
 def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg: DataConfig | None = None) -> None:
@@ -334,7 +366,7 @@ def attach_records(sets: dict[str, list[Any]], data_dir: str | None = None, cfg:
     for name, items in sets.items():
         if items and "record" in items[0].extra:
             continue
-        if name.startswith(("syn_", "short_")):
+        if name.startswith(RECIPE_PREFIXES):
             recipe, split, trees, qs = recipe_trees(name, cfg)
             by_id = {e.id: e for e in flaws.build_recipe(recipe, trees, qs, seed=cfg.seed, split=split)}
             for it in items:
@@ -379,6 +411,8 @@ def lexical_sets(sets: dict[str, list[Item]], data_dir: str | None = None, cfg: 
     checker = Checker(config=ChecksConfig(fast=True))
     out: dict[str, list[Item]] = {}
     for name, items in sets.items():
+        if name.startswith("nofacts_"):   # fast mode has no fact checks: these would repeat the syn_ rows
+            continue
         checks = checker.run([it.extra["record"] for it in items])
         out[name] = [_replace(it, checks=c) for it, c in zip(items, checks)]
     return out
@@ -484,7 +518,8 @@ def attach_acceptability(sets: dict[str, list[Item]], scorer: Any = None, cache:
     for name, items in sets.items():
         keys = [f"{it.extra['record'].id}\t{hashlib.sha1(it.extra['record'].explanation.encode()).hexdigest()[:16]}"
                 for it in items]
-        path = folder / f"{name}.json" if folder else None
+        # nofacts_ sets hold the syn_ sets' records (checked against other knowledge): same values
+        path = folder / f"{name.replace('nofacts_', 'syn_', 1)}.json" if folder else None
         known: dict[str, float] = json.loads(path.read_text()) if path and path.is_file() else {}
         todo = [i for i, k in enumerate(keys) if k not in known]
         if todo:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from critique.checks_data import Item, acc_base
+from critique.checks_data import VARIANTS, Item, acc_base
 from critique.evaluate import auroc, spearman
 from critique.head import CheckHead, HeadConfig, fit_head, score_level
 from critique.taxonomy import LABEL_INDEX, LABELS, NONE, score_range
@@ -53,7 +53,8 @@ class Splits:
     robust: list[Item]
     fg_train: list[Item] = ()            # fine-grained human judgements, training part
     fg_dev: list[Item] = ()              # ... seeded dev part (by instance; never trained on)
-    short_dev: dict[str, list[Item]] = field(default_factory=dict)   # recipe -> dev trees cut to their last step
+    # variant ("short", "nofacts": `critique.checks_data.VARIANTS`) -> recipe -> its dev rows, measured apart
+    variant_dev: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
 
     def real_train(self) -> list[Item]:
         """The real-label training rows every head here trains on besides the recipes (T5 aside)."""
@@ -75,12 +76,15 @@ def make_splits(sets: dict[str, list[Item]], seed: int = 0, acc_dev_share: float
     random.Random(f"{seed}:t5folds").shuffle(groups)
     t5_folds = {g: i % folds for i, g in enumerate(groups)}
     recipes = sorted({k[4:].rsplit("_", 1)[0] for k in sets if k.startswith("syn_")})
-    # a recipe's training rows: its full trees and its short ones (`short_<recipe>_train`, trees cut to
-    # their final step); its short dev rows are measured apart, so that the full-tree LORO stays comparable
+    # a recipe's training rows: its full-tree rows and its variants' (`checks_data.VARIANTS`: trees cut to
+    # their final step, checks against the corpus without the trees' own facts); the variants' dev rows
+    # are measured apart, so that the full-tree LORO stays comparable across heads
+    variant_dev = {v: {r: sets[f"{v}_{r}_dev"] for r in recipes if sets.get(f"{v}_{r}_dev")} for v in VARIANTS}
     return Splits(acc_train, acc_dev, t5, t5_folds,
-                  {r: sets.get(f"syn_{r}_train", []) + sets.get(f"short_{r}_train", []) for r in recipes},
+                  {r: sets.get(f"syn_{r}_train", []) + [it for v in VARIANTS for it in sets.get(f"{v}_{r}_train", [])]
+                   for r in recipes},
                   {r: sets.get(f"syn_{r}_dev", []) for r in recipes}, sets.get("robust_dev", []), fg_train, fg_dev,
-                  {r: sets[f"short_{r}_dev"] for r in recipes if sets.get(f"short_{r}_dev")})
+                  {v: d for v, d in variant_dev.items() if d})
 
 
 def predict(head: CheckHead, items: Sequence[Item], knowledge: bool = True, raw: bool = False
@@ -128,17 +132,20 @@ def loro(sp: Splits, cfg: HeadConfig, use_real: bool = True) -> dict[str, Any]:
                      "macro_f1_without_knowledge": round(macro_f1([it.dim for it in dev], bare.argmax(1)), 4),
                      "train_recipes": [r for r in sp.syn_train if r != held],
                      "per_dimension_f1": _per_dim(dev, probs.argmax(1))}
-        short = sp.short_dev.get(held)
-        if short:
-            sprobs, _ = predict(head, short)
-            out[held].update({"macro_f1_short": round(macro_f1([it.dim for it in short], sprobs.argmax(1)), 4),
-                              "n_short": len(short), "per_dimension_f1_short": _per_dim(short, sprobs.argmax(1))})
+        for var, by_recipe in sp.variant_dev.items():
+            items = by_recipe.get(held)
+            if items:
+                vp = predict(head, items)[0].argmax(1)
+                out[held].update({f"macro_f1_{var}": round(macro_f1([it.dim for it in items], vp), 4),
+                                  f"n_{var}": len(items), f"per_dimension_f1_{var}": _per_dim(items, vp)})
     folds = [v for v in out.values() if isinstance(v, dict)]
     if out:
         out["mean_macro_f1_without_knowledge"] = round(float(np.mean([v["macro_f1_without_knowledge"]
                                                                        for v in folds])), 4)
-    if any("macro_f1_short" in v for v in folds):
-        out["mean_macro_f1_short"] = round(float(np.mean([v["macro_f1_short"] for v in folds if "macro_f1_short" in v])), 4)
+    for var in sp.variant_dev:
+        got = [v[f"macro_f1_{var}"] for v in folds if f"macro_f1_{var}" in v]
+        if got:
+            out[f"mean_macro_f1_{var}"] = round(float(np.mean(got)), 4)
     out["mean_macro_f1"] = round(float(np.mean([v["macro_f1"] for v in folds])), 4) if folds else None
     return out
 
@@ -290,10 +297,11 @@ def measure(sp: Splits, cfg: HeadConfig) -> dict[str, Any]:
 
 
 def _loro_value(lo: dict[str, Any]) -> float:
-    """LORO's part of the selection value: the full-tree mean, averaged with the short-tree mean when
-    there are short dev rows (real outputs come in both lengths)."""
-    full = lo["mean_macro_f1"] or 0.0
-    return (full + lo["mean_macro_f1_short"]) / 2 if "mean_macro_f1_short" in lo else full
+    """LORO's part of the selection value: the mean of the full-tree mean and each variant's mean
+    (`checks_data.VARIANTS`) that has dev rows (real outputs come short and long, checked against
+    knowledge that may not hold their sentences)."""
+    vals = [lo["mean_macro_f1"] or 0.0] + [lo[f"mean_macro_f1_{v}"] for v in VARIANTS if f"mean_macro_f1_{v}" in lo]
+    return float(np.mean(vals))
 
 
 # Real-label score sources only: synthetic scores (a recipe's convention) hurt the T5 and acceptability
@@ -364,8 +372,9 @@ def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]],
                           for it in its if "lm" in it.extra])
         fit_lm_offset(head, stats, w)
         report["lm"] = {"chosen_weight": w, "grid": rows}
-    head.meta.update({"trained_on": "syn_*_train and short_*_train (all recipes, EntailmentBank train trees, full and "
-                                    "cut to their final step), acceptability and "
+    head.meta.update({"trained_on": "syn_*_train, short_*_train and nofacts_*_train (all recipes, EntailmentBank "
+                                    "train trees, full, cut to their final step, checked without their own facts), "
+                                    "acceptability and "
                                     "fine-grained train parts (dev parts kept apart), all T5-11B dev rows "
                                     "(T5 numbers are CV)", "sets": {k: len(v) for k, v in sets.items()},
                       "chosen_full": report["full"]["chosen"]["config"], "chosen_fast": report["fast"]["chosen"]["config"]})

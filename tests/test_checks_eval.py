@@ -181,18 +181,22 @@ def test_answered_rendering_of_human_rows_labels_none_but_trains_no_score_and_sp
     assert dev == {it.group for it in sp.acc_dev if it.source == "accans_cqa"}
 
 
-def test_short_recipe_sets_train_with_their_recipe_and_are_measured_apart():
-    """`short_<recipe>_train` rows join their recipe's training rows (so LORO leaves them out with it);
-    `short_<recipe>_dev` rows are measured apart (macro_f1_short), the full-tree LORO unchanged."""
+def test_variant_recipe_sets_train_with_their_recipe_and_are_measured_apart():
+    """`short_`/`nofacts_<recipe>_train` rows join their recipe's training rows (so LORO leaves them out
+    with it); their dev rows are measured apart (macro_f1_<variant>), the full-tree LORO unchanged."""
     sets = _sets()
     sets["short_r1_train"] = _items("short_r1_train", 6, 600)
     sets["short_r1_dev"] = _items("short_r1_dev", 4, 700)
+    sets["nofacts_r2_train"] = _items("nofacts_r2_train", 4, 800)
+    sets["nofacts_r2_dev"] = _items("nofacts_r2_dev", 6, 900)
     sp = make_splits(sets, folds=3)
-    assert len(sp.syn_train["r1"]) == 18 and len(sp.syn_dev["r1"]) == 8
-    assert set(sp.short_dev) == {"r1"} and len(sp.short_dev["r1"]) == 4
+    assert len(sp.syn_train["r1"]) == 18 and len(sp.syn_dev["r1"]) == 8 and len(sp.syn_train["r2"]) == 16
+    assert set(sp.variant_dev) == {"short", "nofacts"} and len(sp.variant_dev["short"]["r1"]) == 4
+    assert set(sp.variant_dev["nofacts"]) == {"r2"}
     m = measure(sp, GRID[0])
     assert m["loro"]["r1"]["n_short"] == 4 and "macro_f1_short" not in m["loro"]["r2"]
     assert m["loro"]["mean_macro_f1_short"] == m["loro"]["r1"]["macro_f1_short"]
+    assert m["loro"]["r2"]["n_nofacts"] == 6 and "macro_f1_nofacts" not in m["loro"]["r1"]
     # the r2 fold trains on r1's rows, short ones included; r1's fold on r2's only
     assert m["loro"]["r2"]["train_recipes"] == ["r1"]
 
@@ -218,3 +222,33 @@ def test_short_sets_use_other_trees_than_the_full_ones(monkeypatch):
     assert [len(t.steps) for t in short] == [1, 1] and short[0].leaves == ("sent_int1", "sent3")
     assert short[0].sentences["sent_int1"] == "ab"
     assert cfg.cache_file("short_eb_v1_train").name == "short_eb_v1_train_2trees.pkl"
+
+
+def test_nofacts_knowledge_leaves_the_trees_own_facts_out(monkeypatch, tmp_path):
+    """The corpus a `nofacts_` set is checked against lacks exactly the given texts (case, spacing and a
+    final period aside), with the other facts' vectors unchanged."""
+    import json
+
+    from critique import checks_data
+    from critique.checks_data import DataConfig, _corpus_table
+    from retrieval.encoder import HashingEncoder
+
+    corpus = {"u1": "A dog is a mammal.", "u2": "mammals are warm-blooded", "u3": "the sun is a star"}
+    (tmp_path / "wt.json").write_text(json.dumps(corpus))
+
+    class Paths:
+        worldtree_corpus = "x"
+
+        def require(self, _):
+            return tmp_path / "wt.json"
+
+    monkeypatch.setattr("microtheory.datasets.DataPaths.default", staticmethod(lambda: Paths()))
+    monkeypatch.setattr("microtheory.datasets.read_worldtree_corpus", lambda p: json.loads(p.read_text()))
+    ck = Checker(config=ChecksConfig(fast=True))
+    ck._encoder = HashingEncoder(32)
+    cfg = DataConfig(cache=str(tmp_path / "cache"))
+    full = _corpus_table(cfg, ck)
+    part = _corpus_table(cfg, ck, exclude=["a  dog is a mammal", "The sun is a star."])
+    assert full.ids == ["u1", "u2", "u3"] and part.ids == ["u2"] and part.texts == ["mammals are warm-blooded"]
+    assert np.allclose(part.vectors[0], full.vectors[1])
+    assert checks_data.DataConfig().cache_file("nofacts_eb_v1_train").name == "nofacts_eb_v1_train_480trees.pkl"
