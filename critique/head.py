@@ -440,7 +440,7 @@ def score_level(value: float) -> int:
 
 # The most a critique scores an explanation whose predicted option is not the known key. The score net
 # learns from real labels only (acceptability, T5 proofs), and every one of those rows predicts the key,
-# so left alone it gave wrong-answer explanations 4-5 (session 11: 9 of the 10 in the demo outputs);
+# so left alone it scored wrong-answer explanations like sound ones (session 11: all 9 in the demo outputs 3-5);
 # the synthetic convention (critique.flaws.SCORES) scores them 0-3.
 WRONG_ANSWER_MAX_SCORE = 2
 
