@@ -372,9 +372,8 @@ def train_shipped(sets: dict[str, list[Item]], fast_sets: dict[str, list[Item]],
                           for it in its if "lm" in it.extra])
         fit_lm_offset(head, stats, w)
         report["lm"] = {"chosen_weight": w, "grid": rows}
-    head.meta.update({"trained_on": "syn_*_train, short_*_train and nofacts_*_train (all recipes, EntailmentBank "
-                                    "train trees, full, cut to their final step, checked without their own facts), "
-                                    "acceptability and "
+    head.meta.update({"trained_on": "syn_*_train and short_*_train (all recipes, EntailmentBank train trees, full "
+                                    "and cut to their final step), acceptability and "
                                     "fine-grained train parts (dev parts kept apart), all T5-11B dev rows "
                                     "(T5 numbers are CV)", "sets": {k: len(v) for k, v in sets.items()},
                       "chosen_full": report["full"]["chosen"]["config"], "chosen_fast": report["fast"]["chosen"]["config"]})

@@ -1127,8 +1127,8 @@ def last_step(tree: Any) -> Any:
     """The tree cut to its final step: the premises that entail the hypothesis become its leaves (an
     intermediate premise becomes a leaf `sent_<intN>` with the intermediate's text). The recipes run on
     such trees give the short explanations real model outputs mostly are (two or three sentences and an
-    answer); on full trees every label but lack_justification is long, so a head learns "short means
-    unjustified" (session 11: 15 of the 20 demo outputs, sound ones included, got lack_justification)."""
+    answer); on full trees every label but lack_justification is long, so length alone would tell a head
+    "unjustified" (docs/critique_data.md, "Short explanations")."""
     from dataclasses import replace as _replace
 
     from microtheory.trees import HYPOTHESIS, Step
