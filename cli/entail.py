@@ -140,6 +140,53 @@ def eval_cmd(
         typer.echo(f"wrote {out}")
 
 
+@app.command("fit-cascade")
+def fit_cascade_cmd(
+    strong: str = typer.Option("mpnet", "--strong", help="The strong stage: a scorer folder or 'mpnet' (packaged)."),
+    heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out TRAIN examples JSONL (default: the "
+                                           "heldout_examples.jsonl training wrote beside the strong scorer); never dev."),
+    force: bool = typer.Option(False, "--force", help="Replace a cascade.json already in the strong scorer's folder."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Fit how `cascade:STRONG` decides: the shipped scorer prunes, then its score and the strong one's are
+    mixed (logits, the strong weight and the threshold chosen for F1 on held-out train examples).
+    Writes STRONG/cascade.json, which `cascade:STRONG` then reads.
+
+    Example: microtheory entail fit-cascade --strong runs/entail-mpnet
+    """
+    from retrieval.entail import ALIASES, CASCADE_MIX_NAME, SHIPPED_DIR, load_scorer
+    from retrieval.entail_train import fit_cascade_mix, is_scorer_dir, read_examples
+
+    folder = Path(ALIASES.get(strong, strong))
+    if not is_scorer_dir(folder):
+        typer.echo(f"error: --strong {folder}: not a scorer folder (no entail_config.json / adapter)", err=True)
+        raise typer.Exit(2)
+    target = folder / CASCADE_MIX_NAME
+    if target.exists() and not force:
+        typer.echo(f"error: {target} exists (written by an earlier fit); add --force to replace it", err=True)
+        raise typer.Exit(1)
+    hp = heldout or folder / "heldout_examples.jsonl"
+    if not hp.is_file():
+        typer.echo(f"error: {hp}: no held-out train examples; give --heldout (the file training writes)", err=True)
+        raise typer.Exit(2)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    mix, rows = fit_cascade_mix(load_scorer(SHIPPED_DIR), load_scorer(str(folder)), read_examples(hp))
+    mix.meta["heldout_file"] = hp.name
+    mix.save(target)
+    res = {"out": str(target), "strong_weight": mix.strong_weight, "threshold": mix.threshold, "grid": rows}
+    if json_out:
+        echo_json(res)
+        return
+    for r in rows:
+        typer.echo(f"strong weight {r['strong_weight']:.2f}: held-out F1 {r['f1']:.3f} AUROC {r['auroc']:.3f} "
+                   f"(threshold {r['threshold']:.3f})")
+    typer.echo(f"wrote {target}: strong weight {mix.strong_weight:g}, threshold {mix.threshold:.3f}")
+
+
 @app.command("score")
 def score_cmd(
     premise: list[str] = typer.Option(..., "--premise", "-p", help="A premise sentence (repeat for several)."),

@@ -590,25 +590,71 @@ class CrossEncoderScorer:
 
 CASCADE_PREFIX = "cascade:"
 DEFAULT_PRUNE_BELOW = 0.05
+# In a strong scorer's folder: how a cascade behind the shipped scorer mixes the two stages
+# (`CascadeMix`, written by `microtheory entail fit-cascade`).
+CASCADE_MIX_NAME = "cascade.json"
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class CascadeMix:
+    """A cascade's decision from both stages: P = sigmoid(w * logit(strong) + (1 - w) * logit(fast)) for
+    the items the fast stage lets through, decided at `threshold`. The fast score is already there,
+    so the mix costs nothing; the two scorers err on different kinds (MiniLM on argument reversals,
+    MPNet on long leaf sets), and `w` and `threshold` are chosen on held-out TRAIN examples."""
+
+    strong_weight: float
+    threshold: float
+    fast: str = ""                 # `scorer_id` of the fast scorer the mix was fitted with
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def combine(self, fast: np.ndarray, strong: np.ndarray) -> np.ndarray:
+        z = self.strong_weight * _logit(strong) + (1 - self.strong_weight) * _logit(fast)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def save(self, path: str | Path) -> None:
+        from core.jsonl import atomic_write_json
+
+        atomic_write_json(path, {"format": FORMAT_VERSION, "strong_weight": self.strong_weight,
+                                 "threshold": self.threshold, "fast": self.fast, **self.meta})
+
+    @classmethod
+    def load(cls, path: str | Path) -> CascadeMix:
+        try:
+            d = json.loads(Path(path).read_text())
+            w, thr = float(d["strong_weight"]), float(d["threshold"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"{path}: not a cascade mix ({e})") from e
+        if not 0.0 <= w <= 1.0 or not 0.0 < thr < 1.0:
+            raise ModelError(f"{path}: strong_weight must be in [0, 1] and threshold in (0, 1)")
+        meta = {k: v for k, v in d.items() if k not in ("format", "strong_weight", "threshold", "fast")}
+        return cls(w, thr, str(d.get("fast", "")), meta)
 
 
 class CascadeScorer:
     """Two stages for speed (issue 13): `fast` scores every item; an item it scores below
     `prune_below` is rejected there and keeps that score, every other item is scored again by
-    `strong`, whose score replaces the fast one. Decisions use `strong`'s threshold, and
-    `prune_below` is never above it, so a pruned item is never called entailed.
-    `last_stages` names the stage that produced each score of the last call ("fast" or "strong");
-    `counts` adds them up over the scorer's life."""
+    `strong`, whose score replaces the fast one (with a `mix`: is mixed with it, `CascadeMix`).
+    Decisions use `strong`'s threshold (the mix's with one), and `prune_below` is never above it, so
+    a pruned item is never called entailed. `last_stages` names the stage that produced each score of
+    the last call ("fast", "strong", or "fast+strong" with a mix); `counts` adds them up over the
+    scorer's life."""
 
-    def __init__(self, fast: EntailmentScorer, strong: EntailmentScorer, prune_below: float = DEFAULT_PRUNE_BELOW):
-        self.fast, self.strong = fast, strong
+    def __init__(self, fast: EntailmentScorer, strong: EntailmentScorer, prune_below: float = DEFAULT_PRUNE_BELOW,
+                 mix: CascadeMix | None = None):
+        self.fast, self.strong, self.mix = fast, strong, mix
         self._prune_below = float(prune_below)
         self.last_stages: list[str] = []
-        self.counts = {"fast": 0, "strong": 0}
+        self.kept_stage = "fast+strong" if mix else "strong"
+        self.counts = {"fast": 0, self.kept_stage: 0}
 
     @property
     def threshold(self) -> float:
-        return float(self.strong.threshold)
+        return float(self.mix.threshold if self.mix else self.strong.threshold)
 
     @property
     def prune_below(self) -> float:
@@ -616,8 +662,9 @@ class CascadeScorer:
 
     @property
     def name(self) -> str:
+        how = f"mixed, strong weight {self.mix.strong_weight:g}" if self.mix else "strong decides"
         return (f"cascade({getattr(self.fast, 'name', 'fast')} -> {getattr(self.strong, 'name', 'strong')}, "
-                f"pruned below {self.prune_below:g})")
+                f"pruned below {self.prune_below:g}, {how})")
 
     def score(self, premises: Sequence[str], hypothesis: str) -> float:
         return float(self.score_batch([(premises, hypothesis)])[0])
@@ -627,20 +674,45 @@ class CascadeScorer:
         out = np.asarray(self.fast.score_batch(items, batch_size=batch_size), dtype=np.float32).copy()
         keep = np.flatnonzero(out >= self.prune_below)
         if len(keep):
-            out[keep] = self.strong.score_batch([items[i] for i in keep], batch_size=batch_size)
+            strong = np.asarray(self.strong.score_batch([items[i] for i in keep], batch_size=batch_size))
+            out[keep] = self.mix.combine(out[keep], strong) if self.mix else strong
         self.last_stages = ["fast"] * len(items)
         for i in keep:
-            self.last_stages[i] = "strong"
-        self.counts["strong"] += len(keep)
+            self.last_stages[i] = self.kept_stage
+        self.counts[self.kept_stage] += len(keep)
         self.counts["fast"] += len(items) - len(keep)
         return out
+
+
+def scorer_id(scorer: Any) -> str:
+    """What identifies a scorer across machines: its weights' digest, else its name."""
+    from core.jsonl import path_digest
+
+    return path_digest(getattr(scorer, "path", None)) or str(getattr(scorer, "name", type(scorer).__name__))
+
+
+def cascade_mix_for(fast: EntailmentScorer, strong_dir: str | Path) -> CascadeMix | None:
+    """The mix saved in the strong scorer's folder, if any and if fitted with this fast scorer (else
+    None, with a warning: a mix fitted for another fast stage would decide at the wrong threshold)."""
+    path = Path(strong_dir) / CASCADE_MIX_NAME
+    if not path.is_file():
+        return None
+    mix = CascadeMix.load(path)
+    if mix.fast and mix.fast != scorer_id(fast):
+        import warnings
+
+        warnings.warn(f"{path}: fitted with the fast scorer {mix.fast!r}, not {scorer_id(fast)!r}; "
+                      "the cascade lets the strong stage decide alone", stacklevel=2)
+        return None
+    return mix
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(key: str) -> EntailmentScorer:
     if key.startswith(CASCADE_PREFIX):
         # the fast stage is the shipped scorer itself, not $MICROTHEORY_SCORER (which may name this cascade)
-        return CascadeScorer(load_scorer(SHIPPED_DIR), load_scorer(key[len(CASCADE_PREFIX):]))
+        fast, inner = load_scorer(SHIPPED_DIR), key[len(CASCADE_PREFIX):]
+        return CascadeScorer(fast, load_scorer(inner), mix=cascade_mix_for(fast, inner))
     if key == "overlap":
         return OverlapScorer()
     if key == "untrained":

@@ -566,6 +566,40 @@ def evaluate(systems: dict[str, Any], heldout: Sequence[EntailExample], dev: Seq
             "heldout_examples": len(heldout)}
 
 
+MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def fit_cascade_mix(fast: Any, strong: Any, heldout: Sequence[EntailExample], weights: Sequence[float] = MIX_WEIGHTS,
+                    prune_below: float | None = None, batch_size: int = 64) -> tuple[Any, list[dict[str, Any]]]:
+    """(the `CascadeMix` chosen, one row per weight tried) on held-out TRAIN examples: the weight of the
+    strong stage whose cascade scores (fast pruning, then the mix) reach the best F1 at their best
+    threshold, ties to the higher AUROC. The strong scorer scores only what the fast one lets through."""
+    from retrieval.entail import DEFAULT_PRUNE_BELOW, CascadeMix, scorer_id
+
+    if not heldout or len({e.label for e in heldout}) < 2:
+        raise InputError("the held-out examples must hold both labels (they choose the mix)")
+    prune = DEFAULT_PRUNE_BELOW if prune_below is None else float(prune_below)
+    items = [(e.premises, e.hypothesis) for e in heldout]
+    y = np.asarray([e.label for e in heldout])
+    f = np.asarray(fast.score_batch(items, batch_size=batch_size), dtype=np.float32)
+    keep = np.flatnonzero(f >= prune)
+    st = np.asarray(strong.score_batch([items[i] for i in keep], batch_size=batch_size), dtype=np.float32)
+    rows = []
+    for w in weights:
+        s = f.copy()
+        s[keep] = CascadeMix(float(w), 0.5).combine(f[keep], st)
+        thr = best_threshold(s, y)
+        rows.append({"strong_weight": float(w), **decision_metrics(s, y, thr), "auroc": auroc(s, y)})
+    best = max(rows, key=lambda r: (round(r["f1"], 6), r["auroc"]))
+    # pruning must not reject what the mix would accept (CascadeScorer clamps too)
+    thr = max(min(best["threshold"], 1 - 1e-6), 1e-6)
+    mix = CascadeMix(best["strong_weight"], thr, scorer_id(fast),
+                     {"prune_below": prune, "chosen_on": f"{len(heldout)} held-out train examples "
+                      f"({int(y.sum())} positive), best F1 over strong weights {list(map(float, weights))}",
+                      "heldout_f1": best["f1"], "heldout_auroc": best["auroc"], "strong": scorer_id(strong)})
+    return mix, rows
+
+
 def is_scorer_dir(path: str | Path) -> bool:
     p = Path(path)
     return (p / CONFIG_NAME).is_file() and (p / ADAPTER_NAME).is_file()

@@ -371,6 +371,83 @@ def test_cascade_prunes_with_the_fast_stage_and_lets_the_strong_one_decide():
     assert CascadeScorer(fast, _FixedScorer({}, threshold=0.03), prune_below=0.05).prune_below == 0.03
 
 
+def test_a_cascade_with_a_mix_decides_on_both_stages_scores():
+    from retrieval.entail import CascadeMix, CascadeScorer
+
+    fast = _FixedScorer({"a": 0.01, "b": 0.2, "c": 0.9}, threshold=0.4)
+    strong = _FixedScorer({"a": 0.99, "b": 0.8, "c": 0.1}, threshold=0.6)
+    cas = CascadeScorer(fast, strong, prune_below=0.05, mix=CascadeMix(0.5, 0.45))
+    got = cas.score_batch([(["p"], "a"), (["p"], "b"), (["p"], "c")])
+    assert strong.seen == ["b", "c"]                       # pruning as without a mix
+    # "b": logits -1.386 (fast) and +1.386 (strong) average to 0 -> 0.5; "c": 2.197 and -2.197 -> 0.5
+    assert np.allclose(got, [0.01, 0.5, 0.5], atol=1e-4)
+    assert cas.last_stages == ["fast", "fast+strong", "fast+strong"] and cas.counts == {"fast": 1, "fast+strong": 2}
+    assert cas.threshold == 0.45 and "strong weight 0.5" in cas.name
+    assert CascadeMix(1.0, 0.5).combine(np.array([0.2]), np.array([0.8]))[0] == pytest.approx(0.8, abs=1e-5)
+
+
+def test_cascade_mix_round_trips_and_rejects_a_bad_file(tmp_path: Path):
+    from retrieval.entail import CascadeMix
+
+    mix = CascadeMix(0.75, 0.42, "abc123", {"chosen_on": "x"})
+    mix.save(tmp_path / "cascade.json")
+    assert CascadeMix.load(tmp_path / "cascade.json") == mix
+    (tmp_path / "bad.json").write_text(json.dumps({"strong_weight": 2.0, "threshold": 0.5}))
+    with pytest.raises(ModelError, match="strong_weight"):
+        CascadeMix.load(tmp_path / "bad.json")
+    (tmp_path / "worse.json").write_text("{")
+    with pytest.raises(ModelError, match="not a cascade mix"):
+        CascadeMix.load(tmp_path / "worse.json")
+
+
+def test_a_mix_fitted_for_another_fast_scorer_is_not_used(tmp_path: Path):
+    from retrieval.entail import CASCADE_MIX_NAME, CascadeMix, cascade_mix_for, scorer_id
+
+    fast = OverlapScorer()
+    CascadeMix(0.5, 0.5, "some-other-scorer").save(tmp_path / CASCADE_MIX_NAME)
+    with pytest.warns(UserWarning, match="decide alone"):
+        assert cascade_mix_for(fast, tmp_path) is None
+    CascadeMix(0.5, 0.5, scorer_id(fast)).save(tmp_path / CASCADE_MIX_NAME)
+    assert cascade_mix_for(fast, tmp_path).strong_weight == 0.5
+    assert cascade_mix_for(fast, tmp_path / "nowhere") is None
+
+
+def test_fit_cascade_mix_chooses_the_weight_on_held_out_examples():
+    """Fast is right on "reversal" pairs, strong on "leaf" pairs: only a mix gets both right."""
+    from retrieval.entail_train import fit_cascade_mix
+
+    ex, fs, ss = [], {}, {}
+    for i in range(20):
+        pos = i % 2 == 0
+        h = f"rev{i}"
+        ex.append(EntailExample(("p",), h, int(pos), "reversed"))
+        fs[h], ss[h] = (0.95 if pos else 0.1), (0.55 if pos else 0.7)      # strong misses the reversal
+        h = f"leaf{i}"
+        ex.append(EntailExample(("p",), h, int(pos), "leaves"))
+        fs[h], ss[h] = (0.4 if pos else 0.6), (0.99 if pos else 0.1)       # fast misses the leaf set
+    fs["pruned"], ss["pruned"] = 0.01, 0.99
+    ex.append(EntailExample(("p",), "pruned", 0, "drop"))
+    strong = _FixedScorer(ss)
+    mix, rows = fit_cascade_mix(_FixedScorer(fs), strong, ex)
+    assert "pruned" not in strong.seen and len(rows) == 5
+    assert 0.0 < mix.strong_weight < 1.0 and 0.0 < mix.threshold < 1.0
+    by_w = {r["strong_weight"]: r["f1"] for r in rows}
+    assert by_w[mix.strong_weight] == 1.0 and by_w[0.0] < 1.0 and by_w[1.0] < 1.0
+    assert mix.meta["prune_below"] == 0.05 and "41 held-out train examples" in mix.meta["chosen_on"]
+    with pytest.raises(InputError, match="both labels"):
+        fit_cascade_mix(_FixedScorer(fs), strong, [e for e in ex if e.label == 1])
+
+
+def test_the_shipped_mpnet_cascade_reads_its_mix():
+    """cascade.json beside the MPNet adapter was fitted for the shipped MiniLM scorer: refit it
+    (`microtheory entail fit-cascade --strong mpnet ...`) whenever either scorer changes."""
+    from retrieval.entail import SHIPPED_DIR, SHIPPED_MPNET_DIR, CascadeMix, load_scorer, scorer_id
+
+    mix = CascadeMix.load(SHIPPED_MPNET_DIR / "cascade.json")
+    assert mix.fast == scorer_id(load_scorer(SHIPPED_DIR)) and mix.meta["strong"] == scorer_id(load_scorer("mpnet"))
+    assert load_scorer("cascade:mpnet").mix == mix
+
+
 def test_load_scorer_builds_a_cascade_from_its_spec():
     from retrieval.entail import CascadeScorer, load_scorer
 
