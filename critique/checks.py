@@ -511,8 +511,11 @@ class Checker:
 
 
 def fact_diff(unit: str, fact: str) -> int:
-    """Content words in one but not the other: 0 for a fact restated, 1-3 for a fact altered."""
-    return len(content_words(_strip_lead(unit)) ^ content_words(fact))
+    """Content words in one but not the other, plus one when exactly one of the two is negated: 0 for a
+    fact restated, 1-3 for a fact altered. (Negation words are stop words, so without the polarity
+    term "x is not y" read as restating the known fact "x is y": counted exact, never fact-checked.)"""
+    u = _strip_lead(unit)
+    return len(content_words(u) ^ content_words(fact)) + int(_Statement.of(u).polarity != _Statement.of(fact).polarity)
 
 
 _LEAD = re.compile(r"^(?:so|thus|therefore|hence|then|also|and|because|since|as a result|this means that|"

@@ -179,6 +179,25 @@ def test_fact_checks_with_project_knowledge_and_a_store_like_searcher():
     assert out.near_fact[0] == ("f1", facts[0].text)
 
 
+def test_a_negated_known_fact_is_not_read_as_restating_it():
+    """Negation words are stop words: without the polarity term a unit that negates a known fact had
+    fact_diff 0, counted as an exact restatement and was never the fact check's suspect."""
+    from core.types import Fact
+    from critique.checks import fact_diff
+    from retrieval.knowledge import knowledge_from_facts
+
+    assert fact_diff("So, summer has the most sunlight.", "summer has the most sunlight") == 0
+    assert fact_diff("Summer does not have the most sunlight.", "summer has the most sunlight") == 1
+    assert fact_diff("No plant requires sunlight.", "a plant does not require sunlight") == 0   # both negated
+    enc = HashingEncoder(64)
+    kn = knowledge_from_facts([Fact("f1", "summer has the most sunlight")], enc)
+    out = _checker(knowledge=kn).run([_rec("Summer does not have the most sunlight. The answer is (B).")])[0]
+    assert out.u[0, UNIT_FEATURES.index("fact_exact")] == 0.0 and out.u[0, UNIT_FEATURES.index("is_suspect")] == 1.0
+    assert out.g[GLOBAL_FEATURES.index("fact_exact_share")] == 0.0
+    same = _checker(knowledge=kn).run([_rec("Summer has the most sunlight. The answer is (B).")])[0]
+    assert same.u[0, UNIT_FEATURES.index("fact_exact")] == 1.0
+
+
 # --- fast mode (lexical checks), the head's fast part, derived features, fine-grained judgements ---------
 
 def test_fast_mode_uses_no_models_and_is_deterministic():
