@@ -591,7 +591,7 @@ def fit_cascade_mix(fast: Any, strong: Any, heldout: Sequence[EntailExample], we
         thr = best_threshold(s, y)
         rows.append({"strong_weight": float(w), **decision_metrics(s, y, thr), "auroc": auroc(s, y)})
     best = max(rows, key=lambda r: (round(r["f1"], 6), r["auroc"]))
-    # pruning must not reject what the mix would accept (CascadeScorer clamps too)
+    # strictly inside (0, 1), as CascadeMix.load requires (best_threshold may fall just outside the scores)
     thr = max(min(best["threshold"], 1 - 1e-6), 1e-6)
     mix = CascadeMix(best["strong_weight"], thr, scorer_id(fast),
                      {"prune_below": prune, "chosen_on": f"{len(heldout)} held-out train examples "
